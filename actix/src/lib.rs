@@ -1,0 +1,1 @@
+//! Placeholder: this adapter is built under its own issue.

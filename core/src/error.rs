@@ -1,0 +1,165 @@
+//! The errors a user matches on, each with the HTTP status an adapter answers with.
+
+use std::fmt;
+
+use crate::HeaderError;
+
+/// Why a webhook request was refused.
+///
+/// Every variant maps to the status an adapter answers with ([`status`](Self::status)) and
+/// a short reason that is safe to send back ([`reason`](Self::reason)): none ever carries
+/// a secret or the expected signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// No `X-Webhook-Signature` header. (400)
+    MissingHeader,
+    /// More than one `X-Webhook-Signature` header: the sender sends one, so a second one
+    /// is refused rather than guessed at. (400)
+    RepeatedHeader,
+    /// The header could not be parsed. (400)
+    MalformedHeader(HeaderError),
+    /// The timestamp is more than the tolerance in the past (a replay, or a very slow
+    /// queue). (401)
+    TimestampTooOld {
+        /// The signed timestamp.
+        timestamp: u64,
+        /// The receiver's clock when it checked.
+        now: u64,
+    },
+    /// The timestamp is more than the tolerance in the future (a skewed clock). (401)
+    TimestampInFuture {
+        /// The signed timestamp.
+        timestamp: u64,
+        /// The receiver's clock when it checked.
+        now: u64,
+    },
+    /// No signature matches any secret: a wrong secret, a forged request, or a body
+    /// that was changed (often by middleware that parsed and re-serialised JSON). (401)
+    SignatureMismatch,
+    /// The signature is valid but the body is not a webhook envelope with a string
+    /// `eventId` and `type`. (400)
+    NotAnEnvelope(String),
+    /// The body is larger than the configured limit. (413)
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body could not be read: the client went away, sent it too slowly, or the
+    /// transfer was broken. (400, or 408 for a timeout)
+    BodyRead {
+        /// Whether the read timed out.
+        timed_out: bool,
+    },
+}
+
+impl VerifyError {
+    /// The HTTP status an adapter answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingHeader
+            | Self::RepeatedHeader
+            | Self::MalformedHeader(_)
+            | Self::NotAnEnvelope(_)
+            | Self::BodyRead { timed_out: false } => 400,
+            Self::BodyRead { timed_out: true } => 408,
+            Self::TimestampTooOld { .. }
+            | Self::TimestampInFuture { .. }
+            | Self::SignatureMismatch => 401,
+            Self::BodyTooLarge { .. } => 413,
+        }
+    }
+
+    /// A short, stable reason, safe to send back to the client.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingHeader => "missing X-Webhook-Signature header",
+            Self::RepeatedHeader => "more than one X-Webhook-Signature header",
+            Self::MalformedHeader(e) => e.reason(),
+            Self::TimestampTooOld { .. } => "signature timestamp is too old",
+            Self::TimestampInFuture { .. } => "signature timestamp is in the future",
+            Self::SignatureMismatch => "signature does not match",
+            Self::NotAnEnvelope(_) => "body is not a webhook envelope with a string eventId",
+            Self::BodyTooLarge { .. } => "body is larger than the limit",
+            Self::BodyRead { timed_out: true } => "body was not received in time",
+            Self::BodyRead { timed_out: false } => "body could not be read",
+        }
+    }
+
+    /// A short machine-readable name for the error, for JSON responses and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingHeader => "missing_header",
+            Self::RepeatedHeader => "repeated_header",
+            Self::MalformedHeader(_) => "malformed_header",
+            Self::TimestampTooOld { .. } => "timestamp_too_old",
+            Self::TimestampInFuture { .. } => "timestamp_in_future",
+            Self::SignatureMismatch => "signature_mismatch",
+            Self::NotAnEnvelope(_) => "not_an_envelope",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyRead { .. } => "body_read",
+        }
+    }
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimestampTooOld { timestamp, now } => write!(
+                f,
+                "signature timestamp {timestamp} is {}s older than now ({now}): a replay, or check the server's clock",
+                now.saturating_sub(*timestamp)
+            ),
+            Self::TimestampInFuture { timestamp, now } => write!(
+                f,
+                "signature timestamp {timestamp} is {}s ahead of now ({now}): check the server's clock",
+                timestamp.saturating_sub(*now)
+            ),
+            Self::SignatureMismatch => f.write_str(
+                "signature does not match: check the secret, and verify the raw body before any JSON parsing",
+            ),
+            Self::NotAnEnvelope(why) => write!(f, "{}: {why}", self.reason()),
+            Self::BodyTooLarge { limit } => write!(f, "body is larger than the {limit}-byte limit"),
+            other => f.write_str(other.reason()),
+        }
+    }
+}
+
+impl std::error::Error for VerifyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::MalformedHeader(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<HeaderError> for VerifyError {
+    fn from(e: HeaderError) -> Self {
+        Self::MalformedHeader(e)
+    }
+}
+
+/// A configuration mistake, reported when the verifier or middleware is built rather
+/// than at the first request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The secret is empty or blank (often an unset environment variable).
+    EmptySecret,
+    /// The body limit is zero.
+    ZeroBodyLimit,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::EmptySecret => {
+                "the webhook signing secret is empty: is its environment variable set?"
+            }
+            Self::ZeroBodyLimit => "the body limit must be at least one byte",
+        })
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,538 @@
+//! The decisions every adapter shares: what to answer for each outcome, and when to
+//! complete or abandon a dedup claim. Adapters only move bytes and build responses.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::dedup::{Begin, Claim, DedupStore, MemoryStore};
+use crate::header::encode_hex32;
+use crate::{Clock, ConfigError, Secret, Verified, Verifier, VerifyError};
+
+/// The default largest body read, in bytes (1 MiB). Real deliveries are a few hundred
+/// bytes; the limit exists so a hostile client cannot make the receiver buffer gigabytes.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The default time allowed for reading the whole body. The sender posts a small body
+/// at once, so a client still trickling bytes after this is refused (408) instead of
+/// holding a task.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `Retry-After` sent with a 409 while another copy of the event is being processed.
+pub const RETRY_AFTER_SECS: u64 = 60;
+
+/// Event ids longer than this are hashed before they become store keys, so a key's size
+/// is bounded whatever the body holds.
+const MAX_PLAIN_KEY_LEN: usize = 128;
+
+/// What to do when the dedup store cannot answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnStoreError {
+    /// Answer 503: the sender retries later, so nothing is lost (the default).
+    #[default]
+    Reject,
+    /// Run the handler without deduplication. Choose this only when the handler is
+    /// idempotent on its own: a duplicate may then be processed twice.
+    PassThrough,
+}
+
+/// The headers the sender adds that are **not** covered by the signature. They are only
+/// used in logs; every decision is taken from the signed body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnsignedHeaders<'a> {
+    /// `X-Webhook-Delivery`.
+    pub delivery_id: Option<&'a str>,
+    /// `X-Webhook-Event`.
+    pub event_type: Option<&'a str>,
+}
+
+/// A webhook endpoint's rules: the verifier, the dedup store and the body limits.
+///
+/// The adapter crates wrap a gate; use it directly to receive webhooks in a framework
+/// they do not cover:
+///
+/// ```
+/// use mapping_webhooks::{Admission, Gate, Secret, Signer, UnsignedHeaders};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let secret = Secret::new("whsec_test")?;
+/// let gate = Gate::new(secret.clone());
+/// let body = br#"{"id":"del_1","eventId":"evt_1","type":"mapping.completed","data":{}}"#;
+/// let header = Signer::new(secret).sign_now(body);
+///
+/// match gate.admit([header.as_bytes()], UnsignedHeaders::default(), body).await {
+///     Admission::Process { verified, ticket } => {
+///         // ... handle `verified.event_id` here, then report how it went:
+///         ticket.finish(200).await;
+///     }
+///     Admission::Reply(reply) => panic!("refused: {} {}", reply.status(), reply.reason()),
+/// }
+/// // A second copy of the same event is answered without running the handler.
+/// let header = Signer::new(Secret::new("whsec_test")?).sign_now(body);
+/// let Admission::Reply(reply) = gate.admit([header.as_bytes()], UnsignedHeaders::default(), body).await
+/// else { panic!("processed twice") };
+/// assert_eq!(reply.status(), 200);
+/// # Ok::<(), mapping_webhooks::ConfigError>(())
+/// # }).unwrap();
+/// ```
+pub struct Gate<D = MemoryStore> {
+    verifier: Verifier,
+    store: Option<Arc<D>>,
+    namespace: Option<Box<str>>,
+    on_store_error: OnStoreError,
+    body_limit: usize,
+    read_timeout: Duration,
+}
+
+impl<D> Clone for Gate<D> {
+    fn clone(&self) -> Self {
+        Self {
+            verifier: self.verifier.clone(),
+            store: self.store.clone(),
+            namespace: self.namespace.clone(),
+            on_store_error: self.on_store_error,
+            body_limit: self.body_limit,
+            read_timeout: self.read_timeout,
+        }
+    }
+}
+
+impl Gate {
+    /// A gate for `secret`, with the default tolerance, limits and a [`MemoryStore`].
+    pub fn new(secret: Secret) -> Self {
+        Self {
+            verifier: Verifier::new(secret),
+            store: Some(Arc::new(MemoryStore::new())),
+            namespace: None,
+            on_store_error: OnStoreError::default(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+        }
+    }
+}
+
+impl<D: DedupStore> Gate<D> {
+    /// Also accepts signatures made with a previous secret (see
+    /// [`Verifier::previous_secret`]).
+    #[must_use]
+    pub fn previous_secret(mut self, secret: Secret) -> Self {
+        self.verifier = self.verifier.previous_secret(secret);
+        self
+    }
+
+    /// How far the signed timestamp may be from the clock, either way (default 5 minutes).
+    #[must_use]
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.verifier = self.verifier.tolerance(tolerance);
+        self
+    }
+
+    /// Reads the verifier's time from `clock` (for tests).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.verifier = self.verifier.clock(clock);
+        self
+    }
+
+    /// The largest body read (default [`DEFAULT_BODY_LIMIT`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::ZeroBodyLimit`] for a limit of zero.
+    pub fn body_limit(mut self, bytes: usize) -> Result<Self, ConfigError> {
+        if bytes == 0 {
+            return Err(ConfigError::ZeroBodyLimit);
+        }
+        self.body_limit = bytes;
+        Ok(self)
+    }
+
+    /// The time allowed for reading the body (default [`DEFAULT_READ_TIMEOUT`]).
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Deduplicates with `store` instead.
+    #[must_use]
+    pub fn dedup<S: DedupStore>(self, store: S) -> Gate<S> {
+        Gate {
+            verifier: self.verifier,
+            store: Some(Arc::new(store)),
+            namespace: self.namespace,
+            on_store_error: self.on_store_error,
+            body_limit: self.body_limit,
+            read_timeout: self.read_timeout,
+        }
+    }
+
+    /// Does not deduplicate: every verified request runs the handler.
+    #[must_use]
+    pub fn without_dedup(mut self) -> Self {
+        self.store = None;
+        self
+    }
+
+    /// Prefixes store keys with `namespace`, so one store can serve several endpoints.
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into().into_boxed_str());
+        self
+    }
+
+    /// What to do when the store cannot answer (default [`OnStoreError::Reject`]).
+    #[must_use]
+    pub fn on_store_error(mut self, policy: OnStoreError) -> Self {
+        self.on_store_error = policy;
+        self
+    }
+
+    /// The verifier.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// The largest body read.
+    pub fn get_body_limit(&self) -> usize {
+        self.body_limit
+    }
+
+    /// The time allowed for reading the body.
+    pub fn get_read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
+    /// Refuses a declared `Content-Length` over the limit before any byte is read.
+    ///
+    /// # Errors
+    ///
+    /// A 413 [`Reply`] when `content_length` is over the limit.
+    pub fn check_content_length(
+        &self,
+        content_length: Option<u64>,
+        unsigned: UnsignedHeaders<'_>,
+    ) -> Result<(), Reply> {
+        match content_length {
+            Some(len) if len > self.body_limit as u64 => Err(self.refuse(
+                VerifyError::BodyTooLarge {
+                    limit: self.body_limit,
+                },
+                unsigned,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Logs a refusal found by the adapter itself (the body was too large or could
+    /// not be read) and turns it into a reply.
+    pub fn refuse(&self, error: VerifyError, unsigned: UnsignedHeaders<'_>) -> Reply {
+        tracing::warn!(
+            status = error.status(),
+            reason = error.reason(),
+            delivery_id = unsigned.delivery_id,
+            event_type = unsigned.event_type,
+            "webhook refused"
+        );
+        Reply::Refused(error)
+    }
+
+    /// Verifies a request and claims its event.
+    ///
+    /// `signatures` are the values of every `X-Webhook-Signature` header (none or more
+    /// than one is refused), `body` the raw body, read within the limit.
+    pub async fn admit<'h>(
+        &self,
+        signatures: impl IntoIterator<Item = &'h [u8]>,
+        unsigned: UnsignedHeaders<'_>,
+        body: &[u8],
+    ) -> Admission<D> {
+        let mut signatures = signatures.into_iter();
+        let header = match (signatures.next(), signatures.next()) {
+            (Some(header), None) => header,
+            (None, _) => {
+                return Admission::Reply(self.refuse(VerifyError::MissingHeader, unsigned));
+            }
+            (Some(_), Some(_)) => {
+                return Admission::Reply(self.refuse(VerifyError::RepeatedHeader, unsigned));
+            }
+        };
+        let verified = match self.verifier.verify(header, body) {
+            Ok(verified) => verified,
+            Err(error) => return Admission::Reply(self.refuse(error, unsigned)),
+        };
+        if let Some(hint) = unsigned.event_type
+            && hint != verified.event_type
+        {
+            tracing::warn!(
+                header = hint,
+                body = verified.event_type,
+                event_id = verified.event_id,
+                "X-Webhook-Event disagrees with the signed body; using the body"
+            );
+        }
+        let Some(store) = &self.store else {
+            return Admission::Process {
+                verified,
+                ticket: Ticket::unclaimed(),
+            };
+        };
+        let key = self.key_for(&verified.event_id);
+        match store.begin(&key).await {
+            Ok(Begin::New(claim)) => Admission::Process {
+                verified,
+                ticket: Ticket {
+                    claim: Some(Held {
+                        store: Arc::clone(store),
+                        key,
+                        claim,
+                    }),
+                },
+            },
+            Ok(Begin::Done) => {
+                tracing::debug!(
+                    event_id = verified.event_id,
+                    delivery_id = verified.delivery_id,
+                    "webhook already processed; acknowledged without running the handler"
+                );
+                Admission::Reply(Reply::AlreadyProcessed)
+            }
+            Ok(Begin::InFlight) => {
+                tracing::info!(
+                    event_id = verified.event_id,
+                    delivery_id = verified.delivery_id,
+                    "another copy of this webhook is being processed; asked the sender to retry"
+                );
+                Admission::Reply(Reply::InFlight)
+            }
+            Err(error) => match self.on_store_error {
+                OnStoreError::Reject => {
+                    tracing::error!(
+                        %error,
+                        event_id = verified.event_id,
+                        delivery_id = verified.delivery_id,
+                        "dedup store failed; answered 503 so the sender retries"
+                    );
+                    Admission::Reply(Reply::StoreUnavailable)
+                }
+                OnStoreError::PassThrough => {
+                    tracing::warn!(
+                        %error,
+                        event_id = verified.event_id,
+                        delivery_id = verified.delivery_id,
+                        "dedup store failed; running the handler without deduplication"
+                    );
+                    Admission::Process {
+                        verified,
+                        ticket: Ticket::unclaimed(),
+                    }
+                }
+            },
+        }
+    }
+
+    /// The store key for an event: the namespace, and the id itself, or its SHA-256 when
+    /// it is long.
+    fn key_for(&self, event_id: &str) -> String {
+        let ns = self.namespace.as_deref().unwrap_or("");
+        let mut key = String::with_capacity(ns.len() + 1 + event_id.len().min(64 + 7));
+        if !ns.is_empty() {
+            key.push_str(ns);
+            key.push(':');
+        }
+        if event_id.len() <= MAX_PLAIN_KEY_LEN {
+            key.push_str(event_id);
+        } else {
+            key.push_str("sha256:");
+            encode_hex32(&Sha256::digest(event_id.as_bytes()), &mut key);
+        }
+        key
+    }
+}
+
+impl<D> fmt::Debug for Gate<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gate")
+            .field("verifier", &self.verifier)
+            .field("dedup", &self.store.is_some())
+            .field("namespace", &self.namespace)
+            .field("on_store_error", &self.on_store_error)
+            .field("body_limit", &self.body_limit)
+            .field("read_timeout", &self.read_timeout)
+            .finish()
+    }
+}
+
+/// What [`Gate::admit`] decided.
+#[derive(Debug)]
+pub enum Admission<D: DedupStore> {
+    /// Run the handler with this verified event, then [`finish`](Ticket::finish) the
+    /// ticket with its status.
+    Process {
+        /// The verified request.
+        verified: Verified,
+        /// The dedup claim, to finish once the handler answered.
+        ticket: Ticket<D>,
+    },
+    /// Answer this without running the handler.
+    Reply(Reply),
+}
+
+/// An answer given without running the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// The request was refused (4xx).
+    Refused(VerifyError),
+    /// The event was already processed: 200, so the sender stops retrying.
+    AlreadyProcessed,
+    /// Another copy of the event is being processed: 409 with `Retry-After`, so the
+    /// sender retries and finds it done (or free again, if that copy failed).
+    InFlight,
+    /// The dedup store could not answer: 503, so the sender retries later.
+    StoreUnavailable,
+}
+
+impl Reply {
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Refused(e) => e.status(),
+            Self::AlreadyProcessed => 200,
+            Self::InFlight => 409,
+            Self::StoreUnavailable => 503,
+        }
+    }
+
+    /// A short reason for the response body, safe to send to the client.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Refused(e) => e.reason(),
+            Self::AlreadyProcessed => "event already processed",
+            Self::InFlight => "event is being processed; retry later",
+            Self::StoreUnavailable => "deduplication store unavailable; retry later",
+        }
+    }
+
+    /// A short machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Refused(e) => e.code(),
+            Self::AlreadyProcessed => "already_processed",
+            Self::InFlight => "in_flight",
+            Self::StoreUnavailable => "store_unavailable",
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, where one belongs.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::InFlight => Some(RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+
+    /// The refusal, when this is one.
+    pub fn error(&self) -> Option<&VerifyError> {
+        match self {
+            Self::Refused(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A JSON body: `{"status":…,"code":"…","reason":"…"}`.
+    pub fn to_json(&self) -> String {
+        // The code and reason are fixed ASCII strings without quotes or backslashes.
+        format!(
+            r#"{{"status":{},"code":"{}","reason":"{}"}}"#,
+            self.status(),
+            self.code(),
+            self.reason()
+        )
+    }
+}
+
+/// The dedup claim of a request whose handler is running.
+///
+/// [`finish`](Self::finish) it with the handler's status. A ticket dropped without being
+/// finished (the handler panicked, the client went away, a timeout fired) abandons its
+/// claim, so the sender's retry is processed: an event is only remembered as done once
+/// its handler answered 2xx.
+#[must_use = "finish the ticket with the handler's status, or the event is retried"]
+pub struct Ticket<D: DedupStore> {
+    claim: Option<Held<D>>,
+}
+
+struct Held<D> {
+    store: Arc<D>,
+    key: String,
+    claim: Claim,
+}
+
+impl<D: DedupStore> Ticket<D> {
+    fn unclaimed() -> Self {
+        Self { claim: None }
+    }
+
+    /// Whether this request holds a dedup claim (false without dedup, or when the store
+    /// failed and [`OnStoreError::PassThrough`] let it through).
+    pub fn is_claimed(&self) -> bool {
+        self.claim.is_some()
+    }
+
+    /// Completes the claim when `status` is 2xx, abandons it otherwise.
+    pub async fn finish(self, status: u16) {
+        if (200..300).contains(&status) {
+            self.succeeded().await;
+        } else {
+            self.failed().await;
+        }
+    }
+
+    /// The handler succeeded: remember the event as done.
+    pub async fn succeeded(mut self) {
+        if let Some(held) = self.claim.take()
+            && let Err(error) = held.store.complete(&held.key, held.claim).await
+        {
+            // The handler did its work and the sender gets its 2xx; only the memory of it
+            // is lost, and the claim expires after its lease.
+            tracing::error!(%error, key = held.key, "could not mark a processed webhook as done");
+        }
+    }
+
+    /// The handler failed: free the claim so the sender's retry is processed.
+    pub async fn failed(mut self) {
+        if let Some(held) = self.claim.take() {
+            tracing::info!(
+                key = held.key,
+                "webhook handler failed; the event stays retryable"
+            );
+            if let Err(error) = held.store.abandon(&held.key, held.claim).await {
+                tracing::warn!(%error, key = held.key, "could not free a dedup claim; it expires after its lease");
+            }
+        }
+    }
+}
+
+impl<D: DedupStore> Drop for Ticket<D> {
+    fn drop(&mut self) {
+        if let Some(held) = self.claim.take() {
+            tracing::warn!(
+                key = held.key,
+                "webhook handler did not finish (panic, timeout or client gone); the event stays retryable"
+            );
+            held.store.abandon_detached(held.key, held.claim);
+        }
+    }
+}
+
+impl<D: DedupStore> fmt::Debug for Ticket<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("key", &self.claim.as_ref().map(|h| &h.key))
+            .finish()
+    }
+}

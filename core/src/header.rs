@@ -1,0 +1,374 @@
+//! Parsing of the `X-Webhook-Signature` header: `t=<unix secs>,v1=<hex>[,v1=<hex>…]`.
+
+use std::fmt;
+
+/// The longest header accepted, in bytes. A real one is about 80 bytes per signature.
+pub const MAX_HEADER_LEN: usize = 1024;
+
+/// The most `v1` signatures looked at. The sender sends one, or one per secret while a
+/// secret is being rotated; more than this is refused rather than hashed over.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// A parsed `X-Webhook-Signature` header.
+///
+/// Parsing only checks the shape; [`Verifier`](crate::Verifier) checks the signatures.
+///
+/// ```
+/// use mapping_webhooks::SignatureHeader;
+///
+/// let header = SignatureHeader::parse(
+///     "t=1717250400,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd",
+/// )
+/// .unwrap();
+/// assert_eq!(header.timestamp(), 1_717_250_400);
+/// assert_eq!(header.signatures().count(), 1);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignatureHeader {
+    timestamp: u64,
+    /// Decoded `v1` values; `None` for one that was not 64 hex digits (it can match nothing).
+    signatures: [Option<[u8; 32]>; MAX_SIGNATURES],
+    len: usize,
+}
+
+/// Why a signature header could not be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// The header is empty.
+    Empty,
+    /// The header is longer than [`MAX_HEADER_LEN`].
+    TooLong,
+    /// A part is not `key=value`, or the header is not ASCII.
+    MalformedPart,
+    /// There is no `t=` part.
+    MissingTimestamp,
+    /// There is more than one `t=` part.
+    DuplicateTimestamp,
+    /// `t=` is not a whole number of seconds that fits in 64 bits (signs are refused).
+    InvalidTimestamp,
+    /// There is no `v1=` part.
+    MissingSignature,
+    /// There are more than [`MAX_SIGNATURES`] `v1=` parts.
+    TooManySignatures,
+    /// No `v1=` value is 64 hex digits, so none can be a SHA-256 HMAC.
+    InvalidSignature,
+}
+
+impl HeaderError {
+    /// A short reason, safe to send back to the client.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Empty => "signature header is empty",
+            Self::TooLong => "signature header is too long",
+            Self::MalformedPart => "signature header is not a list of key=value parts",
+            Self::MissingTimestamp => "signature header has no t= timestamp",
+            Self::DuplicateTimestamp => "signature header has more than one t= timestamp",
+            Self::InvalidTimestamp => "signature header timestamp is not a valid unix time",
+            Self::MissingSignature => "signature header has no v1= signature",
+            Self::TooManySignatures => "signature header has too many v1= signatures",
+            Self::InvalidSignature => "signature header v1= value is not 64 hex digits",
+        }
+    }
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+impl SignatureHeader {
+    /// Parses a header value.
+    ///
+    /// Parts are separated by commas, with optional spaces around them; parts with an
+    /// unknown key (`v0=`, a future `v2=`) are ignored.
+    ///
+    /// # Errors
+    ///
+    /// A [`HeaderError`] saying what is wrong; never panics, whatever the input.
+    pub fn parse(header: impl AsRef<[u8]>) -> Result<Self, HeaderError> {
+        Self::parse_bytes(header.as_ref())
+    }
+
+    fn parse_bytes(header: &[u8]) -> Result<Self, HeaderError> {
+        if header.len() > MAX_HEADER_LEN {
+            return Err(HeaderError::TooLong);
+        }
+        if header.iter().all(u8::is_ascii_whitespace) {
+            return Err(HeaderError::Empty);
+        }
+        let mut timestamp = None;
+        let mut signatures = [None; MAX_SIGNATURES];
+        let mut len = 0;
+        let mut any_valid = false;
+        for part in header.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            let Some(eq) = part.iter().position(|&b| b == b'=') else {
+                return Err(HeaderError::MalformedPart);
+            };
+            let (key, value) = (&part[..eq], &part[eq + 1..]);
+            match key {
+                b"t" => {
+                    if timestamp.is_some() {
+                        return Err(HeaderError::DuplicateTimestamp);
+                    }
+                    timestamp = Some(parse_timestamp(value)?);
+                }
+                b"v1" => {
+                    if len == MAX_SIGNATURES {
+                        return Err(HeaderError::TooManySignatures);
+                    }
+                    let decoded = decode_hex32(value);
+                    any_valid |= decoded.is_some();
+                    signatures[len] = decoded;
+                    len += 1;
+                }
+                b"" => return Err(HeaderError::MalformedPart),
+                _ => {}
+            }
+        }
+        let timestamp = timestamp.ok_or(HeaderError::MissingTimestamp)?;
+        if len == 0 {
+            return Err(HeaderError::MissingSignature);
+        }
+        if !any_valid {
+            return Err(HeaderError::InvalidSignature);
+        }
+        Ok(Self {
+            timestamp,
+            signatures,
+            len,
+        })
+    }
+
+    /// The signed timestamp, in seconds since the Unix epoch.
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    /// The well-formed `v1` signatures, in header order.
+    pub fn signatures(&self) -> impl Iterator<Item = &[u8; 32]> {
+        self.signatures[..self.len].iter().flatten()
+    }
+}
+
+impl fmt::Debug for SignatureHeader {
+    // Signatures are left out: a log line should never carry one.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignatureHeader")
+            .field("timestamp", &self.timestamp)
+            .field("signatures", &self.len)
+            .finish()
+    }
+}
+
+fn parse_timestamp(digits: &[u8]) -> Result<u64, HeaderError> {
+    if digits.is_empty() {
+        return Err(HeaderError::InvalidTimestamp);
+    }
+    let mut value: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return Err(HeaderError::InvalidTimestamp);
+        }
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or(HeaderError::InvalidTimestamp)?;
+    }
+    Ok(value)
+}
+
+/// Decodes exactly 64 hex digits (either case) into 32 bytes; anything else is `None`.
+fn decode_hex32(hex: &[u8]) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Writes 32 bytes as 64 lowercase hex digits.
+pub(crate) fn encode_hex32(bytes: &[u8], out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIG: &str = "5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd";
+
+    fn parse(s: &str) -> Result<SignatureHeader, HeaderError> {
+        SignatureHeader::parse(s)
+    }
+
+    #[test]
+    fn parses_one_signature() {
+        let h = parse(&format!("t=1717250400,v1={SIG}")).unwrap();
+        assert_eq!(h.timestamp(), 1_717_250_400);
+        let sigs: Vec<_> = h.signatures().collect();
+        assert_eq!(sigs.len(), 1);
+        assert_eq!(sigs[0][0], 0x52);
+        assert_eq!(sigs[0][31], 0xbd);
+    }
+
+    #[test]
+    fn parses_several_signatures_in_any_order_with_spaces() {
+        let other = "A".repeat(64);
+        let h = parse(&format!("v1={other}, t=5 ,v1={SIG}")).unwrap();
+        assert_eq!(h.timestamp(), 5);
+        let sigs: Vec<_> = h.signatures().collect();
+        assert_eq!(sigs.len(), 2);
+        assert_eq!(sigs[0], &[0xaa; 32]);
+    }
+
+    #[test]
+    fn ignores_unknown_schemes() {
+        let h = parse(&format!("t=1,v0=zz,v1={SIG},v2=whatever")).unwrap();
+        assert_eq!(h.signatures().count(), 1);
+    }
+
+    #[test]
+    fn empty_header() {
+        assert_eq!(parse(""), Err(HeaderError::Empty));
+        assert_eq!(parse("   "), Err(HeaderError::Empty));
+    }
+
+    #[test]
+    fn overflowing_and_signed_timestamps() {
+        for t in [
+            "18446744073709551616",
+            "99999999999999999999999",
+            "-1",
+            "+1",
+            "",
+            "1.5",
+            "1e9",
+            " 1 2",
+        ] {
+            assert_eq!(
+                parse(&format!("t={t},v1={SIG}")),
+                Err(HeaderError::InvalidTimestamp),
+                "t={t}"
+            );
+        }
+        // u64::MAX itself parses: the window check refuses it later.
+        assert_eq!(
+            parse(&format!("t=18446744073709551615,v1={SIG}"))
+                .unwrap()
+                .timestamp(),
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn non_hex_and_wrong_length_signatures() {
+        let non_hex = format!("{}zz", &SIG[..62]);
+        for v1 in [non_hex.as_str(), &SIG[..63], &SIG[..62], "", &SIG[..32]] {
+            assert_eq!(
+                parse(&format!("t=1,v1={v1}")),
+                Err(HeaderError::InvalidSignature),
+                "v1={v1}"
+            );
+        }
+        let long = format!("{SIG}00");
+        assert_eq!(
+            parse(&format!("t=1,v1={long}")),
+            Err(HeaderError::InvalidSignature)
+        );
+        // A malformed v1 beside a good one is skipped, not fatal.
+        let h = parse(&format!("t=1,v1=abc,v1={SIG}")).unwrap();
+        assert_eq!(h.signatures().count(), 1);
+    }
+
+    #[test]
+    fn missing_and_duplicate_parts() {
+        assert_eq!(
+            parse(&format!("v1={SIG}")),
+            Err(HeaderError::MissingTimestamp)
+        );
+        assert_eq!(parse("t=1"), Err(HeaderError::MissingSignature));
+        assert_eq!(
+            parse(&format!("t=1,t=2,v1={SIG}")),
+            Err(HeaderError::DuplicateTimestamp)
+        );
+        assert_eq!(
+            parse(&format!("t=1,,v1={SIG}")),
+            Err(HeaderError::MalformedPart)
+        );
+        assert_eq!(
+            parse(&format!("t=1;v1={SIG}")),
+            Err(HeaderError::InvalidTimestamp)
+        );
+        assert_eq!(
+            parse(&format!("t=1,={SIG}")),
+            Err(HeaderError::MalformedPart)
+        );
+        assert_eq!(parse("garbage"), Err(HeaderError::MalformedPart));
+    }
+
+    #[test]
+    fn caps_length_and_count() {
+        let nine = vec![format!("v1={SIG}"); MAX_SIGNATURES + 1].join(",");
+        assert!(nine.len() < MAX_HEADER_LEN);
+        assert_eq!(
+            parse(&format!("t=1,{nine}")),
+            Err(HeaderError::TooManySignatures)
+        );
+        let eight = vec![format!("v1={SIG}"); MAX_SIGNATURES].join(",");
+        assert_eq!(
+            parse(&format!("t=1,{eight}")).unwrap().signatures().count(),
+            8
+        );
+        let huge = format!("t=1,v1={SIG},x={}", "a".repeat(MAX_HEADER_LEN));
+        assert_eq!(parse(&huge), Err(HeaderError::TooLong));
+    }
+
+    #[test]
+    fn non_ascii_bytes_never_panic() {
+        for bytes in [
+            &b"t=\xff,v1=00"[..],
+            b"\xc3\xa9=1",
+            b"t=1,v1=\xe2\x82\xac",
+            b"=",
+            b",",
+        ] {
+            assert!(SignatureHeader::parse(bytes).is_err());
+        }
+    }
+
+    #[test]
+    fn debug_hides_signatures() {
+        let h = parse(&format!("t=1,v1={SIG}")).unwrap();
+        let shown = format!("{h:?}");
+        assert!(!shown.contains("5257"), "{shown}");
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        let bytes: Vec<u8> = (0..32).collect();
+        let mut s = String::new();
+        encode_hex32(&bytes, &mut s);
+        assert_eq!(decode_hex32(s.as_bytes()).unwrap().to_vec(), bytes);
+    }
+}

@@ -1,0 +1,78 @@
+//! Receive [Mapping.Travel](https://mapping.travel) webhooks safely: verify their
+//! signatures, refuse replays, deduplicate retries and parse the envelope.
+//!
+//! This is the framework-free core. It knows bytes and strings, never HTTP types;
+//! `mapping-webhooks-tower` (axum, hyper) and `mapping-webhooks-actix` wrap it as
+//! middleware.
+//!
+//! # What a request must pass
+//!
+//! Each delivery carries `X-Webhook-Signature: t=<unix secs>,v1=<hex>`, where `v1` is
+//! HMAC-SHA256 of `"{t}.{raw body}"` keyed with the endpoint's signing secret. A request
+//! is accepted when:
+//!
+//! 1. there is exactly one such header, of at most [`MAX_HEADER_LEN`] bytes and
+//!    [`MAX_SIGNATURES`] `v1` values;
+//! 2. `t` is within the tolerance of the receiver's clock, either way (default
+//!    [five minutes](DEFAULT_TOLERANCE));
+//! 3. some `v1` equals the HMAC under the current secret or a previous one (compared in
+//!    constant time, over the raw bytes, before any JSON parsing);
+//! 4. the signed body is a JSON object with a string `eventId` and `type`.
+//!
+//! The secret is the **whole string** the dashboard showed, `whsec_` prefix included,
+//! used as raw bytes.
+//!
+//! # Deduplication
+//!
+//! The sender retries any non-2xx answer and may deliver an event more than once;
+//! `eventId` is stable across attempts. [`Gate`] claims each event in a [`DedupStore`]
+//! before the handler runs and marks it done only when the handler answered 2xx; see the
+//! [`dedup`] module for the protocol.
+//!
+//! # Example
+//!
+//! ```
+//! use mapping_webhooks::{Secret, Signer, Verifier, VerifyError};
+//!
+//! let secret = Secret::new("whsec_e1c5d3a0b2f4c6d8e0f2a4b6c8d0e2f4a6b83a0e")?;
+//! let verifier = Verifier::new(secret.clone());
+//! let body = br#"{"id":"del_1","eventId":"evt_1","type":"mapping.completed","data":{}}"#;
+//!
+//! let header = Signer::new(secret).sign_now(body);
+//! assert_eq!(verifier.verify(&header, body)?.event_id, "evt_1");
+//!
+//! // One changed byte and the signature no longer matches.
+//! let tampered = br#"{"id":"del_1","eventId":"evt_2","type":"mapping.completed","data":{}}"#;
+//! assert_eq!(verifier.verify(&header, tampered), Err(VerifyError::SignatureMismatch));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod clock;
+pub mod dedup;
+mod envelope;
+mod error;
+mod gate;
+mod header;
+mod secret;
+mod sign;
+mod verify;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use dedup::{Begin, Claim, DedupStore, MemoryStore, StoreError};
+pub use envelope::{Envelope, Event, MAPPING_COMPLETED, MappingCompleted};
+pub use error::{ConfigError, VerifyError};
+pub use gate::{
+    Admission, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate, OnStoreError, RETRY_AFTER_SECS,
+    Reply, Ticket, UnsignedHeaders,
+};
+pub use header::{HeaderError, MAX_HEADER_LEN, MAX_SIGNATURES, SignatureHeader};
+pub use secret::Secret;
+pub use sign::Signer;
+pub use verify::{DEFAULT_TOLERANCE, MatchedSecret, SignatureMatch, Verified, Verifier};
+
+/// The header carrying the signature.
+pub const SIGNATURE_HEADER: &str = "x-webhook-signature";
+/// The header naming the event type (not signed: a hint only).
+pub const EVENT_HEADER: &str = "x-webhook-event";
+/// The header naming the delivery attempt (not signed: a hint only).
+pub const DELIVERY_HEADER: &str = "x-webhook-delivery";

@@ -1,0 +1,1 @@
+//! Runnable examples live in `src/bin/` (added with the adapter issues).

@@ -1,0 +1,1 @@
+//! The conformance suite (added with the actix issue).
