@@ -536,3 +536,250 @@ impl<D: DedupStore> fmt::Debug for Ticket<D> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::{ManualClock, Signer, StoreError};
+
+    const SECRET: &str = "whsec_gate_test_0123456789abcdef";
+    const NOW: u64 = 1_717_250_400;
+
+    fn body(event_id: &str) -> Vec<u8> {
+        format!(r#"{{"id":"del_1","eventId":"{event_id}","type":"mapping.completed","data":{{}}}}"#)
+            .into_bytes()
+    }
+
+    fn sign(body: &[u8]) -> String {
+        Signer::new(Secret::new(SECRET).unwrap()).sign(body, NOW)
+    }
+
+    fn gate() -> Gate {
+        Gate::new(Secret::new(SECRET).unwrap()).clock(ManualClock::at_secs(NOW))
+    }
+
+    async fn admit<D: DedupStore>(gate: &Gate<D>, body: &[u8]) -> Admission<D> {
+        let header = sign(body);
+        gate.admit([header.as_bytes()], UnsignedHeaders::default(), body)
+            .await
+    }
+
+    fn reply<D: DedupStore>(a: Admission<D>) -> Reply {
+        match a {
+            Admission::Reply(r) => r,
+            Admission::Process { verified, .. } => panic!("processed {}", verified.event_id),
+        }
+    }
+
+    fn process<D: DedupStore>(a: Admission<D>) -> (Verified, Ticket<D>) {
+        match a {
+            Admission::Process { verified, ticket } => (verified, ticket),
+            Admission::Reply(r) => panic!("replied {} {}", r.status(), r.reason()),
+        }
+    }
+
+    /// Counts calls and can be told to fail; wraps a real `MemoryStore`.
+    #[derive(Default)]
+    struct Probe {
+        inner: MemoryStore,
+        calls: AtomicUsize,
+        fail: bool,
+    }
+
+    impl DedupStore for Probe {
+        async fn begin(&self, key: &str) -> Result<Begin, StoreError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.fail {
+                return Err(StoreError::backend("store is down"));
+            }
+            self.inner.begin(key).await
+        }
+        async fn complete(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
+            self.inner.complete(key, claim).await
+        }
+        async fn abandon(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
+            self.inner.abandon(key, claim).await
+        }
+    }
+
+    #[tokio::test]
+    async fn processes_once_then_acknowledges_duplicates() {
+        let gate = gate();
+        let b = body("evt_1");
+        let (verified, ticket) = process(admit(&gate, &b).await);
+        assert_eq!(verified.event_id, "evt_1");
+        assert!(ticket.is_claimed());
+        assert_eq!(reply(admit(&gate, &b).await), Reply::InFlight);
+        ticket.finish(204).await;
+        let r = reply(admit(&gate, &b).await);
+        assert_eq!((r.status(), r.code()), (200, "already_processed"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_dropped_handler_leaves_the_event_retryable() {
+        let gate = gate();
+        let b = body("evt_2");
+        for status in [500, 404, 302, 199] {
+            let (_, ticket) = process(admit(&gate, &b).await);
+            ticket.finish(status).await;
+        }
+        let (_, ticket) = process(admit(&gate, &b).await);
+        drop(ticket); // a panic or a dropped future
+        let (_, ticket) = process(admit(&gate, &b).await);
+        ticket.finish(200).await;
+        assert_eq!(reply(admit(&gate, &b).await), Reply::AlreadyProcessed);
+    }
+
+    #[tokio::test]
+    async fn a_forged_request_never_touches_the_store() {
+        let probe = Probe::default();
+        let gate = gate().dedup(probe);
+        let b = body("evt_real");
+        let forged = Signer::new(Secret::new("whsec_attacker").unwrap()).sign(&b, NOW);
+        let r = reply(
+            gate.admit([forged.as_bytes()], UnsignedHeaders::default(), &b)
+                .await,
+        );
+        assert_eq!(r.status(), 401);
+        let store = gate.store.as_ref().unwrap();
+        assert_eq!(store.calls.load(Ordering::SeqCst), 0);
+        // The real event is still processed.
+        let (_, ticket) = process(admit(&gate, &b).await);
+        ticket.finish(200).await;
+        assert_eq!(store.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn missing_and_repeated_headers_are_400() {
+        let gate = gate();
+        let b = body("evt_3");
+        let none: [&[u8]; 0] = [];
+        let r = reply(gate.admit(none, UnsignedHeaders::default(), &b).await);
+        assert_eq!(
+            (r.status(), r.error()),
+            (400, Some(&VerifyError::MissingHeader))
+        );
+        let h = sign(&b);
+        let r = reply(
+            gate.admit([h.as_bytes(), h.as_bytes()], UnsignedHeaders::default(), &b)
+                .await,
+        );
+        assert_eq!(
+            (r.status(), r.error()),
+            (400, Some(&VerifyError::RepeatedHeader))
+        );
+    }
+
+    #[tokio::test]
+    async fn store_errors_answer_503_or_pass_through() {
+        let failing = || Probe {
+            fail: true,
+            ..Probe::default()
+        };
+        let rejecting = gate().dedup(failing());
+        let r = reply(admit(&rejecting, &body("evt_4")).await);
+        assert_eq!((r.status(), r.code()), (503, "store_unavailable"));
+
+        let gate = gate()
+            .dedup(failing())
+            .on_store_error(OnStoreError::PassThrough);
+        let (verified, ticket) = process(admit(&gate, &body("evt_4")).await);
+        assert_eq!(verified.event_id, "evt_4");
+        assert!(!ticket.is_claimed());
+        ticket.finish(200).await;
+    }
+
+    #[tokio::test]
+    async fn without_dedup_every_copy_runs() {
+        let gate = gate().without_dedup();
+        for _ in 0..3 {
+            let (_, ticket) = process(admit(&gate, &body("evt_5")).await);
+            assert!(!ticket.is_claimed());
+            ticket.finish(200).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_copies_are_processed_once() {
+        let gate = Arc::new(gate());
+        let b = Arc::new(body("evt_6"));
+        let processed = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let (gate, b, processed) = (gate.clone(), b.clone(), processed.clone());
+                tokio::spawn(async move {
+                    match admit(&gate, &b).await {
+                        Admission::Process { ticket, .. } => {
+                            processed.fetch_add(1, Ordering::SeqCst);
+                            tokio::task::yield_now().await;
+                            ticket.finish(200).await;
+                            200
+                        }
+                        Admission::Reply(r) => r.status(),
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(matches!(t.await.unwrap(), 200 | 409));
+        }
+        assert_eq!(processed.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn namespaces_separate_endpoints_sharing_a_store() {
+        let store = MemoryStore::new();
+        let a = gate().dedup(store.clone()).namespace("orders");
+        let b = gate().dedup(store).namespace("invoices");
+        let body = body("evt_7");
+        let (_, t) = process(admit(&a, &body).await);
+        t.finish(200).await;
+        let (_, t) = process(admit(&b, &body).await);
+        t.finish(200).await;
+        assert_eq!(reply(admit(&a, &body).await), Reply::AlreadyProcessed);
+    }
+
+    #[test]
+    fn long_event_ids_become_bounded_keys() {
+        let gate = gate().namespace("ns");
+        assert_eq!(gate.key_for("evt_1"), "ns:evt_1");
+        let long = "e".repeat(10_000);
+        let key = gate.key_for(&long);
+        assert_eq!(key.len(), "ns:sha256:".len() + 64);
+        assert_ne!(key, gate.key_for(&"e".repeat(10_001)));
+    }
+
+    #[test]
+    fn content_length_over_the_limit_is_413() {
+        let gate = gate().body_limit(100).unwrap();
+        let u = UnsignedHeaders::default();
+        assert!(gate.check_content_length(Some(100), u).is_ok());
+        assert!(gate.check_content_length(None, u).is_ok());
+        let r = gate.check_content_length(Some(101), u).unwrap_err();
+        assert_eq!(r.status(), 413);
+        assert_eq!(
+            gate.clone().body_limit(0).unwrap_err(),
+            ConfigError::ZeroBodyLimit
+        );
+    }
+
+    #[test]
+    fn replies_have_statuses_reasons_and_json() {
+        assert_eq!(Reply::InFlight.retry_after(), Some(RETRY_AFTER_SECS));
+        assert_eq!(Reply::AlreadyProcessed.retry_after(), None);
+        let json: serde_json::Value =
+            serde_json::from_str(&Reply::Refused(VerifyError::SignatureMismatch).to_json())
+                .unwrap();
+        assert_eq!(json["status"], 401);
+        assert_eq!(json["code"], "signature_mismatch");
+        assert_eq!(json["reason"], "signature does not match");
+    }
+
+    #[test]
+    fn debug_masks_the_secret() {
+        let shown = format!("{:?}", gate());
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    }
+}
