@@ -1,0 +1,450 @@
+//! The `WebhookVerify` middleware: its builder ([`Transform`]) and its [`Service`].
+
+use std::any::Any;
+use std::fmt;
+use std::future::{Future, Ready, poll_fn, ready};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::{CONTENT_LENGTH, HeaderMap, HeaderName};
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{Error, HttpMessage, HttpResponse};
+use futures_core::Stream;
+use mapping_webhooks::{
+    Admission, Clock, ConfigError, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Gate, MemoryStore,
+    OnStoreError, Reply, SIGNATURE_HEADER, Secret, UnsignedHeaders, VerifyError,
+};
+
+use crate::reject::{self, RejectFn};
+
+const SIGNATURE: HeaderName = HeaderName::from_static(SIGNATURE_HEADER);
+const EVENT: HeaderName = HeaderName::from_static(EVENT_HEADER);
+const DELIVERY: HeaderName = HeaderName::from_static(DELIVERY_HEADER);
+
+/// The verified body, kept in the request extensions for [`VerifiedEvent`](crate::VerifiedEvent):
+/// the extractor parses exactly the bytes whose signature was checked.
+#[derive(Clone)]
+pub(crate) struct VerifiedBody(pub(crate) Bytes);
+
+/// actix-web middleware that verifies, deduplicates and forwards Mapping.Travel webhooks.
+///
+/// Wrap the webhook route (not the whole app: other routes are not signed):
+///
+/// ```no_run
+/// use actix_web::{App, HttpResponse, HttpServer, web};
+/// use mapping_webhooks_actix::{VerifiedEvent, WebhookVerify};
+///
+/// async fn hook(event: VerifiedEvent) -> HttpResponse {
+///     println!("{} {}", event.envelope.event_type, event.envelope.event_id);
+///     HttpResponse::Ok().finish()
+/// }
+///
+/// # fn main() -> std::io::Result<()> {
+/// # actix_web::rt::System::new().block_on(async {
+/// let verify = WebhookVerify::new(std::env::var("MAPPING_WEBHOOK_SECRET").unwrap_or_default());
+/// HttpServer::new(move || {
+///     App::new().service(
+///         web::resource("/hooks/mapping")
+///             .wrap(verify.clone())
+///             .route(web::post().to(hook)),
+///     )
+/// })
+/// .bind("127.0.0.1:3000")?
+/// .run()
+/// .await
+/// # })
+/// # }
+/// ```
+///
+/// For each request it:
+///
+/// 1. refuses a `Content-Length` over the [body limit](Self::body_limit) (413) before
+///    reading anything, then reads the body, counting bytes: 413 as soon as it passes the
+///    limit (the rest is never buffered), 408 when it is not received within the
+///    [read timeout](Self::read_timeout);
+/// 2. hands headers and body to the core's [`Gate`], which verifies the signature and
+///    claims the event in the dedup store: a refusal (400, 401), a duplicate (200
+///    without running the handler), a copy being processed right now (409 with
+///    `Retry-After`) or a store failure (503, or pass-through) is answered here, through
+///    [`on_reject`](Self::on_reject);
+/// 3. otherwise inserts [`Verified`](mapping_webhooks::Verified) into the request
+///    extensions (read it with `web::ReqData<Verified>` or [`VerifiedEvent`](crate::VerifiedEvent)),
+///    puts the **same bytes** back as the payload, so `web::Json<T>`, `web::Bytes` and
+///    `String` extractors work unchanged, and calls the handler;
+/// 4. marks the event done only if the handler answered 2xx. Any other status, an
+///    error, a panic (answered 500 here) or a dropped future (client gone, timeout)
+///    leaves it retryable.
+///
+/// `WebhookVerify` is cheap to clone and `Send`, so it can be built once, outside the
+/// `HttpServer::new` closure, and cloned into every worker.
+#[must_use = "a WebhookVerify does nothing until it wraps a route"]
+pub struct WebhookVerify<D = MemoryStore, R = RejectFn> {
+    gate: Gate<D>,
+    on_reject: Arc<R>,
+}
+
+impl<D, R> Clone for WebhookVerify<D, R> {
+    fn clone(&self) -> Self {
+        Self {
+            gate: self.gate.clone(),
+            on_reject: Arc::clone(&self.on_reject),
+        }
+    }
+}
+
+impl WebhookVerify {
+    /// The middleware for `secret` (the whole `whsec_…` string the dashboard showed),
+    /// with the defaults: 5-minute tolerance, 1 MiB body limit, 10 s read timeout,
+    /// deduplication in a bounded [`MemoryStore`], 503 on store errors and plain-text
+    /// rejections.
+    ///
+    /// # Panics
+    ///
+    /// When `secret` is empty or blank, which usually means its environment variable is
+    /// not set: a receiver must not start without a secret. Use [`try_new`](Self::try_new)
+    /// to handle that as an error.
+    pub fn new(secret: impl AsRef<[u8]>) -> Self {
+        Self::try_new(secret).unwrap_or_else(|e| panic!("WebhookVerify::new: {e}"))
+    }
+
+    /// Like [`new`](Self::new), returning an error instead of panicking.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::EmptySecret`] when `secret` is empty or blank.
+    pub fn try_new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        Ok(Self::from_gate(Gate::new(Secret::new(secret)?)))
+    }
+}
+
+impl<D: DedupStore> WebhookVerify<D> {
+    /// The middleware for a [`Gate`] configured by hand (for instance shared with another
+    /// framework's adapter, or built with fallible options).
+    pub fn from_gate(gate: Gate<D>) -> Self {
+        Self {
+            gate,
+            on_reject: Arc::new(reject::plain_text),
+        }
+    }
+}
+
+impl<D: DedupStore, R> WebhookVerify<D, R> {
+    /// Also accepts signatures made with a previous secret, during a rotation window.
+    /// May be called more than once.
+    ///
+    /// # Panics
+    ///
+    /// When `secret` is empty or blank. Build a [`Gate`] and use
+    /// [`from_gate`](WebhookVerify::from_gate) to handle that as an error.
+    pub fn previous_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        let secret =
+            Secret::new(secret).unwrap_or_else(|e| panic!("WebhookVerify::previous_secret: {e}"));
+        self.gate = self.gate.previous_secret(secret);
+        self
+    }
+
+    /// How far the signed timestamp may be from the clock, either way (default 5 minutes).
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.gate = self.gate.tolerance(tolerance);
+        self
+    }
+
+    /// The largest body read, in bytes (default 1 MiB). Larger requests are answered 413.
+    ///
+    /// Behind the middleware the handler's extractors apply their own limits too:
+    /// `web::Bytes` and `String` default to 256 KiB (`web::PayloadConfig`), `web::Json`
+    /// to 2 MiB (`web::JsonConfig`).
+    ///
+    /// # Panics
+    ///
+    /// When `bytes` is 0.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.gate = self
+            .gate
+            .body_limit(bytes)
+            .unwrap_or_else(|e| panic!("WebhookVerify::body_limit: {e}"));
+        self
+    }
+
+    /// The time allowed for receiving the whole body (default 10 s); 408 after it.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.gate = self.gate.read_timeout(timeout);
+        self
+    }
+
+    /// Deduplicates with `store` (your own [`DedupStore`], or a configured
+    /// [`MemoryStore`]) instead of the default memory store.
+    pub fn dedup<S: DedupStore>(self, store: S) -> WebhookVerify<S, R> {
+        WebhookVerify {
+            gate: self.gate.dedup(store),
+            on_reject: self.on_reject,
+        }
+    }
+
+    /// Does not deduplicate: every verified request runs the handler, duplicates
+    /// included. Choose this only when the handler is idempotent on its own.
+    pub fn without_dedup(mut self) -> Self {
+        self.gate = self.gate.without_dedup();
+        self
+    }
+
+    /// Prefixes store keys with `namespace`, so one store can serve several endpoints.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.gate = self.gate.namespace(namespace);
+        self
+    }
+
+    /// What to do when the dedup store cannot answer: 503 so the sender retries
+    /// ([`OnStoreError::Reject`], the default), or run the handler unchecked
+    /// ([`OnStoreError::PassThrough`]).
+    pub fn on_store_error(mut self, policy: OnStoreError) -> Self {
+        self.gate = self.gate.on_store_error(policy);
+        self
+    }
+
+    /// Reads the time from `clock` instead of the system clock (for tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.gate = self.gate.clock(clock);
+        self
+    }
+
+    /// Builds the responses given without running the handler (refusals, duplicates,
+    /// 409, 503) with `f` instead of [`reject::plain_text`]. [`reject::json`] is ready
+    /// to use. Keep the [`Reply`]'s status: the sender retries anything but 2xx.
+    ///
+    /// ```
+    /// use mapping_webhooks_actix::{WebhookVerify, reject};
+    ///
+    /// let verify = WebhookVerify::new("whsec_test").on_reject(reject::json);
+    /// let custom = WebhookVerify::new("whsec_test").on_reject(|reply| {
+    ///     actix_web::HttpResponse::build(reply.status().try_into().unwrap())
+    ///         .body(format!("webhook refused: {}", reply.code()))
+    /// });
+    /// # let _ = (verify, custom);
+    /// ```
+    pub fn on_reject<F>(self, f: F) -> WebhookVerify<D, F>
+    where
+        F: Fn(&Reply) -> HttpResponse + 'static,
+    {
+        WebhookVerify {
+            gate: self.gate,
+            on_reject: Arc::new(f),
+        }
+    }
+
+    /// The core gate this middleware applies.
+    pub fn gate(&self) -> &Gate<D> {
+        &self.gate
+    }
+}
+
+impl<D, R> fmt::Debug for WebhookVerify<D, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookVerify")
+            .field("gate", &self.gate)
+            .field("on_reject", &format_args!("<fn>"))
+            .finish()
+    }
+}
+
+impl<S, B, D, R> Transform<S, ServiceRequest> for WebhookVerify<D, R>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+    D: DedupStore,
+    R: Fn(&Reply) -> HttpResponse + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = WebhookVerifyService<S, D, R>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(WebhookVerifyService {
+            service: Rc::new(service),
+            shared: Rc::new(self.clone()),
+        }))
+    }
+}
+
+/// The [`Service`] built by [`WebhookVerify`] around a route's service.
+pub struct WebhookVerifyService<S, D = MemoryStore, R = RejectFn> {
+    service: Rc<S>,
+    shared: Rc<WebhookVerify<D, R>>,
+}
+
+impl<S, D, R> fmt::Debug for WebhookVerifyService<S, D, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookVerifyService")
+            .field("config", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The response future. It is boxed because the core's `admit` and `finish` are
+/// `async fn`s, whose futures cannot be named in a struct on stable Rust; it is one
+/// allocation per request, the same as actix-web's own `from_fn` middleware.
+type ResponseFuture<B> =
+    Pin<Box<dyn Future<Output = Result<ServiceResponse<EitherBody<B>>, Error>>>>;
+
+impl<S, B, D, R> Service<ServiceRequest> for WebhookVerifyService<S, D, R>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+    D: DedupStore,
+    R: Fn(&Reply) -> HttpResponse + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = ResponseFuture<B>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        Box::pin(handle(
+            Rc::clone(&self.shared),
+            Rc::clone(&self.service),
+            req,
+        ))
+    }
+}
+
+async fn handle<S, B, D, R>(
+    shared: Rc<WebhookVerify<D, R>>,
+    service: Rc<S>,
+    mut req: ServiceRequest,
+) -> Result<ServiceResponse<EitherBody<B>>, Error>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    D: DedupStore,
+    R: Fn(&Reply) -> HttpResponse,
+{
+    let gate = &shared.gate;
+    let reject = |req: ServiceRequest, reply: &Reply| {
+        req.into_response((shared.on_reject)(reply))
+            .map_into_right_body()
+    };
+
+    let mut payload = req.take_payload();
+    let headers = req.headers();
+    let unsigned = unsigned_headers(headers);
+    if let Err(reply) = gate.check_content_length(content_length(headers), unsigned) {
+        return Ok(reject(req, &reply));
+    }
+    let read = actix_web::rt::time::timeout(
+        gate.get_read_timeout(),
+        read_body(&mut payload, gate.get_body_limit()),
+    )
+    .await;
+    let body = match read {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) => {
+            let reply = gate.refuse(error, unsigned);
+            return Ok(reject(req, &reply));
+        }
+        Err(_elapsed) => {
+            let reply = gate.refuse(VerifyError::BodyRead { timed_out: true }, unsigned);
+            return Ok(reject(req, &reply));
+        }
+    };
+    drop(payload);
+
+    let signatures = headers.get_all(SIGNATURE).map(|value| value.as_bytes());
+    let (verified, ticket) = match gate.admit(signatures, unsigned, &body).await {
+        Admission::Process { verified, ticket } => (verified, ticket),
+        Admission::Reply(reply) => return Ok(reject(req, &reply)),
+    };
+
+    {
+        let mut extensions = req.extensions_mut();
+        extensions.insert(verified);
+        extensions.insert(VerifiedBody(body.clone()));
+    }
+    req.set_payload(Payload::from(body));
+
+    match catch_panic(|| service.call(req)).await {
+        Ok(Ok(response)) => {
+            ticket.finish(response.status().as_u16()).await;
+            Ok(response.map_into_left_body())
+        }
+        Ok(Err(error)) => {
+            let status = error.as_response_error().status_code();
+            ticket.finish(status.as_u16()).await;
+            Err(error)
+        }
+        Err(_panic) => {
+            // The panic message was already printed by the panic hook. Without this,
+            // actix-web drops the connection and the sender sees no answer at all.
+            tracing::error!("webhook handler panicked; answered 500, the event stays retryable");
+            ticket.finish(500).await;
+            Err(actix_web::error::ErrorInternalServerError(
+                "internal server error",
+            ))
+        }
+    }
+}
+
+/// The unsigned headers, for logs only.
+fn unsigned_headers(headers: &HeaderMap) -> UnsignedHeaders<'_> {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    UnsignedHeaders {
+        delivery_id: text(DELIVERY),
+        event_type: text(EVENT),
+    }
+}
+
+/// The declared body length, if any. (actix-web itself refuses a malformed one.)
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Reads the whole payload, refusing it as soon as it passes `limit`. A body that
+/// arrives in one chunk (the usual case) is kept without copying.
+async fn read_body(payload: &mut Payload, limit: usize) -> Result<Bytes, VerifyError> {
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(chunk) = poll_fn(|cx| Pin::new(&mut *payload).poll_next(cx)).await {
+        let chunk = chunk.map_err(|_| VerifyError::BodyRead { timed_out: false })?;
+        let so_far = joined.as_ref().map_or(first.len(), BytesMut::len);
+        if chunk.len() > limit - so_far {
+            return Err(VerifyError::BodyTooLarge { limit });
+        }
+        match &mut joined {
+            Some(buf) => buf.extend_from_slice(&chunk),
+            None if first.is_empty() => first = chunk,
+            None => {
+                let mut buf = BytesMut::with_capacity((so_far + chunk.len()).max(8 * 1024));
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&chunk);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(joined.map_or(first, BytesMut::freeze))
+}
+
+/// Makes the service call and polls its future, turning a panic in either into `Err`.
+async fn catch_panic<F: Future>(
+    call: impl FnOnce() -> F,
+) -> Result<F::Output, Box<dyn Any + Send>> {
+    let future = catch_unwind(AssertUnwindSafe(call))?;
+    let mut future = pin!(future);
+    poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        },
+    )
+    .await
+}
