@@ -74,7 +74,7 @@ impl<T> VerifiedEvent<T> {
                 event_id = verified.event_id,
                 "verified webhook body does not match the handler's payload type"
             );
-            VerifiedEventError::PayloadMismatch(error)
+            VerifiedEventError::InvalidPayload(error)
         })?;
         Ok(Self {
             envelope,
@@ -101,7 +101,7 @@ pub enum VerifiedEventError {
     MissingMiddleware,
     /// The verified body does not match `Envelope<T>` (422). The sender will retry it
     /// and eventually mark it dead; accept `serde_json::Value` to take any payload.
-    PayloadMismatch(serde_json::Error),
+    InvalidPayload(serde_json::Error),
 }
 
 impl fmt::Display for VerifiedEventError {
@@ -111,7 +111,7 @@ impl fmt::Display for VerifiedEventError {
                 "VerifiedEvent needs the WebhookVerify middleware: wrap this route with \
                  .wrap(WebhookVerify::new(secret))",
             ),
-            Self::PayloadMismatch(e) => {
+            Self::InvalidPayload(e) => {
                 write!(f, "webhook payload does not match the expected type: {e}")
             }
         }
@@ -122,7 +122,7 @@ impl std::error::Error for VerifiedEventError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::MissingMiddleware => None,
-            Self::PayloadMismatch(e) => Some(e),
+            Self::InvalidPayload(e) => Some(e),
         }
     }
 }
@@ -131,7 +131,7 @@ impl ResponseError for VerifiedEventError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::MissingMiddleware => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::PayloadMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidPayload(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 

@@ -216,7 +216,8 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
 
     /// Builds the responses given without running the handler (refusals, duplicates,
     /// 409, 503) with `f` instead of [`reject::plain_text`]. [`reject::json`] is ready
-    /// to use. Keep the [`Reply`]'s status: the sender retries anything but 2xx.
+    /// to use (see also [`json_rejections`](Self::json_rejections)); your own function
+    /// can call either and adjust the result. Keep the [`Reply`]'s status: the sender retries anything but 2xx.
     ///
     /// ```
     /// use mapping_webhooks_actix::{WebhookVerify, reject};
@@ -236,6 +237,12 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
             gate: self.gate,
             on_reject: Arc::new(f),
         }
+    }
+
+    /// Answers the requests it refuses with [`reject::json`] instead of plain text:
+    /// `{"status":401,"code":"signature_mismatch","reason":"…"}`.
+    pub fn json_rejections(self) -> WebhookVerify<D, RejectFn> {
+        self.on_reject(reject::json as RejectFn)
     }
 
     /// The core gate this middleware applies.

@@ -640,7 +640,7 @@ async fn without_dedup_every_copy_runs() {
 
 #[actix_web::test]
 async fn rejections_can_be_json_or_custom() {
-    let (app, _) = build_app(verify().on_reject(crate::reject::json)).await;
+    let (app, _) = build_app(verify().json_rejections()).await;
     let response = test::call_service(&*app, TestRequest::post().uri(HOOK).to_request()).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(header(response.headers(), CONTENT_TYPE), "application/json");
