@@ -1,0 +1,97 @@
+//! The conformance suite against axum with `mapping-webhooks-tower`, built the way the
+//! crate's docs show.
+
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use http::StatusCode;
+use mapping_webhooks::{MappingCompleted, Verified};
+use mapping_webhooks_conformance::{
+    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED,
+    ROUTE_UNLAYERED, conformance_suite,
+};
+use mapping_webhooks_tower::{VerifiedEvent, WebhookVerify};
+use serde_json::value::RawValue;
+use tower_http::catch_panic::CatchPanicLayer;
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).expect("a valid status")
+}
+
+async fn spawn_axum_app(spec: AppSpec) -> App {
+    let mut layer = WebhookVerify::new(&spec.secret).on_store_error(spec.on_store_error);
+    if let Some(previous) = &spec.previous_secret {
+        layer = layer.previous_secret(previous);
+    }
+    if let Some(tolerance) = spec.tolerance {
+        layer = layer.tolerance(tolerance);
+    }
+    if let Some(limit) = spec.body_limit {
+        layer = layer.body_limit(limit);
+    }
+    if let Some(clock) = spec.clock.clone() {
+        layer = layer.clock(clock);
+    }
+    let probe = spec.probe.clone();
+    let app = match spec.dedup {
+        Dedup::Memory => routes(probe, layer),
+        Dedup::Off => routes(probe, layer.without_dedup()),
+        Dedup::Failing => routes(probe, layer.dedup(FailingStore)),
+        Dedup::User(store) => routes(probe, layer.dedup(store)),
+        _ => unreachable!("a dedup choice this suite does not know"),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    App::new(url, AbortOnDrop(server))
+}
+
+fn routes<D: mapping_webhooks::DedupStore>(probe: Probe, layer: WebhookVerify<D>) -> Router {
+    let p = probe.clone();
+    let hooks = move |Extension(meta): Extension<Verified>, body: Bytes| {
+        let p = p.clone();
+        async move { status(p.handle(ROUTE_HOOKS, Some(meta), body).await) }
+    };
+    let p = probe.clone();
+    let json = move |Extension(meta): Extension<Verified>, Json(raw): Json<Box<RawValue>>| {
+        let p = p.clone();
+        async move {
+            let body = Bytes::copy_from_slice(raw.get().as_bytes());
+            status(p.handle(ROUTE_JSON, Some(meta), body).await)
+        }
+    };
+    let typed = |p: Probe, route: &'static str| {
+        move |event: VerifiedEvent<MappingCompleted>| {
+            let p = p.clone();
+            async move {
+                let (envelope, meta) = event.into_parts();
+                let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+                status(p.handle(route, Some(meta), body).await)
+            }
+        }
+    };
+    // `layer` for two routes, `route_layer` for the typed one: both documented ways.
+    let verified = Router::new()
+        .route(ROUTE_HOOKS, post(hooks))
+        .route(ROUTE_JSON, post(json))
+        .layer(layer.clone());
+    let typed_route = Router::new()
+        .route(ROUTE_TYPED, post(typed(probe.clone(), ROUTE_TYPED)))
+        .route_layer(layer);
+    let unlayered = Router::new().route(ROUTE_UNLAYERED, post(typed(probe, ROUTE_UNLAYERED)));
+    verified
+        .merge(typed_route)
+        .merge(unlayered)
+        .layer(CatchPanicLayer::new())
+}
+
+/// Stops the server when the case ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+conformance_suite!(spawn_axum_app);

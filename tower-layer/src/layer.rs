@@ -1,0 +1,259 @@
+//! The builder: [`WebhookVerify`], a tower [`Layer`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Response;
+use mapping_webhooks::{
+    Clock, ConfigError, DedupStore, Gate, MemoryStore, OnStoreError, Reply, Secret,
+};
+use tower_layer::Layer;
+
+use crate::reject::{JsonReject, OnReject, PlainTextReject};
+use crate::service::WebhookVerifyService;
+
+/// A tower [`Layer`] that verifies, deduplicates and acknowledges Mapping.Travel
+/// webhooks before the inner service (your handler) sees them.
+///
+/// Cheap to clone: the configuration sits behind an [`Arc`]. `D` is the dedup store
+/// ([`MemoryStore`] by default), `R` builds the responses the layer gives itself
+/// ([`PlainTextReject`] by default). See the [crate docs](crate) for what a request goes
+/// through, and [`Gate`] for the decisions, which live in the core.
+///
+/// ```
+/// use std::time::Duration;
+/// use mapping_webhooks_tower::WebhookVerify;
+///
+/// let layer = WebhookVerify::new("whsec_current")
+///     .previous_secret("whsec_before_rotation")
+///     .tolerance(Duration::from_secs(300))
+///     .body_limit(256 * 1024)
+///     .json_rejections();
+/// // The secrets never show in Debug output.
+/// assert!(!format!("{layer:?}").contains("current"));
+/// ```
+#[must_use = "a layer does nothing until it wraps a service"]
+pub struct WebhookVerify<D = MemoryStore, R = PlainTextReject> {
+    gate: Arc<Gate<D>>,
+    on_reject: Arc<R>,
+}
+
+impl WebhookVerify {
+    /// A layer for `secret` (the whole string the dashboard showed, `whsec_` included),
+    /// with the default tolerance (5 minutes), body limit (1 MiB), read timeout (10 s)
+    /// and a bounded in-memory dedup store.
+    ///
+    /// # Panics
+    ///
+    /// When `secret` is empty or blank: usually an environment variable that is not set.
+    /// This happens while the app is built, never at a request; use
+    /// [`try_new`](Self::try_new) to handle it yourself.
+    pub fn new(secret: impl AsRef<[u8]>) -> Self {
+        Self::try_new(secret).unwrap_or_else(|e| panic!("WebhookVerify::new: {e}"))
+    }
+
+    /// Like [`new`](Self::new), returning the configuration error instead of panicking.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::EmptySecret`] when `secret` is empty or blank.
+    pub fn try_new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        Ok(Self::from_gate(Gate::new(Secret::new(secret)?)))
+    }
+}
+
+impl<D: DedupStore> WebhookVerify<D> {
+    /// A layer around an already configured [`Gate`].
+    pub fn from_gate(gate: Gate<D>) -> Self {
+        Self {
+            gate: Arc::new(gate),
+            on_reject: Arc::new(PlainTextReject),
+        }
+    }
+}
+
+impl<D: DedupStore, R> WebhookVerify<D, R> {
+    fn map_gate<E: DedupStore>(self, f: impl FnOnce(Gate<D>) -> Gate<E>) -> WebhookVerify<E, R> {
+        WebhookVerify {
+            gate: Arc::new(f(Arc::unwrap_or_clone(self.gate))),
+            on_reject: self.on_reject,
+        }
+    }
+
+    /// Also accepts signatures made with a previous secret, for the rotation window
+    /// (about five minutes after a rotation). May be called more than once.
+    ///
+    /// # Panics
+    ///
+    /// When `secret` is empty or blank; build a [`Gate`] and use
+    /// [`from_gate`](WebhookVerify::from_gate) to handle that yourself.
+    pub fn previous_secret(self, secret: impl AsRef<[u8]>) -> Self {
+        let secret =
+            Secret::new(secret).unwrap_or_else(|e| panic!("WebhookVerify::previous_secret: {e}"));
+        self.map_gate(|g| g.previous_secret(secret))
+    }
+
+    /// How far the signed timestamp may be from the clock, either way (default 5
+    /// minutes; whole seconds; a timestamp exactly at the edge is accepted).
+    pub fn tolerance(self, tolerance: Duration) -> Self {
+        self.map_gate(|g| g.tolerance(tolerance))
+    }
+
+    /// The largest body read, in bytes (default 1 MiB). A larger body is answered 413:
+    /// a declared `Content-Length` before any byte is read, otherwise as soon as the
+    /// limit is passed, without buffering the rest.
+    ///
+    /// # Panics
+    ///
+    /// When `bytes` is 0.
+    pub fn body_limit(self, bytes: usize) -> Self {
+        self.map_gate(|g| {
+            g.body_limit(bytes)
+                .unwrap_or_else(|e| panic!("WebhookVerify::body_limit: {e}"))
+        })
+    }
+
+    /// The time allowed for reading the whole body (default 10 s); a client still
+    /// sending after it is answered 408.
+    pub fn read_timeout(self, timeout: Duration) -> Self {
+        self.map_gate(|g| g.read_timeout(timeout))
+    }
+
+    /// Deduplicates with `store` (for example a shared Redis store when several replicas
+    /// receive webhooks) instead of the in-memory one.
+    pub fn dedup<S: DedupStore>(self, store: S) -> WebhookVerify<S, R> {
+        self.map_gate(|g| g.dedup(store))
+    }
+
+    /// Does not deduplicate: every verified request runs the handler, duplicates too.
+    pub fn without_dedup(self) -> Self {
+        self.map_gate(Gate::without_dedup)
+    }
+
+    /// Prefixes dedup keys with `namespace`, so one store can serve several endpoints.
+    pub fn namespace(self, namespace: impl Into<String>) -> Self {
+        self.map_gate(|g| g.namespace(namespace))
+    }
+
+    /// What to do when the dedup store cannot answer: [`OnStoreError::Reject`] (503, the
+    /// default: the sender retries, nothing is lost) or [`OnStoreError::PassThrough`]
+    /// (run the handler unchecked: only for handlers that are idempotent themselves).
+    pub fn on_store_error(self, policy: OnStoreError) -> Self {
+        self.map_gate(|g| g.on_store_error(policy))
+    }
+
+    /// Reads the time from `clock` instead of the system clock (for tests).
+    pub fn clock(self, clock: impl Clock) -> Self {
+        self.map_gate(|g| g.clock(clock))
+    }
+
+    /// Builds the responses the layer gives itself with `f`.
+    ///
+    /// Keep `reply.status()`: the sender retries everything but a 2xx.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::Response;
+    /// use mapping_webhooks_tower::{WebhookVerify, reject};
+    ///
+    /// let layer = WebhookVerify::new("whsec_test").on_reject(|reply| {
+    ///     let mut response = reject::plain_text(reply);
+    ///     response.headers_mut().insert("x-webhook-refusal", reply.code().parse().unwrap());
+    ///     response
+    /// });
+    /// ```
+    pub fn on_reject<F>(self, f: F) -> WebhookVerify<D, F>
+    where
+        F: Fn(&Reply) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        self.reject_with(f)
+    }
+
+    /// Builds the responses the layer gives itself with an [`OnReject`] value.
+    pub fn reject_with<T: OnReject>(self, on_reject: T) -> WebhookVerify<D, T> {
+        WebhookVerify {
+            gate: self.gate,
+            on_reject: Arc::new(on_reject),
+        }
+    }
+
+    /// Answers with a JSON body ([`JsonReject`]) instead of plain text.
+    pub fn json_rejections(self) -> WebhookVerify<D, JsonReject> {
+        self.reject_with(JsonReject)
+    }
+
+    /// The gate holding the configuration.
+    pub fn gate(&self) -> &Gate<D> {
+        &self.gate
+    }
+}
+
+impl<D, R> Clone for WebhookVerify<D, R> {
+    fn clone(&self) -> Self {
+        Self {
+            gate: Arc::clone(&self.gate),
+            on_reject: Arc::clone(&self.on_reject),
+        }
+    }
+}
+
+impl<D, R> fmt::Debug for WebhookVerify<D, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookVerify")
+            .field("gate", &self.gate)
+            .field("on_reject", &format_args!("<fn>"))
+            .finish()
+    }
+}
+
+impl<S, D, R> Layer<S> for WebhookVerify<D, R> {
+    type Service = WebhookVerifyService<S, D, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WebhookVerifyService::new(inner, Arc::clone(&self.gate), Arc::clone(&self.on_reject))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn try_new_refuses_a_blank_secret() {
+        assert_eq!(
+            WebhookVerify::try_new(" ").unwrap_err(),
+            ConfigError::EmptySecret
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "signing secret is empty")]
+    fn new_panics_on_an_empty_secret() {
+        let _ = WebhookVerify::new("");
+    }
+
+    #[test]
+    #[should_panic(expected = "body limit")]
+    fn a_zero_body_limit_panics() {
+        let _ = WebhookVerify::new("whsec_x").body_limit(0);
+    }
+
+    #[test]
+    fn builder_settings_reach_the_gate() {
+        let layer = WebhookVerify::new("whsec_0123456789abcdef0123456789")
+            .body_limit(10)
+            .read_timeout(Duration::from_secs(2))
+            .tolerance(Duration::from_secs(7));
+        assert_eq!(layer.gate().get_body_limit(), 10);
+        assert_eq!(layer.gate().get_read_timeout(), Duration::from_secs(2));
+        assert_eq!(
+            layer.gate().verifier().get_tolerance(),
+            Duration::from_secs(7)
+        );
+        let shown = format!("{:?}", layer.on_reject(crate::reject::json));
+        assert!(shown.contains("<fn>"), "{shown}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    }
+}
