@@ -59,6 +59,8 @@ mod verify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dedup::{Begin, Claim, DedupStore, MemoryStore, StoreError};
+#[cfg(feature = "redis")]
+pub use dedup::{RedisStore, RedisStoreBuilder};
 pub use envelope::{Envelope, Event, MAPPING_COMPLETED, MappingCompleted};
 pub use error::{ConfigError, VerifyError};
 pub use gate::{

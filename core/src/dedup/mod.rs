@@ -19,6 +19,8 @@
 //! protocol for the adapters; a store only implements the three steps.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::error::Error;
 use std::fmt;
@@ -28,6 +30,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{DEFAULT_PREFIX, DEFAULT_TIMEOUT, RedisStore, RedisStoreBuilder};
 pub use memory::{DEFAULT_CAPACITY, MemoryStore, MemoryStoreBuilder};
 
 /// How long a claim lasts by default before a retry may take it over: far longer than a

@@ -1,0 +1,172 @@
+//! What the Redis store adds to each request, on loopback: round trips, and p50/p99
+//! latency of `begin` + `complete`, next to the in-memory store and a bare `PING` (the
+//! floor: one round trip).
+//!
+//! ```text
+//! cargo bench -p mapping-webhooks --features redis --bench redis_store
+//! ```
+//!
+//! Starts its own `redis-server` on a free loopback port (like the tests). Set
+//! `BENCH_ITERATIONS` to change the number of requests (default 20 000).
+
+#[path = "../tests/redis_store/server.rs"]
+mod server;
+
+use std::time::{Duration, Instant};
+
+use mapping_webhooks::{Begin, DedupStore, MemoryStore, RedisStore};
+use redis::aio::ConnectionManager;
+
+use server::RedisServer;
+
+fn main() {
+    let Some(server) = RedisServer::start("redis_store bench") else {
+        return;
+    };
+    let iterations: usize = std::env::var("BENCH_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(&server, iterations));
+}
+
+async fn run(server: &RedisServer, iterations: usize) {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut ping = ConnectionManager::new(client).await.unwrap();
+    let redis = RedisStore::builder(server.url()).build().await.unwrap();
+    let memory = MemoryStore::new();
+
+    let floor = measure(iterations, |_| {
+        let mut ping = ping.clone();
+        async move {
+            let pong: String = redis::cmd("PING").query_async(&mut ping).await.unwrap();
+            assert_eq!(pong, "PONG");
+        }
+    })
+    .await;
+    let in_memory = measure(iterations, |i| begin_complete(&memory, format!("evt_{i}"))).await;
+    let calls_before = evalsha_calls(&mut ping).await;
+    let commands_before = commands_processed(&mut ping).await;
+    let memory_before = used_memory(&mut ping).await;
+    let in_redis = measure(iterations, |i| begin_complete(&redis, format!("evt_{i}"))).await;
+    // Warm-up included; the INFO calls in between count themselves once each.
+    let requests = (iterations + iterations / 10) as f64;
+    let round_trips = (evalsha_calls(&mut ping).await - calls_before) as f64 / requests;
+    let commands = (commands_processed(&mut ping).await - commands_before - 3) as f64 / requests;
+    let memory_after = used_memory(&mut ping).await;
+    let duplicates = measure(iterations, |i| {
+        let redis = &redis;
+        async move {
+            let found = redis.begin(&format!("evt_{i}")).await.unwrap();
+            assert_eq!(found, Begin::Done);
+        }
+    })
+    .await;
+
+    println!(
+        "{iterations} sequential requests on loopback, one connection, current-thread runtime"
+    );
+    println!("{:<44} {:>9} {:>9} {:>9}", "", "p50", "p99", "mean");
+    for (name, samples) in [
+        ("PING (one round trip: the floor)", &floor),
+        ("MemoryStore begin + complete", &in_memory),
+        ("RedisStore begin + complete (new event)", &in_redis),
+        ("RedisStore begin (duplicate: Done)", &duplicates),
+    ] {
+        let Stats { p50, p99, mean } = stats(samples);
+        println!("{name:<44} {p50:>7.1}µs {p99:>7.1}µs {mean:>7.1}µs");
+    }
+    let added = stats(&in_redis).p50 - stats(&in_memory).p50;
+    println!(
+        "per new event: {round_trips:.2} round trips (EVALSHA), {commands:.2} Redis commands \
+         counting those the scripts run; p50 added over MemoryStore: {added:.1}µs"
+    );
+    println!(
+        "used_memory per done event: {:.0} bytes",
+        (memory_after.saturating_sub(memory_before)) as f64 / iterations as f64
+    );
+}
+
+async fn begin_complete(store: &impl DedupStore, key: String) {
+    let Begin::New(claim) = store.begin(&key).await.unwrap() else {
+        panic!("{key} was not new");
+    };
+    store.complete(&key, claim).await.unwrap();
+}
+
+/// Runs `request` a tenth of `iterations` times to warm up, then `iterations` times,
+/// timing each.
+async fn measure<F: Future<Output = ()>>(
+    iterations: usize,
+    mut request: impl FnMut(usize) -> F,
+) -> Vec<Duration> {
+    for i in 0..iterations / 10 {
+        request(usize::MAX - i).await;
+    }
+    let mut samples = Vec::with_capacity(iterations);
+    for i in 0..iterations {
+        let start = Instant::now();
+        request(i).await;
+        samples.push(start.elapsed());
+    }
+    samples
+}
+
+struct Stats {
+    p50: f64,
+    p99: f64,
+    mean: f64,
+}
+
+fn stats(samples: &[Duration]) -> Stats {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    let at = |q: f64| micros(sorted[((sorted.len() - 1) as f64 * q).round() as usize]);
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        mean: micros(sorted.iter().sum::<Duration>()) / sorted.len() as f64,
+    }
+}
+
+async fn info_field(connection: &mut ConnectionManager, section: &str, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(connection)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("INFO {section} has no {field}"))
+}
+
+async fn commands_processed(connection: &mut ConnectionManager) -> u64 {
+    info_field(connection, "stats", "total_commands_processed").await
+}
+
+async fn evalsha_calls(connection: &mut ConnectionManager) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(connection)
+        .await
+        .unwrap();
+    stats
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("cmdstat_evalsha:calls=")?
+                .split(',')
+                .next()
+        })
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn used_memory(connection: &mut ConnectionManager) -> u64 {
+    info_field(connection, "memory", "used_memory").await
+}

@@ -1,0 +1,58 @@
+//! The Redis store against a real `redis-server` (one per test, see `server.rs`): the
+//! store's protocol, faults, and two gates sharing one Redis as two replicas would.
+
+#![cfg(feature = "redis")]
+
+mod gate;
+mod server;
+mod store;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use mapping_webhooks::{Begin, Claim, RedisStore, RedisStoreBuilder};
+
+use server::RedisServer;
+
+/// A store on `server` with a short timeout, configured further by `configure`.
+async fn store_on(
+    server: &RedisServer,
+    configure: impl FnOnce(RedisStoreBuilder) -> RedisStoreBuilder,
+) -> RedisStore {
+    configure(RedisStore::builder(server.url()).timeout(Duration::from_millis(500)))
+        .build()
+        .await
+        .expect("build a RedisStore")
+}
+
+/// A plain connection, to look at what the store wrote.
+async fn inspector(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis-server")
+}
+
+fn claim_of(begin: Begin) -> Claim {
+    match begin {
+        Begin::New(claim) => claim,
+        other => panic!("expected New, got {other:?}"),
+    }
+}
+
+/// Polls `check` every 25 ms until it returns `Some`, for at most `limit`.
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
