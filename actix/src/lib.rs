@@ -46,9 +46,24 @@
 //!
 //! # Behind the middleware
 //!
-//! - `web::ReqData<Verified>` gives the verified metadata alone.
+//! - `web::ReqData<Verified>` gives the verified metadata alone, next to the
+//!   framework's own extractors:
+//!
+//! ```
+//! use actix_web::{HttpResponse, web};
+//! use mapping_webhooks_actix::Verified;
+//!
+//! async fn hook(meta: web::ReqData<Verified>, body: web::Json<serde_json::Value>) -> HttpResponse {
+//!     println!("{} (signed at {}): {}", meta.event_id, meta.timestamp, body["data"]);
+//!     HttpResponse::Ok().finish()
+//! }
+//! ```
+//!
 //! - Other routes of the app are not affected: wrap only the webhook's resource (or a
 //!   scope holding only webhook routes).
+//! - Serve with `HttpServer::h1_allow_half_closed(false)`, so a handler whose sender
+//!   gave up is cancelled and its event freed for the retry at once (see
+//!   [`WebhookVerify`]'s docs).
 //! - A handler that panics is answered 500 and its event stays retryable (actix-web
 //!   would otherwise drop the connection). With `panic = "abort"` the process stops
 //!   instead; the event is then retried once its dedup claim's lease runs out.

@@ -55,6 +55,8 @@ pub(crate) struct VerifiedBody(pub(crate) Bytes);
 ///             .route(web::post().to(hook)),
 ///     )
 /// })
+/// // A sender that gave up closes the connection: cancel its handler (see below).
+/// .h1_allow_half_closed(false)
 /// .bind("127.0.0.1:3000")?
 /// .run()
 /// .await
@@ -82,7 +84,19 @@ pub(crate) struct VerifiedBody(pub(crate) Bytes);
 ///    leaves it retryable.
 ///
 /// `WebhookVerify` is cheap to clone and `Send`, so it can be built once, outside the
-/// `HttpServer::new` closure, and cloned into every worker.
+/// `HttpServer::new` closure, and cloned into every worker: the clones share one dedup
+/// store, so copies of an event landing on different workers still run the handler once.
+///
+/// # When the sender gives up
+///
+/// The sender waits 30 s for an answer, then closes the connection and retries later.
+/// By default actix-web allows half-closed connections, so it cannot tell that close from
+/// a client that merely finished sending, and keeps running the handler: if it later
+/// answers 2xx the event is done (the retry is acknowledged), but a handler that never
+/// finishes holds the event's claim until its lease runs out (5 minutes with the
+/// default store), answering the retries in between 409. Serve the webhook with
+/// `HttpServer::h1_allow_half_closed(false)`: actix-web then drops the handler's future
+/// when the client disconnects, the claim is freed at once, and the next retry runs.
 #[must_use = "a WebhookVerify does nothing until it wraps a route"]
 pub struct WebhookVerify<D = MemoryStore, R = RejectFn> {
     gate: Gate<D>,
