@@ -1,92 +1,4 @@
-//! A [`DedupStore`] in Redis, shared by every replica of a receiver.
-//!
-//! Behind a load balancer the sender's retries land on any replica, and a
-//! [`MemoryStore`](super::MemoryStore) per process would let them through. [`RedisStore`]
-//! keeps the same protocol in one Redis (or Valkey) that all replicas share, atomically
-//! across processes. Enable the `redis` cargo feature to get it.
-//!
-//! ```no_run
-//! use mapping_webhooks::{Gate, RedisStore, Secret};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = RedisStore::builder("redis://127.0.0.1:6379/")
-//!     .prefix("myapp:webhooks:")
-//!     .build()
-//!     .await?;
-//! let gate = Gate::new(Secret::new("whsec_...")?).dedup(store);
-//! # let _ = gate; Ok(()) }
-//! ```
-//!
-//! # What is stored
-//!
-//! One string key per event, `{prefix}{key}` (the [`Gate`](crate::Gate) builds `key` from
-//! its namespace and the signed `eventId`). Its value is either the 32 hex digits of the
-//! claim of the request processing it, expiring after the lease, or `done`, expiring after
-//! the TTL. Each step is one round trip, atomic on the server:
-//!
-//! - `begin`: a Lua script runs `SET key <claim> NX PX <lease>` and, when the key exists,
-//!   reads it to tell an event in flight from one done;
-//! - `complete`: a Lua script replaces our claim (or a key that expired meanwhile) with
-//!   `done` for the TTL, and leaves anything else alone;
-//! - `abandon`: a Lua script deletes the key only if it still holds our claim, so a late
-//!   `abandon` never frees a claim a retry took over after the lease.
-//!
-//! The scripts are sent once (`SCRIPT LOAD` in [`build`](RedisStoreBuilder::build)) and
-//! then called by their SHA-1 (`EVALSHA`); after a server restart the first call
-//! reloads them by itself. Any Redis from 2.6.12 on, and Valkey, will do.
-//!
-//! # Defaults, and why
-//!
-//! - Lease [`DEFAULT_LEASE`](super::DEFAULT_LEASE), 5 minutes: far longer than a handler
-//!   may run (the sender gives up on a request after 30 s), short enough that when a
-//!   replica crashes mid-event the sender's next retries (about 6 and 36 minutes after the
-//!   first attempt) are processed.
-//! - TTL [`DEFAULT_TTL`](super::DEFAULT_TTL), 24 hours: the sender's retries span about
-//!   36 minutes; a day also covers a manual re-send from the dashboard.
-//! - Timeout [`DEFAULT_TIMEOUT`], 2 seconds, on every call: a slow or unreachable Redis
-//!   turns into [`StoreError::Timeout`] (by default a 503, which the sender retries),
-//!   never into a request held past the sender's 30 s.
-//! - Prefix [`DEFAULT_PREFIX`], `mapping-webhooks:`.
-//!
-//! # Memory
-//!
-//! Measured on Redis 7.0 (jemalloc, 64-bit) for a key `mapping-webhooks:` plus a
-//! 30-character event id: `MEMORY USAGE` reports 152 bytes while in flight and 120 bytes
-//! once done; counting the expiry entry and the hash tables too (`used_memory` before and
-//! after 100 000 keys), about **210 bytes** per event in flight and **180 bytes** per
-//! event done. With the default TTL, a receiver getting 100 000 events a day keeps about
-//! 18 MB in Redis. Event ids longer than 128 bytes are hashed by the gate, so a key stays
-//! small whatever the body holds.
-//!
-//! # When Redis restarts without persistence
-//!
-//! Redis without RDB or AOF forgets every key when it restarts: events processed before
-//! the restart are not remembered, and a late retry of one of them (the sender did not
-//! get, or did not keep, our 2xx) is processed a second time. Claims in flight are
-//! forgotten too, so a copy arriving meanwhile may run concurrently with the one already
-//! running. The store itself recovers without being rebuilt: its connection manager
-//! reconnects, and calls fail fast with a [`StoreError`] while Redis is away.
-//!
-//! So deduplication makes duplicates rare, not impossible: keep handlers idempotent
-//! (an upsert keyed by `eventId`, a unique constraint). Where exactly-once matters, let
-//! the handler's own database keep the record: implement [`DedupStore`] over it, so the
-//! record and the handler's writes live (and are backed up) together. A sketch, over a
-//! table `webhook_events(key TEXT PRIMARY KEY, claim TEXT, state TEXT, until TIMESTAMP)`:
-//!
-//! ```text
-//! begin(key):    INSERT .. VALUES (key, claim, 'in_flight', now() + lease)
-//!                ON CONFLICT (key) DO UPDATE SET claim = excluded.claim, state = 'in_flight',
-//!                    until = excluded.until
-//!                    WHERE webhook_events.until < now()      -- an expired claim or record
-//!                RETURNING claim                              -- ours: New
-//!                else SELECT state                            -- 'in_flight' / 'done'
-//! complete(key): UPDATE .. SET state = 'done', until = now() + ttl
-//!                WHERE key = $1 AND claim = $2
-//! abandon(key):  DELETE .. WHERE key = $1 AND claim = $2 AND state = 'in_flight'
-//! ```
-//!
-//! and, better still, run `complete`'s `UPDATE` in the same transaction as the handler's
-//! own writes.
+//! The Redis store: see [`RedisStore`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -134,13 +46,99 @@ end
 return 0
 ";
 
-/// A [`DedupStore`] in Redis: one store shared by every replica of a receiver.
+/// A [`DedupStore`] in Redis, shared by every replica of a receiver.
 ///
-/// Built with [`RedisStore::builder`]; see the [module docs](self) for what it stores,
-/// its defaults and their reasons. Cheap to clone: clones share one connection manager,
-/// which multiplexes every call over one connection and reconnects by itself.
+/// Behind a load balancer the sender's retries land on any replica, and a
+/// [`MemoryStore`](super::MemoryStore) per process would let them through. `RedisStore`
+/// keeps the same protocol in one Redis (or Valkey) that all replicas share, atomically
+/// across processes. Enable the `redis` cargo feature to get it.
 ///
-/// Its `Debug` output shows the prefix and durations, never the URL or its password.
+/// Cheap to clone: clones share one connection manager, which multiplexes every call
+/// over one connection and reconnects by itself. Its `Debug` output shows the prefix
+/// and durations, never the URL or its password.
+///
+/// ```no_run
+/// use mapping_webhooks::{Gate, RedisStore, Secret};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379/")
+///     .prefix("myapp:webhooks:")
+///     .build()
+///     .await?;
+/// let gate = Gate::new(Secret::new("whsec_...")?).dedup(store);
+/// # let _ = gate; Ok(()) }
+/// ```
+///
+/// # What is stored
+///
+/// One string key per event, `{prefix}{key}` (the [`Gate`](crate::Gate) builds `key` from
+/// its namespace and the signed `eventId`). Its value is either the 32 hex digits of the
+/// claim of the request processing it, expiring after the lease, or `done`, expiring after
+/// the TTL. Each step is one round trip, atomic on the server:
+///
+/// - `begin`: a Lua script runs `SET key <claim> NX PX <lease>` and, when the key exists,
+///   reads it to tell an event in flight from one done;
+/// - `complete`: a Lua script replaces our claim (or a key that expired meanwhile) with
+///   `done` for the TTL, and leaves anything else alone;
+/// - `abandon`: a Lua script deletes the key only if it still holds our claim, so a late
+///   `abandon` never frees a claim a retry took over after the lease.
+///
+/// The scripts are sent once (`SCRIPT LOAD` in [`build`](RedisStoreBuilder::build)) and
+/// then called by their SHA-1 (`EVALSHA`); after a server restart the first call
+/// reloads them by itself. Any Redis from 2.6.12 on, and Valkey, will do.
+///
+/// # Defaults, and why
+///
+/// - Lease [`DEFAULT_LEASE`](super::DEFAULT_LEASE), 5 minutes: far longer than a handler
+///   may run (the sender gives up on a request after 30 s), short enough that when a
+///   replica crashes mid-event the sender's next retries (about 6 and 36 minutes after the
+///   first attempt) are processed.
+/// - TTL [`DEFAULT_TTL`](super::DEFAULT_TTL), 24 hours: the sender's retries span about
+///   36 minutes; a day also covers a manual re-send from the dashboard.
+/// - Timeout [`DEFAULT_TIMEOUT`], 2 seconds, on every call: a slow or unreachable Redis
+///   turns into [`StoreError::Timeout`] (by default a 503, which the sender retries),
+///   never into a request held past the sender's 30 s.
+/// - Prefix [`DEFAULT_PREFIX`], `mapping-webhooks:`.
+///
+/// # Memory
+///
+/// Measured on Redis 7.0 (jemalloc, 64-bit) for a key `mapping-webhooks:` plus a
+/// 30-character event id: `MEMORY USAGE` reports 152 bytes while in flight and 120 bytes
+/// once done; counting the expiry entry and the hash tables too (`used_memory` before and
+/// after 100 000 keys), about **210 bytes** per event in flight and **180 bytes** per
+/// event done. With the default TTL, a receiver getting 100 000 events a day keeps about
+/// 18 MB in Redis. Event ids longer than 128 bytes are hashed by the gate, so a key stays
+/// small whatever the body holds.
+///
+/// # When Redis restarts without persistence
+///
+/// Redis without RDB or AOF forgets every key when it restarts: events processed before
+/// the restart are not remembered, and a late retry of one of them (the sender did not
+/// get, or did not keep, our 2xx) is processed a second time. Claims in flight are
+/// forgotten too, so a copy arriving meanwhile may run concurrently with the one already
+/// running. The store itself recovers without being rebuilt: its connection manager
+/// reconnects, and calls fail fast with a [`StoreError`] while Redis is away.
+///
+/// So deduplication makes duplicates rare, not impossible: keep handlers idempotent
+/// (an upsert keyed by `eventId`, a unique constraint). Where exactly-once matters, let
+/// the handler's own database keep the record: implement [`DedupStore`] over it, so the
+/// record and the handler's writes live (and are backed up) together. A sketch, over a
+/// table `webhook_events(key TEXT PRIMARY KEY, claim TEXT, state TEXT, until TIMESTAMP)`:
+///
+/// ```text
+/// begin(key):    INSERT .. VALUES (key, claim, 'in_flight', now() + lease)
+///                ON CONFLICT (key) DO UPDATE SET claim = excluded.claim, state = 'in_flight',
+///                    until = excluded.until
+///                    WHERE webhook_events.until < now()      -- an expired claim or record
+///                RETURNING claim                              -- ours: New
+///                else SELECT state                            -- 'in_flight' / 'done'
+/// complete(key): UPDATE .. SET state = 'done', until = now() + ttl
+///                WHERE key = $1 AND claim = $2
+/// abandon(key):  DELETE .. WHERE key = $1 AND claim = $2 AND state = 'in_flight'
+/// ```
+///
+/// and, better still, run `complete`'s `UPDATE` in the same transaction as the handler's
+/// own writes.
 #[derive(Clone)]
 pub struct RedisStore {
     connection: ConnectionManager,
