@@ -1,1 +1,201 @@
-//! Runnable examples live in `src/bin/` (added with the adapter issues).
+//! What the example receivers share: the development secret, the configuration read
+//! from the environment, logging, and the line printed for each processed event.
+//!
+//! The binaries are in `src/bin/`:
+//!
+//! - `axum_receiver`: `POST /hooks/mapping` behind `mapping-webhooks-tower`;
+//! - `sender`: signs an envelope and posts it, like the dashboard's Test button.
+//!
+//! Quick start, in two terminals:
+//!
+//! ```text
+//! cargo run -p mapping-webhooks-examples --bin axum_receiver
+//! cargo run -p mapping-webhooks-examples --bin sender
+//! ```
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use mapping_webhooks::Verified;
+
+/// The secret the examples use when `MAPPING_WEBHOOK_SECRET` is not set, and the one the
+/// sender signs with by default. It is public: never use it for a real endpoint.
+pub const DEV_SECRET: &str = "whsec_dev_only_do_not_use_in_production_0000";
+
+/// The path the example receivers serve.
+pub const WEBHOOK_PATH: &str = "/hooks/mapping";
+
+/// Where the receivers listen when neither `BIND_ADDR` nor `PORT` is set.
+pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:3000";
+
+/// The receivers' configuration, from the environment.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ReceiverConfig {
+    /// `MAPPING_WEBHOOK_SECRET`, or [`DEV_SECRET`] when it is unset or empty.
+    pub secret: String,
+    /// `MAPPING_WEBHOOK_SECRET_PREVIOUS`, during a rotation.
+    pub previous_secret: Option<String>,
+    /// `BIND_ADDR`; else `0.0.0.0:$PORT` when `PORT` is set (as hosting platforms do);
+    /// else [`DEFAULT_BIND_ADDR`].
+    pub bind_addr: SocketAddr,
+    /// Whether [`secret`](Self::secret) is the development secret.
+    pub dev_secret: bool,
+}
+
+impl std::fmt::Debug for ReceiverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverConfig")
+            .field("secret", &"••••")
+            .field(
+                "previous_secret",
+                &self.previous_secret.as_ref().map(|_| "••••"),
+            )
+            .field("bind_addr", &self.bind_addr)
+            .field("dev_secret", &self.dev_secret)
+            .finish()
+    }
+}
+
+impl ReceiverConfig {
+    /// Reads the configuration from the process environment.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the variable when `BIND_ADDR` or `PORT` does not parse.
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `var` (for tests).
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let (secret, dev_secret) = match set("MAPPING_WEBHOOK_SECRET") {
+            Some(secret) => (secret, false),
+            None => (DEV_SECRET.to_owned(), true),
+        };
+        let bind_addr = match (set("BIND_ADDR"), set("PORT")) {
+            (Some(addr), _) => addr.trim().parse().map_err(|e| {
+                format!("BIND_ADDR={addr:?} is not an address like 127.0.0.1:3000: {e}")
+            })?,
+            (None, Some(port)) => {
+                let port: u16 = port
+                    .trim()
+                    .parse()
+                    .map_err(|e| format!("PORT={port:?} is not a port number: {e}"))?;
+                SocketAddr::from(([0, 0, 0, 0], port))
+            }
+            (None, None) => DEFAULT_BIND_ADDR.parse().expect("a valid default"),
+        };
+        Ok(Self {
+            secret,
+            previous_secret: set("MAPPING_WEBHOOK_SECRET_PREVIOUS"),
+            bind_addr,
+            dev_secret,
+        })
+    }
+
+    /// Says loudly, on stderr, when the development secret is in use.
+    pub fn warn_if_dev_secret(&self) {
+        if self.dev_secret {
+            let rule = "*".repeat(76);
+            let lines = [
+                "MAPPING_WEBHOOK_SECRET is not set: using the DEVELOPMENT secret",
+                DEV_SECRET,
+                "It is public: anyone can sign requests with it. Set the real secret",
+                "(the whsec_... string the dashboard showed) before exposing this.",
+            ];
+            let mut banner = format!("\n{rule}\n");
+            for line in lines {
+                banner.push_str(&format!("*  {line:<70}  *\n"));
+            }
+            banner.push_str(&rule);
+            eprintln!("{banner}\n");
+        }
+    }
+}
+
+/// Sends logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The JSON line printed for a processed event.
+pub fn event_line(verified: &Verified, api_version: &str) -> String {
+    serde_json::json!({
+        "eventId": verified.event_id,
+        "type": verified.event_type,
+        "deliveryId": verified.delivery_id,
+        "apiVersion": api_version,
+        "signedAt": verified.timestamp,
+        "secret": verified.secret.to_string(),
+    })
+    .to_string()
+}
+
+/// Prints [`event_line`] on stdout, one line, flushed.
+pub fn print_event(verified: &Verified, api_version: &str) {
+    let line = event_line(verified, api_version);
+    let mut out = std::io::stdout().lock();
+    // A closed stdout must not turn a processed event into a failed one.
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn defaults_to_the_dev_secret_on_loopback() {
+        let c = ReceiverConfig::from_lookup(env(&[])).unwrap();
+        assert!(c.dev_secret);
+        assert_eq!(c.secret, DEV_SECRET);
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
+        assert!(!format!("{c:?}").contains(DEV_SECRET));
+    }
+
+    #[test]
+    fn reads_secrets_and_addresses() {
+        let c = ReceiverConfig::from_lookup(env(&[
+            ("MAPPING_WEBHOOK_SECRET", "whsec_real"),
+            ("MAPPING_WEBHOOK_SECRET_PREVIOUS", "whsec_old"),
+            ("BIND_ADDR", "127.0.0.1:8080"),
+            ("PORT", "9999"),
+        ]))
+        .unwrap();
+        assert!(!c.dev_secret);
+        assert_eq!(c.previous_secret.as_deref(), Some("whsec_old"));
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8080");
+        let c = ReceiverConfig::from_lookup(env(&[("PORT", "4000")])).unwrap();
+        assert_eq!(c.bind_addr.to_string(), "0.0.0.0:4000");
+    }
+
+    #[test]
+    fn empty_means_unset_and_bad_values_are_named() {
+        let c = ReceiverConfig::from_lookup(env(&[("MAPPING_WEBHOOK_SECRET", " ")])).unwrap();
+        assert!(c.dev_secret);
+        let e = ReceiverConfig::from_lookup(env(&[("PORT", "http")])).unwrap_err();
+        assert!(e.contains("PORT"), "{e}");
+        let e = ReceiverConfig::from_lookup(env(&[("BIND_ADDR", "localhost")])).unwrap_err();
+        assert!(e.contains("BIND_ADDR"), "{e}");
+    }
+}

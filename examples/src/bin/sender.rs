@@ -1,0 +1,365 @@
+//! Signs a webhook envelope the way Mapping.Travel does and POSTs it, like the
+//! dashboard's Test button. With no arguments it targets the example receiver with the
+//! development secret.
+//!
+//! ```text
+//! cargo run -p mapping-webhooks-examples --bin sender -- [options]
+//!
+//!   --url URL                where to POST (default http://127.0.0.1:3000/hooks/mapping)
+//!   --secret SECRET          signing secret (default $MAPPING_WEBHOOK_SECRET, else the
+//!                            development secret)
+//!   --event TYPE             event type (default mapping.completed)
+//!   --event-id ID            eventId (default a new evt_… id); reuse one to test dedup
+//!   --copies N               send N copies of the event in parallel (default 1)
+//!   --timestamp-offset SECS  shift the signed timestamp, e.g. -400 (stale) or 400 (future)
+//!   --retry                  on failure, retry after 1 m, 5 m and 30 m like the sender
+//!   --time-scale F           divide those waits by F (e.g. 60: 1 s, 5 s, 30 s)
+//! ```
+//!
+//! Each attempt prints its status on stdout. The exit status is 0 when every copy got a
+//! 2xx. Plain HTTP only: it is meant for local receivers (use the dashboard's Test button
+//! for a deployed HTTPS endpoint).
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mapping_webhooks::{
+    DELIVERY_HEADER, EVENT_HEADER, Envelope, MAPPING_COMPLETED, MappingCompleted, SIGNATURE_HEADER,
+    Secret, Signer,
+};
+use mapping_webhooks_examples::{DEFAULT_BIND_ADDR, DEV_SECRET, WEBHOOK_PATH};
+use serde_json::Value;
+
+/// The sender's retry schedule after the first attempt: 1 m, 5 m, 30 m (4 attempts).
+const RETRY_AFTER_SECS: [u64; 3] = [60, 5 * 60, 30 * 60];
+/// The sender waits this long for an answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+const USAGE: &str = "usage: sender [--url URL] [--secret SECRET] [--event TYPE] [--event-id ID] \
+[--copies N] [--timestamp-offset SECS] [--retry] [--time-scale F]";
+
+struct Options {
+    url: String,
+    secret: String,
+    event: String,
+    event_id: String,
+    copies: usize,
+    timestamp_offset: i64,
+    retry: bool,
+    time_scale: f64,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("url", &self.url)
+            .field("event", &self.event)
+            .field("event_id", &self.event_id)
+            .field("copies", &self.copies)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options {
+        url: format!("http://{DEFAULT_BIND_ADDR}{WEBHOOK_PATH}"),
+        secret: std::env::var("MAPPING_WEBHOOK_SECRET")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| DEV_SECRET.to_owned()),
+        event: MAPPING_COMPLETED.to_owned(),
+        event_id: new_id("evt"),
+        copies: 1,
+        timestamp_offset: 0,
+        retry: false,
+        time_scale: 1.0,
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg, None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--url" => options.url = value("--url")?,
+            "--secret" => options.secret = value("--secret")?,
+            "--event" => options.event = value("--event")?,
+            "--event-id" => options.event_id = value("--event-id")?,
+            "--copies" => {
+                options.copies = value("--copies")?
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or("--copies needs a number of at least 1")?;
+            }
+            "--timestamp-offset" => {
+                options.timestamp_offset = value("--timestamp-offset")?
+                    .parse()
+                    .map_err(|_| "--timestamp-offset needs whole seconds, such as -400")?;
+            }
+            "--retry" => options.retry = true,
+            "--time-scale" => {
+                options.time_scale = value("--time-scale")?
+                    .parse()
+                    .ok()
+                    .filter(|f: &f64| f.is_finite() && *f > 0.0)
+                    .ok_or("--time-scale needs a positive number, such as 60")?;
+            }
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if !options.url.starts_with("http://") {
+        return Err(format!(
+            "--url {:?}: this example sender speaks plain http:// only; use the dashboard's \
+             Test button for an HTTPS endpoint",
+            options.url
+        ));
+    }
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let signer = match Secret::new(&options.secret) {
+        Ok(secret) => Signer::new(secret),
+        Err(error) => {
+            eprintln!("--secret: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let http = reqwest::Client::builder()
+        .timeout(ANSWER_TIMEOUT)
+        .build()
+        .expect("an HTTP client without TLS always builds");
+    println!(
+        "sending {} ({}) to {}{}",
+        options.event,
+        options.event_id,
+        options.url,
+        if options.copies > 1 {
+            format!(", {} copies in parallel", options.copies)
+        } else {
+            String::new()
+        }
+    );
+    let options = std::sync::Arc::new(options);
+    let created_at = rfc3339(now_secs());
+    let mut copies = Vec::with_capacity(options.copies);
+    for copy in 1..=options.copies {
+        let (options, signer, http, created_at) = (
+            options.clone(),
+            signer.clone(),
+            http.clone(),
+            created_at.clone(),
+        );
+        copies.push(tokio::spawn(async move {
+            deliver(&options, &signer, &http, &created_at, copy).await
+        }));
+    }
+    let mut acknowledged = 0;
+    for copy in copies {
+        if copy.await.unwrap_or(false) {
+            acknowledged += 1;
+        }
+    }
+    if acknowledged == options.copies {
+        ExitCode::SUCCESS
+    } else {
+        println!("{acknowledged} of {} copies got a 2xx", options.copies);
+        ExitCode::FAILURE
+    }
+}
+
+/// Delivers one copy, retrying on the sender's schedule if asked. True once a 2xx came.
+async fn deliver(
+    options: &Options,
+    signer: &Signer,
+    http: &reqwest::Client,
+    created_at: &str,
+    copy: usize,
+) -> bool {
+    let attempts = if options.retry {
+        1 + RETRY_AFTER_SECS.len()
+    } else {
+        1
+    };
+    let data = if options.event == MAPPING_COMPLETED {
+        serde_json::to_value(MappingCompleted::new(
+            "job_example",
+            "COMPLETED",
+            4821,
+            Some("ef_example".to_owned()),
+        ))
+        .expect("a payload serialises")
+    } else {
+        Value::Object(serde_json::Map::new())
+    };
+    for attempt in 1..=attempts {
+        if attempt > 1 {
+            let wait =
+                Duration::from_secs(RETRY_AFTER_SECS[attempt - 2]).div_f64(options.time_scale);
+            println!("copy {copy}: retrying in {wait:.1?}");
+            tokio::time::sleep(wait).await;
+        }
+        // Each attempt is a new delivery with a new id; the eventId stays.
+        let delivery_id = new_id("del");
+        let envelope = Envelope::new(
+            &delivery_id,
+            &options.event_id,
+            &options.event,
+            data.clone(),
+        )
+        .with_meta("2026-06-01", created_at);
+        let body = serde_json::to_vec(&envelope).expect("an envelope serialises");
+        let timestamp = now_secs().saturating_add_signed(options.timestamp_offset);
+        let signature = signer.sign(&body, timestamp);
+        let started = Instant::now();
+        let sent = http
+            .post(&options.url)
+            .header("content-type", "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .header(EVENT_HEADER, &options.event)
+            .header(DELIVERY_HEADER, &delivery_id)
+            .body(body)
+            .send()
+            .await;
+        let took = started.elapsed();
+        let label = format!("copy {copy} attempt {attempt}/{attempts} {delivery_id}");
+        match sent {
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                let text: String = text.trim().chars().take(200).collect();
+                println!("{label}: {status} ({took:.0?}) {text}");
+                if status.is_success() {
+                    return true;
+                }
+            }
+            Err(error) => {
+                // reqwest's own message is generic; its sources say what happened.
+                let mut why = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    why = format!("{why}: {cause}");
+                    source = cause.source();
+                }
+                println!("{label}: no answer ({took:.0?}): {why}");
+            }
+        }
+    }
+    false
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh id such as `evt_18f3c2a9d01b4e07`: the time and a counter, unique enough for
+/// test deliveries.
+fn new_id(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{prefix}_{:016x}",
+        nanos ^ (u64::from(std::process::id()) << 40) ^ n
+    )
+}
+
+/// `secs` as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Options, String> {
+        parse(list.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn defaults_target_the_example_receiver() {
+        let o = args(&[]).unwrap();
+        assert_eq!(o.url, "http://127.0.0.1:3000/hooks/mapping");
+        assert_eq!(o.event, "mapping.completed");
+        assert!(o.event_id.starts_with("evt_"));
+        assert_eq!((o.copies, o.timestamp_offset, o.retry), (1, 0, false));
+    }
+
+    #[test]
+    fn flags_in_both_spellings() {
+        let o = args(&[
+            "--copies=3",
+            "--timestamp-offset",
+            "-400",
+            "--event-id",
+            "evt_x",
+            "--retry",
+            "--time-scale",
+            "60",
+        ])
+        .unwrap();
+        assert_eq!((o.copies, o.timestamp_offset, o.retry), (3, -400, true));
+        assert_eq!(o.event_id, "evt_x");
+        assert!((o.time_scale - 60.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        assert!(args(&["--copies", "0"]).unwrap_err().contains("--copies"));
+        assert!(args(&["--bogus"]).unwrap_err().contains("unknown"));
+        assert!(
+            args(&["--url", "https://x"])
+                .unwrap_err()
+                .contains("http://")
+        );
+        assert!(args(&["--secret"]).unwrap_err().contains("needs a value"));
+    }
+
+    #[test]
+    fn formats_utc_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_717_250_400), "2024-06-01T14:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
