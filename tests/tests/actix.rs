@@ -1,0 +1,138 @@
+//! The conformance suite against actix-web with `mapping-webhooks-actix`, built the way
+//! the crate's docs show: `web::resource(..).wrap(WebhookVerify::new(..))` on each
+//! webhook route, the server with `h1_allow_half_closed(false)`.
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, HttpServer, web};
+use bytes::Bytes;
+use mapping_webhooks::{DedupStore, MappingCompleted, Verified};
+use mapping_webhooks_actix::{VerifiedEvent, WebhookVerify};
+use mapping_webhooks_conformance::{
+    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED,
+    ROUTE_UNLAYERED, conformance_suite,
+};
+use serde_json::value::RawValue;
+
+fn respond(code: u16) -> HttpResponse {
+    HttpResponse::new(StatusCode::from_u16(code).expect("a valid status"))
+}
+
+async fn spawn_actix_app(spec: AppSpec) -> App {
+    let mut verify = WebhookVerify::new(&spec.secret).on_store_error(spec.on_store_error);
+    if let Some(previous) = &spec.previous_secret {
+        verify = verify.previous_secret(previous);
+    }
+    if let Some(tolerance) = spec.tolerance {
+        verify = verify.tolerance(tolerance);
+    }
+    if let Some(limit) = spec.body_limit {
+        verify = verify.body_limit(limit);
+    }
+    if let Some(clock) = spec.clock.clone() {
+        verify = verify.clock(clock);
+    }
+    let probe = spec.probe.clone();
+    let (url, handle) = match spec.dedup {
+        Dedup::Memory => serve(probe, verify).await,
+        Dedup::Off => serve(probe, verify.without_dedup()).await,
+        Dedup::Failing => serve(probe, verify.dedup(FailingStore)).await,
+        Dedup::User(store) => serve(probe, verify.dedup(store)).await,
+        _ => unreachable!("a dedup choice this suite does not know"),
+    };
+    App::new(url, StopOnDrop(handle))
+}
+
+/// Serves the app on 127.0.0.1:0 from its own thread: actix-web runs its own runtime
+/// (a `System`) and worker threads, separate from the test's tokio runtime.
+async fn serve<D: DedupStore>(probe: Probe, verify: WebhookVerify<D>) -> (String, ServerHandle) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                actix_web::App::new()
+                    .app_data(web::Data::new(probe.clone()))
+                    .service(
+                        web::resource(ROUTE_HOOKS)
+                            .wrap(verify.clone())
+                            .route(web::post().to(hooks)),
+                    )
+                    .service(
+                        web::resource(ROUTE_JSON)
+                            .wrap(verify.clone())
+                            .route(web::post().to(json)),
+                    )
+                    .service(
+                        web::resource(ROUTE_TYPED)
+                            .wrap(verify.clone())
+                            .route(web::post().to(typed)),
+                    )
+                    .service(web::resource(ROUTE_UNLAYERED).route(web::post().to(unlayered)))
+            })
+            .workers(2)
+            .disable_signals()
+            .h1_allow_half_closed(false)
+            .listen(listener)
+            .unwrap()
+            .run();
+            tx.send(server.handle()).unwrap();
+            server.await
+        })
+    });
+    (url, rx.await.unwrap())
+}
+
+async fn hooks(
+    probe: web::Data<Probe>,
+    meta: web::ReqData<Verified>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let body = Bytes::copy_from_slice(&body);
+    respond(
+        probe
+            .handle(ROUTE_HOOKS, Some(meta.into_inner()), body)
+            .await,
+    )
+}
+
+async fn json(
+    probe: web::Data<Probe>,
+    meta: web::ReqData<Verified>,
+    raw: web::Json<Box<RawValue>>,
+) -> HttpResponse {
+    let body = Bytes::copy_from_slice(raw.get().as_bytes());
+    respond(
+        probe
+            .handle(ROUTE_JSON, Some(meta.into_inner()), body)
+            .await,
+    )
+}
+
+async fn typed(probe: web::Data<Probe>, event: VerifiedEvent<MappingCompleted>) -> HttpResponse {
+    let (envelope, meta) = event.into_parts();
+    let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+    respond(probe.handle(ROUTE_TYPED, Some(meta), body).await)
+}
+
+async fn unlayered(
+    probe: web::Data<Probe>,
+    event: VerifiedEvent<MappingCompleted>,
+) -> HttpResponse {
+    let (envelope, meta) = event.into_parts();
+    let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+    respond(probe.handle(ROUTE_UNLAYERED, Some(meta), body).await)
+}
+
+/// Stops the server (and so its thread) when the case ends.
+struct StopOnDrop(ServerHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        // `stop` sends the command at once; its future only waits for the completion.
+        drop(self.0.stop(false));
+    }
+}
+
+conformance_suite!(spawn_actix_app);
