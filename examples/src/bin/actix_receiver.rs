@@ -1,0 +1,81 @@
+//! An actix-web app receiving Mapping.Travel webhooks on `POST /hooks/mapping`.
+//!
+//! ```text
+//! MAPPING_WEBHOOK_SECRET=whsec_... cargo run -p mapping-webhooks-examples --bin actix_receiver
+//! ```
+//!
+//! The same configuration and output as `axum_receiver`, so the same `sender` drives
+//! both: `MAPPING_WEBHOOK_SECRET` (without it, the public development secret is used,
+//! and said so loudly), `MAPPING_WEBHOOK_SECRET_PREVIOUS` (during a rotation),
+//! `BIND_ADDR` (default `127.0.0.1:3000`; `PORT` alone binds `0.0.0.0:$PORT`), `RUST_LOG`
+//! (default `info`). Each processed event prints one JSON line on stdout; logs go to
+//! stderr.
+
+use std::process::ExitCode;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use mapping_webhooks_actix::{VerifiedEvent, WebhookVerify};
+use mapping_webhooks_examples::{ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event};
+
+/// Runs once per event (duplicates are answered by the middleware). Answer 2xx only once
+/// the work is done: anything else makes the sender retry, and the middleware lets the
+/// retry in.
+async fn on_event(event: VerifiedEvent) -> HttpResponse {
+    print_event(&event.verified, &event.envelope.api_version);
+    HttpResponse::NoContent().finish()
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let config = match ReceiverConfig::from_env() {
+        Ok(config) => config,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    config.warn_if_dev_secret();
+    let mut verify = match WebhookVerify::try_new(&config.secret) {
+        Ok(verify) => verify,
+        Err(error) => {
+            tracing::error!("MAPPING_WEBHOOK_SECRET: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(previous) = &config.previous_secret {
+        verify = verify.previous_secret(previous);
+    }
+
+    // Built once and cloned into every worker: the clones share one dedup store.
+    let server = HttpServer::new(move || {
+        App::new().service(
+            web::resource(WEBHOOK_PATH)
+                .wrap(verify.clone())
+                .route(web::post().to(on_event)),
+        )
+    })
+    // A sender that gave up (after 30 s) closes the connection: cancel its handler so
+    // the event is freed for the retry at once.
+    .h1_allow_half_closed(false)
+    .bind(config.bind_addr);
+    let server = match server {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::error!("cannot listen on {}: {error}", config.bind_addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        "receiving webhooks on http://{}{WEBHOOK_PATH}",
+        config.bind_addr
+    );
+    // Stops gracefully on Ctrl-C (actix-web handles the signals).
+    match server.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
