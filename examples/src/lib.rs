@@ -4,6 +4,7 @@
 //! The binaries are in `src/bin/`:
 //!
 //! - `axum_receiver`: `POST /hooks/mapping` behind `mapping-webhooks-tower`;
+//! - `actix_receiver`: the same route and output behind `mapping-webhooks-actix`;
 //! - `sender`: signs an envelope and posts it, like the dashboard's Test button.
 //!
 //! Quick start, in two terminals:
