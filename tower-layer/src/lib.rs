@@ -119,5 +119,10 @@ pub use body::{ResponseBody, VerifiedBody};
 #[cfg(feature = "axum")]
 pub use extract::{VerifiedEvent, VerifiedEventRejection};
 pub use layer::WebhookVerify;
+/// The core's types a receiver names, so one dependency is enough for most apps.
+pub use mapping_webhooks::{
+    DedupStore, Envelope, Gate, MappingCompleted, MatchedSecret, MemoryStore, OnStoreError, Reply,
+    Verified,
+};
 pub use reject::{JsonReject, OnReject, PlainTextReject};
 pub use service::{ResponseFuture, WebhookVerifyService};

@@ -205,3 +205,190 @@ impl<B, E> fmt::Debug for ResponseFuture<B, E> {
         f.write_str("ResponseFuture")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use mapping_webhooks::{Secret, Signer};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    use super::*;
+    use crate::WebhookVerify;
+
+    const SECRET: &str = "whsec_service_test_0123456789abcdef";
+
+    fn signed(event_id: &str) -> Request<VerifiedBody> {
+        let body = format!(
+            r#"{{"id":"del_1","eventId":"{event_id}","type":"mapping.completed","data":{{}}}}"#
+        );
+        let header = Signer::new(Secret::new(SECRET).unwrap()).sign_now(body.as_bytes());
+        Request::post("/")
+            .header(SIGNATURE_HEADER, header)
+            .body(VerifiedBody::new(Bytes::from(body)))
+            .unwrap()
+    }
+
+    /// A body that never finishes.
+    struct Stalled;
+
+    impl Body for Stalled {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+            Poll::Pending
+        }
+    }
+
+    /// A body that must not be read.
+    struct Untouchable;
+
+    impl Body for Untouchable {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+            panic!("the body was read although its declared length is over the limit")
+        }
+    }
+
+    /// A body whose transfer breaks.
+    struct Broken;
+
+    impl Body for Broken {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+            Poll::Ready(Some(Err(std::io::Error::other("connection reset"))))
+        }
+    }
+
+    async fn ok(_: Request<VerifiedBody>) -> Result<Response<VerifiedBody>, Infallible> {
+        Ok(Response::new(VerifiedBody::default()))
+    }
+
+    #[tokio::test]
+    async fn an_inner_error_frees_the_claim() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let service = ServiceBuilder::new()
+            .layer(WebhookVerify::new(SECRET))
+            .service_fn(move |_: Request<VerifiedBody>| {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        Err(std::io::Error::other("handler failed"))
+                    } else {
+                        Ok(Response::new(VerifiedBody::default()))
+                    }
+                }
+            });
+        let first = service.clone().oneshot(signed("evt_err")).await;
+        assert!(first.is_err(), "the inner error is the service's error");
+        let second = service.clone().oneshot(signed("evt_err")).await.unwrap();
+        assert_eq!(second.status(), 200);
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the retry ran the handler");
+        let third = service.oneshot(signed("evt_err")).await.unwrap();
+        assert_eq!(third.status(), 200);
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "then it is done");
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_unread() {
+        let service = ServiceBuilder::new()
+            .layer(WebhookVerify::new(SECRET).body_limit(1000))
+            .service_fn(ok);
+        let request = Request::post("/")
+            .header(CONTENT_LENGTH, "1001")
+            .body(Untouchable)
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 413);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_times_out_with_408() {
+        let service = ServiceBuilder::new()
+            .layer(WebhookVerify::new(SECRET).read_timeout(Duration::from_millis(20)))
+            .service_fn(ok);
+        let response = service
+            .oneshot(Request::post("/").body(Stalled).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 408);
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_is_400() {
+        let service = ServiceBuilder::new()
+            .layer(WebhookVerify::new(SECRET))
+            .service_fn(ok);
+        let response = service
+            .oneshot(Request::post("/").body(Broken).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "body could not be read");
+    }
+
+    #[tokio::test]
+    async fn custom_and_json_rejections_are_used() {
+        let custom = ServiceBuilder::new()
+            .layer(WebhookVerify::new(SECRET).on_reject(|reply: &Reply| {
+                let mut r = crate::reject::plain_text(reply);
+                r.headers_mut()
+                    .insert("x-refusal", HeaderValue::from_static(reply.code()));
+                r
+            }))
+            .service_fn(ok);
+        let response = custom
+            .oneshot(Request::post("/").body(VerifiedBody::default()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(response.headers()["x-refusal"], "missing_header");
+
+        let json = ServiceBuilder::new()
+            .layer(WebhookVerify::new(SECRET).json_rejections())
+            .service_fn(ok);
+        let response = json
+            .oneshot(Request::post("/").body(VerifiedBody::default()).unwrap())
+            .await
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["code"], "missing_header");
+        assert_eq!(value["status"], 400);
+    }
+
+    #[tokio::test]
+    async fn the_inner_service_gets_the_bytes_and_the_metadata() {
+        let service = ServiceBuilder::new()
+            .layer(WebhookVerify::new(SECRET))
+            .service_fn(|request: Request<VerifiedBody>| async move {
+                let meta = request.extensions().get::<mapping_webhooks::Verified>();
+                assert_eq!(meta.map(|m| m.event_id.as_str()), Some("evt_meta"));
+                Ok::<_, Infallible>(Response::new(request.into_body()))
+            });
+        let request = signed("evt_meta");
+        let sent = request.body().as_bytes().to_vec();
+        let response = service.oneshot(request).await.unwrap();
+        let echoed = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(echoed, sent);
+    }
+}
