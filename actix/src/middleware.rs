@@ -396,8 +396,8 @@ where
             Ok(response.map_into_left_body())
         }
         Ok(Err(error)) => {
-            let status = error.as_response_error().status_code();
-            ticket.finish(status.as_u16()).await;
+            // actix-web renders it as a response later, but the handler did not succeed.
+            ticket.failed().await;
             Err(error)
         }
         Err(_panic) => {
@@ -425,8 +425,7 @@ fn unsigned_headers(headers: &HeaderMap) -> UnsignedHeaders<'_> {
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.to_str().ok()?.parse().ok())
 }
 
 /// Reads the whole payload, refusing it as soon as it passes `limit`. A body that
