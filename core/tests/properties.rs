@@ -1,7 +1,7 @@
 //! Property tests: sign → verify round-trips for any body, and any single change to the
 //! body, the timestamp or the signature is refused.
 
-use mapping_webhooks::{ManualClock, Secret, Signer, Verifier, VerifyError};
+use mapping_webhooks::{ManualClock, MatchedSecret, Secret, Signer, Verifier, VerifyError};
 use proptest::prelude::*;
 
 const NOW: u64 = 1_717_250_400;
@@ -117,5 +117,163 @@ proptest! {
         let (_, verifier) = pair(b"whsec_prop");
         let err = verifier.verify(&header, b"{}").unwrap_err();
         prop_assert!((400..500).contains(&err.status()));
+    }
+}
+
+// Forgery: a verifier holding a current and a previous secret accepts a request if and
+// only if its header carries a signature our signer made for that very body and
+// timestamp with one of them, and the timestamp is within the window.
+
+const CURRENT: &[u8] = b"whsec_forgery_current";
+const PREVIOUS: &[u8] = b"whsec_forgery_previous";
+const STRANGER: &[u8] = b"whsec_forgery_stranger";
+
+fn rotating_verifier() -> Verifier {
+    Verifier::new(Secret::new(CURRENT).unwrap())
+        .previous_secret(Secret::new(PREVIOUS).unwrap())
+        .clock(ManualClock::at_secs(NOW))
+}
+
+fn sig(secret: &[u8], body: &[u8], t: u64) -> [u8; 32] {
+    Signer::new(Secret::new(secret).unwrap()).signature(body, t)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A candidate `v1` value an attacker could put in a header, with what it was made from.
+#[derive(Debug, Clone)]
+enum Candidate {
+    /// Made with the current secret over the request's body and timestamp.
+    Current,
+    /// Made with the previous secret over the request's body and timestamp.
+    Previous,
+    /// Made with a secret the verifier does not hold.
+    Stranger,
+    /// Made with the current secret over other bytes.
+    OtherBody(Vec<u8>),
+    /// Made with the current secret at another timestamp.
+    OtherTime(i64),
+    /// Random bytes.
+    Random([u8; 32]),
+}
+
+fn candidate() -> impl Strategy<Value = Candidate> {
+    prop_oneof![
+        Just(Candidate::Current),
+        Just(Candidate::Previous),
+        Just(Candidate::Stranger),
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(Candidate::OtherBody),
+        (-400i64..=400).prop_map(Candidate::OtherTime),
+        any::<[u8; 32]>().prop_map(Candidate::Random),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn accepted_exactly_when_a_configured_secret_signed_this_body_and_time(
+        body in proptest::collection::vec(any::<u8>(), 0..256),
+        skew in -400i64..=400,
+        candidates in proptest::collection::vec(candidate(), 1..=8),
+    ) {
+        let t = NOW.checked_add_signed(skew).unwrap();
+        let mut values = Vec::new();
+        let mut expected = None;
+        for c in &candidates {
+            let value = match c {
+                Candidate::Current => sig(CURRENT, &body, t),
+                Candidate::Previous => sig(PREVIOUS, &body, t),
+                Candidate::Stranger => sig(STRANGER, &body, t),
+                Candidate::OtherBody(other) => sig(CURRENT, other, t),
+                Candidate::OtherTime(delta) => sig(CURRENT, &body, t.checked_add_signed(*delta).unwrap()),
+                Candidate::Random(bytes) => *bytes,
+            };
+            // Only a signature equal to one the signer makes for (this body, t) with a
+            // configured secret counts, whatever it was meant to be.
+            if value == sig(CURRENT, &body, t) {
+                expected = Some(MatchedSecret::Current);
+            } else if value == sig(PREVIOUS, &body, t) && expected.is_none() {
+                expected = Some(MatchedSecret::Previous(0));
+            }
+            values.push(format!("v1={}", hex(&value)));
+        }
+        let header = format!("t={t},{}", values.join(","));
+        let result = rotating_verifier().verify_signature(&header, &body);
+        if skew.unsigned_abs() > 300 {
+            prop_assert!(result.is_err());
+            prop_assert_eq!(result.unwrap_err().status(), 401);
+        } else {
+            match expected {
+                Some(secret) => {
+                    let matched = result.unwrap();
+                    prop_assert_eq!(matched.secret, secret);
+                    prop_assert_eq!(matched.timestamp, t);
+                }
+                None => prop_assert_eq!(result, Err(VerifyError::SignatureMismatch)),
+            }
+        }
+    }
+
+    #[test]
+    fn random_well_formed_headers_are_never_accepted(
+        body in proptest::collection::vec(any::<u8>(), 0..512),
+        skew in -300i64..=300,
+        signatures in proptest::collection::vec(any::<[u8; 32]>(), 1..=8),
+        upper in any::<bool>(),
+    ) {
+        let t = NOW.checked_add_signed(skew).unwrap();
+        let mut header = format!("t={t}");
+        for s in &signatures {
+            header.push_str(",v1=");
+            header.push_str(&if upper { hex(s).to_uppercase() } else { hex(s) });
+        }
+        prop_assert_eq!(
+            rotating_verifier().verify(&header, &body),
+            Err(VerifyError::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn a_signature_for_one_body_never_verifies_another(
+        signed in proptest::collection::vec(any::<u8>(), 0..256),
+        presented in proptest::collection::vec(any::<u8>(), 0..256),
+        secret in prop_oneof![Just(CURRENT), Just(PREVIOUS)],
+    ) {
+        prop_assume!(signed != presented);
+        let header = Signer::new(Secret::new(secret).unwrap()).sign(&signed, NOW);
+        prop_assert_eq!(
+            rotating_verifier().verify_signature(&header, &presented),
+            Err(VerifyError::SignatureMismatch)
+        );
+        // While the body it was made for still verifies.
+        prop_assert!(rotating_verifier().verify_signature(&header, &signed).is_ok());
+    }
+
+    #[test]
+    fn digits_moved_between_the_timestamp_and_the_body_are_refused(
+        digit in 0u8..10,
+        rest in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        // `"{t}.{body}"` is unambiguous: the signature of (t, "7…") does not verify
+        // (t*10+7, "…") nor the other way round, and the dot cannot move either.
+        let t = NOW / 10;
+        let mut body = vec![b'0' + digit];
+        body.extend_from_slice(&rest);
+        let verifier = rotating_verifier().tolerance(std::time::Duration::from_secs(NOW));
+        let signed = Signer::new(Secret::new(CURRENT).unwrap()).sign(&body, t);
+        let shifted = signed.replacen(&format!("t={t},"), &format!("t={},", t * 10 + u64::from(digit)), 1);
+        prop_assert_eq!(verifier.verify_signature(&shifted, &rest), Err(VerifyError::SignatureMismatch));
+        let signed = Signer::new(Secret::new(CURRENT).unwrap()).sign(&rest, t * 10 + u64::from(digit));
+        let shifted = signed.replacen(&format!("t={},", t * 10 + u64::from(digit)), &format!("t={t},"), 1);
+        prop_assert_eq!(verifier.verify_signature(&shifted, &body), Err(VerifyError::SignatureMismatch));
+        let mut dotted = b".".to_vec();
+        dotted.extend_from_slice(&body);
+        prop_assert_eq!(
+            verifier.verify_signature(Signer::new(Secret::new(CURRENT).unwrap()).sign(&body, t), &dotted),
+            Err(VerifyError::SignatureMismatch)
+        );
     }
 }
