@@ -104,8 +104,24 @@ impl SignatureHeader {
         let mut signatures = [None; MAX_SIGNATURES];
         let mut len = 0;
         let mut any_valid = false;
-        for part in header.split(|&b| b == b',') {
-            let part = part.trim_ascii();
+        let mut rest = header;
+        loop {
+            // A `v1` value of 64 hex digits holds no comma: decode it while looking for
+            // the end of the part, instead of scanning it twice.
+            let lead = rest.len() - rest.trim_ascii_start().len();
+            let mut decoded = None;
+            let mut scan_from = lead;
+            if let Some(hex) = rest[lead..].strip_prefix(b"v1=").and_then(|v| v.get(..64)) {
+                decoded = decode_hex32(hex);
+                if decoded.is_some() {
+                    scan_from = lead + 3 + 64;
+                }
+            }
+            let end = rest[scan_from..]
+                .iter()
+                .position(|&b| b == b',')
+                .map_or(rest.len(), |i| scan_from + i);
+            let part = rest[..end].trim_ascii();
             let Some(eq) = part.iter().position(|&b| b == b'=') else {
                 return Err(HeaderError::MalformedPart);
             };
@@ -121,13 +137,20 @@ impl SignatureHeader {
                     if len == MAX_SIGNATURES {
                         return Err(HeaderError::TooManySignatures);
                     }
-                    let decoded = decode_hex32(value);
+                    let decoded = match decoded {
+                        Some(signature) if value.len() == 64 => Some(signature),
+                        _ => decode_hex32(value),
+                    };
                     any_valid |= decoded.is_some();
                     signatures[len] = decoded;
                     len += 1;
                 }
                 b"" => return Err(HeaderError::MalformedPart),
                 _ => {}
+            }
+            match rest.get(end + 1..) {
+                Some(next) => rest = next,
+                None => break,
             }
         }
         let timestamp = timestamp.ok_or(HeaderError::MissingTimestamp)?;
@@ -182,25 +205,40 @@ fn parse_timestamp(digits: &[u8]) -> Result<u64, HeaderError> {
     Ok(value)
 }
 
-/// Decodes exactly 64 hex digits (either case) into 32 bytes; anything else is `None`.
-fn decode_hex32(hex: &[u8]) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
+/// Each byte's value as a hex digit (either case), or `0xff` for a byte that is none.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
     }
-    Some(out)
-}
+    table
+};
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Decodes exactly 64 hex digits (either case) into 32 bytes; anything else is `None`.
+///
+/// Branch-free over the digits: every byte is looked up, and any invalid one shows in
+/// the high bits of the accumulated `bad`.
+fn decode_hex32(hex: &[u8]) -> Option<[u8; 32]> {
+    let hex: &[u8; 64] = hex.try_into().ok()?;
+    let mut out = [0u8; 32];
+    let mut bad = 0u8;
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let (high, low) = (
+            HEX_VALUE[usize::from(pair[0])],
+            HEX_VALUE[usize::from(pair[1])],
+        );
+        bad |= high | low;
+        *byte = (high << 4) | low;
     }
+    (bad & 0xf0 == 0).then_some(out)
 }
 
 /// Writes 32 bytes as 64 lowercase hex digits.
@@ -362,6 +400,119 @@ mod tests {
         let h = parse(&format!("t=1,v1={SIG}")).unwrap();
         let shown = format!("{h:?}");
         assert!(!shown.contains("5257"), "{shown}");
+    }
+
+    /// The parser as first written (split, trim, decode): the optimised one must agree
+    /// with it on every input.
+    fn parse_reference(header: &[u8]) -> Result<SignatureHeader, HeaderError> {
+        if header.len() > MAX_HEADER_LEN {
+            return Err(HeaderError::TooLong);
+        }
+        if header.iter().all(u8::is_ascii_whitespace) {
+            return Err(HeaderError::Empty);
+        }
+        let mut timestamp = None;
+        let mut signatures = [None; MAX_SIGNATURES];
+        let mut len = 0;
+        let mut any_valid = false;
+        for part in header.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            let Some(eq) = part.iter().position(|&b| b == b'=') else {
+                return Err(HeaderError::MalformedPart);
+            };
+            let (key, value) = (&part[..eq], &part[eq + 1..]);
+            match key {
+                b"t" => {
+                    if timestamp.is_some() {
+                        return Err(HeaderError::DuplicateTimestamp);
+                    }
+                    timestamp = Some(parse_timestamp(value)?);
+                }
+                b"v1" => {
+                    if len == MAX_SIGNATURES {
+                        return Err(HeaderError::TooManySignatures);
+                    }
+                    let decoded = decode_hex_reference(value);
+                    any_valid |= decoded.is_some();
+                    signatures[len] = decoded;
+                    len += 1;
+                }
+                b"" => return Err(HeaderError::MalformedPart),
+                _ => {}
+            }
+        }
+        let timestamp = timestamp.ok_or(HeaderError::MissingTimestamp)?;
+        if len == 0 {
+            return Err(HeaderError::MissingSignature);
+        }
+        if !any_valid {
+            return Err(HeaderError::InvalidSignature);
+        }
+        Ok(SignatureHeader {
+            timestamp,
+            signatures,
+            len,
+        })
+    }
+
+    fn decode_hex_reference(hex: &[u8]) -> Option<[u8; 32]> {
+        fn nibble(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            }
+        }
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(out)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn agrees_with_the_reference_on_header_like_strings(
+            header in "( {0,2}(t|v1|v0|)(=|)[ 0-9a-fA-Fg,]{0,70} {0,2}(,|;|)){0,5}"
+        ) {
+            proptest::prop_assert_eq!(SignatureHeader::parse(&header), parse_reference(header.as_bytes()));
+        }
+
+        #[test]
+        fn agrees_with_the_reference_on_near_valid_headers(
+            t in "[0-9]{1,12}",
+            sigs in proptest::collection::vec("[0-9a-fA-F]{62,66}|[0-9a-f]{63}[g,; ]", 1..4),
+            spaces in "[ \t]{0,2}",
+        ) {
+            let mut header = format!("t={t}");
+            for sig in &sigs {
+                header.push_str(&format!(",{spaces}v1={sig}{spaces}"));
+            }
+            proptest::prop_assert_eq!(SignatureHeader::parse(&header), parse_reference(header.as_bytes()));
+        }
+
+        #[test]
+        fn agrees_with_the_reference_on_any_bytes(header in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            proptest::prop_assert_eq!(SignatureHeader::parse(&header), parse_reference(&header));
+        }
+    }
+
+    #[test]
+    fn hex_table_decodes_every_byte_like_the_reference() {
+        for b in 0..=255u8 {
+            let hex = [b; 64];
+            assert_eq!(
+                decode_hex32(&hex),
+                decode_hex_reference(&hex),
+                "byte {b:#04x}"
+            );
+        }
     }
 
     #[test]
