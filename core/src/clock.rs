@@ -30,6 +30,13 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
+
+    fn now_secs(&self) -> u64 {
+        // Whole seconds straight from the clock: no 128-bit milliseconds on every request.
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
 }
 
 /// A clock that only moves when told to; clones share the same time.
