@@ -87,6 +87,11 @@ return 0
 /// then called by their SHA-1 (`EVALSHA`); after a server restart the first call
 /// reloads them by itself. Any Redis from 2.6.12 on, and Valkey, will do.
 ///
+/// For TLS (`rediss://` URLs), enable the `redis` crate's `tokio-rustls-comp` (or
+/// `tokio-native-tls-comp`) feature in your own `Cargo.toml`; this crate enables only
+/// plain TCP and Unix sockets. Redis Cluster and Sentinel connections are not supported:
+/// use one server, or a managed endpoint that fails over behind one address.
+///
 /// # Defaults, and why
 ///
 /// - Lease [`DEFAULT_LEASE`](super::DEFAULT_LEASE), 5 minutes: far longer than a handler
@@ -250,7 +255,7 @@ impl RedisStore {
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(error)) => Err(StoreError::backend(error)),
+            Ok(Err(error)) => Err(failed(error, self.timeout)),
             Err(_) => Err(StoreError::Timeout(self.timeout)),
         }
     }
@@ -267,7 +272,7 @@ impl RedisStore {
         };
         match tokio::time::timeout(self.timeout, load).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(StoreError::backend(error)),
+            Ok(Err(error)) => Err(failed(error, self.timeout)),
             Err(_) => Err(StoreError::Timeout(self.timeout)),
         }
     }
@@ -282,6 +287,16 @@ fn hex_token(claim: Claim) -> [u8; 32] {
         *byte = DIGITS[((n >> (124 - 4 * i)) & 0xf) as usize];
     }
     out
+}
+
+/// A Redis error as a store error: its own timeouts (the connection's response or
+/// connection timeout, set to ours) are ours too.
+fn failed(error: redis::RedisError, timeout: Duration) -> StoreError {
+    if error.is_timeout() {
+        StoreError::Timeout(timeout)
+    } else {
+        StoreError::backend(error)
+    }
 }
 
 /// Whole milliseconds, at least 1 (Redis refuses an expiry of 0).
@@ -369,7 +384,7 @@ async fn connect(client: Client, timeout: Duration) -> Result<ConnectionManager,
         .set_max_delay(Duration::from_secs(1));
     match tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config)).await {
         Ok(Ok(manager)) => Ok(manager),
-        Ok(Err(error)) => Err(StoreError::backend(error)),
+        Ok(Err(error)) => Err(failed(error, timeout)),
         Err(_) => Err(StoreError::Timeout(timeout)),
     }
 }

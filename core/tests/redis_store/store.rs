@@ -305,3 +305,53 @@ async fn memory_per_key() {
     assert!(in_flight <= 160, "in flight: {in_flight} bytes");
     assert!(done <= 160, "done: {done} bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_times_out_and_recovers_when_it_answers_again() {
+    let Some(server) = RedisServer::start("a_hung_redis_times_out") else {
+        return;
+    };
+    let timeout = Duration::from_millis(300);
+    let store = store_on(&server, |b| b.timeout(timeout)).await;
+    let claim = claim_of(store.begin("evt").await.unwrap());
+    server.pause();
+    let results = tokio::time::timeout(timeout * 3 + Duration::from_secs(5), each_call(&store))
+        .await
+        .expect("a call hung with Redis frozen");
+    for result in results {
+        match result {
+            Err(StoreError::Timeout(after)) => assert_eq!(after, timeout),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+    server.resume();
+    // The same connection answers again, and the claim taken before is still there.
+    let found = eventually(Duration::from_secs(10), "answers again", || async {
+        store.begin("evt").await.ok()
+    })
+    .await;
+    assert_eq!(found, Begin::InFlight);
+    store.complete("evt", claim).await.unwrap();
+    assert_eq!(store.begin("evt").await.unwrap(), Begin::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_outage_outlasting_the_reconnect_retries_still_recovers() {
+    let Some(mut server) = RedisServer::start("a_long_outage_still_recovers") else {
+        return;
+    };
+    let store = store_on(&server, |b| b).await;
+    claim_of(store.begin("evt").await.unwrap());
+    server.kill();
+    // Longer than the connection manager's retries (at most about 3.5 s with its backoff
+    // capped at 1 s): it gives up, and the next call must start reconnecting again.
+    for _ in 0..12 {
+        assert!(store.begin("evt").await.is_err(), "Redis is down");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    server.restart();
+    eventually(Duration::from_secs(20), "reconnect", || async {
+        store.begin("evt").await.ok()
+    })
+    .await;
+}
