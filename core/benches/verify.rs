@@ -1,0 +1,149 @@
+//! What verifying a webhook costs, against the physical floor (one HMAC pass) and the
+//! naive way; and what a dedup claim and the whole gate cost per request.
+//!
+//! `cargo bench -p mapping-webhooks --bench verify`. The peer comparison with `svix`
+//! lives in `benches/peers`, outside the workspace, so `cargo test` never builds it.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mapping_webhooks::{
+    Admission, Begin, DEFAULT_TOLERANCE, DedupStore, Gate, MemoryStore, Secret, Signer,
+    UnsignedHeaders, Verifier,
+};
+
+mod support;
+use support::{Floor, SECRET, SIZES, envelope, event_id, naive_verify, now_secs};
+
+/// Runs a future that never waits (the in-memory store answers at once) to completion.
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the in-memory store never waits"),
+    }
+}
+
+fn secret() -> Secret {
+    Secret::new(SECRET).expect("valid secret")
+}
+
+fn verification(c: &mut Criterion) {
+    let floor = Floor::new();
+    let verifier = Verifier::new(secret());
+    let signer = Signer::new(secret());
+    let tolerance = DEFAULT_TOLERANCE.as_secs();
+    let mut group = c.benchmark_group("verify");
+    for size in SIZES {
+        let body = envelope(size, 1);
+        // Signed now, per size, so the header stays inside the five-minute window.
+        let t = now_secs();
+        let header = signer.sign(&body, t);
+        let prefix = format!("{t}.");
+        assert!(verifier.verify(&header, &body).is_ok());
+        assert!(naive_verify(SECRET, &header, &body, t, tolerance));
+        assert_eq!(
+            floor.mac(prefix.as_bytes(), &body),
+            signer.signature(&body, t)
+        );
+
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::new("floor", size), &body, |b, body| {
+            b.iter(|| floor.mac(black_box(prefix.as_bytes()), black_box(body)));
+        });
+        group.bench_with_input(BenchmarkId::new("signature", size), &body, |b, body| {
+            b.iter(|| verifier.verify_signature(black_box(&header), black_box(body)));
+        });
+        group.bench_with_input(BenchmarkId::new("full", size), &body, |b, body| {
+            b.iter(|| verifier.verify(black_box(&header), black_box(body)));
+        });
+        group.bench_with_input(BenchmarkId::new("naive", size), &body, |b, body| {
+            b.iter(|| {
+                naive_verify(
+                    SECRET,
+                    black_box(&header),
+                    black_box(body),
+                    now_secs(),
+                    tolerance,
+                )
+            });
+        });
+    }
+    group.finish();
+}
+
+fn dedup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dedup");
+    // The default store (100,000 entries): after the first 100,000 keys every insert
+    // also evicts, the steady state of a busy receiver.
+    let store = MemoryStore::new();
+    let mut n = 0u64;
+    group.bench_function("memory_begin_complete", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                event_id(n)
+            },
+            |key| {
+                let Begin::New(claim) = ready(store.begin(&key)).expect("memory store") else {
+                    panic!("{key} seen before");
+                };
+                ready(store.complete(&key, claim)).expect("memory store");
+                key
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
+fn gate(c: &mut Criterion) {
+    let gate = Gate::new(secret());
+    let signer = Signer::new(secret());
+    let mut group = c.benchmark_group("gate");
+    let mut n = 0u64;
+    for size in [300, 1024] {
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(BenchmarkId::new("admit_finish", size), |b| {
+            // Every request is a new event, signed outside the timed part.
+            b.iter_batched(
+                || {
+                    n += 1;
+                    let body = envelope(size, n);
+                    let header = signer.sign(&body, now_secs());
+                    (header, body)
+                },
+                |(header, body)| match ready(gate.admit(
+                    [header.as_bytes()],
+                    UnsignedHeaders::default(),
+                    &body,
+                )) {
+                    Admission::Process { verified, ticket } => {
+                        ready(ticket.finish(204));
+                        verified
+                    }
+                    Admission::Reply(reply) => panic!("refused: {}", reply.reason()),
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = verification, dedup, gate
+}
+criterion_main!(benches);
