@@ -344,7 +344,8 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects (unless built over a connection manager) and loads the scripts.
+    /// Connects (unless built over a connection manager) and loads the scripts, so a
+    /// wrong URL, password or server shows at startup.
     ///
     /// # Errors
     ///
@@ -354,34 +355,71 @@ impl RedisStoreBuilder {
     pub async fn build(self) -> Result<RedisStore, StoreError> {
         let timeout = self.timeout;
         let connection = match self.source {
-            Source::Manager(manager) => manager,
-            Source::Url(url) => {
-                // The parser's error does not repeat the URL; ours does not either.
-                let client = Client::open(url.as_str()).map_err(StoreError::backend)?;
-                connect(client, timeout).await?
-            }
-            Source::Client(client) => connect(client, timeout).await?,
+            Source::Manager(ref manager) => manager.clone(),
+            Source::Url(ref url) => connect(open(url)?, timeout).await?,
+            Source::Client(ref client) => connect(client.clone(), timeout).await?,
         };
-        let store = RedisStore {
+        let store = self.finish(connection);
+        store.load_scripts().await?;
+        Ok(store)
+    }
+
+    /// Builds the store without connecting: it connects on first use, so the
+    /// application starts even while Redis is down (requests then get a
+    /// [`StoreError`], by default a 503, until it is up).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the URL is invalid, or when called outside a tokio
+    /// runtime (the connection manager spawns its task on it).
+    pub fn build_lazy(self) -> Result<RedisStore, StoreError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::backend(
+                "RedisStoreBuilder::build_lazy must be called inside a tokio runtime",
+            ));
+        }
+        let connection = match self.source {
+            Source::Manager(ref manager) => manager.clone(),
+            Source::Url(ref url) => lazy(open(url)?, self.timeout)?,
+            Source::Client(ref client) => lazy(client.clone(), self.timeout)?,
+        };
+        Ok(self.finish(connection))
+    }
+
+    fn finish(self, connection: ConnectionManager) -> RedisStore {
+        RedisStore {
             connection,
             scripts: Arc::new(Scripts::new()),
             prefix: self.prefix.into(),
             lease: self.lease,
             ttl: self.ttl,
-            timeout,
-        };
-        store.load_scripts().await?;
-        Ok(store)
+            timeout: self.timeout,
+        }
     }
 }
 
-/// A connection manager that gives up each attempt after `timeout`, and retries a lost
-/// connection quickly (at most a second apart) so a restarted Redis is found soon.
-async fn connect(client: Client, timeout: Duration) -> Result<ConnectionManager, StoreError> {
-    let config = ConnectionManagerConfig::new()
+/// A client for `url`. The parser's error does not repeat the URL; ours does not either.
+fn open(url: &str) -> Result<Client, StoreError> {
+    Client::open(url).map_err(StoreError::backend)
+}
+
+/// How the store's connection manager connects: each attempt gives up after `timeout`,
+/// and a lost connection is retried quickly (at most a second apart) so a restarted
+/// Redis is found soon.
+fn config(timeout: Duration) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))
-        .set_max_delay(Duration::from_secs(1));
+        .set_max_delay(Duration::from_secs(1))
+}
+
+fn lazy(client: Client, timeout: Duration) -> Result<ConnectionManager, StoreError> {
+    ConnectionManager::new_lazy_with_config(client, config(timeout)).map_err(StoreError::backend)
+}
+
+/// Connects, within `timeout`.
+async fn connect(client: Client, timeout: Duration) -> Result<ConnectionManager, StoreError> {
+    let config = config(timeout);
     match tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config)).await {
         Ok(Ok(manager)) => Ok(manager),
         Ok(Err(error)) => Err(failed(error, timeout)),

@@ -355,3 +355,32 @@ async fn a_long_outage_outlasting_the_reconnect_retries_still_recovers() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_store_starts_without_redis_and_works_once_it_is_up() {
+    let Some(mut server) = RedisServer::start("a_lazy_store_starts_without_redis") else {
+        return;
+    };
+    server.kill();
+    let store = RedisStore::builder(server.url())
+        .timeout(Duration::from_millis(500))
+        .build_lazy()
+        .expect("a lazy store builds without Redis");
+    assert!(store.begin("evt").await.is_err(), "Redis is down");
+    server.restart();
+    // Up: the scripts were never loaded on this server, the first call loads them.
+    let claim = eventually(Duration::from_secs(20), "connect", || async {
+        store.begin("evt").await.ok()
+    })
+    .await;
+    store.complete("evt", claim_of(claim)).await.unwrap();
+    assert_eq!(store.begin("evt").await.unwrap(), Begin::Done);
+}
+
+#[test]
+fn build_lazy_outside_a_runtime_is_an_error_not_a_panic() {
+    let error = RedisStore::builder("redis://127.0.0.1:1/")
+        .build_lazy()
+        .expect_err("no runtime");
+    assert!(error.to_string().contains("tokio runtime"), "{error}");
+}
