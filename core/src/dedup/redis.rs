@@ -190,7 +190,7 @@ impl RedisStore {
     /// Configures a store that connects to `url`, such as `redis://127.0.0.1:6379/`,
     /// `redis://:password@host:6379/0` or `redis+unix:///run/redis.sock`.
     ///
-    /// The URL is only read by [`build`](RedisStoreBuilder::build); it never appears in
+    /// The URL is only read when the store is built; it never appears in
     /// `Debug` output nor in errors.
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder::new(Source::Url(url.into()))
