@@ -105,6 +105,9 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// a declared `Content-Length` before any byte is read, otherwise as soon as the
     /// limit is passed, without buffering the rest.
     ///
+    /// With axum, extractors behind the layer (`Json`, `Bytes`, `String`) still apply
+    /// axum's own `DefaultBodyLimit` (2 MB): raise it too if you set a larger limit here.
+    ///
     /// # Panics
     ///
     /// When `bytes` is 0.

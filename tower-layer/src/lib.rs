@@ -2,7 +2,7 @@
 //! hyper and any tower stack.
 //!
 //! [`WebhookVerify`] is a tower [`Layer`](tower_layer::Layer). Put it on the webhook
-//! route and every request goes through the core's [`Gate`](mapping_webhooks::Gate)
+//! route and every request goes through the core's [`Gate`]
 //! before your handler runs:
 //!
 //! 1. a declared `Content-Length` over the body limit (default 1 MiB) is answered 413
@@ -17,7 +17,7 @@
 //!    if you choose [`OnStoreError::PassThrough`](mapping_webhooks::OnStoreError), the
 //!    handler runs unchecked);
 //! 4. your handler gets the request with the **same bytes** as its body (so `Json<T>`,
-//!    `Bytes` and `String` work unchanged) and the [`Verified`](mapping_webhooks::Verified)
+//!    `Bytes` and `String` work unchanged) and the [`Verified`]
 //!    metadata in its extensions;
 //! 5. the event is marked done only if the handler answered 2xx. Any other status, an
 //!    error, a panic or a dropped future (the client went away, a timeout) frees the
@@ -103,7 +103,7 @@
 //!
 //! # Deduplication across replicas
 //!
-//! The default [`MemoryStore`](mapping_webhooks::MemoryStore) is right for one process.
+//! The default [`MemoryStore`] is right for one process.
 //! Behind a load balancer, pass a shared store to [`dedup`](WebhookVerify::dedup); turn
 //! deduplication off with [`without_dedup`](WebhookVerify::without_dedup) only if the
 //! handler is idempotent on its own.
