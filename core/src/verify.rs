@@ -232,8 +232,12 @@ impl Verifier {
     /// with a non-empty string `eventId` and a string `type`.
     pub fn verify(&self, header: impl AsRef<[u8]>, body: &[u8]) -> Result<Verified, VerifyError> {
         let matched = self.verify_signature(header, body)?;
+        // JSON text is UTF-8 (RFC 8259). Checking the whole body, not only the fields read
+        // here, means a handler never gets invalid text in the parts this skips.
+        let text = std::str::from_utf8(body)
+            .map_err(|e| VerifyError::NotAnEnvelope(format!("body is not UTF-8: {e}")))?;
         let head: EnvelopeHead<'_> =
-            serde_json::from_slice(body).map_err(|e| VerifyError::NotAnEnvelope(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| VerifyError::NotAnEnvelope(e.to_string()))?;
         if head.event_id.is_empty() {
             return Err(VerifyError::NotAnEnvelope("eventId is empty".into()));
         }
@@ -386,6 +390,22 @@ mod tests {
             verifier().verify(&header, body),
             Err(VerifyError::NotAnEnvelope(_))
         ));
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_in_a_signed_body_is_refused() {
+        // Also in a part that is skipped, not parsed: the handler gets the bytes.
+        for body in [
+            &b"{\"eventId\":\"e\",\"type\":\"t\",\"data\":{\"note\":\"caf\xe9\"}}"[..],
+            b"{\"eventId\":\"e\",\"type\":\"t\",\"x\":\"\xed\xa0\x80\"}",
+            b"{\"eventId\":\"e\xff\",\"type\":\"t\"}",
+        ] {
+            let err = verifier()
+                .verify(sign(SECRET, body, NOW), body)
+                .unwrap_err();
+            assert!(matches!(err, VerifyError::NotAnEnvelope(_)), "{err:?}");
+            assert_eq!(err.status(), 400);
+        }
     }
 
     #[test]
