@@ -100,6 +100,11 @@ impl SignatureHeader {
         if header.iter().all(u8::is_ascii_whitespace) {
             return Err(HeaderError::Empty);
         }
+        // Also in parts that are otherwise skipped (unknown keys, a malformed `v1` beside
+        // a good one): the sender only ever sends ASCII.
+        if !header.is_ascii() {
+            return Err(HeaderError::MalformedPart);
+        }
         let mut timestamp = None;
         let mut signatures = [None; MAX_SIGNATURES];
         let mut len = 0;
@@ -393,6 +398,20 @@ mod tests {
         ] {
             assert!(SignatureHeader::parse(bytes).is_err());
         }
+        // Even where the bytes would otherwise be skipped.
+        let mut latin1 = format!("t=1,v1={SIG},v0=").into_bytes();
+        latin1.push(0xff);
+        assert_eq!(
+            SignatureHeader::parse(latin1),
+            Err(HeaderError::MalformedPart)
+        );
+        for header in [
+            format!("t=1,v1={SIG},v0=\u{e9}"),
+            format!("t=1,v1=\u{20ac},v1={SIG}"),
+            format!("t=1,v1={SIG},caf\u{e9}=1"),
+        ] {
+            assert_eq!(parse(&header), Err(HeaderError::MalformedPart), "{header}");
+        }
     }
 
     #[test]
@@ -410,6 +429,9 @@ mod tests {
         }
         if header.iter().all(u8::is_ascii_whitespace) {
             return Err(HeaderError::Empty);
+        }
+        if !header.is_ascii() {
+            return Err(HeaderError::MalformedPart);
         }
         let mut timestamp = None;
         let mut signatures = [None; MAX_SIGNATURES];
