@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
     match SignatureHeader::parse(data) {
         Ok(header) => {
             assert!(data.len() <= MAX_HEADER_LEN);
+            assert!(data.is_ascii(), "accepted a header that is not ASCII");
             let signatures: Vec<[u8; 32]> = header.signatures().copied().collect();
             assert!(!signatures.is_empty() && signatures.len() <= MAX_SIGNATURES);
             // The Debug form never shows a signature.
