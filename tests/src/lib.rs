@@ -20,8 +20,9 @@
 //!
 //! Each handler answers with the status `probe.handle` returns and an empty body. The
 //! adapter applies the spec's settings: `secret`, `previous_secret`, `tolerance`,
-//! `body_limit`, `clock`, `on_store_error`, and `dedup` ([`Dedup::Memory`]: the default
-//! store; [`Dedup::Off`]: no dedup; [`Dedup::Failing`]: [`FailingStore`];
+//! `body_limit`, `read_timeout`, `clock`, `on_store_error`, and `dedup`
+//! ([`Dedup::Memory`]: the default store; [`Dedup::Off`]: no dedup;
+//! [`Dedup::Failing`]: [`FailingStore`];
 //! [`Dedup::User`]: the given [`CountingStore`]). A handler panic must become a 500
 //! through the framework's usual catch-panic mechanism (tower-http's `CatchPanicLayer`
 //! outside the layer for axum; actix-web catches panics itself, or not: then the
@@ -41,6 +42,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub mod cases;
+pub mod hostile;
 
 /// The secret every case signs with, unless it says otherwise.
 pub const SECRET: &str = "whsec_conformance_current_0123456789abcdef";
@@ -70,6 +72,8 @@ pub struct AppSpec {
     pub body_limit: Option<usize>,
     /// The clock, if not the system's.
     pub clock: Option<ManualClock>,
+    /// The body read timeout, if not the default.
+    pub read_timeout: Option<Duration>,
     /// Which dedup store.
     pub dedup: Dedup,
     /// What to do when the store fails.
@@ -86,6 +90,7 @@ impl Default for AppSpec {
             tolerance: None,
             body_limit: None,
             clock: None,
+            read_timeout: None,
             dedup: Dedup::Memory,
             on_store_error: OnStoreError::default(),
             probe: Probe::new(Behaviour::default()),
@@ -131,6 +136,13 @@ impl AppSpec {
     #[must_use]
     pub fn clock(mut self, clock: ManualClock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Sets the body read timeout.
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = Some(timeout);
         self
     }
 
@@ -558,6 +570,7 @@ pub fn matched_current(verified: &Verified) -> bool {
 #[macro_export]
 macro_rules! conformance_suite {
     ($spawn:path) => {
+        $crate::hostile_suite!($spawn);
         $crate::conformance_suite!(@cases $spawn;
             valid_delivery_is_processed_once,
             duplicate_is_acknowledged_without_the_handler,

@@ -32,6 +32,9 @@ async fn spawn_actix_app(spec: AppSpec) -> App {
     if let Some(clock) = spec.clock.clone() {
         verify = verify.clock(clock);
     }
+    if let Some(timeout) = spec.read_timeout {
+        verify = verify.read_timeout(timeout);
+    }
     let probe = spec.probe.clone();
     let (url, handle) = match spec.dedup {
         Dedup::Memory => serve(probe, verify).await,

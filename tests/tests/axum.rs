@@ -32,6 +32,9 @@ async fn spawn_axum_app(spec: AppSpec) -> App {
     if let Some(clock) = spec.clock.clone() {
         layer = layer.clock(clock);
     }
+    if let Some(timeout) = spec.read_timeout {
+        layer = layer.read_timeout(timeout);
+    }
     let probe = spec.probe.clone();
     let app = match spec.dedup {
         Dedup::Memory => routes(probe, layer),
