@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::dedup::{Begin, Claim, DedupStore, MemoryStore};
 use crate::header::encode_hex32;
-use crate::{Clock, ConfigError, Secret, Verified, Verifier, VerifyError};
+use crate::{Clock, ConfigError, MatchedSecret, Secret, Verified, Verifier, VerifyError};
 
 /// The default largest body read, in bytes (1 MiB). Real deliveries are a few hundred
 /// bytes; the limit exists so a hostile client cannot make the receiver buffer gigabytes.
@@ -264,6 +264,13 @@ impl<D: DedupStore> Gate<D> {
             Ok(verified) => verified,
             Err(error) => return Admission::Reply(self.refuse(error, unsigned)),
         };
+        if let MatchedSecret::Previous(index) = verified.secret {
+            tracing::info!(
+                previous_secret = index,
+                event_id = verified.event_id,
+                "webhook signed with a previous secret; remove it once this no longer appears"
+            );
+        }
         if let Some(hint) = unsigned.event_type
             && hint != verified.event_type
         {

@@ -447,6 +447,7 @@ fn no_secret_or_signature_in_logs_debug_or_display() {
         "body is larger than the limit",
         "body was not received in time",
         "already processed",
+        "signed with a previous secret",
         "being processed",
         "handler failed",
         "did not finish",
