@@ -46,7 +46,6 @@ impl Drop for AbortOnDrop {
 
 async fn replica(server: &RedisServer, shared: Arc<Handler>, policy: OnStoreError) -> Replica {
     let store = RedisStore::builder(server.url())
-        .timeout(Duration::from_millis(500))
         .build()
         .await
         .expect("build a RedisStore");

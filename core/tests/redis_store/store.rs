@@ -340,7 +340,7 @@ async fn a_long_outage_outlasting_the_reconnect_retries_still_recovers() {
     let Some(mut server) = RedisServer::start("a_long_outage_still_recovers") else {
         return;
     };
-    let store = store_on(&server, |b| b).await;
+    let store = store_on(&server, |b| b.timeout(Duration::from_millis(500))).await;
     claim_of(store.begin("evt").await.unwrap());
     server.kill();
     // Longer than the connection manager's retries (at most about 3.5 s with its backoff
