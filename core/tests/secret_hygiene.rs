@@ -509,9 +509,10 @@ fn key_material_is_zeroized_on_drop() {
     // A compile-time check, so dropping a feature that zeroizes fails the build of this
     // test. The secret's bytes live in a `Zeroizing<Vec<u8>>`; the keyed HMAC states
     // (which are as good as the key) live in SHA-256 cores, zeroized on drop only with
-    // `sha2`'s `zeroize` feature; the MAC's block buffer with `hmac`'s.
+    // `sha2`'s `zeroize` feature; the MAC's block buffer and computed MACs with `hmac`'s.
     fn zeroized_on_drop<T: sha2::digest::zeroize::ZeroizeOnDrop>() {}
     zeroized_on_drop::<zeroize::Zeroizing<Vec<u8>>>();
     zeroized_on_drop::<sha2::block_api::Sha256VarCore>();
     zeroized_on_drop::<sha2::digest::block_api::Buffer<hmac::block_api::HmacCore<sha2::Sha256>>>();
+    zeroized_on_drop::<sha2::digest::CtOutput<hmac::Hmac<sha2::Sha256>>>();
 }
