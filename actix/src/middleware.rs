@@ -356,12 +356,13 @@ where
     let mut payload = req.take_payload();
     let headers = req.headers();
     let unsigned = unsigned_headers(headers);
-    if let Err(reply) = gate.check_content_length(content_length(headers), unsigned) {
+    let declared = content_length(headers);
+    if let Err(reply) = gate.check_content_length(declared, unsigned) {
         return Ok(reject(req, &reply));
     }
     let read = actix_web::rt::time::timeout(
         gate.get_read_timeout(),
-        read_body(&mut payload, gate.get_body_limit()),
+        read_body(&mut payload, gate.get_body_limit(), declared),
     )
     .await;
     let body = match read {
@@ -404,7 +405,7 @@ where
             // The panic message was already printed by the panic hook. Without this,
             // actix-web drops the connection and the sender sees no answer at all.
             tracing::error!("webhook handler panicked; answered 500, the event stays retryable");
-            ticket.finish(500).await;
+            ticket.failed().await;
             Err(actix_web::error::ErrorInternalServerError(
                 "internal server error",
             ))
@@ -429,8 +430,13 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Reads the whole payload, refusing it as soon as it passes `limit`. A body that
-/// arrives in one chunk (the usual case) is kept without copying.
-async fn read_body(payload: &mut Payload, limit: usize) -> Result<Bytes, VerifyError> {
+/// arrives in one chunk (the usual case) is kept without copying; otherwise the chunks
+/// are joined in one buffer sized from the declared length (at most the limit).
+async fn read_body(
+    payload: &mut Payload,
+    limit: usize,
+    declared: Option<u64>,
+) -> Result<Bytes, VerifyError> {
     let mut first = Bytes::new();
     let mut joined: Option<BytesMut> = None;
     while let Some(chunk) = poll_fn(|cx| Pin::new(&mut *payload).poll_next(cx)).await {
@@ -443,7 +449,10 @@ async fn read_body(payload: &mut Payload, limit: usize) -> Result<Bytes, VerifyE
             Some(buf) => buf.extend_from_slice(&chunk),
             None if first.is_empty() => first = chunk,
             None => {
-                let mut buf = BytesMut::with_capacity((so_far + chunk.len()).max(8 * 1024));
+                let wanted = declared.map_or(2 * (so_far + chunk.len()), |len| {
+                    usize::try_from(len).unwrap_or(usize::MAX)
+                });
+                let mut buf = BytesMut::with_capacity(wanted.clamp(so_far + chunk.len(), limit));
                 buf.extend_from_slice(&first);
                 buf.extend_from_slice(&chunk);
                 joined = Some(buf);
