@@ -720,3 +720,28 @@ fn the_middleware_can_be_built_once_and_sent_to_every_worker() {
     fn send_and_clone<T: Send + Clone>(_: &T) {}
     send_and_clone(&verify());
 }
+
+#[actix_web::test]
+async fn a_scope_of_webhook_routes_can_be_wrapped_at_once() {
+    let probe = web::Data::new(Probe::default());
+    let app = test::init_service(
+        App::new().app_data(probe.clone()).service(
+            web::scope("/hooks")
+                .wrap(verify())
+                .route("/mapping", web::post().to(hook))
+                .route("/string", web::post().to(string)),
+        ),
+    )
+    .await;
+    let body = body("evt_scope");
+    let (status, echoed) = send(&app, signed(HOOK, &body)).await;
+    assert_eq!((status, echoed), (StatusCode::OK, body.clone()));
+    let other = self::body("evt_scope_2");
+    assert_eq!(
+        send(&app, signed("/hooks/string", &other)).await,
+        (StatusCode::OK, other)
+    );
+    let unsigned = TestRequest::post().uri(HOOK).set_payload(body);
+    assert_eq!(send(&app, unsigned).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(probe.calls(), 1);
+}
