@@ -115,6 +115,10 @@ return 0
 /// 18 MB in Redis. Event ids longer than 128 bytes are hashed by the gate, so a key stays
 /// small whatever the body holds.
 ///
+/// Every key has an expiry, so under `maxmemory` a `volatile-*` or `allkeys-*` eviction
+/// policy may drop done events early (they are then processed again if re-sent), and
+/// `noeviction` turns a full Redis into errors (503 by default, so nothing is lost).
+///
 /// # When Redis restarts without persistence
 ///
 /// Redis without RDB or AOF forgets every key when it restarts: events processed before
@@ -122,7 +126,8 @@ return 0
 /// get, or did not keep, our 2xx) is processed a second time. Claims in flight are
 /// forgotten too, so a copy arriving meanwhile may run concurrently with the one already
 /// running. The store itself recovers without being rebuilt: its connection manager
-/// reconnects, and calls fail fast with a [`StoreError`] while Redis is away.
+/// reconnects, and calls fail fast with a [`StoreError`] while Redis is away. A failover
+/// to a replica that had not yet received the latest writes forgets those in the same way.
 ///
 /// So deduplication makes duplicates rare, not impossible: keep handlers idempotent
 /// (an upsert keyed by `eventId`, a unique constraint). Where exactly-once matters, let
