@@ -66,7 +66,16 @@
 //!   [`WebhookVerify`]'s docs).
 //! - A handler that panics is answered 500 and its event stays retryable (actix-web
 //!   would otherwise drop the connection). With `panic = "abort"` the process stops
-//!   instead; the event is then retried once its dedup claim's lease runs out.
+//!   instead: the in-memory store's claims go with it, while a shared store's claim is
+//!   taken over by a retry once its lease runs out.
+//!
+//! # Deduplication across replicas
+//!
+//! The default [`MemoryStore`] serves one process (all its workers). Behind a load
+//! balancer, give every replica the same shared store, such as the core's
+//! `RedisStore` (feature `redis` of `mapping-webhooks`), with
+//! [`dedup`](WebhookVerify::dedup). Replicas running the tower/axum adapter can share
+//! it too: both adapters key events the same way.
 
 mod extract;
 mod middleware;
