@@ -236,6 +236,12 @@ impl Verifier {
         // here, means a handler never gets invalid text in the parts this skips.
         let text = std::str::from_utf8(body)
             .map_err(|e| VerifyError::NotAnEnvelope(format!("body is not UTF-8: {e}")))?;
+        // A derived `Deserialize` also accepts a JSON array, by position.
+        if text.trim_ascii_start().as_bytes().first() != Some(&b'{') {
+            return Err(VerifyError::NotAnEnvelope(
+                "body is not a JSON object".into(),
+            ));
+        }
         let head: EnvelopeHead<'_> =
             serde_json::from_str(text).map_err(|e| VerifyError::NotAnEnvelope(e.to_string()))?;
         if head.event_id.is_empty() {
@@ -417,6 +423,8 @@ mod tests {
             br#"{"eventId":"e"}"#,
             br#"{"eventId":"e","eventId":"f","type":"x"}"#,
             br#"["eventId"]"#,
+            br#"["evt_1","mapping.completed","del_1"]"#,
+            br#" ["evt_1","mapping.completed"]"#,
             b"",
             b"not json",
         ] {
