@@ -8,9 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mapping_webhooks::{
-    ManualClock, MatchedSecret, Secret, SignatureHeader, Signer, Verifier,
-};
+use mapping_webhooks::{ManualClock, MatchedSecret, Secret, SignatureHeader, Signer, Verifier};
 
 const NOW: u64 = 1_717_250_400;
 const CURRENT: &str = "whsec_fuzz_current_0123456789abcdef";
@@ -27,8 +25,8 @@ fuzz_target!(|data: &[u8]| {
                 MatchedSecret::Current => CURRENT,
                 _ => PREVIOUS,
             };
-            let expected = Signer::new(Secret::new(secret).unwrap())
-                .signature(body, verified.timestamp);
+            let expected =
+                Signer::new(Secret::new(secret).unwrap()).signature(body, verified.timestamp);
             let parsed = SignatureHeader::parse(header).expect("an accepted header parses");
             assert!(
                 parsed.signatures().any(|s| *s == expected),

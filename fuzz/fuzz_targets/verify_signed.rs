@@ -48,11 +48,17 @@ fuzz_target!(|data: &[u8]| {
     let result = verifier.verify(&header, body);
 
     if skew < -TOLERANCE {
-        assert!(matches!(result, Err(VerifyError::TimestampTooOld { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(VerifyError::TimestampTooOld { .. })),
+            "{result:?}"
+        );
         return;
     }
     if skew > TOLERANCE {
-        assert!(matches!(result, Err(VerifyError::TimestampInFuture { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(VerifyError::TimestampInFuture { .. })),
+            "{result:?}"
+        );
         return;
     }
     let Some(expected_secret) = expected_secret else {
