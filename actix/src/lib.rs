@@ -88,6 +88,9 @@ pub use mapping_webhooks::{
     ConfigError, DedupStore, Envelope, Gate, MappingCompleted, MatchedSecret, MemoryStore,
     OnStoreError, Reply, Verified,
 };
+/// The Redis store, for receivers that run on several replicas.
+#[cfg(feature = "redis")]
+pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
 
 #[cfg(test)]
 mod tests;

@@ -124,5 +124,8 @@ pub use mapping_webhooks::{
     DedupStore, Envelope, Gate, MappingCompleted, MatchedSecret, MemoryStore, OnStoreError, Reply,
     Verified,
 };
+/// The Redis store, for receivers that run on several replicas.
+#[cfg(feature = "redis")]
+pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
 pub use reject::{JsonReject, OnReject, PlainTextReject};
 pub use service::{ResponseFuture, WebhookVerifyService};
