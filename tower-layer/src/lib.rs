@@ -104,7 +104,8 @@
 //! # Deduplication across replicas
 //!
 //! The default [`MemoryStore`] is right for one process.
-//! Behind a load balancer, pass a shared store to [`dedup`](WebhookVerify::dedup); turn
+//! Behind a load balancer, pass a shared store to [`dedup`](WebhookVerify::dedup), such
+//! as the core's `RedisStore` (this crate's `redis` feature re-exports it); turn
 //! deduplication off with [`without_dedup`](WebhookVerify::without_dedup) only if the
 //! handler is idempotent on its own.
 
