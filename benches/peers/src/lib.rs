@@ -29,7 +29,13 @@ pub enum Case {
 }
 
 /// The cases, in the order they are drawn and printed.
-pub const CASES: [Case; 5] = [Case::Floor, Case::Signature, Case::Full, Case::Naive, Case::Svix];
+pub const CASES: [Case; 5] = [
+    Case::Floor,
+    Case::Signature,
+    Case::Full,
+    Case::Naive,
+    Case::Svix,
+];
 
 impl Case {
     /// The name used in criterion's ids and the tables.
@@ -64,14 +70,17 @@ impl Setup {
         let timestamp = now_secs();
         let header = Signer::new(secret.clone()).sign(&body, timestamp);
         // svix keys its HMAC with the same bytes, so both hash the same amount.
-        let svix = svix::webhooks::Webhook::from_bytes(SECRET.as_bytes().to_vec())
-            .expect("non-empty key");
+        let svix =
+            svix::webhooks::Webhook::from_bytes(SECRET.as_bytes().to_vec()).expect("non-empty key");
         let svix_ts = i64::try_from(timestamp).expect("timestamp fits");
         let signature = svix
             .sign("msg_01HZ1A2B3C4D5E6F7G8H9J0K", svix_ts, &body)
             .expect("utf-8 body");
         let mut svix_headers = HeaderMap::new();
-        svix_headers.insert("webhook-id", HeaderValue::from_static("msg_01HZ1A2B3C4D5E6F7G8H9J0K"));
+        svix_headers.insert(
+            "webhook-id",
+            HeaderValue::from_static("msg_01HZ1A2B3C4D5E6F7G8H9J0K"),
+        );
         svix_headers.insert("webhook-timestamp", HeaderValue::from(svix_ts));
         svix_headers.insert(
             "webhook-signature",
@@ -88,7 +97,10 @@ impl Setup {
             svix_headers,
         };
         for case in CASES {
-            assert!(setup.run(case), "{case:?} refused a valid request at {size} bytes");
+            assert!(
+                setup.run(case),
+                "{case:?} refused a valid request at {size} bytes"
+            );
         }
         setup
     }

@@ -54,6 +54,12 @@ pub struct Floor {
     mac: Hmac<Sha256>,
 }
 
+impl Default for Floor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Floor {
     pub fn new() -> Self {
         Self {
