@@ -17,7 +17,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use mapping_webhooks::Verified;
+use mapping_webhooks::{ConfigError, Gate, Secret, Verified};
 
 /// The secret the examples use when `MAPPING_WEBHOOK_SECRET` is not set, and the one the
 /// sender signs with by default. It is public: never use it for a real endpoint.
@@ -100,6 +100,20 @@ impl ReceiverConfig {
         })
     }
 
+    /// The core's [`Gate`] for these secrets, with every other option at its default:
+    /// both receivers wrap it in their framework's middleware.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::EmptySecret`] for a blank secret.
+    pub fn gate(&self) -> Result<Gate, ConfigError> {
+        let mut gate = Gate::new(Secret::new(&self.secret)?);
+        if let Some(previous) = &self.previous_secret {
+            gate = gate.previous_secret(Secret::new(previous)?);
+        }
+        Ok(gate)
+    }
+
     /// Says loudly, on stderr, when the development secret is in use.
     pub fn warn_if_dev_secret(&self) {
         if self.dev_secret {
@@ -172,6 +186,28 @@ mod tests {
         assert_eq!(c.secret, DEV_SECRET);
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
         assert!(!format!("{c:?}").contains(DEV_SECRET));
+    }
+
+    #[test]
+    fn the_gate_accepts_the_current_and_the_previous_secret() {
+        use mapping_webhooks::{MatchedSecret, Signer};
+        let c = ReceiverConfig::from_lookup(env(&[
+            ("MAPPING_WEBHOOK_SECRET", "whsec_new"),
+            ("MAPPING_WEBHOOK_SECRET_PREVIOUS", "whsec_old"),
+        ]))
+        .unwrap();
+        let gate = c.gate().unwrap();
+        let body = br#"{"eventId":"evt_1","type":"mapping.completed"}"#;
+        for (secret, matched) in [
+            ("whsec_new", MatchedSecret::Current),
+            ("whsec_old", MatchedSecret::Previous(0)),
+        ] {
+            let header = Signer::new(Secret::new(secret).unwrap()).sign_now(body);
+            let verified = gate.verifier().verify(&header, body).unwrap();
+            assert_eq!(verified.secret, matched);
+        }
+        let header = Signer::new(Secret::new("whsec_other").unwrap()).sign_now(body);
+        assert!(gate.verifier().verify(&header, body).is_err());
     }
 
     #[test]

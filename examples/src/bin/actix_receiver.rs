@@ -36,16 +36,13 @@ async fn main() -> ExitCode {
         }
     };
     config.warn_if_dev_secret();
-    let mut verify = match WebhookVerify::try_new(&config.secret) {
-        Ok(verify) => verify,
+    let verify = match config.gate() {
+        Ok(gate) => WebhookVerify::from_gate(gate),
         Err(error) => {
-            tracing::error!("MAPPING_WEBHOOK_SECRET: {error}");
+            tracing::error!("{error}");
             return ExitCode::FAILURE;
         }
     };
-    if let Some(previous) = &config.previous_secret {
-        verify = verify.previous_secret(previous);
-    }
 
     // Built once and cloned into every worker: the clones share one dedup store.
     let server = HttpServer::new(move || {

@@ -36,16 +36,13 @@ async fn main() -> ExitCode {
         }
     };
     config.warn_if_dev_secret();
-    let mut layer = match WebhookVerify::try_new(&config.secret) {
-        Ok(layer) => layer,
+    let layer = match config.gate() {
+        Ok(gate) => WebhookVerify::from_gate(gate),
         Err(error) => {
-            tracing::error!("MAPPING_WEBHOOK_SECRET: {error}");
+            tracing::error!("{error}");
             return ExitCode::FAILURE;
         }
     };
-    if let Some(previous) = &config.previous_secret {
-        layer = layer.previous_secret(previous);
-    }
     let app = Router::new()
         .route(WEBHOOK_PATH, post(on_event))
         .layer(layer);
