@@ -70,6 +70,12 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(verified.timestamp, t);
             assert_eq!(verified.secret, expected_secret);
             assert!(!verified.event_id.is_empty());
+            // Only a UTF-8 JSON object is an envelope.
+            let text = std::str::from_utf8(body).expect("an accepted body is UTF-8");
+            assert!(
+                text.trim_ascii_start().starts_with('{'),
+                "accepted a non-object"
+            );
             // What was extracted is what a generic JSON parser sees (when it can parse
             // the body at all: both refuse the same nesting depth).
             if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
