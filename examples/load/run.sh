@@ -10,6 +10,9 @@
 # ROUNDS times, DURATION each, after a warm-up. Every request is pre-signed with a new
 # eventId (load_presign), so the verified route verifies and inserts into the store
 # every time. Each ratio is verified/bare within one round; the table gives medians.
+# Throughput depends on how much CPU the shared machine leaves the server, so the
+# server's own CPU time per request (from /proc) is reported too: that ratio is what
+# the middleware costs whatever else runs.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -33,13 +36,19 @@ cleanup() {
 trap cleanup EXIT
 
 url="http://127.0.0.1:$PORT"
-# One wrk run; appends "framework route round requests seconds p50_us p99_us errors non204 wraps".
+TICK=$(getconf CLK_TCK)
+# The server's CPU time so far (user + system), in clock ticks.
+server_cpu() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
+# One wrk run; appends "framework route round requests seconds p50_us p99_us errors
+# non204 wraps server_cpu_ticks".
 drive() {
   local framework=$1 route=$2 round=$3 file=$4 duration=$5
-  local line
+  local line before after
+  before=$(server_cpu)
   line=$(wrk -t1 -c"$CONNECTIONS" -d"$duration" -s examples/load/requests.lua "$url" -- "/$route" "$file" | grep '^RESULT')
+  after=$(server_cpu)
   if [ "$round" != warm ]; then
-    echo "$framework $route $round ${line#RESULT }" >> "$WORK/results"
+    echo "$framework $route $round ${line#RESULT } $((after - before))" >> "$WORK/results"
   fi
 }
 
@@ -67,9 +76,9 @@ for framework in axum actix; do
 done
 
 echo
-echo "| framework | bare req/s | verified req/s | **verified / bare** | bare p50 / p99 | verified p50 / p99 |"
-echo "|---|---:|---:|---:|---:|---:|"
-awk '
+echo "| framework | bare req/s | verified req/s | **verified / bare** | bare p50 / p99 | verified p50 / p99 | server CPU per request, bare / verified | **CPU bare / verified** |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+awk -v tick="$TICK" '
   function median(list,   n, a, i, j, t) {
     n = split(list, a, " ")
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -77,25 +86,33 @@ awk '
   }
   function ms(us) { return sprintf("%.2f ms", us / 1000) }
   {
-    fw = $1; route = $2; round = $3; rps = $4 / $5
+    fw = $1; route = $2; round = $3; rps = $4 / $5; cpu = $11 / tick * 1e6 / $4
     key = fw SUBSEP route
     rate[key] = rate[key] " " rps; p50[key] = p50[key] " " $6; p99[key] = p99[key] " " $7
+    cpus[key] = cpus[key] " " cpu
     bad[key] += $8 + $9; wraps[key] += $10
     this[fw SUBSEP route SUBSEP round] = rps
+    thiscpu[fw SUBSEP route SUBSEP round] = cpu
     if (!(fw in seen)) { seen[fw] = 1; order[++nfw] = fw }
     rounds[fw SUBSEP round] = 1
   }
   END {
     for (f = 1; f <= nfw; f++) {
-      fw = order[f]; ratios = ""
-      for (k in rounds) { split(k, p, SUBSEP); if (p[1] == fw) ratios = ratios " " this[fw SUBSEP "verified" SUBSEP p[2]] / this[fw SUBSEP "bare" SUBSEP p[2]] }
+      fw = order[f]; ratios = ""; cpuratios = ""
+      for (k in rounds) {
+        split(k, p, SUBSEP)
+        if (p[1] != fw) continue
+        ratios = ratios " " this[fw SUBSEP "verified" SUBSEP p[2]] / this[fw SUBSEP "bare" SUBSEP p[2]]
+        cpuratios = cpuratios " " thiscpu[fw SUBSEP "bare" SUBSEP p[2]] / thiscpu[fw SUBSEP "verified" SUBSEP p[2]]
+      }
       b = fw SUBSEP "bare"; v = fw SUBSEP "verified"
-      printf "| %s | %.0f | %.0f | **%.2f** | %s / %s | %s / %s |\n", fw, median(rate[b]), median(rate[v]), median(ratios),
-        ms(median(p50[b])), ms(median(p99[b])), ms(median(p50[v])), ms(median(p99[v]))
+      printf "| %s | %.0f | %.0f | **%.2f** | %s / %s | %s / %s | %.1f / %.1f µs | **%.2f** |\n", fw, median(rate[b]), median(rate[v]), median(ratios),
+        ms(median(p50[b])), ms(median(p99[b])), ms(median(p50[v])), ms(median(p99[v])),
+        median(cpus[b]), median(cpus[v]), median(cpuratios)
       if (bad[b] + bad[v] > 0) printf "  %s: %d errors or non-204 answers\n", fw, bad[b] + bad[v]
       if (wraps[v] > 0) printf "  %s: the verified runs ran out of fresh events (raise POOL)\n", fw
     }
   }' "$WORK/results"
 echo
-echo "per run (framework route round requests seconds p50_us p99_us errors non204 wraps):"
+echo "per run (framework route round requests seconds p50_us p99_us errors non204 wraps server_cpu_ticks):"
 cat "$WORK/results"
