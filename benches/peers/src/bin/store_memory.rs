@@ -66,20 +66,16 @@ fn feed(store: &MemoryStore, count: u64, len: usize) -> u64 {
 /// One measurement, in this (child) process: prints `rss_growth entries most_entries`.
 fn child(kind: &str, count: u64, capacity: u64, len: usize) {
     let before = rss();
-    let (entries, most) = match kind {
-        "hashset" => {
-            let set: HashSet<String> = (0..count).map(|n| id(n, len)).collect();
-            let after = rss();
-            println!("{} {} {}", after - before, set.len(), set.len());
-            return;
-        }
-        _ => {
-            let store = MemoryStore::builder().max_capacity(capacity).build();
-            let most = feed(&store, count, len);
-            (store.entry_count(), most)
-        }
-    };
-    println!("{} {entries} {most}", rss() - before);
+    // Measured while the set or store is alive: dropping it may return its memory.
+    if kind == "hashset" {
+        let set: HashSet<String> = (0..count).map(|n| id(n, len)).collect();
+        println!("{} {} {}", rss() - before, set.len(), set.len());
+    } else {
+        let store = MemoryStore::builder().max_capacity(capacity).build();
+        let most = feed(&store, count, len);
+        let entries = store.entry_count();
+        println!("{} {entries} {most}", rss() - before);
+    }
 }
 
 struct Measured {
