@@ -13,9 +13,13 @@ use crate::{Clock, SystemClock};
 
 /// The default number of events a [`MemoryStore`] remembers (in flight and done).
 ///
-/// At about 400 bytes an entry this is at most about 40 MB. The sender's retries span
-/// about 36 minutes, so this covers about 46 events a second sustained; past the bound
-/// the least useful entries are evicted first, never the memory bound exceeded.
+/// Measured (`benches/peers`, `store_memory`): about 60 MB resident when full of
+/// 30-character event ids, and about 82 MB in the worst case, ids of 128 characters
+/// (longer ones are hashed to 71; a namespace adds its length); moka costs about 550
+/// bytes an entry here, against about 100 for a plain `HashSet<String>` of the same
+/// ids. The sender's retries span about 36 minutes, so this covers about 46 events a
+/// second sustained; past the bound the least useful entries are evicted first, never
+/// the memory bound exceeded.
 pub const DEFAULT_CAPACITY: u64 = 100_000;
 
 /// A bounded, in-process [`DedupStore`]: right for a receiver that runs as one process.
