@@ -3,9 +3,11 @@
 #
 #   bash examples/load/run.sh            # about 2 minutes
 #
-# For each framework, one server (`load_target`, one worker thread) serves two routes
-# doing the same work on the same 1 KiB body: /bare (read the body, 204) and /verified
-# (the same behind WebhookVerify with the default moka dedup store). wrk (one thread,
+# For each framework, one server (`load_target`, one worker thread) serves routes doing
+# the same work on the same 1 KiB body: /bare (read the body, 204), /verified (the same
+# behind WebhookVerify with the default moka dedup store) and, when redis-server is
+# installed, /verified-redis (with a RedisStore on a local redis-server: two round trips
+# per request, one EVALSHA to claim and one to complete). wrk (one thread,
 # CONNECTIONS connections, the other core) drives them in turn, bare then verified,
 # ROUNDS times, DURATION each, after a warm-up. Every request is pre-signed with a new
 # eventId (load_presign), so the verified route verifies and inserts into the store
@@ -16,12 +18,13 @@
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-6s}
+DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-32}
 BODY_BYTES=${BODY_BYTES:-1024}
 # Fresh events per verified run: more than one run can send (about 60k/s here).
 POOL=${POOL:-500000}
 PORT=${PORT:-8401}
+REDIS_PORT=${REDIS_PORT:-8479}
 
 cd "$(dirname "$0")/../.."
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
@@ -29,8 +32,10 @@ cargo build --quiet --release -p mapping-webhooks-examples --bin load_target --b
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 SERVER=""
+REDIS=""
 cleanup() {
   if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
+  if [ -n "$REDIS" ]; then kill "$REDIS" 2>/dev/null || true; wait "$REDIS" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -52,10 +57,25 @@ drive() {
   fi
 }
 
+ROUTES="bare verified"
+REDIS_URL=""
+if command -v redis-server >/dev/null; then
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$WORK" > "$WORK/redis.log" 2>&1 &
+  REDIS=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break
+    sleep 0.1
+  done
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
+  ROUTES="bare verified verified-redis"
+fi
+
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "each run: wrk -t1 -c$CONNECTIONS -d$DURATION, ${BODY_BYTES}-byte bodies, $ROUNDS rounds (bare, verified)"
+echo "each run: wrk -t1 -c$CONNECTIONS -d$DURATION, ${BODY_BYTES}-byte bodies, $ROUNDS rounds of: $ROUTES"
 for framework in axum actix; do
-  "$BIN/load_target" "$framework" "127.0.0.1:$PORT" > "$WORK/$framework.log" 2>&1 &
+  # shellcheck disable=SC2086 # REDIS_URL is empty or one word
+  "$BIN/load_target" "$framework" "127.0.0.1:$PORT" $REDIS_URL > "$WORK/$framework.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
@@ -66,19 +86,22 @@ for framework in axum actix; do
   for round in $(seq "$ROUNDS"); do
     "$BIN/load_presign" "$WORK/run$round.txt" "$POOL" "$BODY_BYTES" "${framework:0:2}$round"
   done
-  drive "$framework" bare warm "$WORK/warm.txt" 2s
-  drive "$framework" verified warm "$WORK/warm.txt" 2s
+  for route in $ROUTES; do
+    drive "$framework" "$route" warm "$WORK/warm.txt" 2s
+  done
   for round in $(seq "$ROUNDS"); do
-    drive "$framework" bare "$round" "$WORK/run$round.txt" "$DURATION"
-    drive "$framework" verified "$round" "$WORK/run$round.txt" "$DURATION"
+    for route in $ROUTES; do
+      # Each route has its own store, so both verified routes can send the same events.
+      drive "$framework" "$route" "$round" "$WORK/run$round.txt" "$DURATION"
+    done
   done
   kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
 done
 
 echo
-echo "| framework | bare req/s | verified req/s | **verified / bare** | bare p50 / p99 | verified p50 / p99 | server CPU per request, bare / verified | **CPU bare / verified** |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-awk -v tick="$TICK" '
+echo "| framework | route | req/s | **req/s ratio to bare** | p50 / p99 latency | server CPU per request | **CPU ratio bare / route** |"
+echo "|---|---|---:|---:|---:|---:|---:|"
+awk -v tick="$TICK" -v routes="$ROUTES" '
   function median(list,   n, a, i, j, t) {
     n = split(list, a, " ")
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -97,20 +120,22 @@ awk -v tick="$TICK" '
     rounds[fw SUBSEP round] = 1
   }
   END {
+    nr = split(routes, rlist, " ")
     for (f = 1; f <= nfw; f++) {
-      fw = order[f]; ratios = ""; cpuratios = ""
-      for (k in rounds) {
-        split(k, p, SUBSEP)
-        if (p[1] != fw) continue
-        ratios = ratios " " this[fw SUBSEP "verified" SUBSEP p[2]] / this[fw SUBSEP "bare" SUBSEP p[2]]
-        cpuratios = cpuratios " " thiscpu[fw SUBSEP "bare" SUBSEP p[2]] / thiscpu[fw SUBSEP "verified" SUBSEP p[2]]
+      fw = order[f]
+      for (r = 1; r <= nr; r++) {
+        route = rlist[r]; key = fw SUBSEP route; ratios = ""; cpuratios = ""
+        for (k in rounds) {
+          split(k, p, SUBSEP)
+          if (p[1] != fw) continue
+          ratios = ratios " " this[fw SUBSEP route SUBSEP p[2]] / this[fw SUBSEP "bare" SUBSEP p[2]]
+          cpuratios = cpuratios " " thiscpu[fw SUBSEP "bare" SUBSEP p[2]] / thiscpu[fw SUBSEP route SUBSEP p[2]]
+        }
+        printf "| %s | %s | %.0f | **%.2f** | %s / %s | %.1f µs | **%.2f** |\n", fw, route, median(rate[key]), median(ratios),
+          ms(median(p50[key])), ms(median(p99[key])), median(cpus[key]), median(cpuratios)
+        if (bad[key] > 0) printf "  %s %s: %d errors or non-204 answers\n", fw, route, bad[key]
+        if (wraps[key] > 0 && route != "bare") printf "  %s %s: ran out of fresh events (raise POOL)\n", fw, route
       }
-      b = fw SUBSEP "bare"; v = fw SUBSEP "verified"
-      printf "| %s | %.0f | %.0f | **%.2f** | %s / %s | %s / %s | %.1f / %.1f µs | **%.2f** |\n", fw, median(rate[b]), median(rate[v]), median(ratios),
-        ms(median(p50[b])), ms(median(p99[b])), ms(median(p50[v])), ms(median(p99[v])),
-        median(cpus[b]), median(cpus[v]), median(cpuratios)
-      if (bad[b] + bad[v] > 0) printf "  %s: %d errors or non-204 answers\n", fw, bad[b] + bad[v]
-      if (wraps[v] > 0) printf "  %s: the verified runs ran out of fresh events (raise POOL)\n", fw
     }
   }' "$WORK/results"
 echo

@@ -3,10 +3,11 @@
 //!
 //! - `POST /bare` reads the body and answers 204;
 //! - `POST /verified` does the same behind `WebhookVerify` with the default in-memory
-//!   dedup store (moka).
+//!   dedup store (moka);
+//! - `POST /verified-redis`, when a Redis URL is given, the same with a `RedisStore`.
 //!
 //! ```text
-//! load_target axum|actix 127.0.0.1:8401
+//! load_target axum|actix 127.0.0.1:8401 [redis://127.0.0.1:6379/]
 //! ```
 //!
 //! One worker thread, so the load generator gets the other core. Driven by
@@ -14,6 +15,7 @@
 
 use std::net::SocketAddr;
 
+use mapping_webhooks::RedisStore;
 use mapping_webhooks_examples::DEV_SECRET;
 
 fn main() -> std::io::Result<()> {
@@ -24,13 +26,24 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:8401".into())
         .parse()
         .map_err(std::io::Error::other)?;
+    let redis = args.next();
     match framework.as_str() {
-        "axum" => axum_app::run(addr),
-        "actix" => actix_app::run(addr),
+        "axum" => axum_app::run(addr, redis),
+        "actix" => actix_app::run(addr, redis),
         other => Err(std::io::Error::other(format!(
-            "usage: load_target axum|actix ADDR (got {other:?})"
+            "usage: load_target axum|actix ADDR [REDIS_URL] (got {other:?})"
         ))),
     }
+}
+
+/// A Redis store for the third route, namespaced per run so runs never see each
+/// other's events.
+async fn redis_store(url: &str) -> std::io::Result<RedisStore> {
+    RedisStore::builder(url)
+        .prefix(format!("load:{}:", std::process::id()))
+        .build()
+        .await
+        .map_err(std::io::Error::other)
 }
 
 mod axum_app {
@@ -42,23 +55,27 @@ mod axum_app {
     use axum::routing::post;
     use mapping_webhooks_tower::WebhookVerify;
 
-    use super::DEV_SECRET;
+    use super::{DEV_SECRET, redis_store};
 
     async fn read(body: Bytes) -> StatusCode {
         std::hint::black_box(body);
         StatusCode::NO_CONTENT
     }
 
-    pub(super) fn run(addr: SocketAddr) -> std::io::Result<()> {
-        let app = Router::new().route("/bare", post(read)).route(
-            "/verified",
-            post(read).layer(WebhookVerify::new(DEV_SECRET)),
-        );
+    pub(super) fn run(addr: SocketAddr, redis: Option<String>) -> std::io::Result<()> {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?
             .block_on(async {
+                let mut app = Router::new().route("/bare", post(read)).route(
+                    "/verified",
+                    post(read).layer(WebhookVerify::new(DEV_SECRET)),
+                );
+                if let Some(url) = redis {
+                    let layer = WebhookVerify::new(DEV_SECRET).dedup(redis_store(&url).await?);
+                    app = app.route("/verified-redis", post(read).layer(layer));
+                }
                 let listener = tokio::net::TcpListener::bind(addr).await?;
                 println!("axum listening on {addr}");
                 axum::serve(listener, app).await
@@ -72,23 +89,35 @@ mod actix_app {
     use actix_web::{App, HttpResponse, HttpServer, web};
     use mapping_webhooks_actix::WebhookVerify;
 
-    use super::DEV_SECRET;
+    use super::{DEV_SECRET, redis_store};
 
     async fn read(body: web::Bytes) -> HttpResponse {
         std::hint::black_box(body);
         HttpResponse::NoContent().finish()
     }
 
-    pub(super) fn run(addr: SocketAddr) -> std::io::Result<()> {
+    pub(super) fn run(addr: SocketAddr, redis: Option<String>) -> std::io::Result<()> {
         // One middleware (one store) shared by every worker, as a real app builds it.
         let verify = WebhookVerify::new(DEV_SECRET);
         actix_web::rt::System::new().block_on(async move {
+            let with_redis = match redis {
+                Some(url) => Some(WebhookVerify::new(DEV_SECRET).dedup(redis_store(&url).await?)),
+                None => None,
+            };
             let server = HttpServer::new(move || {
-                App::new().route("/bare", web::post().to(read)).service(
+                let mut app = App::new().route("/bare", web::post().to(read)).service(
                     web::resource("/verified")
                         .wrap(verify.clone())
                         .route(web::post().to(read)),
-                )
+                );
+                if let Some(layer) = &with_redis {
+                    app = app.service(
+                        web::resource("/verified-redis")
+                            .wrap(layer.clone())
+                            .route(web::post().to(read)),
+                    );
+                }
+                app
             })
             .workers(1)
             .h1_allow_half_closed(false)
