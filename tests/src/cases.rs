@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::{
     AppSpec, Behaviour, Client, CountingStore, Dedup, Failure, PREVIOUS_SECRET, ROUTE_HOOKS,
-    ROUTE_JSON, ROUTE_TYPED, ROUTE_UNLAYERED, SECRET, envelope, event_id, matched_current, now,
-    raw_exchange, sign, wait_for,
+    ROUTE_JSON, ROUTE_TYPED, ROUTE_UNLAYERED, SECRET, deliver_at_once, envelope, event_id,
+    matched_current, now, raw_exchange, sign, wait_for,
 };
 
 async fn refused_without_handler(
@@ -338,18 +338,10 @@ pub async fn concurrent_copies_run_the_handler_once(spawn: impl AsyncFn(AppSpec)
     let app = spawn(spec).await;
     let client = Client::new(&app);
     let id = event_id("burst");
-    let mut tasks = Vec::new();
-    for copy in 0..32 {
-        let client = client.clone();
-        let body = envelope(&id, &format!("del_{copy}"));
-        tasks.push(tokio::spawn(async move {
-            client.deliver(ROUTE_HOOKS, body).await
-        }));
-    }
-    let mut statuses = Vec::new();
-    for task in tasks {
-        statuses.push(task.await.unwrap().status);
-    }
+    let statuses = deliver_at_once(&[client], ROUTE_HOOKS, 32, |copy| {
+        envelope(&id, &format!("del_{copy}"))
+    })
+    .await;
     assert!(
         statuses.iter().all(|s| *s == 200 || *s == 409),
         "{statuses:?}"

@@ -518,6 +518,33 @@ impl Client {
     }
 }
 
+/// Delivers `copies` signed bodies at once, round-robin over `clients` (replicas), all
+/// released together by a barrier; `body(i)` gives copy `i`'s body. Returns the statuses
+/// in copy order.
+pub async fn deliver_at_once(
+    clients: &[Client],
+    route: &'static str,
+    copies: usize,
+    body: impl Fn(usize) -> Vec<u8>,
+) -> Vec<u16> {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(copies));
+    let tasks: Vec<_> = (0..copies)
+        .map(|i| {
+            let (client, body, start) =
+                (clients[i % clients.len()].clone(), body(i), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                client.deliver(route, body).await.status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::with_capacity(copies);
+    for task in tasks {
+        statuses.push(task.await.expect("the delivery task does not panic"));
+    }
+    statuses
+}
+
 /// Sends raw bytes on a fresh connection and reads the response head's status line
 /// (or `None` if the server closed without answering).
 pub async fn raw_exchange(app: &App, request: &[u8], then_send: Option<&[u8]>) -> Option<u16> {

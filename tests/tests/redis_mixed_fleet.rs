@@ -20,7 +20,9 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::{HttpResponse, HttpServer, web};
 use mapping_webhooks::{OnStoreError, RedisStore};
-use mapping_webhooks_conformance::{App, Client, ROUTE_HOOKS, SECRET, envelope, event_id};
+use mapping_webhooks_conformance::{
+    App, Client, ROUTE_HOOKS, SECRET, deliver_at_once, envelope, event_id,
+};
 use server::RedisServer;
 
 /// What both replicas' handlers share: successful runs per replica, and how many
@@ -149,20 +151,7 @@ async fn copies_spread_over_actix_and_axum_run_the_handler_once() {
     ];
     let clients = [Client::new(&replicas[0]), Client::new(&replicas[1])];
     let body = envelope(&event_id("mixed"), "del_1");
-    let start = Arc::new(tokio::sync::Barrier::new(40));
-    let copies: Vec<_> = (0..40)
-        .map(|i| {
-            let (client, body, start) = (clients[i % 2].clone(), body.clone(), start.clone());
-            tokio::spawn(async move {
-                start.wait().await;
-                client.deliver(ROUTE_HOOKS, body).await.status
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for copy in copies {
-        statuses.push(copy.await.unwrap());
-    }
+    let statuses = deliver_at_once(&clients, ROUTE_HOOKS, 40, |_| body.clone()).await;
     assert!(
         statuses.iter().all(|s| [200, 204, 409].contains(s)),
         "{statuses:?}"

@@ -17,7 +17,9 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use http::StatusCode;
 use mapping_webhooks::{OnStoreError, RedisStore, Verified};
-use mapping_webhooks_conformance::{App, Client, ROUTE_HOOKS, SECRET, envelope, event_id};
+use mapping_webhooks_conformance::{
+    App, Client, ROUTE_HOOKS, SECRET, deliver_at_once, envelope, event_id,
+};
 use mapping_webhooks_tower::WebhookVerify;
 
 use server::RedisServer;
@@ -93,20 +95,7 @@ async fn fifty_copies_over_two_replicas_run_the_handler_once() {
     ];
     let clients = [Client::new(&replicas[0].app), Client::new(&replicas[1].app)];
     let body = envelope(&event_id("fifty"), "del_1");
-    let start = Arc::new(tokio::sync::Barrier::new(50));
-    let copies: Vec<_> = (0..50)
-        .map(|i| {
-            let (client, body, start) = (clients[i % 2].clone(), body.clone(), start.clone());
-            tokio::spawn(async move {
-                start.wait().await;
-                client.deliver(ROUTE_HOOKS, body).await.status
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for copy in copies {
-        statuses.push(copy.await.unwrap());
-    }
+    let statuses = deliver_at_once(&clients, ROUTE_HOOKS, 50, |_| body.clone()).await;
     assert!(
         statuses.iter().all(|s| [200, 204, 409].contains(s)),
         "{statuses:?}"
