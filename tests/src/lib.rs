@@ -545,6 +545,21 @@ pub async fn deliver_at_once(
     statuses
 }
 
+/// Asserts what the sender sees when copies of one event hit replicas that share a store
+/// and a handler answering 204: exactly one copy ran it (204); every other copy was
+/// acknowledged (200) or asked to retry (409).
+pub fn assert_processed_once(statuses: &[u16]) {
+    assert!(
+        statuses.iter().all(|s| [200, 204, 409].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 204).count(),
+        1,
+        "{statuses:?}"
+    );
+}
+
 /// Sends raw bytes on a fresh connection and reads the response head's status line
 /// (or `None` if the server closed without answering).
 pub async fn raw_exchange(app: &App, request: &[u8], then_send: Option<&[u8]>) -> Option<u16> {
