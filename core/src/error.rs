@@ -1,6 +1,7 @@
 //! The errors a user matches on, each with the HTTP status an adapter answers with.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::HeaderError;
 
@@ -149,16 +150,37 @@ pub enum ConfigError {
     EmptySecret,
     /// The body limit is zero.
     ZeroBodyLimit,
+    /// A dedup store's lease is outside [`LEASE_RANGE`](crate::LEASE_RANGE): a zero lease
+    /// would let concurrent copies each claim the event, a huge one cannot be stored.
+    Lease(Duration),
+    /// A dedup store's time to live is outside [`TTL_RANGE`](crate::TTL_RANGE): a zero
+    /// TTL would forget processed events at once, a huge one cannot be stored.
+    TimeToLive(Duration),
+    /// A memory store's capacity is zero: it could remember no event.
+    ZeroCapacity,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        let (name, got, range) = match self {
             Self::EmptySecret => {
-                "the webhook signing secret is empty: is its environment variable set?"
+                return f.write_str(
+                    "the webhook signing secret is empty: is its environment variable set?",
+                );
             }
-            Self::ZeroBodyLimit => "the body limit must be at least one byte",
-        })
+            Self::ZeroBodyLimit => return f.write_str("the body limit must be at least one byte"),
+            Self::ZeroCapacity => {
+                return f.write_str("the dedup store's capacity must be at least one event");
+            }
+            Self::Lease(got) => ("lease", got, &crate::LEASE_RANGE),
+            Self::TimeToLive(got) => ("time to live", got, &crate::TTL_RANGE),
+        };
+        write!(
+            f,
+            "the dedup store's {name} must be between {:?} and {:?}, not {got:?}",
+            range.start(),
+            range.end()
+        )
     }
 }
 

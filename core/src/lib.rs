@@ -58,7 +58,7 @@ mod sign;
 mod verify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use dedup::{Begin, Claim, DedupStore, MemoryStore, StoreError};
+pub use dedup::{Begin, Claim, DedupStore, LEASE_RANGE, MemoryStore, StoreError, TTL_RANGE};
 #[cfg(feature = "redis")]
 pub use dedup::{RedisStore, RedisStoreBuilder};
 pub use envelope::{Envelope, Event, MAPPING_COMPLETED, MappingCompleted};

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::ops::compute::Op;
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use super::{Begin, Claim, DEFAULT_LEASE, DEFAULT_TTL, DedupStore, StoreError};
-use crate::{Clock, SystemClock};
+use crate::{Clock, ConfigError};
 
 /// The default number of events a [`MemoryStore`] remembers (in flight and done).
 ///
@@ -17,15 +18,33 @@ use crate::{Clock, SystemClock};
 /// 30-character event ids, and about 82 MB in the worst case, ids of 128 characters
 /// (longer ones are hashed to 71; a namespace adds its length); moka costs about 550
 /// bytes an entry here, against about 100 for a plain `HashSet<String>` of the same
-/// ids. The sender's retries span about 36 minutes, so this covers about 46 events a
-/// second sustained; past the bound the least useful entries are evicted first, never
-/// the memory bound exceeded.
+/// ids.
+///
+/// Size the capacity to the events you receive per [TTL](MemoryStoreBuilder::time_to_live):
+/// 100,000 covers about 1.2 events a second for the default day. Past the bound the store
+/// evicts the entries used least recently (the oldest events) first, never exceeds it, and
+/// never drops a new claim or a fresh "done" record to make room.
 pub const DEFAULT_CAPACITY: u64 = 100_000;
 
 /// A bounded, in-process [`DedupStore`]: right for a receiver that runs as one process.
 ///
 /// Behind a load balancer with several replicas, a retry can land on another process
 /// that never saw the first attempt: use a shared store such as Redis there.
+///
+/// # When it is full
+///
+/// The store holds at most its [capacity](MemoryStoreBuilder::max_capacity) of events,
+/// in flight and done. When full it forgets the event used least recently (moka's LRU
+/// policy), so the newest events are always kept: an event claimed or completed within
+/// the last `capacity / 2` events is never processed again while its lease or TTL lasts.
+/// An event forgotten early is processed again if the sender retries it, so size the
+/// capacity to the events received per TTL (see [`DEFAULT_CAPACITY`]).
+///
+/// # Time
+///
+/// Leases and TTLs follow a monotonic clock, so a step of the wall clock (NTP, a VM
+/// resumed) neither frees a claim early nor keeps one for ever. Only the signature
+/// window reads the wall clock.
 ///
 /// Cheap to clone: clones share the same cache.
 ///
@@ -116,48 +135,72 @@ pub struct MemoryStoreBuilder {
 }
 
 impl MemoryStoreBuilder {
-    /// The most events remembered at once (default [`DEFAULT_CAPACITY`]).
+    /// The most events remembered at once (default [`DEFAULT_CAPACITY`]); at least one.
     pub fn max_capacity(mut self, events: u64) -> Self {
         self.capacity = events;
         self
     }
 
     /// How long a claim lasts before a retry may take it over (default
-    /// [`DEFAULT_LEASE`](super::DEFAULT_LEASE)).
+    /// [`DEFAULT_LEASE`](super::DEFAULT_LEASE)), within [`LEASE_RANGE`](super::LEASE_RANGE).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
     }
 
     /// How long a processed event is remembered (default
-    /// [`DEFAULT_TTL`](super::DEFAULT_TTL)).
+    /// [`DEFAULT_TTL`](super::DEFAULT_TTL)), within [`TTL_RANGE`](super::TTL_RANGE).
     pub fn time_to_live(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
     }
 
-    /// Reads the time from `clock` (for tests of leases and TTLs without sleeping).
+    /// Reads the time from `clock` instead of the default monotonic clock (for tests of
+    /// leases and TTLs without sleeping). The store only uses differences of its readings.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
 
     /// Builds the store.
-    pub fn build(self) -> MemoryStore {
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::ZeroCapacity`], [`ConfigError::Lease`] or
+    /// [`ConfigError::TimeToLive`] for a value the store cannot work with.
+    pub fn build(self) -> Result<MemoryStore, ConfigError> {
+        if self.capacity == 0 {
+            return Err(ConfigError::ZeroCapacity);
+        }
+        super::check_lease_and_ttl(self.lease, self.ttl)?;
         let cache = Cache::builder()
             .max_capacity(self.capacity)
+            // TinyLFU (moka's default) admits a new entry into a full cache only if it is
+            // used more often than its victim, so it would drop fresh claims and fresh
+            // "done" records: exactly the events a retry is about to repeat.
+            .eviction_policy(EvictionPolicy::lru())
             .expire_after(SlotExpiry {
                 lease: self.lease,
                 ttl: self.ttl,
             })
             .build_with_hasher(KeyHasher::default());
-        MemoryStore {
+        Ok(MemoryStore {
             cache,
             lease: self.lease,
             ttl: self.ttl,
             capacity: self.capacity,
             clock: self.clock,
-        }
+        })
+    }
+}
+
+/// The store's default clock: milliseconds since the store was configured, from
+/// [`Instant`], which never steps back or jumps with the wall clock.
+struct Monotonic(Instant);
+
+impl Clock for Monotonic {
+    fn now_millis(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -174,7 +217,9 @@ impl fmt::Debug for MemoryStoreBuilder {
 impl MemoryStore {
     /// A store with the default capacity, lease and TTL.
     pub fn new() -> Self {
-        Self::builder().build()
+        Self::builder()
+            .build()
+            .expect("the default capacity, lease and TTL are valid")
     }
 
     /// Configures a store.
@@ -183,7 +228,7 @@ impl MemoryStore {
             capacity: DEFAULT_CAPACITY,
             lease: DEFAULT_LEASE,
             ttl: DEFAULT_TTL,
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(Monotonic(Instant::now())),
         }
     }
 
@@ -237,19 +282,39 @@ impl MemoryStore {
         outcome
     }
 
-    fn complete_now(&self, key: &str, claim: Claim) {
+    /// Marks `key` done; false when the claim had already run out (and a warning says so).
+    fn complete_now(&self, key: &str, claim: Claim) -> bool {
         let now = self.clock.now_millis();
         let done = Slot::Done {
             until: now.saturating_add(Self::millis(self.ttl)),
         };
+        let mut on_time = false;
         self.cache.entry_by_ref(key).and_compute_with(|current| {
             match current.map(|e| e.into_value()) {
-                Some(Slot::InFlight { claim: held, .. }) if held == claim => Op::Put(done),
-                // Evicted or expired while the handler ran: still remember it is done.
-                None => Op::Put(done),
-                Some(_) => Op::Nop,
+                Some(Slot::InFlight { claim: held, until }) if held == claim => {
+                    if until > now {
+                        on_time = true;
+                    } else {
+                        late_complete(key, "its claim had expired");
+                    }
+                    Op::Put(done)
+                }
+                // Expired (or evicted) while the handler ran: still remember it is done.
+                None => {
+                    late_complete(key, "its claim had expired");
+                    Op::Put(done)
+                }
+                Some(Slot::InFlight { .. }) => {
+                    late_complete(key, "another copy took the event over and is running");
+                    Op::Nop
+                }
+                Some(Slot::Done { .. }) => {
+                    late_complete(key, "another copy already processed it");
+                    Op::Nop
+                }
             }
         });
+        on_time
     }
 
     fn abandon_now(&self, key: &str, claim: Claim) {
@@ -260,6 +325,14 @@ impl MemoryStore {
             }
         });
     }
+}
+
+/// The handler outlived its lease: a retry may have run it a second time.
+fn late_complete(key: &str, what: &str) {
+    tracing::warn!(
+        key,
+        "a webhook handler finished after its dedup lease ran out and {what}; keep handlers well under the lease"
+    );
 }
 
 impl Default for MemoryStore {
@@ -284,7 +357,7 @@ impl DedupStore for MemoryStore {
     }
 
     async fn complete(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
-        self.complete_now(key, claim);
+        let _on_time = self.complete_now(key, claim);
         Ok(())
     }
 
@@ -310,6 +383,7 @@ mod tests {
             .time_to_live(Duration::from_secs(3600))
             .clock(clock.clone())
             .build()
+            .unwrap()
     }
 
     fn claim_of(b: Begin) -> Claim {
@@ -381,12 +455,13 @@ mod tests {
     #[test]
     fn moka_itself_drops_expired_entries() {
         let s = MemoryStore::builder()
-            .lease(Duration::from_millis(20))
-            .build();
+            .lease(Duration::from_secs(1))
+            .build()
+            .unwrap();
         claim_of(s.begin_now("e"));
         assert_eq!(s.entry_count(), 1);
         // moka's timer wheel ticks about once a second: poll, bounded, for the drop.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while s.entry_count() > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -415,7 +490,7 @@ mod tests {
 
     #[test]
     fn capacity_is_a_bound_and_a_full_store_still_deduplicates() {
-        let s = MemoryStore::builder().max_capacity(100).build();
+        let s = MemoryStore::builder().max_capacity(100).build().unwrap();
         for i in 0..1000 {
             let c = claim_of(s.begin_now(&format!("old{i}")));
             s.complete_now(&format!("old{i}"), c);
@@ -430,5 +505,111 @@ mod tests {
             assert_eq!(s.begin_now(&key), Begin::Done, "{key} was not kept");
         }
         assert!(s.entry_count() <= 100, "{} entries", s.entry_count());
+    }
+
+    /// The review's scenario, scaled down: a store of capacity 10,000 takes 50,000 fresh
+    /// events (five times its capacity, so it is full and evicting for most of the run).
+    /// Every event is claimed, a copy arrives while it is in flight, and a tenth are
+    /// retried 4,000 events later (within `capacity / 2`). None may be claimed twice.
+    #[test]
+    fn a_full_store_keeps_its_newest_events() {
+        const CAPACITY: u64 = 10_000;
+        const EVENTS: usize = 50_000;
+        const LAG: usize = 4_000;
+        const IN_FLIGHT: usize = 500;
+        let s = MemoryStore::builder()
+            .max_capacity(CAPACITY)
+            .build()
+            .unwrap();
+        let key = |i: usize| format!("evt_{i:08}_0123456789abcdef");
+        let mut held = std::collections::VecDeque::new();
+        let (mut reprocessed, mut double_claims) = (0, 0);
+        for i in 0..EVENTS {
+            let Begin::New(claim) = s.begin_now(&key(i)) else {
+                panic!("fresh event {i} was not claimed");
+            };
+            held.push_back((i, claim));
+            // Handlers run a while: the oldest claims in flight are copied, then complete.
+            if held.len() > IN_FLIGHT {
+                let (j, claim) = held.pop_front().unwrap();
+                if s.begin_now(&key(j)) != Begin::InFlight {
+                    double_claims += 1;
+                }
+                s.complete_now(&key(j), claim);
+            }
+            if i >= LAG && i % 10 == 0 && s.begin_now(&key(i - LAG)) != Begin::Done {
+                reprocessed += 1;
+            }
+            // Let moka's housekeeping (eviction, expiry) run now and then, so the checks
+            // above see a store that has really been evicting, not one that only queued it.
+            if i % 1_000 == 999 {
+                assert!(s.entry_count() <= CAPACITY, "{} entries", s.entry_count());
+            }
+        }
+        assert_eq!((reprocessed, double_claims), (0, 0), "(reprocessed, double claims)");
+        assert!(s.entry_count() <= CAPACITY, "{} entries", s.entry_count());
+    }
+
+    #[test]
+    fn a_complete_after_the_lease_is_reported_late() {
+        let clock = ManualClock::at_secs(1000);
+        let s = store(&clock);
+        let on_time = claim_of(s.begin_now("a"));
+        assert!(s.complete_now("a", on_time));
+        // Ran past its lease, nobody took over: remembered as done all the same.
+        let slow = claim_of(s.begin_now("b"));
+        clock.advance(Duration::from_secs(61));
+        assert!(!s.complete_now("b", slow));
+        assert_eq!(s.begin_now("b"), Begin::Done);
+        // Ran past its lease and a retry took the event over: the retry's claim stands.
+        let first = claim_of(s.begin_now("c"));
+        clock.advance(Duration::from_secs(61));
+        let retry = claim_of(s.begin_now("c"));
+        assert!(!s.complete_now("c", first));
+        assert_eq!(s.begin_now("c"), Begin::InFlight);
+        assert!(s.complete_now("c", retry));
+    }
+
+    #[test]
+    fn the_default_clock_is_monotonic_not_the_wall_clock() {
+        // Readings count from the store's configuration, so a step of the system's
+        // wall clock cannot move a lease or a TTL.
+        let s = MemoryStore::new();
+        assert!(s.clock.now_millis() < 60_000, "{}", s.clock.now_millis());
+    }
+
+    #[test]
+    fn builder_refuses_values_the_store_cannot_work_with() {
+        let b = MemoryStore::builder;
+        assert_eq!(
+            b().lease(Duration::ZERO).build().unwrap_err(),
+            ConfigError::Lease(Duration::ZERO)
+        );
+        assert_eq!(
+            b().lease(Duration::from_millis(999)).build().unwrap_err(),
+            ConfigError::Lease(Duration::from_millis(999))
+        );
+        assert_eq!(
+            b().lease(Duration::MAX).build().unwrap_err(),
+            ConfigError::Lease(Duration::MAX)
+        );
+        assert_eq!(
+            b().time_to_live(Duration::ZERO).build().unwrap_err(),
+            ConfigError::TimeToLive(Duration::ZERO)
+        );
+        assert_eq!(
+            b().time_to_live(Duration::from_secs(u64::MAX)).build().unwrap_err(),
+            ConfigError::TimeToLive(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(
+            b().max_capacity(0).build().unwrap_err(),
+            ConfigError::ZeroCapacity
+        );
+        let message = b().lease(Duration::ZERO).build().unwrap_err().to_string();
+        assert!(message.contains("lease must be between 1s and 86400s"), "{message}");
+        // The edges are accepted.
+        b().lease(*crate::LEASE_RANGE.start()).build().unwrap();
+        b().lease(*crate::LEASE_RANGE.end()).build().unwrap();
+        b().time_to_live(*crate::TTL_RANGE.end()).build().unwrap();
     }
 }

@@ -26,9 +26,12 @@ use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::ConfigError;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{DEFAULT_PREFIX, DEFAULT_TIMEOUT, RedisStore, RedisStoreBuilder};
@@ -43,6 +46,28 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
 /// How long a processed event is remembered by default: the sender's retries span
 /// about 36 minutes, and a day also covers a manual re-send from the dashboard.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The leases a store accepts: at least a second (a zero lease would let concurrent
+/// copies each claim the event), at most a day (a claimant that crashed blocks its
+/// event's retries for the whole lease).
+pub const LEASE_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(24 * 60 * 60);
+
+/// The times to live a store accepts: at least a second, at most a year (Redis keeps
+/// expiries in milliseconds that must fit its integers).
+pub const TTL_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(366 * 24 * 60 * 60);
+
+/// Checks a store's lease and TTL against [`LEASE_RANGE`] and [`TTL_RANGE`].
+pub(crate) fn check_lease_and_ttl(lease: Duration, ttl: Duration) -> Result<(), ConfigError> {
+    if !LEASE_RANGE.contains(&lease) {
+        return Err(ConfigError::Lease(lease));
+    }
+    if !TTL_RANGE.contains(&ttl) {
+        return Err(ConfigError::TimeToLive(ttl));
+    }
+    Ok(())
+}
 
 /// A store that remembers which events are being processed or are done.
 ///
@@ -160,6 +185,14 @@ pub enum StoreError {
     Timeout(Duration),
     /// The store answered with an error, or could not be reached.
     Backend(Box<dyn Error + Send + Sync>),
+    /// The store was configured with a value it cannot work with (from a builder).
+    Config(ConfigError),
+}
+
+impl From<ConfigError> for StoreError {
+    fn from(error: ConfigError) -> Self {
+        Self::Config(error)
+    }
 }
 
 impl StoreError {
@@ -174,6 +207,7 @@ impl fmt::Display for StoreError {
         match self {
             Self::Timeout(after) => write!(f, "dedup store did not answer within {after:?}"),
             Self::Backend(e) => write!(f, "dedup store failed: {e}"),
+            Self::Config(e) => write!(f, "dedup store misconfigured: {e}"),
         }
     }
 }
@@ -183,6 +217,7 @@ impl Error for StoreError {
         match self {
             Self::Timeout(_) => None,
             Self::Backend(e) => Some(&**e),
+            Self::Config(e) => Some(e),
         }
     }
 }

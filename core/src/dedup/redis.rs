@@ -328,14 +328,14 @@ impl RedisStoreBuilder {
     }
 
     /// How long a claim lasts before a retry may take it over (default
-    /// [`DEFAULT_LEASE`](super::DEFAULT_LEASE)). Kept in whole milliseconds, at least 1.
+    /// [`DEFAULT_LEASE`](super::DEFAULT_LEASE)), within [`LEASE_RANGE`](super::LEASE_RANGE).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
     }
 
     /// How long a processed event is remembered (default
-    /// [`DEFAULT_TTL`](super::DEFAULT_TTL)). Kept in whole milliseconds, at least 1.
+    /// [`DEFAULT_TTL`](super::DEFAULT_TTL)), within [`TTL_RANGE`](super::TTL_RANGE).
     pub fn time_to_live(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -354,10 +354,12 @@ impl RedisStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Backend`] when the URL is invalid, the server refuses the connection
-    /// or the credentials, or cannot run Lua scripts; [`StoreError::Timeout`] when it does
-    /// not answer within the timeout. The messages never include the URL.
+    /// [`StoreError::Config`] for a lease or TTL out of range; [`StoreError::Backend`]
+    /// when the URL is invalid, the server refuses the connection or the credentials, or
+    /// cannot run Lua scripts; [`StoreError::Timeout`] when it does not answer within the
+    /// timeout. The messages never include the URL.
     pub async fn build(self) -> Result<RedisStore, StoreError> {
+        super::check_lease_and_ttl(self.lease, self.ttl)?;
         let timeout = self.timeout;
         let connection = match self.source {
             Source::Manager(ref manager) => manager.clone(),
@@ -375,9 +377,11 @@ impl RedisStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Backend`] when the URL is invalid, or when called outside a tokio
-    /// runtime (the connection manager spawns its task on it).
+    /// [`StoreError::Config`] for a lease or TTL out of range; [`StoreError::Backend`]
+    /// when the URL is invalid, or when called outside a tokio runtime (the connection
+    /// manager spawns its task on it).
     pub fn build_lazy(self) -> Result<RedisStore, StoreError> {
+        super::check_lease_and_ttl(self.lease, self.ttl)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(StoreError::backend(
                 "RedisStoreBuilder::build_lazy must be called inside a tokio runtime",

@@ -128,7 +128,7 @@ fn memory(kind: &str) {
     let before = rss();
     match kind {
         "moka" => {
-            let store = MemoryStore::builder().max_capacity(N).build();
+            let store = MemoryStore::builder().max_capacity(N).build().unwrap();
             for n in 0..N {
                 let key = id(n);
                 let Begin::New(claim) = ready(store.begin(&key)).expect("store") else {
@@ -161,7 +161,7 @@ fn main() {
         return;
     }
     let capacity = DEFAULT_CAPACITY;
-    let store = MemoryStore::builder().max_capacity(capacity).build();
+    let store = MemoryStore::builder().max_capacity(capacity).build().unwrap();
     let sketch = Sketch::new(capacity as usize);
     const BATCH: u64 = 20_000;
     const ROUNDS: u64 = 25;

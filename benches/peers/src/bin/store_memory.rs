@@ -71,7 +71,7 @@ fn child(kind: &str, count: u64, capacity: u64, len: usize) {
         let set: HashSet<String> = (0..count).map(|n| id(n, len)).collect();
         println!("{} {} {}", rss() - before, set.len(), set.len());
     } else {
-        let store = MemoryStore::builder().max_capacity(capacity).build();
+        let store = MemoryStore::builder().max_capacity(capacity).build().unwrap();
         let most = feed(&store, count, len);
         let entries = store.entry_count();
         println!("{} {entries} {most}", rss() - before);
