@@ -84,3 +84,7 @@ for i, h in enumerate(HEADERS[:6]):
     body = BODIES[0]
     header = h.encode()
     write("verify", f"header-{i:02}", struct.pack("<H", len(header)) + header + body)
+
+# Regression seeds for findings, kept so every fuzz run replays them.
+# The header cap was bypassed by the sender's exact form with `t` padded with zeros.
+write("header", "regression-zero-padded-t", f"t={'0' * 3000}{NOW},v1={'ab' * 32}".encode())

@@ -45,7 +45,8 @@ pub enum HeaderError {
     MissingTimestamp,
     /// There is more than one `t=` part.
     DuplicateTimestamp,
-    /// `t=` is not a whole number of seconds that fits in 64 bits (signs are refused).
+    /// `t=` is not a whole number of seconds that fits in 64 bits, written as the sender
+    /// writes it: decimal digits with no sign and no leading zero.
     InvalidTimestamp,
     /// There is no `v1=` part.
     MissingSignature,
@@ -94,11 +95,12 @@ impl SignatureHeader {
     }
 
     fn parse_bytes(header: &[u8]) -> Result<Self, HeaderError> {
-        if let Some(parsed) = Self::parse_canonical(header) {
-            return Ok(parsed);
-        }
+        // First, on every path: the cap bounds the work whatever the form.
         if header.len() > MAX_HEADER_LEN {
             return Err(HeaderError::TooLong);
+        }
+        if let Some(parsed) = Self::parse_canonical(header) {
+            return Ok(parsed);
         }
         if header.iter().all(u8::is_ascii_whitespace) {
             return Err(HeaderError::Empty);
@@ -214,8 +216,10 @@ impl fmt::Debug for SignatureHeader {
     }
 }
 
+/// Refuses leading zeros: the sender never writes them, and they would let one
+/// timestamp take many forms (and a header grow without changing its meaning).
 fn parse_timestamp(digits: &[u8]) -> Result<u64, HeaderError> {
-    if digits.is_empty() {
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
         return Err(HeaderError::InvalidTimestamp);
     }
     let mut value: u64 = 0;
@@ -329,6 +333,8 @@ mod tests {
             "1.5",
             "1e9",
             " 1 2",
+            "01717250400",
+            "00",
         ] {
             assert_eq!(
                 parse(&format!("t={t},v1={SIG}")),
@@ -389,6 +395,19 @@ mod tests {
             Err(HeaderError::MalformedPart)
         );
         assert_eq!(parse("garbage"), Err(HeaderError::MalformedPart));
+    }
+
+    #[test]
+    fn the_length_cap_holds_on_the_fast_path_too() {
+        // The review's input: the sender's exact form, its `t` padded with zeros to 3 KiB.
+        let padded = format!("t={}1717250400,v1={SIG}", "0".repeat(3_000));
+        assert_eq!(parse(&padded), Err(HeaderError::TooLong));
+        // Padded to just under the cap, the zeros are still refused.
+        let padded = format!("t={}1717250400,v1={SIG}", "0".repeat(900));
+        assert!(padded.len() <= MAX_HEADER_LEN);
+        assert_eq!(parse(&padded), Err(HeaderError::InvalidTimestamp));
+        // `t=0` alone is a number like any other (the window check refuses it).
+        assert_eq!(parse(&format!("t=0,v1={SIG}")).unwrap().timestamp(), 0);
     }
 
     #[test]
