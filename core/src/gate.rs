@@ -178,9 +178,13 @@ impl<D: DedupStore> Gate<D> {
     }
 
     /// Prefixes store keys with `namespace`, so one store can serve several endpoints.
+    ///
+    /// Any string works: distinct (namespace, `eventId`) pairs always make distinct keys
+    /// (see [`key_for`](Self::key_for)). An empty namespace is the same as none.
     #[must_use]
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = Some(namespace.into().into_boxed_str());
+        let namespace = namespace.into();
+        self.namespace = (!namespace.is_empty()).then(|| escape_namespace(&namespace));
         self
     }
 
@@ -341,23 +345,53 @@ impl<D: DedupStore> Gate<D> {
         }
     }
 
-    /// The store key for an event: the namespace, and the id itself, or its SHA-256 when
-    /// it is long.
-    fn key_for(&self, event_id: &str) -> String {
+    /// The dedup store key for an event: `{namespace}:id:{eventId}`, or
+    /// `{namespace}:sha256:{hex}` for an `eventId` longer than 128 bytes (so no input makes
+    /// a key large).
+    ///
+    /// The namespace is written with `%` as `%25` and `:` as `%3A`, so the first `:` always
+    /// ends it, and the tag after it tells a plain id from a digest: two distinct
+    /// (namespace, `eventId`) pairs never share a key. Without a namespace the key starts
+    /// with `:`.
+    ///
+    /// ```
+    /// use mapping_webhooks::{Gate, Secret};
+    ///
+    /// let gate = Gate::new(Secret::new("whsec_test")?);
+    /// assert_eq!(gate.key_for("evt_1"), ":id:evt_1");
+    /// let gate = gate.namespace("orders:eu");
+    /// assert_eq!(gate.key_for("evt_1"), "orders%3Aeu:id:evt_1");
+    /// # Ok::<(), mapping_webhooks::ConfigError>(())
+    /// ```
+    pub fn key_for(&self, event_id: &str) -> String {
         let ns = self.namespace.as_deref().unwrap_or("");
-        let mut key = String::with_capacity(ns.len() + 1 + event_id.len().min(64 + 7));
-        if !ns.is_empty() {
-            key.push_str(ns);
-            key.push(':');
-        }
-        if event_id.len() <= MAX_PLAIN_KEY_LEN {
+        let plain = event_id.len() <= MAX_PLAIN_KEY_LEN;
+        let mut key = String::with_capacity(
+            ns.len() + ":sha256:".len() + if plain { event_id.len() } else { 64 },
+        );
+        key.push_str(ns);
+        if plain {
+            key.push_str(":id:");
             key.push_str(event_id);
         } else {
-            key.push_str("sha256:");
+            key.push_str(":sha256:");
             encode_hex32(&Sha256::digest(event_id.as_bytes()), &mut key);
         }
         key
     }
+}
+
+/// A namespace as it is written in keys: with no `:`, so the first `:` of a key ends it.
+fn escape_namespace(namespace: &str) -> Box<str> {
+    let mut escaped = String::with_capacity(namespace.len());
+    for c in namespace.chars() {
+        match c {
+            '%' => escaped.push_str("%25"),
+            ':' => escaped.push_str("%3A"),
+            c => escaped.push(c),
+        }
+    }
+    escaped.into_boxed_str()
 }
 
 impl<D> fmt::Debug for Gate<D> {
@@ -751,11 +785,72 @@ mod tests {
     #[test]
     fn long_event_ids_become_bounded_keys() {
         let gate = gate().namespace("ns");
-        assert_eq!(gate.key_for("evt_1"), "ns:evt_1");
+        assert_eq!(gate.key_for("evt_1"), "ns:id:evt_1");
         let long = "e".repeat(10_000);
         let key = gate.key_for(&long);
         assert_eq!(key.len(), "ns:sha256:".len() + 64);
         assert_ne!(key, gate.key_for(&"e".repeat(10_001)));
+        assert_eq!(gate.key_for(&"e".repeat(128)).len(), "ns:id:".len() + 128);
+    }
+
+    #[test]
+    fn the_review_s_colliding_pairs_get_distinct_keys() {
+        // A namespace that ends where an event id's own colon begins.
+        assert_ne!(
+            gate().namespace("orders").key_for("eu:evt_1"),
+            gate().namespace("orders:eu").key_for("evt_1")
+        );
+        // An event id that spells a digest, against the digest of a long id.
+        let long = "x".repeat(200);
+        let digest = gate().key_for(&long);
+        let spelled = digest.strip_prefix(':').unwrap();
+        assert_ne!(gate().key_for(spelled), digest);
+        // No namespace against a namespace that looks like a key's start.
+        assert_ne!(
+            gate().key_for("id:evt"),
+            gate().namespace("id").key_for("evt")
+        );
+    }
+
+    /// Every (namespace, event id) pair over an alphabet of the characters that matter
+    /// (separators, escapes, tags), up to three characters each, plus long ids: no two
+    /// pairs share a key.
+    #[test]
+    fn distinct_namespace_and_event_id_pairs_never_share_a_key() {
+        let alphabet = [':', '%', '3', 'A', 'i', 'd'];
+        let mut words = vec![String::new()];
+        for len in 1..=3 {
+            let mut next = Vec::new();
+            for w in words.iter().filter(|w| w.chars().count() == len - 1) {
+                for c in alphabet {
+                    next.push(format!("{w}{c}"));
+                }
+            }
+            words.extend(next);
+        }
+        let long_ids: Vec<String> = (0..3).map(|i| format!("{i}").repeat(129)).collect();
+        let mut seen = std::collections::HashMap::new();
+        for ns in &words {
+            let gate = gate().namespace(ns.as_str());
+            for id in words.iter().chain(&long_ids) {
+                // An empty namespace is no namespace: those pairs are the same pair.
+                if let Some((ns2, id2)) = seen.insert(gate.key_for(id), (ns.clone(), id.clone())) {
+                    panic!("({ns:?}, {id:?}) and ({ns2:?}, {id2:?}) share a key");
+                }
+            }
+        }
+        assert_eq!(seen.len(), words.len() * (words.len() + long_ids.len()));
+    }
+
+    #[tokio::test]
+    async fn colliding_namespaces_sharing_a_store_both_process() {
+        let store = MemoryStore::new();
+        let a = gate().dedup(store.clone()).namespace("orders");
+        let b = gate().dedup(store).namespace("orders:eu");
+        let (_, t) = process(admit(&a, &body("eu:evt_1")).await);
+        t.finish(200).await;
+        let (_, t) = process(admit(&b, &body("evt_1")).await);
+        t.finish(200).await;
     }
 
     #[test]
