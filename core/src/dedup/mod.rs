@@ -17,6 +17,10 @@
 //! A claim that is never completed nor abandoned (the process crashed) expires after
 //! the lease, so retries are not blocked for ever. [`Gate`](crate::Gate) drives this
 //! protocol for the adapters; a store only implements the three steps.
+//!
+//! Keep handlers well under the lease: once it has run out, a retry may take the event
+//! over and run it a second time. A `complete` that comes too late is logged at `warn` by
+//! every store here; a claim taken over stays with its new owner.
 
 mod memory;
 #[cfg(feature = "redis")]
