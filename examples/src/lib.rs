@@ -33,7 +33,8 @@ pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:3000";
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ReceiverConfig {
-    /// `MAPPING_WEBHOOK_SECRET`, or [`DEV_SECRET`] when it is unset or empty.
+    /// `MAPPING_WEBHOOK_SECRET`, or [`DEV_SECRET`] when it is unset or empty and the
+    /// receiver listens on a loopback address.
     pub secret: String,
     /// `MAPPING_WEBHOOK_SECRET_PREVIOUS`, during a rotation.
     pub previous_secret: Option<String>,
@@ -63,7 +64,9 @@ impl ReceiverConfig {
     ///
     /// # Errors
     ///
-    /// A message naming the variable when `BIND_ADDR` or `PORT` does not parse.
+    /// A message naming the variable when `BIND_ADDR` or `PORT` does not parse, or when
+    /// `MAPPING_WEBHOOK_SECRET` is unset and the address is not a loopback one (the
+    /// development secret is public: anyone could sign requests for a reachable receiver).
     pub fn from_env() -> Result<Self, String> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -92,6 +95,15 @@ impl ReceiverConfig {
             }
             (None, None) => DEFAULT_BIND_ADDR.parse().expect("a valid default"),
         };
+        // `::ffff:127.0.0.1` is loopback too.
+        if dev_secret && !bind_addr.ip().to_canonical().is_loopback() {
+            return Err(format!(
+                "MAPPING_WEBHOOK_SECRET is not set, and {bind_addr} is not a loopback address: \
+                 refusing to accept requests signed with the public development secret from \
+                 the network. Set MAPPING_WEBHOOK_SECRET to the whsec_... secret the \
+                 dashboard showed (or, to try the example locally, BIND_ADDR=127.0.0.1:3000)."
+            ));
+        }
         Ok(Self {
             secret,
             previous_secret: set("MAPPING_WEBHOOK_SECRET_PREVIOUS"),
@@ -222,8 +234,51 @@ mod tests {
         assert!(!c.dev_secret);
         assert_eq!(c.previous_secret.as_deref(), Some("whsec_old"));
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8080");
-        let c = ReceiverConfig::from_lookup(env(&[("PORT", "4000")])).unwrap();
+        let c = ReceiverConfig::from_lookup(env(&[
+            ("MAPPING_WEBHOOK_SECRET", "whsec_real"),
+            ("PORT", "4000"),
+        ]))
+        .unwrap();
         assert_eq!(c.bind_addr.to_string(), "0.0.0.0:4000");
+        assert!(!c.dev_secret);
+    }
+
+    #[test]
+    fn the_dev_secret_is_only_served_on_loopback() {
+        // What a hosting platform does: PORT set, the secret forgotten.
+        for vars in [
+            &[("PORT", "8080")][..],
+            &[("BIND_ADDR", "0.0.0.0:3000")],
+            &[("BIND_ADDR", "[::]:3000")],
+            &[("BIND_ADDR", "192.168.1.20:3000")],
+            &[
+                ("BIND_ADDR", "0.0.0.0:3000"),
+                ("MAPPING_WEBHOOK_SECRET", " "),
+            ],
+        ] {
+            let e = ReceiverConfig::from_lookup(env(vars)).unwrap_err();
+            assert!(e.contains("MAPPING_WEBHOOK_SECRET"), "{vars:?}: {e}");
+            assert!(!e.contains(DEV_SECRET), "{vars:?}: {e}");
+        }
+        for addr in [
+            "127.0.0.1:3001",
+            "127.0.0.2:3001",
+            "[::1]:3001",
+            "[::ffff:127.0.0.1]:3001",
+        ] {
+            let c = ReceiverConfig::from_lookup(env(&[("BIND_ADDR", addr), ("PORT", "80")]))
+                .unwrap_or_else(|e| panic!("{addr}: {e}"));
+            assert!(c.dev_secret, "{addr}");
+            assert_eq!(c.secret, DEV_SECRET);
+        }
+        for addr in ["0.0.0.0:3001", "[::]:3001"] {
+            let c = ReceiverConfig::from_lookup(env(&[
+                ("BIND_ADDR", addr),
+                ("MAPPING_WEBHOOK_SECRET", "whsec_real"),
+            ]))
+            .unwrap_or_else(|e| panic!("{addr}: {e}"));
+            assert_eq!((c.secret.as_str(), c.dev_secret), ("whsec_real", false));
+        }
     }
 
     #[test]

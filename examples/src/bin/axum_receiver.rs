@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Environment: `MAPPING_WEBHOOK_SECRET` (without it, the public development secret is
-//! used, and said so loudly), `MAPPING_WEBHOOK_SECRET_PREVIOUS` (during a rotation),
+//! used, and said so loudly, but only on a loopback address: anywhere else the receiver
+//! refuses to start), `MAPPING_WEBHOOK_SECRET_PREVIOUS` (during a rotation),
 //! `BIND_ADDR` (default `127.0.0.1:3000`; `PORT` alone binds `0.0.0.0:$PORT`), `RUST_LOG`
 //! (default `info`). Each processed event prints one JSON line on stdout; logs go to
 //! stderr.
