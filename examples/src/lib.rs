@@ -16,6 +16,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use mapping_webhooks::{ConfigError, Gate, Secret, Verified};
 
@@ -28,6 +29,17 @@ pub const WEBHOOK_PATH: &str = "/hooks/mapping";
 
 /// Where the receivers listen when neither `BIND_ADDR` nor `PORT` is set.
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:3000";
+
+/// How long a client has to send a request's headers when `HEADER_TIMEOUT_SECS` is not
+/// set: on a new connection, and on a kept-alive one from the end of the last response
+/// (so an idle connection is closed after this long too).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many connections a receiver keeps open at once when `MAX_CONNECTIONS` is not set.
+/// Further clients wait in the listen queue. Half of the usual limit of 1,024 open files,
+/// so that a flood of connections cannot take the descriptors the process needs for
+/// anything else (files, Redis, logs).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 /// The receivers' configuration, from the environment.
 #[derive(Clone)]
@@ -43,6 +55,12 @@ pub struct ReceiverConfig {
     pub bind_addr: SocketAddr,
     /// Whether [`secret`](Self::secret) is the development secret.
     pub dev_secret: bool,
+    /// `HEADER_TIMEOUT_SECS`, else [`DEFAULT_HEADER_TIMEOUT`]: the time allowed for a
+    /// request's headers, and for an idle kept-alive connection's next request. The body
+    /// has its own deadline, the webhook layer's read timeout.
+    pub header_timeout: Duration,
+    /// `MAX_CONNECTIONS`, else [`DEFAULT_MAX_CONNECTIONS`]: connections open at once.
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for ReceiverConfig {
@@ -55,6 +73,8 @@ impl std::fmt::Debug for ReceiverConfig {
             )
             .field("bind_addr", &self.bind_addr)
             .field("dev_secret", &self.dev_secret)
+            .field("header_timeout", &self.header_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -64,7 +84,8 @@ impl ReceiverConfig {
     ///
     /// # Errors
     ///
-    /// A message naming the variable when `BIND_ADDR` or `PORT` does not parse, or when
+    /// A message naming the variable when `BIND_ADDR`, `PORT`, `HEADER_TIMEOUT_SECS` or
+    /// `MAX_CONNECTIONS` does not parse, or when
     /// `MAPPING_WEBHOOK_SECRET` is unset and the address is not a loopback one (the
     /// development secret is public: anyone could sign requests for a reachable receiver).
     pub fn from_env() -> Result<Self, String> {
@@ -104,11 +125,30 @@ impl ReceiverConfig {
                  dashboard showed (or, to try the example locally, BIND_ADDR=127.0.0.1:3000)."
             ));
         }
+        let positive = |name: &str| -> Result<Option<u64>, String> {
+            set(name)
+                .map(|value| {
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("{name}={value:?} is not a whole number of at least 1")
+                    })
+                })
+                .transpose()
+        };
+        let header_timeout =
+            positive("HEADER_TIMEOUT_SECS")?.map_or(DEFAULT_HEADER_TIMEOUT, Duration::from_secs);
+        let max_connections = match positive("MAX_CONNECTIONS")? {
+            Some(n) => {
+                usize::try_from(n).map_err(|_| format!("MAX_CONNECTIONS={n} is too large"))?
+            }
+            None => DEFAULT_MAX_CONNECTIONS,
+        };
         Ok(Self {
             secret,
             previous_secret: set("MAPPING_WEBHOOK_SECRET_PREVIOUS"),
             bind_addr,
             dev_secret,
+            header_timeout,
+            max_connections,
         })
     }
 
@@ -197,7 +237,29 @@ mod tests {
         assert!(c.dev_secret);
         assert_eq!(c.secret, DEV_SECRET);
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.header_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_connections, 512);
         assert!(!format!("{c:?}").contains(DEV_SECRET));
+    }
+
+    #[test]
+    fn reads_the_connection_limits() {
+        let c = ReceiverConfig::from_lookup(env(&[
+            ("HEADER_TIMEOUT_SECS", "2"),
+            ("MAX_CONNECTIONS", " 64 "),
+        ]))
+        .unwrap();
+        assert_eq!(c.header_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_connections, 64);
+        for (name, value) in [
+            ("HEADER_TIMEOUT_SECS", "0"),
+            ("HEADER_TIMEOUT_SECS", "1.5"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "many"),
+        ] {
+            let e = ReceiverConfig::from_lookup(env(&[(name, value)])).unwrap_err();
+            assert!(e.contains(name), "{e}");
+        }
     }
 
     #[test]
