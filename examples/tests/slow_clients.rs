@@ -1,8 +1,8 @@
 //! Slow and idle clients against every example receiver, over real sockets: hundreds of
 //! connections trickling a request head (slowloris), a kept-alive connection left idle,
 //! and one trickling its second request. The receiver runs with a 1-second header
-//! timeout, a cap of 64 connections, and a file-descriptor limit of 128, below the
-//! number of slow connections, as a small server under attack would be.
+//! timeout, a cap of 64 connections, and a file-descriptor limit of about 128, below the
+//! number of slow connections (about 200), as a small server under attack would be.
 //!
 //! Each receiver must close every slow connection (a deadline for the whole head, not
 //! an idle timer: each connection sends a byte more often than the timeout), close the
@@ -23,12 +23,20 @@ const RECEIVERS: [(&str, &str); 2] = [
     ("actix_receiver", env!("CARGO_BIN_EXE_actix_receiver")),
 ];
 
-/// Slow connections opened at once: more than the receiver's file descriptors.
-const SLOW_CONNECTIONS: usize = 200;
 /// The receiver's limits for this test.
 const HEADER_TIMEOUT_SECS: &str = "1";
 const MAX_CONNECTIONS: &str = "64";
-const FD_LIMIT: &str = "128";
+
+/// The receiver's file-descriptor limit: 128, plus a few for each actix worker (one per
+/// core), so that it starts on a machine with many cores.
+fn fd_limit() -> usize {
+    128 + 4 * thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Slow connections opened at once: more than the receiver's file descriptors.
+fn slow_connections() -> usize {
+    fd_limit() + 72
+}
 /// Each trickling connection sends one more byte this often: more often than the header
 /// timeout, so only a deadline for the whole head closes it.
 const TRICKLE_EVERY: Duration = Duration::from_millis(400);
@@ -63,7 +71,7 @@ fn start(binary: &str) -> (Receiver, String, thread::JoinHandle<String>) {
     let mut child = Command::new("sh")
         .args([
             "-c",
-            &format!("ulimit -n {FD_LIMIT} && exec \"$0\""),
+            &format!("ulimit -n {} && exec \"$0\"", fd_limit()),
             binary,
         ])
         .env_remove("MAPPING_WEBHOOK_SECRET")
@@ -188,7 +196,8 @@ fn slow_and_idle_connections_are_closed_and_deliveries_still_succeed() {
         let started = Instant::now();
 
         // The attack: more slow connections than the receiver has file descriptors.
-        let mut slow: Vec<Probe> = (0..SLOW_CONNECTIONS)
+        let slow_connections = slow_connections();
+        let mut slow: Vec<Probe> = (0..slow_connections)
             .map(|_| Probe::open(&addr, &head[..1], &head[1..], false))
             .collect();
         // (a) A valid delivery sent meanwhile is processed.
@@ -201,7 +210,7 @@ fn slow_and_idle_connections_are_closed_and_deliveries_still_succeed() {
         assert_eq!(
             open,
             0,
-            "{name}: {open} of {SLOW_CONNECTIONS} slow connections still open after {:?}",
+            "{name}: {open} of {slow_connections} slow connections still open after {:?}",
             started.elapsed()
         );
         let delivered = delivery.join().unwrap();
