@@ -16,6 +16,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use mapping_webhooks::{ConfigError, Gate, Secret, Verified};
 
@@ -29,11 +30,23 @@ pub const WEBHOOK_PATH: &str = "/hooks/mapping";
 /// Where the receivers listen when neither `BIND_ADDR` nor `PORT` is set.
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:3000";
 
+/// How long a client has to send a request's headers when `HEADER_TIMEOUT_SECS` is not
+/// set: on a new connection, and on a kept-alive one from the end of the last response
+/// (so an idle connection is closed after this long too).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many connections a receiver keeps open at once when `MAX_CONNECTIONS` is not set.
+/// Further clients wait in the listen queue. Half of the usual limit of 1,024 open files,
+/// so that a flood of connections cannot take the descriptors the process needs for
+/// anything else (files, Redis, logs).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
 /// The receivers' configuration, from the environment.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ReceiverConfig {
-    /// `MAPPING_WEBHOOK_SECRET`, or [`DEV_SECRET`] when it is unset or empty.
+    /// `MAPPING_WEBHOOK_SECRET`, or [`DEV_SECRET`] when it is unset or empty and the
+    /// receiver listens on a loopback address.
     pub secret: String,
     /// `MAPPING_WEBHOOK_SECRET_PREVIOUS`, during a rotation.
     pub previous_secret: Option<String>,
@@ -42,6 +55,12 @@ pub struct ReceiverConfig {
     pub bind_addr: SocketAddr,
     /// Whether [`secret`](Self::secret) is the development secret.
     pub dev_secret: bool,
+    /// `HEADER_TIMEOUT_SECS`, else [`DEFAULT_HEADER_TIMEOUT`]: the time allowed for a
+    /// request's headers, and for an idle kept-alive connection's next request. The body
+    /// has its own deadline, the webhook layer's read timeout.
+    pub header_timeout: Duration,
+    /// `MAX_CONNECTIONS`, else [`DEFAULT_MAX_CONNECTIONS`]: connections open at once.
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for ReceiverConfig {
@@ -54,6 +73,8 @@ impl std::fmt::Debug for ReceiverConfig {
             )
             .field("bind_addr", &self.bind_addr)
             .field("dev_secret", &self.dev_secret)
+            .field("header_timeout", &self.header_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -63,7 +84,10 @@ impl ReceiverConfig {
     ///
     /// # Errors
     ///
-    /// A message naming the variable when `BIND_ADDR` or `PORT` does not parse.
+    /// A message naming the variable when `BIND_ADDR`, `PORT`, `HEADER_TIMEOUT_SECS` or
+    /// `MAX_CONNECTIONS` does not parse, or when
+    /// `MAPPING_WEBHOOK_SECRET` is unset and the address is not a loopback one (the
+    /// development secret is public: anyone could sign requests for a reachable receiver).
     pub fn from_env() -> Result<Self, String> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -92,11 +116,39 @@ impl ReceiverConfig {
             }
             (None, None) => DEFAULT_BIND_ADDR.parse().expect("a valid default"),
         };
+        // `::ffff:127.0.0.1` is loopback too.
+        if dev_secret && !bind_addr.ip().to_canonical().is_loopback() {
+            return Err(format!(
+                "MAPPING_WEBHOOK_SECRET is not set, and {bind_addr} is not a loopback address: \
+                 refusing to accept requests signed with the public development secret from \
+                 the network. Set MAPPING_WEBHOOK_SECRET to the whsec_... secret the \
+                 dashboard showed (or, to try the example locally, BIND_ADDR=127.0.0.1:3000)."
+            ));
+        }
+        let positive = |name: &str| -> Result<Option<u64>, String> {
+            set(name)
+                .map(|value| {
+                    value.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("{name}={value:?} is not a whole number of at least 1")
+                    })
+                })
+                .transpose()
+        };
+        let header_timeout =
+            positive("HEADER_TIMEOUT_SECS")?.map_or(DEFAULT_HEADER_TIMEOUT, Duration::from_secs);
+        let max_connections = match positive("MAX_CONNECTIONS")? {
+            Some(n) => {
+                usize::try_from(n).map_err(|_| format!("MAX_CONNECTIONS={n} is too large"))?
+            }
+            None => DEFAULT_MAX_CONNECTIONS,
+        };
         Ok(Self {
             secret,
             previous_secret: set("MAPPING_WEBHOOK_SECRET_PREVIOUS"),
             bind_addr,
             dev_secret,
+            header_timeout,
+            max_connections,
         })
     }
 
@@ -185,7 +237,29 @@ mod tests {
         assert!(c.dev_secret);
         assert_eq!(c.secret, DEV_SECRET);
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.header_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_connections, 512);
         assert!(!format!("{c:?}").contains(DEV_SECRET));
+    }
+
+    #[test]
+    fn reads_the_connection_limits() {
+        let c = ReceiverConfig::from_lookup(env(&[
+            ("HEADER_TIMEOUT_SECS", "2"),
+            ("MAX_CONNECTIONS", " 64 "),
+        ]))
+        .unwrap();
+        assert_eq!(c.header_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_connections, 64);
+        for (name, value) in [
+            ("HEADER_TIMEOUT_SECS", "0"),
+            ("HEADER_TIMEOUT_SECS", "1.5"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "many"),
+        ] {
+            let e = ReceiverConfig::from_lookup(env(&[(name, value)])).unwrap_err();
+            assert!(e.contains(name), "{e}");
+        }
     }
 
     #[test]
@@ -222,8 +296,51 @@ mod tests {
         assert!(!c.dev_secret);
         assert_eq!(c.previous_secret.as_deref(), Some("whsec_old"));
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8080");
-        let c = ReceiverConfig::from_lookup(env(&[("PORT", "4000")])).unwrap();
+        let c = ReceiverConfig::from_lookup(env(&[
+            ("MAPPING_WEBHOOK_SECRET", "whsec_real"),
+            ("PORT", "4000"),
+        ]))
+        .unwrap();
         assert_eq!(c.bind_addr.to_string(), "0.0.0.0:4000");
+        assert!(!c.dev_secret);
+    }
+
+    #[test]
+    fn the_dev_secret_is_only_served_on_loopback() {
+        // What a hosting platform does: PORT set, the secret forgotten.
+        for vars in [
+            &[("PORT", "8080")][..],
+            &[("BIND_ADDR", "0.0.0.0:3000")],
+            &[("BIND_ADDR", "[::]:3000")],
+            &[("BIND_ADDR", "192.168.1.20:3000")],
+            &[
+                ("BIND_ADDR", "0.0.0.0:3000"),
+                ("MAPPING_WEBHOOK_SECRET", " "),
+            ],
+        ] {
+            let e = ReceiverConfig::from_lookup(env(vars)).unwrap_err();
+            assert!(e.contains("MAPPING_WEBHOOK_SECRET"), "{vars:?}: {e}");
+            assert!(!e.contains(DEV_SECRET), "{vars:?}: {e}");
+        }
+        for addr in [
+            "127.0.0.1:3001",
+            "127.0.0.2:3001",
+            "[::1]:3001",
+            "[::ffff:127.0.0.1]:3001",
+        ] {
+            let c = ReceiverConfig::from_lookup(env(&[("BIND_ADDR", addr), ("PORT", "80")]))
+                .unwrap_or_else(|e| panic!("{addr}: {e}"));
+            assert!(c.dev_secret, "{addr}");
+            assert_eq!(c.secret, DEV_SECRET);
+        }
+        for addr in ["0.0.0.0:3001", "[::]:3001"] {
+            let c = ReceiverConfig::from_lookup(env(&[
+                ("BIND_ADDR", addr),
+                ("MAPPING_WEBHOOK_SECRET", "whsec_real"),
+            ]))
+            .unwrap_or_else(|e| panic!("{addr}: {e}"));
+            assert_eq!((c.secret.as_str(), c.dev_secret), ("whsec_real", false));
+        }
     }
 
     #[test]

@@ -146,3 +146,40 @@ fn the_sender_drives_every_receiver() {
         );
     }
 }
+
+#[test]
+fn without_a_secret_a_public_address_is_refused() {
+    for (name, binary) in RECEIVERS {
+        // What a hosting platform does: PORT set, the secret forgotten.
+        let child = Command::new(binary)
+            .env_remove("MAPPING_WEBHOOK_SECRET")
+            .env_remove("MAPPING_WEBHOOK_SECRET_PREVIOUS")
+            .env_remove("BIND_ADDR")
+            .env("PORT", free_port().to_string())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {binary}: {e}"));
+        let mut receiver = Receiver { child };
+        // Bounded polling until it exits: one that serves instead fails here.
+        let mut status = None;
+        for _ in 0..600 {
+            status = receiver.child.try_wait().unwrap();
+            if status.is_some() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        let status =
+            status.unwrap_or_else(|| panic!("{name} started on 0.0.0.0 with the dev secret"));
+        assert!(!status.success(), "{name}: {status}");
+        let mut stderr = String::new();
+        let mut err = receiver.child.stderr.take().unwrap();
+        err.read_to_string(&mut stderr).unwrap();
+        assert!(
+            stderr.contains("MAPPING_WEBHOOK_SECRET is not set") && stderr.contains("0.0.0.0"),
+            "{name}: {stderr}"
+        );
+    }
+}

@@ -6,13 +6,18 @@
 //!
 //! The same configuration and output as `axum_receiver`, so the same `sender` drives
 //! both: `MAPPING_WEBHOOK_SECRET` (without it, the public development secret is used,
-//! and said so loudly), `MAPPING_WEBHOOK_SECRET_PREVIOUS` (during a rotation),
+//! and said so loudly, but only on a loopback address: anywhere else the receiver
+//! refuses to start), `MAPPING_WEBHOOK_SECRET_PREVIOUS` (during a rotation),
 //! `BIND_ADDR` (default `127.0.0.1:3000`; `PORT` alone binds `0.0.0.0:$PORT`), `RUST_LOG`
-//! (default `info`). Each processed event prints one JSON line on stdout; logs go to
-//! stderr.
+//! (default `info`), `HEADER_TIMEOUT_SECS` (default 5: the time allowed for a request's
+//! headers), `MAX_CONNECTIONS` (default 512 open at once). Each processed event prints
+//! one JSON line on stdout; logs go to stderr.
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use actix_web::http::KeepAlive;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use mapping_webhooks_actix::{VerifiedEvent, WebhookVerify};
 use mapping_webhooks_examples::{ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event};
@@ -44,6 +49,8 @@ async fn main() -> ExitCode {
         }
     };
 
+    // actix counts connections per worker: share the cap among them.
+    let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
     // Built once and cloned into every worker: the clones share one dedup store.
     let server = HttpServer::new(move || {
         App::new().service(
@@ -55,6 +62,19 @@ async fn main() -> ExitCode {
     // A sender that gave up (after 30 s) closes the connection: cancel its handler so
     // the event is freed for the retry at once.
     .h1_allow_half_closed(false)
+    // Slow clients: a request's headers within the header timeout. actix-http applies it
+    // to a connection's first request only: once a byte of a second request arrives on a
+    // kept-alive connection, no timer is left, so a client trickling that second head
+    // would hold the connection for ever. Hence one request per connection, which keeps
+    // no idle connection either: a new connection per delivery costs little. (The body
+    // has the middleware's read timeout.)
+    .client_request_timeout(config.header_timeout)
+    .keep_alive(KeepAlive::Disabled)
+    // A client that does not read our closing: dropped after a second.
+    .client_disconnect_timeout(Duration::from_secs(1))
+    // At most max_connections open at once: past it, clients wait in the listen queue.
+    .workers(workers)
+    .max_connections(config.max_connections.div_ceil(workers))
     .bind(config.bind_addr);
     let server = match server {
         Ok(server) => server,
