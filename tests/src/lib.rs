@@ -43,6 +43,7 @@ use tokio::net::TcpStream;
 
 pub mod cases;
 pub mod hostile;
+pub mod postgres;
 
 /// The secret every case signs with, unless it says otherwise.
 pub const SECRET: &str = "whsec_conformance_current_0123456789abcdef";

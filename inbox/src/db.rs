@@ -1,0 +1,202 @@
+//! The two databases behind one enum, and the crate's own migrations.
+//!
+//! Every query is plain SQL bound at run time (no `DATABASE_URL` at build time). Both
+//! databases read the same `$1`-style placeholders, so most statements are written once
+//! and run through [`on_pool!`] for whichever pool this is.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::InboxError;
+
+/// A connection pool to SQLite or Postgres.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Db {
+    /// SQLite.
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+    /// Postgres.
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool `$db` holds.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            #[cfg(feature = "sqlite")]
+            $crate::db::Db::Sqlite($pool) => $body,
+            #[cfg(feature = "postgres")]
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the connect options: they hold the password.
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(pool) => f
+                .debug_struct("Db::Sqlite")
+                .field("connections", &pool.size())
+                .finish(),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pool) => f
+                .debug_struct("Db::Postgres")
+                .field("connections", &pool.size())
+                .finish(),
+        }
+    }
+}
+
+/// How long a request waits for a connection before the inbox answers 503.
+pub(crate) const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Db {
+    /// Connects to `url`: `sqlite://path` (created if missing) or `postgres://…`.
+    pub(crate) async fn connect(
+        url: &str,
+        max_connections: Option<u32>,
+        acquire_timeout: Duration,
+    ) -> Result<Self, InboxError> {
+        if url.starts_with("sqlite:") {
+            #[cfg(feature = "sqlite")]
+            return Self::connect_sqlite(url, max_connections, acquire_timeout).await;
+            #[cfg(not(feature = "sqlite"))]
+            return Err(InboxError::config(
+                "a sqlite:// URL needs the `sqlite` feature of mapping-webhooks-inbox",
+            ));
+        }
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            #[cfg(feature = "postgres")]
+            return Self::connect_postgres(url, max_connections, acquire_timeout).await;
+            #[cfg(not(feature = "postgres"))]
+            return Err(InboxError::config(
+                "a postgres:// URL needs the `postgres` feature of mapping-webhooks-inbox",
+            ));
+        }
+        let _ = (max_connections, acquire_timeout);
+        Err(InboxError::config(
+            "the database URL must start with sqlite: or postgres: (the URL is not shown: it may hold a password)",
+        ))
+    }
+
+    #[cfg(feature = "sqlite")]
+    async fn connect_sqlite(
+        url: &str,
+        max_connections: Option<u32>,
+        acquire_timeout: Duration,
+    ) -> Result<Self, InboxError> {
+        use std::str::FromStr;
+
+        use sqlx::sqlite::{
+            SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+        };
+        // WAL with synchronous=FULL: a commit returns only after the WAL is fsynced, so an
+        // accepted delivery survives a process crash and a power cut.
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(acquire_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.unwrap_or(4))
+            .acquire_timeout(acquire_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self::Sqlite(pool))
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn connect_postgres(
+        url: &str,
+        max_connections: Option<u32>,
+        acquire_timeout: Duration,
+    ) -> Result<Self, InboxError> {
+        use std::str::FromStr;
+
+        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+        let options = PgConnectOptions::from_str(url)?.application_name("mapping-webhooks-inbox");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.unwrap_or(10))
+            .acquire_timeout(acquire_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self::Postgres(pool))
+    }
+
+    /// Creates or upgrades the schema. Safe to run from several replicas at once
+    /// (Postgres: under an advisory lock; SQLite: in an immediate transaction).
+    pub(crate) async fn migrate(&self) -> Result<(), InboxError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+                let result = async {
+                    sqlx::raw_sql(MIGRATIONS_TABLE).execute(&mut *conn).await?;
+                    for (version, sql) in SQLITE_MIGRATIONS {
+                        let done: Option<i64> = sqlx::query_scalar(APPLIED)
+                            .bind(version)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                        if done.is_none() {
+                            sqlx::raw_sql(sql).execute(&mut *conn).await?;
+                            sqlx::query(RECORD)
+                                .bind(version)
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                    }
+                    Ok::<_, sqlx::Error>(())
+                }
+                .await;
+                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                sqlx::raw_sql(end).execute(&mut *conn).await?;
+                result?;
+            }
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                // One migrating replica at a time; the lock ends with the transaction.
+                sqlx::query("SELECT pg_advisory_xact_lock(7163206135628742513)")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::raw_sql(MIGRATIONS_TABLE).execute(&mut *tx).await?;
+                for (version, sql) in POSTGRES_MIGRATIONS {
+                    let done: Option<i64> = sqlx::query_scalar(APPLIED)
+                        .bind(version)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if done.is_none() {
+                        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                        sqlx::query(RECORD).bind(version).execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the pool: further calls fail (as when the database is down).
+    pub(crate) async fn close(&self) {
+        on_pool!(self, pool => pool.close().await);
+    }
+}
+
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS mapping_webhooks_inbox_migrations \
+     (version BIGINT PRIMARY KEY)";
+const APPLIED: &str = "SELECT version FROM mapping_webhooks_inbox_migrations WHERE version = $1";
+const RECORD: &str = "INSERT INTO mapping_webhooks_inbox_migrations (version) VALUES ($1)";
+
+#[cfg(feature = "sqlite")]
+const SQLITE_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_inbox.sql"))];
+
+#[cfg(feature = "postgres")]
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/postgres/0001_inbox.sql"))];

@@ -1,0 +1,208 @@
+//! What the inbox holds: a delivery's state, its stored record, and what a handler gets.
+
+use std::fmt;
+use std::str::FromStr;
+
+use mapping_webhooks::{Envelope, Event};
+use serde::de::DeserializeOwned;
+
+/// Where a stored delivery is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// Waiting for its first attempt or its next retry.
+    Pending,
+    /// Claimed by a worker, under a lease; claimed again if the lease runs out.
+    Running,
+    /// The handler succeeded. Pruned after the retention.
+    Done,
+    /// Failed on every attempt. Kept until replayed or purged.
+    Dead,
+}
+
+impl State {
+    /// Every state, in life order.
+    pub const ALL: [State; 4] = [State::Pending, State::Running, State::Done, State::Dead];
+
+    /// The name stored in the database and shown by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for State {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, UnknownState> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or(UnknownState)
+    }
+}
+
+/// A state name that is not `pending`, `running`, `done` or `dead`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownState;
+
+impl fmt::Display for UnknownState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the state must be pending, running, done or dead")
+    }
+}
+
+impl std::error::Error for UnknownState {}
+
+/// A stored delivery, without its body: what [`Inbox::list`](crate::Inbox::list) shows.
+///
+/// Times are milliseconds since the Unix epoch, by the inbox's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeliveryInfo {
+    /// The delivery's id in the inbox.
+    pub id: i64,
+    /// The envelope's `eventId` (unique per namespace).
+    pub event_id: String,
+    /// The envelope's `type`.
+    pub event_type: String,
+    /// The envelope's `id` of the attempt that was stored (the first one accepted).
+    pub delivery_id: String,
+    /// The signed timestamp `t`, in seconds.
+    pub signed_at: u64,
+    /// Which secret matched: `current` or `previous[i]`.
+    pub secret: String,
+    /// When it was accepted.
+    pub received_at_ms: i64,
+    /// Its state.
+    pub state: State,
+    /// How many attempts were started.
+    pub attempts: u32,
+    /// Pending: when it is due. Running: when its lease runs out.
+    pub due_at_ms: i64,
+    /// The last failure, if any (kept after a replay, cleared when done).
+    pub last_error: Option<String>,
+    /// When it became done or dead.
+    pub finished_at_ms: Option<i64>,
+}
+
+/// A stored delivery with the raw bytes and header it arrived with:
+/// what [`Inbox::show`](crate::Inbox::show) returns.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredDelivery {
+    /// Everything but the bytes.
+    pub info: DeliveryInfo,
+    /// The `X-Webhook-Signature` header it was accepted with.
+    pub signature: String,
+    /// The raw body, exactly as signed.
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for StoredDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredDelivery")
+            .field("info", &self.info)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One attempt at one delivery, as a handler gets it.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// The delivery's id in the inbox.
+    pub id: i64,
+    /// This attempt's number: 1 for the first.
+    pub attempt: u32,
+    /// The envelope, parsed from the stored bytes (`data` untyped; see
+    /// [`event`](Self::event) and [`parse`](Self::parse)).
+    pub envelope: Envelope,
+    /// Which secret matched when it was accepted.
+    pub secret: String,
+    /// The signed timestamp `t`, in seconds.
+    pub signed_at: u64,
+    /// When it was accepted, in milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Delivery {
+    /// The raw body, exactly as signed.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The payload typed by event type ([`Event::Other`] for types this crate does not
+    /// know).
+    ///
+    /// # Errors
+    ///
+    /// When the type is known but its payload does not match the documented shape.
+    pub fn event(&self) -> Result<Event, serde_json::Error> {
+        self.envelope.clone().into_event()
+    }
+
+    /// The envelope with `data` parsed as `T`.
+    ///
+    /// # Errors
+    ///
+    /// When `data` does not match `T`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<Envelope<T>, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("id", &self.id)
+            .field("attempt", &self.attempt)
+            .field("event_id", &self.envelope.event_id)
+            .field("event_type", &self.envelope.event_type)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The columns of [`DeliveryInfo`], in a `SELECT`.
+pub(crate) const INFO_COLUMNS: &str = "id, event_id, event_type, delivery_id, signed_at, \
+     secret, received_at, state, attempts, due_at, last_error, finished_at";
+
+/// Reads a [`DeliveryInfo`] from a row of [`INFO_COLUMNS`] (a macro: the row type is
+/// the backend's).
+macro_rules! info_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        let state: String = row.try_get("state")?;
+        $crate::delivery::DeliveryInfo {
+            id: row.try_get("id")?,
+            event_id: row.try_get("event_id")?,
+            event_type: row.try_get("event_type")?,
+            delivery_id: row.try_get("delivery_id")?,
+            signed_at: u64::try_from(row.try_get::<i64, _>("signed_at")?).unwrap_or(0),
+            secret: row.try_get("secret")?,
+            received_at_ms: row.try_get("received_at")?,
+            state: state
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+            due_at_ms: row.try_get("due_at")?,
+            last_error: row.try_get("last_error")?,
+            finished_at_ms: row.try_get("finished_at")?,
+        }
+    }};
+}
+pub(crate) use info_from_row;

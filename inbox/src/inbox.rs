@@ -1,0 +1,402 @@
+//! The inbox: its settings, and accepting a delivery.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mapping_webhooks::{
+    Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, MatchedSecret, Secret,
+    SystemClock, UnsignedHeaders, Verifier, VerifyError,
+};
+use tokio::sync::Notify;
+
+use crate::InboxError;
+use crate::db::{DEFAULT_ACQUIRE_TIMEOUT, Db, on_pool};
+
+/// A durable inbox for one webhook endpoint: every verified delivery is stored in a
+/// database before it is acknowledged, then processed by a [`Worker`](crate::Worker).
+///
+/// Cheap to clone: clones share the pool, the verifier and the wake-up signal.
+///
+/// ```no_run
+/// use mapping_webhooks_inbox::Inbox;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let inbox = Inbox::builder(std::env::var("MAPPING_WEBHOOK_SECRET")?)?
+///     .connect("sqlite://webhooks.db")
+///     .await?;
+/// // In the HTTP handler: 202 once stored, 200 for a duplicate, 4xx or 503 otherwise.
+/// # let (header, body) = ("", b"");
+/// let answer = inbox.accept([header.as_bytes()], Default::default(), body).await;
+/// println!("{} {}", answer.status(), answer.reason());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Inbox {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) db: Db,
+    pub(crate) verifier: Verifier,
+    pub(crate) namespace: String,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) body_limit: usize,
+    pub(crate) read_timeout: Duration,
+    /// Woken after each accepted delivery, so a worker in this process starts at once.
+    pub(crate) accepted: Notify,
+}
+
+/// Builds an [`Inbox`]: [`Inbox::builder`], the settings, then [`connect`](Self::connect)
+/// or [`pool`](Self::pool).
+#[must_use]
+pub struct InboxBuilder {
+    verifier: Verifier,
+    namespace: String,
+    clock: Option<Arc<dyn Clock>>,
+    body_limit: usize,
+    read_timeout: Duration,
+    max_connections: Option<u32>,
+    acquire_timeout: Duration,
+}
+
+impl Inbox {
+    /// Starts building an inbox for `secret` (the whole `whsec_…` string).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::EmptySecret`] when the secret is empty or blank.
+    pub fn builder(secret: impl AsRef<[u8]>) -> Result<InboxBuilder, ConfigError> {
+        Ok(InboxBuilder {
+            verifier: Verifier::new(Secret::new(secret)?),
+            namespace: String::new(),
+            clock: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            max_connections: None,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+        })
+    }
+
+    /// The largest body an adapter reads for this inbox.
+    pub fn body_limit(&self) -> usize {
+        self.shared.body_limit
+    }
+
+    /// The time an adapter allows for reading the body.
+    pub fn read_timeout(&self) -> Duration {
+        self.shared.read_timeout
+    }
+
+    /// The namespace this inbox stores and processes (empty for none).
+    pub fn namespace(&self) -> &str {
+        &self.shared.namespace
+    }
+
+    /// The database pool, to share with your own code (and for the transactional
+    /// handler's writes).
+    pub fn db(&self) -> &Db {
+        &self.shared.db
+    }
+
+    /// Closes the pool. Every later call fails as if the database were down; for tests
+    /// and for shutting down.
+    pub async fn close(&self) {
+        self.shared.db.close().await;
+    }
+
+    pub(crate) fn now_millis(&self) -> i64 {
+        i64::try_from(self.shared.clock.now_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Verifies a request and stores it.
+    ///
+    /// `signatures` are the values of every `X-Webhook-Signature` header (none or more
+    /// than one is refused); `body` is the raw body, read within
+    /// [`body_limit`](Self::body_limit). The delivery is stored in one statement (one
+    /// transaction): the answer is 2xx only once it is committed.
+    pub async fn accept<'h>(
+        &self,
+        signatures: impl IntoIterator<Item = &'h [u8]>,
+        unsigned: UnsignedHeaders<'_>,
+        body: &[u8],
+    ) -> Acceptance {
+        let mut signatures = signatures.into_iter();
+        let header = match (signatures.next(), signatures.next()) {
+            (Some(header), None) => header,
+            (None, _) => return self.refuse(VerifyError::MissingHeader, unsigned),
+            (Some(_), Some(_)) => return self.refuse(VerifyError::RepeatedHeader, unsigned),
+        };
+        if body.len() > self.shared.body_limit {
+            let limit = self.shared.body_limit;
+            return self.refuse(VerifyError::BodyTooLarge { limit }, unsigned);
+        }
+        let verified = match self.shared.verifier.verify(header, body) {
+            Ok(verified) => verified,
+            Err(error) => return self.refuse(error, unsigned),
+        };
+        if let MatchedSecret::Previous(index) = verified.secret {
+            tracing::info!(
+                previous_secret = index,
+                event_id = verified.event_id,
+                "webhook signed with a previous secret; remove it once this no longer appears"
+            );
+        }
+        // A parsed header is ASCII: the lossy conversion never changes it.
+        let header = String::from_utf8_lossy(header);
+        let now = self.now_millis();
+        let stored: Result<Option<i64>, sqlx::Error> = on_pool!(&self.shared.db, pool => {
+            sqlx::query_scalar(INSERT)
+                .bind(&self.shared.namespace)
+                .bind(&verified.event_id)
+                .bind(&verified.event_type)
+                .bind(&verified.delivery_id)
+                .bind(i64::try_from(verified.timestamp).unwrap_or(i64::MAX))
+                .bind(verified.secret.to_string())
+                .bind(header.as_ref())
+                .bind(body)
+                .bind(now)
+                .fetch_optional(pool)
+                .await
+        });
+        match stored {
+            Ok(Some(id)) => {
+                tracing::debug!(
+                    id,
+                    event_id = verified.event_id,
+                    delivery_id = verified.delivery_id,
+                    "webhook stored in the inbox"
+                );
+                self.shared.accepted.notify_one();
+                Acceptance::Stored { id }
+            }
+            Ok(None) => {
+                tracing::debug!(
+                    event_id = verified.event_id,
+                    delivery_id = verified.delivery_id,
+                    "webhook already in the inbox; acknowledged"
+                );
+                Acceptance::Duplicate
+            }
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    event_id = verified.event_id,
+                    delivery_id = verified.delivery_id,
+                    "inbox database failed; answered 503 so the sender retries"
+                );
+                Acceptance::Unavailable
+            }
+        }
+    }
+
+    /// Logs a refusal found by the adapter itself (the body was too large or could not
+    /// be read) and turns it into an answer.
+    pub fn refuse(&self, error: VerifyError, unsigned: UnsignedHeaders<'_>) -> Acceptance {
+        tracing::warn!(
+            status = error.status(),
+            reason = error.reason(),
+            delivery_id = unsigned.delivery_id,
+            event_type = unsigned.event_type,
+            "webhook refused"
+        );
+        Acceptance::Refused(error)
+    }
+
+    /// Refuses a declared `Content-Length` over the limit before any byte is read.
+    ///
+    /// # Errors
+    ///
+    /// A 413 [`Acceptance::Refused`] when `content_length` is over the limit.
+    pub fn check_content_length(
+        &self,
+        content_length: Option<u64>,
+        unsigned: UnsignedHeaders<'_>,
+    ) -> Result<(), Acceptance> {
+        match content_length {
+            Some(len) if len > self.shared.body_limit as u64 => Err(self.refuse(
+                VerifyError::BodyTooLarge {
+                    limit: self.shared.body_limit,
+                },
+                unsigned,
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+const INSERT: &str = "INSERT INTO mapping_webhooks_inbox \
+     (namespace, event_id, event_type, delivery_id, signed_at, secret, signature, body, \
+      received_at, state, attempts, due_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $9) \
+     ON CONFLICT (namespace, event_id) DO NOTHING RETURNING id";
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("db", &self.shared.db)
+            .field("verifier", &self.shared.verifier)
+            .field("namespace", &self.shared.namespace)
+            .field("body_limit", &self.shared.body_limit)
+            .field("read_timeout", &self.shared.read_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InboxBuilder {
+    /// Also accepts signatures made with a previous secret, during a rotation.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::EmptySecret`] when the secret is empty or blank.
+    pub fn previous_secret(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        self.verifier = self.verifier.previous_secret(Secret::new(secret)?);
+        Ok(self)
+    }
+
+    /// How far the signed timestamp may be from the clock, either way (default 5
+    /// minutes).
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.verifier = self.verifier.tolerance(tolerance);
+        self
+    }
+
+    /// Stores and processes only this namespace's deliveries, so one database can serve
+    /// several endpoints (`eventId` is unique per namespace).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The largest body read (default 1 MiB).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::ZeroBodyLimit`] for zero.
+    pub fn body_limit(mut self, bytes: usize) -> Result<Self, ConfigError> {
+        if bytes == 0 {
+            return Err(ConfigError::ZeroBodyLimit);
+        }
+        self.body_limit = bytes;
+        Ok(self)
+    }
+
+    /// The time allowed for reading the body (default 10 s).
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Reads the time from `clock`: the signature window, received-at, retry times and
+    /// leases all follow it (a [`ManualClock`](mapping_webhooks::ManualClock) in tests).
+    pub fn clock(mut self, clock: impl Clock + Clone) -> Self {
+        self.verifier = self.verifier.clock(clock.clone());
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// The pool's size, for [`connect`](Self::connect) (default 4 for SQLite, 10 for
+    /// Postgres).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// How long a request waits for a connection before it is answered 503 (default
+    /// 3 s; for [`connect`](Self::connect)).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Connects to `sqlite://path` (created if missing; WAL, `synchronous=FULL`) or
+    /// `postgres://…`, and creates or upgrades the schema.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxError::Config`] for a URL this build does not support,
+    /// [`InboxError::Database`] when the database cannot be reached or migrated.
+    pub async fn connect(self, url: &str) -> Result<Inbox, InboxError> {
+        let db = Db::connect(url, self.max_connections, self.acquire_timeout).await?;
+        self.pool(db).await
+    }
+
+    /// Uses an existing pool, and creates or upgrades the schema in it.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxError::Database`] when the schema cannot be created.
+    pub async fn pool(self, db: Db) -> Result<Inbox, InboxError> {
+        db.migrate().await?;
+        Ok(Inbox {
+            shared: Arc::new(Shared {
+                db,
+                verifier: self.verifier,
+                namespace: self.namespace,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                body_limit: self.body_limit,
+                read_timeout: self.read_timeout,
+                accepted: Notify::new(),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for InboxBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboxBuilder")
+            .field("verifier", &self.verifier)
+            .field("namespace", &self.namespace)
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Inbox::accept`] decided, and what to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Acceptance {
+    /// Stored and committed: 202. A worker processes it.
+    Stored {
+        /// The delivery's id in the inbox.
+        id: i64,
+    },
+    /// This `eventId` was accepted before: 200, so the sender stops retrying.
+    Duplicate,
+    /// Refused (4xx): the signature, the window, the header or the body.
+    Refused(VerifyError),
+    /// The database could not store it: 503, so the sender retries later.
+    Unavailable,
+}
+
+impl Acceptance {
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Stored { .. } => 202,
+            Self::Duplicate => 200,
+            Self::Refused(e) => e.status(),
+            Self::Unavailable => 503,
+        }
+    }
+
+    /// A short reason for the response body, safe to send to the client.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Stored { .. } => "accepted",
+            Self::Duplicate => "event already accepted",
+            Self::Refused(e) => e.reason(),
+            Self::Unavailable => "inbox database unavailable; retry later",
+        }
+    }
+
+    /// A short machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Stored { .. } => "accepted",
+            Self::Duplicate => "already_accepted",
+            Self::Refused(e) => e.code(),
+            Self::Unavailable => "inbox_unavailable",
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! A durable inbox for [Mapping.Travel](https://mapping.travel) webhooks: store each
+//! verified delivery, answer at once, process it in the background, replay it.
+//!
+//! The inline adapters (`mapping-webhooks-tower`, `mapping-webhooks-actix`) run your
+//! handler inside the request and acknowledge the event when it answers 2xx. That is
+//! right for quick handlers. The inbox is for the others: it verifies the signature with
+//! the core's [`Verifier`](mapping_webhooks::Verifier), stores the raw bytes, the header
+//! and what was verified in one transaction, answers 202 once that committed, and a
+//! [`Worker`] runs your handler afterwards, with retries, a dead state and replay.
+//!
+//! - **Accept** ([`Inbox::accept`]): 202 once stored; 200 for an `eventId` accepted
+//!   before (unique per namespace); 4xx for a bad signature, window, header or body;
+//!   503 when the database fails (the sender retries).
+//! - **Process** ([`Inbox::worker`]): claims due deliveries under a lease, runs the
+//!   handler with the envelope and the attempt number, marks it done, retries it with
+//!   exponential backoff and jitter, or marks it dead after the last attempt. A panic,
+//!   a handler past its deadline, or a dead worker: retried after the lease.
+//! - **Exactly once on Postgres** (`Inbox::transactional_worker`, feature `postgres`): the handler writes
+//!   in the transaction that marks the delivery done.
+//! - **Operate**: [`list`](Inbox::list), [`show`](Inbox::show),
+//!   [`replay`](Inbox::replay), [`replay_dead`](Inbox::replay_dead),
+//!   [`purge`](Inbox::purge), [`prune`](Inbox::prune), and
+//!   [`reverify`](Inbox::reverify) a stored delivery against its stored header.
+//!
+//! # Databases
+//!
+//! - `sqlite://path` (feature `sqlite`, the default): a file, nothing to install. The
+//!   file is opened in WAL mode with `synchronous=FULL`: each accepted delivery's commit
+//!   waits for an fsync of the write-ahead log, so it survives a process crash and a
+//!   power cut. That fsync is the cost: one per accepted delivery. Run the workers in
+//!   the process that accepts (SQLite has no `SKIP LOCKED`; one writer at a time).
+//! - `postgres://…` (feature `postgres`): for receivers on several replicas; any number
+//!   of workers anywhere share the work through `FOR UPDATE SKIP LOCKED`. No TLS is
+//!   built in (sqlx without a TLS backend, to keep the build small): reach Postgres on a
+//!   private network or through a TLS sidecar.
+//!
+//! The schema (one table, `mapping_webhooks_inbox`) is created and upgraded by the
+//! crate's own migrations when the inbox connects. Times are read from the inbox's
+//! clock, not the database's, so replicas' clocks should agree to well within the lease.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use mapping_webhooks_inbox::{Delivery, Inbox};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let inbox = Inbox::builder(std::env::var("MAPPING_WEBHOOK_SECRET")?)?
+//!     .connect("sqlite://webhooks.db")
+//!     .await?;
+//! let worker = inbox.worker(|delivery: Delivery| async move {
+//!     println!("{} {}", delivery.envelope.event_type, delivery.envelope.event_id);
+//!     Ok::<(), std::io::Error>(())
+//! });
+//! tokio::spawn(worker.run());
+//! // In the webhook route, with the raw body and the X-Webhook-Signature values:
+//! # let (header, body) = ("", &b""[..]);
+//! let answer = inbox.accept([header.as_bytes()], Default::default(), body).await;
+//! assert!([200, 202].contains(&answer.status()));
+//! # Ok(()) }
+//! ```
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!(
+    "mapping-webhooks-inbox needs the `sqlite` feature, the `postgres` feature, or both"
+);
+
+mod db;
+mod delivery;
+mod error;
+mod inbox;
+mod operate;
+mod worker;
+
+pub use db::Db;
+pub use delivery::{Delivery, DeliveryInfo, State, StoredDelivery, UnknownState};
+pub use error::InboxError;
+pub use inbox::{Acceptance, Inbox, InboxBuilder};
+pub use operate::DEFAULT_RETENTION;
+#[cfg(feature = "postgres")]
+pub use worker::PgTransaction;
+pub use worker::{
+    DEFAULT_CONCURRENCY, DEFAULT_HANDLER_TIMEOUT, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, Worker,
+};
+
+pub use mapping_webhooks::{Envelope, Event, UnsignedHeaders, Verified, VerifyError};

@@ -1,0 +1,803 @@
+//! The worker: claims due deliveries under a lease, runs the handler, records the outcome.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mapping_webhooks::Envelope;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::db::on_pool;
+use crate::operate::DEFAULT_RETENTION;
+use crate::{Delivery, Inbox, InboxError};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The transaction a [`transactional_worker`](Inbox::transactional_worker)'s handler
+/// writes in; the delivery is marked done in it.
+#[cfg(feature = "postgres")]
+pub type PgTransaction = sqlx::Transaction<'static, sqlx::Postgres>;
+
+type PlainHandler = Arc<dyn Fn(Delivery) -> BoxFuture<Result<(), String>> + Send + Sync>;
+#[cfg(feature = "postgres")]
+type TxHandler =
+    Arc<dyn Fn(Delivery, PgTransaction) -> BoxFuture<Result<PgTransaction, String>> + Send + Sync>;
+
+#[derive(Clone)]
+enum Job {
+    Plain(PlainHandler),
+    #[cfg(feature = "postgres")]
+    Transactional(TxHandler),
+}
+
+/// Default number of handlers running at once.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Default lease: how long a claimed delivery is held before another worker may claim it.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
+/// Default time a handler may run before it is stopped and retried after its lease.
+pub const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+/// Default number of attempts before a delivery is dead.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// The longest `last_error` kept, in bytes.
+const MAX_ERROR_LEN: usize = 2000;
+/// How often the worker prunes done deliveries past the retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// Processes an [`Inbox`]'s deliveries in the background; made by [`Inbox::worker`] or
+/// `Inbox::transactional_worker` (feature `postgres`), configured, then [`run`](Self::run) (or
+/// [`run_until`](Self::run_until) a shutdown signal).
+///
+/// Each due delivery is claimed under a lease (on Postgres with
+/// `FOR UPDATE SKIP LOCKED`, so any number of workers on any number of replicas share
+/// the work; on SQLite run workers in one process), and its handler runs with the
+/// envelope and the attempt number:
+/// - `Ok(())`: the delivery is done;
+/// - `Err(e)`: it is retried after an exponential backoff with jitter, and dead after
+///   [`max_attempts`](Self::max_attempts), with `e` kept as its last error;
+/// - a panic, or running past [`handler_timeout`](Self::handler_timeout): the handler is
+///   stopped and the delivery retried once its lease has run out;
+/// - the worker dies (crash, kill, an aborted task): the delivery is claimed again when
+///   its lease runs out.
+///
+/// Concurrency is bounded. On shutdown the worker stops claiming, lets running handlers
+/// finish for up to [`shutdown_timeout`](Self::shutdown_timeout), then stops the rest and
+/// releases their deliveries for the next worker.
+#[must_use]
+pub struct Worker {
+    inbox: Inbox,
+    job: Job,
+    concurrency: usize,
+    lease: Duration,
+    handler_timeout: Duration,
+    max_attempts: u32,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    jitter: f64,
+    poll_interval: Duration,
+    shutdown_timeout: Duration,
+    retention: Option<Duration>,
+}
+
+impl Inbox {
+    /// A worker running `handler` for each due delivery.
+    ///
+    /// ```no_run
+    /// # async fn run(inbox: mapping_webhooks_inbox::Inbox) -> Result<(), mapping_webhooks_inbox::InboxError> {
+    /// # let shutdown = std::future::ready(()); // for example `tokio::signal::ctrl_c()`
+    /// inbox
+    ///     .worker(|delivery: mapping_webhooks_inbox::Delivery| async move {
+    ///         println!("{} (attempt {})", delivery.envelope.event_id, delivery.attempt);
+    ///         Ok::<(), std::io::Error>(())
+    ///     })
+    ///     .concurrency(4)
+    ///     .run_until(shutdown)
+    ///     .await
+    /// # }
+    /// ```
+    pub fn worker<H, Fut, E>(&self, handler: H) -> Worker
+    where
+        H: Fn(Delivery) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let job = Job::Plain(Arc::new(move |delivery| {
+            let fut = handler(delivery);
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+        }));
+        Worker::new(self.clone(), job)
+    }
+
+    /// A worker whose handler writes in the transaction that marks the delivery done
+    /// (Postgres only): the handler's writes and the record commit together or not at
+    /// all, so its effect happens exactly once even when a worker dies mid-handler.
+    ///
+    /// The handler gets the transaction and hands it back; dropping it, or returning an
+    /// error, rolls its writes back and the delivery is retried. While it runs, the
+    /// delivery's row is locked, so no other worker claims it even past its lease.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxError::Config`] when the inbox is on SQLite.
+    #[cfg(feature = "postgres")]
+    pub fn transactional_worker<H, Fut, E>(&self, handler: H) -> Result<Worker, InboxError>
+    where
+        H: Fn(Delivery, PgTransaction) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<PgTransaction, E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        #[cfg(feature = "sqlite")]
+        if matches!(self.shared.db, crate::Db::Sqlite(_)) {
+            return Err(InboxError::config(
+                "the transactional worker needs Postgres; this inbox is on SQLite",
+            ));
+        }
+        let job = Job::Transactional(Arc::new(move |delivery, tx| {
+            let fut = handler(delivery, tx);
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+        }));
+        Ok(Worker::new(self.clone(), job))
+    }
+}
+
+impl Worker {
+    fn new(inbox: Inbox, job: Job) -> Self {
+        Self {
+            inbox,
+            job,
+            concurrency: DEFAULT_CONCURRENCY,
+            lease: DEFAULT_LEASE,
+            handler_timeout: DEFAULT_HANDLER_TIMEOUT,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff_initial: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(60 * 60),
+            jitter: 0.2,
+            poll_interval: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
+            retention: Some(DEFAULT_RETENTION),
+        }
+    }
+
+    /// How many handlers run at once (default 8).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// How long a claim holds a delivery (default 5 min): after it, a delivery whose
+    /// worker died is claimed again. Must exceed the handler timeout.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long a handler may run (default 2 min); then it is stopped and the delivery
+    /// retried after its lease.
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = timeout;
+        self
+    }
+
+    /// Attempts before a delivery is dead (default 10).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// The wait before retry `n` is `initial · 2^(n-1)`, at most `max` (default 30 s
+    /// and 1 h: 30 s, 1 min, 2 min, … then hourly), less the jitter.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff_initial = initial;
+        self.backoff_max = max;
+        self
+    }
+
+    /// Each wait is shortened by a random fraction of up to `jitter` (0 to 1, default
+    /// 0.2), so retries of events that failed together spread out.
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// How often to look for due deliveries when nothing wakes the worker (default 1 s).
+    /// A delivery accepted by this process wakes it at once.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// How long running handlers may finish after the shutdown signal (default 30 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Done deliveries older than this are deleted hourly (default 30 days); `None`
+    /// keeps them.
+    pub fn retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    fn check(&self) -> Result<(), InboxError> {
+        if self.concurrency == 0 {
+            return Err(InboxError::config(
+                "the worker's concurrency must be at least 1",
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(InboxError::config("max_attempts must be at least 1"));
+        }
+        if self.lease <= self.handler_timeout {
+            return Err(InboxError::config(format!(
+                "the lease ({:?}) must be longer than the handler timeout ({:?}), or a slow handler's delivery would be claimed twice",
+                self.lease, self.handler_timeout
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(InboxError::config("the jitter must be between 0 and 1"));
+        }
+        Ok(())
+    }
+
+    /// Claims what is due now (up to the concurrency), runs it, and returns how many
+    /// deliveries it ran; for tests and one-shot jobs.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxError::Config`] for invalid settings, [`InboxError::Database`] when the
+    /// claim failed.
+    pub async fn run_once(&self) -> Result<usize, InboxError> {
+        self.check()?;
+        let settings = Arc::new(self.settings());
+        let batch = claim(&self.inbox, self.concurrency, self.lease).await?;
+        let n = batch.len();
+        let mut tasks = JoinSet::new();
+        for claimed in batch {
+            tasks.spawn(process(Arc::clone(&settings), claimed));
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    /// Runs until the task is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxError::Config`] for invalid settings.
+    pub async fn run(self) -> Result<(), InboxError> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Runs until `shutdown` completes, then shuts down gracefully: stops claiming,
+    /// waits up to the shutdown timeout for running handlers, stops the rest and
+    /// releases their deliveries.
+    ///
+    /// Database errors while claiming are logged and retried at the poll interval.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxError::Config`] for invalid settings.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), InboxError> {
+        self.check()?;
+        let mut shutdown = pin!(shutdown);
+        let settings = Arc::new(self.settings());
+        let held: Held = Arc::default();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut next_prune = Instant::now();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if let Some(retention) = self.retention
+                && Instant::now() >= next_prune
+            {
+                next_prune = Instant::now() + PRUNE_EVERY;
+                match self.inbox.prune(retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(n, "pruned done deliveries past their retention"),
+                    Err(error) => tracing::warn!(%error, "could not prune done deliveries"),
+                }
+            }
+            let free = self.concurrency.saturating_sub(tasks.len());
+            let mut more = false;
+            if free > 0 {
+                match claim(&self.inbox, free, self.lease).await {
+                    Ok(batch) => {
+                        more = batch.len() == free;
+                        for claimed in batch {
+                            let key = (claimed.id, claimed.lease);
+                            held.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(key.0, key.1);
+                            let (settings, held) = (Arc::clone(&settings), Arc::clone(&held));
+                            tasks.spawn(async move {
+                                process(settings, claimed).await;
+                                held.lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .remove(&key.0);
+                            });
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "inbox worker could not claim deliveries; trying again");
+                    }
+                }
+            }
+            if more && self.concurrency > tasks.len() {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                () = self.inbox.shared.accepted.notified() => {}
+                () = tokio::time::sleep(self.poll_interval) => {}
+            }
+        }
+        tracing::info!(running = tasks.len(), "inbox worker shutting down");
+        let deadline = tokio::time::sleep(self.shutdown_timeout);
+        let mut deadline = pin!(deadline);
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => if next.is_none() { break },
+                () = &mut deadline => break,
+            }
+        }
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        let left: Vec<(i64, i64)> = held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for (id, lease) in left {
+            match release(&self.inbox, id, lease).await {
+                Ok(()) => tracing::warn!(id, "handler stopped at shutdown; delivery released"),
+                Err(error) => tracing::error!(
+                    %error,
+                    id,
+                    "could not release a delivery at shutdown; it is claimed again after its lease"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            inbox: self.inbox.clone(),
+            job: self.job.clone(),
+            handler_timeout: self.handler_timeout,
+            max_attempts: self.max_attempts,
+            backoff_initial: self.backoff_initial,
+            backoff_max: self.backoff_max,
+            jitter: self.jitter,
+        }
+    }
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("inbox", &self.inbox)
+            .field("handler", &format_args!("<fn>"))
+            .field("concurrency", &self.concurrency)
+            .field("lease", &self.lease)
+            .field("handler_timeout", &self.handler_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff_initial", &self.backoff_initial)
+            .field("backoff_max", &self.backoff_max)
+            .field("jitter", &self.jitter)
+            .field("poll_interval", &self.poll_interval)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("retention", &self.retention)
+            .finish()
+    }
+}
+
+/// The deliveries this worker holds, by id, with their lease tokens.
+type Held = Arc<Mutex<HashMap<i64, i64>>>;
+
+struct Settings {
+    inbox: Inbox,
+    job: Job,
+    handler_timeout: Duration,
+    max_attempts: u32,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    jitter: f64,
+}
+
+impl Settings {
+    /// The wait before the retry that follows attempt `attempt` (1-based).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(30);
+        let full = self
+            .backoff_initial
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max);
+        full.mul_f64(1.0 - self.jitter * unit_random())
+    }
+}
+
+/// A claimed delivery, as read back by the claim.
+struct Claimed {
+    id: i64,
+    lease: i64,
+    lease_until: i64,
+    attempt: u32,
+    event_id: String,
+    secret: String,
+    signed_at: u64,
+    received_at_ms: i64,
+    body: Vec<u8>,
+}
+
+const CLAIMED_COLUMNS: &str =
+    "id, event_id, secret, signed_at, received_at, attempts, due_at, body";
+
+/// Claims up to `n` due deliveries: pending ones whose time has come, and running ones
+/// whose lease ran out (their worker died or overran).
+async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>, InboxError> {
+    let now = inbox.now_millis();
+    let lease_until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+    let token = random_i64();
+    let limit = i64::try_from(n).unwrap_or(i64::MAX);
+    let ns = &inbox.shared.namespace;
+    macro_rules! read {
+        ($rows:expr) => {{
+            use sqlx::Row as _;
+            let mut out = Vec::with_capacity($rows.len());
+            for row in &$rows {
+                out.push(Claimed {
+                    id: row.try_get("id")?,
+                    lease: token,
+                    lease_until: row.try_get("due_at")?,
+                    attempt: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                    event_id: row.try_get("event_id")?,
+                    secret: row.try_get("secret")?,
+                    signed_at: u64::try_from(row.try_get::<i64, _>("signed_at")?).unwrap_or(0),
+                    received_at_ms: row.try_get("received_at")?,
+                    body: row.try_get("body")?,
+                });
+            }
+            out
+        }};
+    }
+    let claimed = match &inbox.shared.db {
+        #[cfg(feature = "sqlite")]
+        crate::Db::Sqlite(pool) => {
+            // SQLite runs one write at a time: the select and update are one step.
+            let sql = format!(
+                "UPDATE mapping_webhooks_inbox \
+                 SET state = 'running', attempts = attempts + 1, due_at = $1, lease = $2 \
+                 WHERE id IN (SELECT id FROM mapping_webhooks_inbox \
+                   WHERE namespace = $3 AND state IN ('pending', 'running') AND due_at <= $4 \
+                   ORDER BY due_at LIMIT $5) \
+                 RETURNING {CLAIMED_COLUMNS}"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(lease_until)
+                .bind(token)
+                .bind(ns)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            read!(rows)
+        }
+        #[cfg(feature = "postgres")]
+        crate::Db::Postgres(pool) => {
+            // SKIP LOCKED: concurrent workers each take different rows, without waiting.
+            let sql = format!(
+                "WITH due AS (SELECT id FROM mapping_webhooks_inbox \
+                   WHERE namespace = $3 AND state IN ('pending', 'running') AND due_at <= $4 \
+                   ORDER BY due_at LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                 UPDATE mapping_webhooks_inbox AS t \
+                 SET state = 'running', attempts = t.attempts + 1, due_at = $1, lease = $2 \
+                 FROM due WHERE t.id = due.id \
+                 RETURNING {}",
+                CLAIMED_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("t.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let rows = sqlx::query(&sql)
+                .bind(lease_until)
+                .bind(token)
+                .bind(ns)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            read!(rows)
+        }
+    };
+    Ok(claimed)
+}
+
+/// How one attempt ended.
+enum Outcome {
+    Done,
+    /// Retry after the backoff.
+    Failed(String),
+    /// Retry no earlier than the lease's end (a panic, a deadline).
+    Stopped(String),
+    /// The stored bytes can never be processed.
+    Unprocessable(String),
+    /// Another worker holds the delivery now; record nothing.
+    LeaseLost,
+    /// The outcome was recorded already (the transactional variant's commit).
+    Recorded,
+}
+
+/// Runs one claimed delivery and records how it went.
+async fn process(settings: Arc<Settings>, claimed: Claimed) {
+    let (id, lease, attempt) = (claimed.id, claimed.lease, claimed.attempt);
+    let lease_until = claimed.lease_until;
+    let outcome = if attempt > settings.max_attempts {
+        Outcome::Unprocessable(format!(
+            "attempt {} of {} ran out of its lease (the worker died or the handler overran)",
+            attempt - 1,
+            settings.max_attempts
+        ))
+    } else {
+        match serde_json::from_slice::<Envelope>(&claimed.body) {
+            Err(e) => Outcome::Unprocessable(format!("the stored body is not an envelope: {e}")),
+            Ok(envelope) => {
+                let delivery = Delivery {
+                    id,
+                    attempt,
+                    envelope,
+                    secret: claimed.secret,
+                    signed_at: claimed.signed_at,
+                    received_at_ms: claimed.received_at_ms,
+                    body: claimed.body,
+                };
+                run_handler(&settings, delivery, lease).await
+            }
+        }
+    };
+    let inbox = &settings.inbox;
+    let result = match &outcome {
+        Outcome::Recorded => Ok(true),
+        Outcome::LeaseLost => Ok(true),
+        Outcome::Done => mark_done(inbox, id, lease).await,
+        Outcome::Failed(error) | Outcome::Stopped(error) | Outcome::Unprocessable(error) => {
+            let now = inbox.now_millis();
+            let dead =
+                attempt >= settings.max_attempts || matches!(outcome, Outcome::Unprocessable(_));
+            let due = match outcome {
+                Outcome::Stopped(_) => lease_until.max(now),
+                _ => now.saturating_add(
+                    i64::try_from(settings.backoff(attempt).as_millis()).unwrap_or(i64::MAX),
+                ),
+            };
+            if dead {
+                tracing::error!(
+                    id,
+                    event_id = claimed.event_id,
+                    attempt,
+                    error,
+                    "webhook delivery is dead"
+                );
+            } else {
+                tracing::warn!(
+                    id,
+                    event_id = claimed.event_id,
+                    attempt,
+                    error,
+                    "webhook handler failed; retrying later"
+                );
+            }
+            mark_failed(inbox, id, lease, dead, due, error).await
+        }
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            id,
+            event_id = claimed.event_id,
+            "handler finished after its lease ran out; another worker may have run it again"
+        ),
+        Err(error) => tracing::error!(
+            %error,
+            id,
+            event_id = claimed.event_id,
+            "could not record the handler's outcome; the delivery is claimed again after its lease"
+        ),
+    }
+}
+
+/// Aborts a spawned handler when dropped: a worker stopped mid-handler stops it too.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run_handler(settings: &Settings, delivery: Delivery, lease: i64) -> Outcome {
+    let timeout = settings.handler_timeout;
+    let stopped = |e: tokio::task::JoinError| {
+        let why = match e.try_into_panic() {
+            Ok(panic) => panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string payload".into()),
+            Err(_) => "it was cancelled".into(),
+        };
+        Outcome::Stopped(format!("the handler panicked: {why}"))
+    };
+    let overran = || Outcome::Stopped(format!("the handler ran past its {timeout:?} deadline"));
+    match &settings.job {
+        Job::Plain(handler) => {
+            let mut task = AbortOnDrop(tokio::spawn(handler(delivery)));
+            match tokio::time::timeout(timeout, &mut task.0).await {
+                Ok(Ok(Ok(()))) => Outcome::Done,
+                Ok(Ok(Err(error))) => Outcome::Failed(error),
+                Ok(Err(join)) => stopped(join),
+                Err(_elapsed) => overran(),
+            }
+        }
+        #[cfg(feature = "postgres")]
+        Job::Transactional(handler) => {
+            let crate::Db::Postgres(pool) = &settings.inbox.shared.db else {
+                return Outcome::Unprocessable("the transactional worker needs Postgres".into());
+            };
+            let id = delivery.id;
+            let begun = async {
+                let mut tx = pool.begin().await?;
+                // Lock the row for the whole handler: no other worker claims it, even past
+                // its lease, until this transaction ends.
+                let ours: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM mapping_webhooks_inbox \
+                     WHERE id = $1 AND lease = $2 AND state = 'running' FOR UPDATE",
+                )
+                .bind(id)
+                .bind(lease)
+                .fetch_optional(&mut *tx)
+                .await?;
+                Ok::<_, sqlx::Error>(ours.map(|_| tx))
+            };
+            let tx = match begun.await {
+                Ok(Some(tx)) => tx,
+                Ok(None) => return Outcome::LeaseLost,
+                Err(e) => return Outcome::Failed(format!("could not begin the transaction: {e}")),
+            };
+            let mut task = AbortOnDrop(tokio::spawn(handler(delivery, tx)));
+            let mut tx = match tokio::time::timeout(timeout, &mut task.0).await {
+                Ok(Ok(Ok(tx))) => tx,
+                Ok(Ok(Err(error))) => return Outcome::Failed(error),
+                Ok(Err(join)) => return stopped(join),
+                Err(_elapsed) => return overran(),
+            };
+            let finished = async {
+                let done = sqlx::query(MARK_DONE)
+                    .bind(settings.inbox.now_millis())
+                    .bind(id)
+                    .bind(lease)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(done)
+            };
+            match finished.await {
+                Ok(1) => Outcome::Recorded,
+                Ok(_) => Outcome::LeaseLost,
+                Err(e) => {
+                    Outcome::Failed(format!("could not commit the handler's transaction: {e}"))
+                }
+            }
+        }
+    }
+}
+
+const MARK_DONE: &str = "UPDATE mapping_webhooks_inbox \
+     SET state = 'done', finished_at = $1, lease = NULL, last_error = NULL \
+     WHERE id = $2 AND lease = $3 AND state = 'running'";
+
+/// Marks a delivery done if this claim still holds it; `false` if it does not.
+async fn mark_done(inbox: &Inbox, id: i64, lease: i64) -> Result<bool, InboxError> {
+    let now = inbox.now_millis();
+    let n = on_pool!(&inbox.shared.db, pool => {
+        sqlx::query(MARK_DONE).bind(now).bind(id).bind(lease).execute(pool).await?.rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Schedules a retry at `due`, or marks the delivery dead.
+async fn mark_failed(
+    inbox: &Inbox,
+    id: i64,
+    lease: i64,
+    dead: bool,
+    due: i64,
+    error: &str,
+) -> Result<bool, InboxError> {
+    let mut error = error.to_owned();
+    if error.len() > MAX_ERROR_LEN {
+        let mut end = MAX_ERROR_LEN;
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        error.truncate(end);
+    }
+    let now = inbox.now_millis();
+    let (state, finished) = if dead {
+        ("dead", Some(now))
+    } else {
+        ("pending", None)
+    };
+    let sql = "UPDATE mapping_webhooks_inbox \
+               SET state = $1, due_at = $2, last_error = $3, finished_at = $4, lease = NULL \
+               WHERE id = $5 AND lease = $6 AND state = 'running'";
+    let n = on_pool!(&inbox.shared.db, pool => {
+        sqlx::query(sql)
+            .bind(state)
+            .bind(due)
+            .bind(error)
+            .bind(finished)
+            .bind(id)
+            .bind(lease)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Hands a delivery whose handler was stopped at shutdown back, due now, without
+/// counting the attempt.
+async fn release(inbox: &Inbox, id: i64, lease: i64) -> Result<(), InboxError> {
+    let now = inbox.now_millis();
+    let sql = "UPDATE mapping_webhooks_inbox \
+               SET state = 'pending', due_at = $1, attempts = attempts - 1, lease = NULL \
+               WHERE id = $2 AND lease = $3 AND state = 'running'";
+    on_pool!(&inbox.shared.db, pool => {
+        sqlx::query(sql).bind(now).bind(id).bind(lease).execute(pool).await?;
+    });
+    Ok(())
+}
+
+/// 64 random bits: `RandomState` is seeded from the OS; hashing a counter through it
+/// gives distinct, unpredictable values without another dependency.
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
+}
+
+fn random_i64() -> i64 {
+    i64::from_ne_bytes(random_u64().to_ne_bytes())
+}
+
+/// A random number in `[0, 1)`.
+fn unit_random() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_values_differ() {
+        let values: std::collections::HashSet<u64> = (0..1000).map(|_| random_u64()).collect();
+        assert_eq!(values.len(), 1000);
+        for _ in 0..1000 {
+            let r = unit_random();
+            assert!((0.0..1.0).contains(&r));
+        }
+    }
+}
