@@ -78,10 +78,14 @@
 //! it too: both adapters key events the same way.
 
 mod extract;
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+mod inbox;
 mod middleware;
 pub mod reject;
 
 pub use extract::{VerifiedEvent, VerifiedEventError};
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+pub use inbox::{inbox_accept, inbox_resource};
 pub use middleware::{WebhookVerify, WebhookVerifyService};
 
 pub use mapping_webhooks::{

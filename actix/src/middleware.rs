@@ -23,7 +23,7 @@ use mapping_webhooks::{
 
 use crate::reject::{self, RejectFn};
 
-const SIGNATURE: HeaderName = HeaderName::from_static(SIGNATURE_HEADER);
+pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static(SIGNATURE_HEADER);
 const EVENT: HeaderName = HeaderName::from_static(EVENT_HEADER);
 const DELIVERY: HeaderName = HeaderName::from_static(DELIVERY_HEADER);
 
@@ -414,7 +414,7 @@ where
 }
 
 /// The unsigned headers, for logs only.
-fn unsigned_headers(headers: &HeaderMap) -> UnsignedHeaders<'_> {
+pub(crate) fn unsigned_headers(headers: &HeaderMap) -> UnsignedHeaders<'_> {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     UnsignedHeaders {
         delivery_id: text(DELIVERY),
@@ -423,7 +423,7 @@ fn unsigned_headers(headers: &HeaderMap) -> UnsignedHeaders<'_> {
 }
 
 /// The declared body length, if any. (actix-web itself refuses a malformed one.)
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse().ok())
@@ -432,7 +432,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// Reads the whole payload, refusing it as soon as it passes `limit`. A body that
 /// arrives in one chunk (the usual case) is kept without copying; otherwise the chunks
 /// are joined in one buffer sized from the declared length (at most the limit).
-async fn read_body(
+pub(crate) async fn read_body(
     payload: &mut Payload,
     limit: usize,
     declared: Option<u64>,

@@ -532,8 +532,10 @@ enum Outcome {
     /// The stored bytes can never be processed.
     Unprocessable(String),
     /// Another worker holds the delivery now; record nothing.
+    #[cfg(feature = "postgres")]
     LeaseLost,
     /// The outcome was recorded already (the transactional variant's commit).
+    #[cfg(feature = "postgres")]
     Recorded,
 }
 
@@ -566,8 +568,8 @@ async fn process(settings: Arc<Settings>, claimed: Claimed) {
     };
     let inbox = &settings.inbox;
     let result = match &outcome {
-        Outcome::Recorded => Ok(true),
-        Outcome::LeaseLost => Ok(true),
+        #[cfg(feature = "postgres")]
+        Outcome::Recorded | Outcome::LeaseLost => Ok(true),
         Outcome::Done => mark_done(inbox, id, lease).await,
         Outcome::Failed(error) | Outcome::Stopped(error) | Outcome::Unprocessable(error) => {
             let now = inbox.now_millis();
@@ -624,6 +626,7 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+#[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
 async fn run_handler(settings: &Settings, delivery: Delivery, lease: i64) -> Outcome {
     let timeout = settings.handler_timeout;
     let stopped = |e: tokio::task::JoinError| {

@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mapping_webhooks::{Clock, ManualClock};
-use mapping_webhooks_conformance::{PREVIOUS_SECRET, SECRET, envelope, sign};
 use mapping_webhooks_inbox::{Acceptance, Delivery, Event, Inbox, State, UnsignedHeaders};
-use support::{Backend, T0, TestDb, deliver, eventually};
+use support::{Backend, PREVIOUS_SECRET, SECRET, T0, TestDb, deliver, envelope, eventually, sign};
 use tokio::sync::Notify;
 
 on_both!(

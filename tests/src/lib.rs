@@ -43,7 +43,7 @@ use tokio::net::TcpStream;
 
 pub mod cases;
 pub mod hostile;
-pub mod postgres;
+pub mod inbox_cases;
 
 /// The secret every case signs with, unless it says otherwise.
 pub const SECRET: &str = "whsec_conformance_current_0123456789abcdef";

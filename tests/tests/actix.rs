@@ -139,3 +139,32 @@ impl Drop for StopOnDrop {
 }
 
 conformance_suite!(spawn_actix_app);
+
+/// The inbox endpoint, mounted with `inbox_resource` as its docs show.
+async fn spawn_actix_inbox(inbox: mapping_webhooks_inbox::Inbox) -> App {
+    use mapping_webhooks_conformance::inbox_cases::ROUTE_INBOX;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                actix_web::App::new().service(mapping_webhooks_actix::inbox_resource(
+                    ROUTE_INBOX,
+                    inbox.clone(),
+                ))
+            })
+            .workers(2)
+            .disable_signals()
+            .h1_allow_half_closed(false)
+            .listen(listener)
+            .unwrap()
+            .run();
+            tx.send(server.handle()).unwrap();
+            server.await
+        })
+    });
+    App::new(url, StopOnDrop(rx.await.unwrap()))
+}
+
+mapping_webhooks_conformance::inbox_suite!(spawn_actix_inbox);

@@ -98,3 +98,19 @@ impl Drop for AbortOnDrop {
 }
 
 conformance_suite!(spawn_axum_app);
+
+/// The inbox endpoint, mounted with `route_service` as `InboxService`'s docs show.
+async fn spawn_axum_inbox(inbox: mapping_webhooks_inbox::Inbox) -> App {
+    use axum::routing::post_service;
+    use mapping_webhooks_conformance::inbox_cases::ROUTE_INBOX;
+    let app = Router::new().route_service(
+        ROUTE_INBOX,
+        post_service(mapping_webhooks_tower::InboxService::new(inbox)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    App::new(url, AbortOnDrop(server))
+}
+
+mapping_webhooks_conformance::inbox_suite!(spawn_axum_inbox);

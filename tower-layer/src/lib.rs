@@ -112,6 +112,8 @@
 mod body;
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+mod inbox;
 mod layer;
 pub mod reject;
 mod service;
@@ -119,6 +121,8 @@ mod service;
 pub use body::{ResponseBody, VerifiedBody};
 #[cfg(feature = "axum")]
 pub use extract::{VerifiedEvent, VerifiedEventRejection};
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+pub use inbox::{InboxFuture, InboxService};
 pub use layer::WebhookVerify;
 /// The core's types a receiver names, so one dependency is enough for most apps.
 pub use mapping_webhooks::{

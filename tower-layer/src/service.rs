@@ -172,7 +172,7 @@ where
     }
 }
 
-fn unsigned_headers(headers: &HeaderMap) -> UnsignedHeaders<'_> {
+pub(crate) fn unsigned_headers(headers: &HeaderMap) -> UnsignedHeaders<'_> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     UnsignedHeaders {
         delivery_id: text(DELIVERY_HEADER),

@@ -6,10 +6,33 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mapping_webhooks::ManualClock;
-use mapping_webhooks_conformance::postgres::{PostgresServer, remove_sqlite, temp_sqlite_path};
-use mapping_webhooks_conformance::{SECRET, envelope, sign};
+use mapping_webhooks::{ManualClock, Secret, Signer};
 use mapping_webhooks_inbox::{Acceptance, Inbox, UnsignedHeaders};
+
+pub mod postgres;
+
+use postgres::{PostgresServer, remove_sqlite, temp_sqlite_path};
+
+/// The secret every test signs with.
+pub const SECRET: &str = "whsec_inbox_current_0123456789abcdef";
+/// The previous secret of the rotation test.
+pub const PREVIOUS_SECRET: &str = "whsec_inbox_previous_0123456789abcdef";
+
+/// `X-Webhook-Signature` for `body` at `timestamp` with `secret`.
+pub fn sign(secret: &str, body: &[u8], timestamp: u64) -> String {
+    Signer::new(Secret::new(secret).expect("test secret")).sign(body, timestamp)
+}
+
+/// A delivery body for `event_id` in the documented shape, with uncommon spacing so any
+/// re-serialisation would show.
+pub fn envelope(event_id: &str, delivery_id: &str) -> Vec<u8> {
+    format!(
+        "{{ \"type\" : \"mapping.completed\", \"eventId\":\"{event_id}\",\n  \"id\":\"{delivery_id}\", \
+         \"apiVersion\":\"2026-06-01\", \"createdAt\":\"2026-06-07T12:01:00Z\",\n  \"data\": {{\"rowCount\": 4821, \
+         \"mappingJobId\":\"job_01HZ\",   \"status\":\"COMPLETED\", \"exportFileId\":\"ef_01HZ\"}} }}"
+    )
+    .into_bytes()
+}
 
 /// The start of every test's manual clock.
 pub const T0: u64 = 1_800_000_000;

@@ -9,6 +9,10 @@
 //!
 //! The server runs with `fsync=off`: the tests crash receivers and workers, never the
 //! machine, so they need no durability of Postgres's own, and they run faster.
+//!
+//! Std only, so other test crates can include it with `#[path]`.
+
+#![allow(dead_code, unreachable_pub)]
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};

@@ -1,0 +1,369 @@
+//! The cases that apply to an adapter's inbox endpoint (signature, window, limits,
+//! duplicates, store down), each written once.
+//!
+//! The suite builds the [`Inbox`] itself, on a temporary SQLite file, from an
+//! [`InboxSpec`]; the adapter's spawner only mounts it at [`ROUTE_INBOX`] the way its
+//! docs say and serves it on `127.0.0.1:0`. [`inbox_suite!`](crate::inbox_suite) turns
+//! the cases into tests.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use mapping_webhooks::ManualClock;
+use mapping_webhooks_inbox::{Inbox, State};
+
+use crate::{
+    App, Client, PREVIOUS_SECRET, SECRET, deliver_at_once, envelope, event_id, now, raw_exchange,
+    sign,
+};
+
+/// Where the spawners mount the inbox endpoint.
+pub const ROUTE_INBOX: &str = "/inbox";
+
+/// How the inbox is configured for one case.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct InboxSpec {
+    /// A previous secret, accepted during rotation.
+    pub previous_secret: Option<&'static str>,
+    /// The body limit, if not the default.
+    pub body_limit: Option<usize>,
+    /// The body read timeout, if not the default.
+    pub read_timeout: Option<Duration>,
+    /// The clock, if not the system's.
+    pub clock: Option<ManualClock>,
+}
+
+/// An inbox on a temporary SQLite file, and the app serving it; the file is removed when
+/// dropped.
+#[derive(Debug)]
+pub struct InboxApp {
+    /// The inbox the endpoint stores into.
+    pub inbox: Inbox,
+    /// The running app.
+    pub app: App,
+    path: PathBuf,
+}
+
+impl Drop for InboxApp {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
+    }
+}
+
+impl InboxSpec {
+    /// Builds the inbox and has `spawn` serve it.
+    ///
+    /// # Panics
+    ///
+    /// When the inbox cannot be created.
+    pub async fn start(self, spawn: impl AsyncFn(Inbox) -> App) -> InboxApp {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "mapping-webhooks-inbox-conformance-{}-{}.db",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let mut builder = Inbox::builder(SECRET).expect("secret");
+        if let Some(previous) = self.previous_secret {
+            builder = builder.previous_secret(previous).expect("secret");
+        }
+        if let Some(limit) = self.body_limit {
+            builder = builder.body_limit(limit).expect("limit");
+        }
+        if let Some(timeout) = self.read_timeout {
+            builder = builder.read_timeout(timeout);
+        }
+        if let Some(clock) = self.clock {
+            builder = builder.clock(clock);
+        }
+        let inbox = builder
+            .acquire_timeout(Duration::from_secs(2))
+            .connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("create the inbox");
+        let app = spawn(inbox.clone()).await;
+        InboxApp { inbox, app, path }
+    }
+}
+
+impl InboxApp {
+    async fn stored(&self) -> u64 {
+        self.inbox
+            .counts()
+            .await
+            .expect("counts")
+            .values()
+            .sum::<u64>()
+    }
+
+    async fn refused(&self, status: u16, headers: &[(&str, &str)], body: Vec<u8>) {
+        let answer = Client::new(&self.app)
+            .post(ROUTE_INBOX, headers, body)
+            .await;
+        assert_eq!(answer.status, status, "{answer:?}");
+        assert!(!answer.body.is_empty(), "a refusal says why");
+        assert_eq!(self.stored().await, 0, "nothing stored");
+    }
+}
+
+/// Valid → 202 once committed; the stored row holds the exact bytes and header.
+pub async fn inbox_valid_delivery_is_stored(spawn: impl AsyncFn(Inbox) -> App) {
+    let app = InboxSpec::default().start(spawn).await;
+    let id = event_id("inbox_valid");
+    let body = envelope(&id, "del_1");
+    let answer = Client::new(&app.app)
+        .deliver(ROUTE_INBOX, body.clone())
+        .await;
+    assert_eq!((answer.status, answer.body.as_str()), (202, "accepted"));
+    let stored = app.inbox.find(&id).await.unwrap().expect("stored");
+    assert_eq!(stored.body, body, "the very bytes that were sent");
+    assert_eq!(stored.info.state, State::Pending);
+    assert_eq!(stored.info.delivery_id, "del_1");
+    assert!(stored.signature.starts_with("t="));
+    app.inbox
+        .reverify(stored.info.id)
+        .await
+        .expect("re-verifies");
+}
+
+/// The sender's retry of a stored event → 200, stored once.
+pub async fn inbox_duplicate_is_200(spawn: impl AsyncFn(Inbox) -> App) {
+    let app = InboxSpec::default().start(spawn).await;
+    let client = Client::new(&app.app);
+    let id = event_id("inbox_dup");
+    assert_eq!(
+        client
+            .deliver(ROUTE_INBOX, envelope(&id, "d1"))
+            .await
+            .status,
+        202
+    );
+    let again = client.deliver(ROUTE_INBOX, envelope(&id, "d2")).await;
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (200, "event already accepted")
+    );
+    assert_eq!(app.stored().await, 1);
+}
+
+/// Ten copies at once → exactly one 202, the rest 200; one row.
+pub async fn inbox_concurrent_copies_are_stored_once(spawn: impl AsyncFn(Inbox) -> App) {
+    let app = InboxSpec::default().start(spawn).await;
+    let id = event_id("inbox_concurrent");
+    let statuses = deliver_at_once(&[Client::new(&app.app)], ROUTE_INBOX, 10, |i| {
+        envelope(&id, &format!("del_{i}"))
+    })
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 202).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        9,
+        "{statuses:?}"
+    );
+    assert_eq!(app.stored().await, 1);
+}
+
+/// A changed body, a wrong secret, a stale or future timestamp → 401, nothing stored.
+pub async fn inbox_bad_signatures_are_401(spawn: impl AsyncFn(Inbox) -> App) {
+    let app = InboxSpec::default().start(spawn).await;
+    let body = envelope(&event_id("inbox_401"), "d");
+    let tampered = envelope(&event_id("inbox_401_other"), "d");
+    let good = sign(SECRET, &body, now());
+    app.refused(401, &[("x-webhook-signature", &good)], tampered)
+        .await;
+    for header in [
+        sign("whsec_wrong_0123456789abcdef0123456789", &body, now()),
+        sign(SECRET, &body, now() - 301),
+        sign(SECRET, &body, now() + 301),
+    ] {
+        app.refused(401, &[("x-webhook-signature", &header)], body.clone())
+            .await;
+    }
+}
+
+/// A missing, malformed or repeated header, or a signed body that is no envelope → 400.
+pub async fn inbox_bad_requests_are_400(spawn: impl AsyncFn(Inbox) -> App) {
+    let app = InboxSpec::default().start(spawn).await;
+    let body = envelope(&event_id("inbox_400"), "d");
+    let good = sign(SECRET, &body, now());
+    app.refused(400, &[], body.clone()).await;
+    let malformed = format!("t={},v1=not-hex", now());
+    app.refused(400, &[("x-webhook-signature", &malformed)], body.clone())
+        .await;
+    app.refused(
+        400,
+        &[
+            ("x-webhook-signature", &good),
+            ("x-webhook-signature", &good),
+        ],
+        body,
+    )
+    .await;
+    let not_envelope = br#"{"hello":"world"}"#.to_vec();
+    let header = sign(SECRET, &not_envelope, now());
+    app.refused(400, &[("x-webhook-signature", &header)], not_envelope)
+        .await;
+}
+
+/// During a rotation the previous secret is accepted, and recorded.
+pub async fn inbox_previous_secret_is_accepted(spawn: impl AsyncFn(Inbox) -> App) {
+    let spec = InboxSpec {
+        previous_secret: Some(PREVIOUS_SECRET),
+        ..InboxSpec::default()
+    };
+    let app = spec.start(spawn).await;
+    let id = event_id("inbox_old");
+    let answer = Client::new(&app.app)
+        .deliver_signed(ROUTE_INBOX, PREVIOUS_SECRET, envelope(&id, "d"), now())
+        .await;
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let stored = app.inbox.find(&id).await.unwrap().unwrap();
+    assert_eq!(stored.info.secret, "previous[0]");
+}
+
+/// The window's edges are accepted, one second past them is not.
+pub async fn inbox_tolerance_edges_are_inclusive(spawn: impl AsyncFn(Inbox) -> App) {
+    const T: u64 = 1_800_000_000;
+    let spec = InboxSpec {
+        clock: Some(ManualClock::at_secs(T)),
+        ..InboxSpec::default()
+    };
+    let app = spec.start(spawn).await;
+    let client = Client::new(&app.app);
+    for (ts, status) in [
+        (T - 300, 202),
+        (T + 300, 202),
+        (T - 301, 401),
+        (T + 301, 401),
+    ] {
+        let answer = client
+            .deliver_signed(ROUTE_INBOX, SECRET, envelope(&event_id("edge"), "d"), ts)
+            .await;
+        assert_eq!(
+            answer.status, status,
+            "timestamp {ts} vs now {T}: {answer:?}"
+        );
+    }
+    assert_eq!(app.stored().await, 2);
+}
+
+/// The body limit: one byte over → 413, at it → 202; a declared length over it → 413
+/// before reading; a chunked body passing it → 413.
+pub async fn inbox_limits_are_enforced(spawn: impl AsyncFn(Inbox) -> App) {
+    let at = envelope(&event_id("inbox_limit"), "d");
+    let spec = InboxSpec {
+        body_limit: Some(at.len()),
+        ..InboxSpec::default()
+    };
+    let app = spec.start(spawn).await;
+    let client = Client::new(&app.app);
+    let mut over = at.clone();
+    over.push(b' ');
+    assert_eq!(client.deliver(ROUTE_INBOX, over).await.status, 413);
+    assert_eq!(app.stored().await, 0);
+
+    let head = format!(
+        "POST {ROUTE_INBOX} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         x-webhook-signature: t={},v1={}\r\ncontent-length: 1073741824\r\n\r\n",
+        app.app.addr(),
+        now(),
+        "0".repeat(64)
+    );
+    assert_eq!(
+        raw_exchange(&app.app, head.as_bytes(), None).await,
+        Some(413)
+    );
+
+    let head = format!(
+        "POST {ROUTE_INBOX} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         x-webhook-signature: t={},v1={}\r\ntransfer-encoding: chunked\r\n\r\n",
+        app.app.addr(),
+        now(),
+        "0".repeat(64)
+    );
+    let chunk = format!("1000\r\n{}\r\n", "x".repeat(4096));
+    let more = chunk.repeat(128);
+    assert_eq!(
+        raw_exchange(&app.app, head.as_bytes(), Some(more.as_bytes())).await,
+        Some(413)
+    );
+    assert_eq!(app.stored().await, 0);
+    assert_eq!(client.deliver(ROUTE_INBOX, at).await.status, 202);
+}
+
+/// A body that does not arrive within the read timeout → 408.
+pub async fn inbox_slow_body_is_408(spawn: impl AsyncFn(Inbox) -> App) {
+    let spec = InboxSpec {
+        read_timeout: Some(Duration::from_millis(300)),
+        ..InboxSpec::default()
+    };
+    let app = spec.start(spawn).await;
+    let head = format!(
+        "POST {ROUTE_INBOX} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         x-webhook-signature: t={},v1={}\r\ncontent-length: 100\r\n\r\n{{\"eventId\"",
+        app.app.addr(),
+        now(),
+        "0".repeat(64)
+    );
+    let status = tokio::time::timeout(
+        Duration::from_secs(30),
+        raw_exchange(&app.app, head.as_bytes(), None),
+    )
+    .await
+    .expect("answered after the read timeout");
+    assert_eq!(status, Some(408));
+    assert_eq!(app.stored().await, 0);
+}
+
+/// The database is gone → 503, so the sender retries.
+pub async fn inbox_store_down_is_503(spawn: impl AsyncFn(Inbox) -> App) {
+    let app = InboxSpec::default().start(spawn).await;
+    app.inbox.close().await;
+    let answer = Client::new(&app.app)
+        .deliver(ROUTE_INBOX, envelope(&event_id("inbox_down"), "d"))
+        .await;
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.body.contains("retry later"), "{answer:?}");
+}
+
+/// Instantiates every case in this module as a `#[tokio::test]` for one adapter's inbox
+/// endpoint.
+///
+/// ```ignore
+/// mapping_webhooks_conformance::inbox_suite!(spawn_axum_inbox);
+/// ```
+#[macro_export]
+macro_rules! inbox_suite {
+    ($spawn:path) => {
+        $crate::inbox_suite!(@cases $spawn;
+            inbox_valid_delivery_is_stored,
+            inbox_duplicate_is_200,
+            inbox_concurrent_copies_are_stored_once,
+            inbox_bad_signatures_are_401,
+            inbox_bad_requests_are_400,
+            inbox_previous_secret_is_accepted,
+            inbox_tolerance_edges_are_inclusive,
+            inbox_limits_are_enforced,
+            inbox_slow_body_is_408,
+            inbox_store_down_is_503,
+        );
+    };
+    (@cases $spawn:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::inbox_cases::$case($spawn).await;
+            }
+        )*
+    };
+}
