@@ -5,6 +5,9 @@
 //!
 //! - `axum_receiver`: `POST /hooks/mapping` behind `mapping-webhooks-tower`;
 //! - `actix_receiver`: the same route and output behind `mapping-webhooks-actix`;
+//! - `inbox_receiver`: the same route and output, through a durable inbox (SQLite by
+//!   default, Postgres when `DATABASE_URL` says so): stored first, processed by a worker;
+//! - `inbox`: lists, shows, replays and purges the inbox's deliveries;
 //! - `sender`: signs an envelope and posts it, like the dashboard's Test button.
 //!
 //! Quick start, in two terminals:
@@ -16,9 +19,17 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use mapping_webhooks::{ConfigError, Gate, Secret, Verified};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// The secret the examples use when `MAPPING_WEBHOOK_SECRET` is not set, and the one the
 /// sender signs with by default. It is public: never use it for a real endpoint.
@@ -199,15 +210,54 @@ pub fn init_tracing() {
 
 /// The JSON line printed for a processed event.
 pub fn event_line(verified: &Verified, api_version: &str) -> String {
-    serde_json::json!({
-        "eventId": verified.event_id,
-        "type": verified.event_type,
-        "deliveryId": verified.delivery_id,
-        "apiVersion": api_version,
-        "signedAt": verified.timestamp,
-        "secret": verified.secret.to_string(),
-    })
+    EventLine {
+        event_id: &verified.event_id,
+        event_type: &verified.event_type,
+        delivery_id: &verified.delivery_id,
+        api_version,
+        signed_at: verified.timestamp,
+        secret: &verified.secret.to_string(),
+    }
     .to_string()
+}
+
+/// The fields of [`event_line`], for a receiver that has them apart (the inbox worker
+/// reads them from the stored delivery).
+#[derive(Debug, Clone, Copy)]
+pub struct EventLine<'a> {
+    /// `eventId`.
+    pub event_id: &'a str,
+    /// `type`.
+    pub event_type: &'a str,
+    /// `deliveryId`: the envelope's `id`.
+    pub delivery_id: &'a str,
+    /// `apiVersion`.
+    pub api_version: &'a str,
+    /// `signedAt`: the signature's `t`.
+    pub signed_at: u64,
+    /// `secret`: `current` or `previous[i]`.
+    pub secret: &'a str,
+}
+
+impl std::fmt::Display for EventLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = serde_json::json!({
+            "eventId": self.event_id,
+            "type": self.event_type,
+            "deliveryId": self.delivery_id,
+            "apiVersion": self.api_version,
+            "signedAt": self.signed_at,
+            "secret": self.secret,
+        });
+        write!(f, "{line}")
+    }
+}
+
+/// Prints a line on stdout, flushed.
+pub fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout must not turn a processed event into a failed one.
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// Prints [`event_line`] on stdout, one line, flushed.
@@ -216,6 +266,64 @@ pub fn print_event(verified: &Verified, api_version: &str) {
     let mut out = std::io::stdout().lock();
     // A closed stdout must not turn a processed event into a failed one.
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// Serves `app` with hyper directly, as `axum::serve` sets no timer: without one, hyper
+/// has no header timeout, and slow or idle clients hold their connections for ever.
+///
+/// - A client has `config.header_timeout` to send a request's headers, on a new
+///   connection and, from the end of the last response, on a kept-alive one: an idle
+///   connection is closed after that long too. (The body has the layer's read timeout.)
+/// - At most `config.max_connections` connections are open at once; the next clients
+///   wait in the listen queue until one closes.
+/// - On `shutdown`, it stops accepting, closes idle connections, and waits for the
+///   requests in progress.
+pub async fn serve_axum(
+    listener: TcpListener,
+    app: Router,
+    config: &ReceiverConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout);
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // A slot first, then a connection: past the cap, clients wait in the kernel's
+        // queue instead of taking file descriptors.
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = async {
+                let slot = slots.clone().acquire_owned().await.expect("never closed");
+                (slot, listener.accept().await)
+            } => accepted,
+        };
+        let (stream, slot) = match accepted {
+            (slot, Ok((stream, _peer))) => (stream, slot),
+            (_, Err(error)) => {
+                // Out of file descriptors, or a connection reset before it was accepted:
+                // wait a little rather than spin.
+                tracing::warn!("accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // Errors are the client's (a header timeout, a reset): nothing to do.
+            if let Err(error) = connection.await {
+                tracing::debug!("connection closed: {error}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing the requests in progress");
+    graceful.shutdown().await;
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use std::time::Duration;
 use mapping_webhooks_examples::{DEV_SECRET, WEBHOOK_PATH};
 
 /// Every example receiver: the binary and its path from Cargo.
-const RECEIVERS: [(&str, &str); 2] = [
+const RECEIVERS: [(&str, &str); 3] = [
     ("axum_receiver", env!("CARGO_BIN_EXE_axum_receiver")),
     ("actix_receiver", env!("CARGO_BIN_EXE_actix_receiver")),
+    ("inbox_receiver", env!("CARGO_BIN_EXE_inbox_receiver")),
 ];
 
 /// A receiver process, killed when dropped.
@@ -38,10 +39,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `binary` as the README says, with only `BIND_ADDR` set (to a free port).
+/// Starts `binary` as the README says, with only `BIND_ADDR` set (to a free port), and
+/// `DATABASE_URL` (read by `inbox_receiver` only) to a temporary file rather than
+/// `webhooks.db` in the package's directory.
 fn start(binary: &str) -> (Receiver, String) {
     let addr = format!("127.0.0.1:{}", free_port());
+    let db = std::env::temp_dir().join(format!(
+        "mapping-webhooks-quick-start-{}-{}.db",
+        std::process::id(),
+        addr.rsplit(':').next().unwrap_or("0")
+    ));
     let child = Command::new(binary)
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
         .env_remove("MAPPING_WEBHOOK_SECRET")
         .env_remove("MAPPING_WEBHOOK_SECRET_PREVIOUS")
         .env_remove("PORT")
