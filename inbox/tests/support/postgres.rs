@@ -31,6 +31,7 @@ pub struct PostgresServer {
     dir: PathBuf,
     port: u16,
     as_postgres: bool,
+    durable: bool,
     child: Option<Child>,
 }
 
@@ -42,6 +43,16 @@ impl PostgresServer {
     ///
     /// When Postgres is required but missing, or does not start.
     pub fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, false)
+    }
+
+    /// Like [`start`](Self::start), with Postgres's default durability (`fsync=on`,
+    /// `synchronous_commit=on`), for benchmarks.
+    pub fn start_durable(test: &str) -> Option<Self> {
+        Self::start_with(test, true)
+    }
+
+    fn start_with(test: &str, durable: bool) -> Option<Self> {
         let Some(bin) = find_bin() else {
             let why = "Postgres's initdb is not on PATH nor in /usr/lib/postgresql/*/bin \
                        (install Debian's `postgresql` package)";
@@ -79,6 +90,7 @@ impl PostgresServer {
             dir,
             port: 0,
             as_postgres,
+            durable,
             child: None,
         };
         let output = server
@@ -180,13 +192,14 @@ impl PostgresServer {
         let log = std::fs::File::create(self.dir.join(format!("server-{}.log", self.port)))
             .map(Stdio::from)
             .unwrap_or_else(|_| Stdio::null());
+        let relaxed = ["-c", "fsync=off", "-c", "full_page_writes=off"];
         let Ok(mut child) = self
             .command("postgres")
             .args(["-D", &self.data().to_string_lossy()])
             .args(["-p", &self.port.to_string()])
             .args(["-k", &self.dir.to_string_lossy()])
             .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(if self.durable { &[][..] } else { &relaxed[..] })
             .args(["-c", "max_connections=200"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
