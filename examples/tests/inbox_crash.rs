@@ -2,8 +2,12 @@
 //! after a restart, every accepted delivery is processed, once.
 //!
 //! The first run stores only (`INBOX_WORKER=off`), so the kill surely lands between the
-//! 2xx and the processing; the receiver uses its default database, `webhooks.db` in its
-//! working directory (a temporary directory here).
+//! 2xx and the processing. On SQLite the receiver uses its default database,
+//! `webhooks.db` in its working directory (a temporary directory here); on Postgres, a
+//! server the test starts (skipped without Postgres unless it is required).
+
+#[path = "../../inbox/tests/support/postgres.rs"]
+mod postgres;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,12 +40,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(dir: &Path, addr: &str, worker: bool) -> Receiver {
+fn start(dir: &Path, addr: &str, db: Option<&str>, worker: bool) -> Receiver {
     let mut command = Command::new(env!("CARGO_BIN_EXE_inbox_receiver"));
+    command.current_dir(dir).env_remove("DATABASE_URL");
+    if let Some(url) = db {
+        command.env("DATABASE_URL", url);
+    }
     command
-        .current_dir(dir)
         .env_remove("MAPPING_WEBHOOK_SECRET")
-        .env_remove("DATABASE_URL")
         .env("BIND_ADDR", addr)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -89,9 +95,9 @@ fn deliver(addr: &str, event_id: &str) -> u16 {
         .unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"))
 }
 
-fn temp_dir() -> PathBuf {
+fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
-        "mapping-webhooks-inbox-crash-{}",
+        "mapping-webhooks-inbox-crash-{tag}-{}",
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
@@ -100,25 +106,44 @@ fn temp_dir() -> PathBuf {
 }
 
 #[test]
-fn kill_9_after_2xx_then_restart_processes_every_accepted_delivery_once() {
-    let dir = temp_dir();
+fn kill_9_after_2xx_then_restart_processes_every_accepted_delivery_once_sqlite() {
+    let dir = temp_dir("sqlite");
+    crash_and_restart(&dir, None);
+    assert!(
+        dir.join("webhooks.db").exists(),
+        "the default database file"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kill_9_after_2xx_then_restart_processes_every_accepted_delivery_once_postgres() {
+    let Some(pg) = postgres::PostgresServer::start("inbox_crash_postgres") else {
+        return;
+    };
+    let dir = temp_dir("postgres");
+    crash_and_restart(&dir, Some(&pg.url()));
+    assert!(
+        !dir.join("webhooks.db").exists(),
+        "stored in Postgres, not SQLite"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn crash_and_restart(dir: &Path, db: Option<&str>) {
     let addr = format!("127.0.0.1:{}", free_port());
     let ids: Vec<String> = (0..EVENTS).map(|i| format!("evt_crash_{i}")).collect();
 
     // Accept every event, then SIGKILL: nothing processed, nothing flushed on exit.
-    let mut receiver = start(&dir, &addr, false);
+    let mut receiver = start(dir, &addr, db, false);
     for id in &ids {
         assert_eq!(deliver(&addr, id), 202, "{id}");
     }
     receiver.0.kill().unwrap();
     receiver.0.wait().unwrap();
-    assert!(
-        dir.join("webhooks.db").exists(),
-        "the default database file"
-    );
 
     // Restart with the worker: every accepted delivery is processed.
-    let mut receiver = start(&dir, &addr, true);
+    let mut receiver = start(dir, &addr, db, true);
     let stdout = receiver.0.stdout.take().unwrap();
     let (tx, lines) = mpsc::channel();
     thread::spawn(move || {
@@ -151,5 +176,4 @@ fn kill_9_after_2xx_then_restart_processes_every_accepted_delivery_once() {
     }
     assert_eq!(seen.len(), EVENTS);
     assert!(seen.values().all(|&n| n == 1), "processed twice: {seen:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
