@@ -120,7 +120,9 @@ impl Inbox {
     ///
     /// The handler gets the transaction and hands it back; dropping it, or returning an
     /// error, rolls its writes back and the delivery is retried. While it runs, the
-    /// delivery's row is locked, so no other worker claims it even past its lease.
+    /// delivery's row is locked, so no other worker claims it even past its lease. Each
+    /// running handler holds a pooled connection for its whole run: keep the
+    /// [`concurrency`](Worker::concurrency) below the pool's size (10 by default).
     ///
     /// # Errors
     ///

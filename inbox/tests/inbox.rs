@@ -678,3 +678,26 @@ async fn sqlite_is_in_wal_with_full_sync() {
         "WAL with synchronous=FULL"
     );
 }
+
+#[tokio::test]
+async fn secrets_and_passwords_stay_out_of_debug_and_errors() {
+    const PASSWORD: &str = "hunter2_db_password";
+    for url in [
+        format!("postgres://app:{PASSWORD}@127.0.0.1:1/webhooks"),
+        format!("postgres://app:{PASSWORD}@[not-an-address/webhooks"),
+        format!("mysql://app:{PASSWORD}@127.0.0.1/webhooks"),
+    ] {
+        let err = Inbox::builder(SECRET)
+            .unwrap()
+            .acquire_timeout(Duration::from_secs(2))
+            .connect(&url)
+            .await
+            .expect_err("nothing listens there");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(PASSWORD), "{shown}");
+    }
+    let db = TestDb::open(Backend::Sqlite, "hygiene").unwrap();
+    let inbox = db.inbox(&ManualClock::at_secs(T0)).await;
+    let shown = format!("{inbox:?}");
+    assert!(!shown.contains(&SECRET[10..]), "{shown}");
+}
