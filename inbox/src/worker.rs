@@ -655,6 +655,8 @@ async fn run_handler(settings: &Settings, delivery: Delivery, lease: i64) -> Out
         }
         #[cfg(feature = "postgres")]
         Job::Transactional(handler) => {
+            // Irrefutable in a Postgres-only build.
+            #[allow(irrefutable_let_patterns)]
             let crate::Db::Postgres(pool) = &settings.inbox.shared.db else {
                 return Outcome::Unprocessable("the transactional worker needs Postgres".into());
             };
