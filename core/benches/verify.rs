@@ -110,6 +110,22 @@ fn dedup(c: &mut Criterion) {
             BatchSize::SmallInput,
         );
     });
+    // The store's floor: one plain moka insert of a fresh key into a full cache of the
+    // same capacity (moka's defaults). The goal is the store within 1.3x of it;
+    // `benches/peers` `store_compare` measures the ratio in interleaved rounds.
+    let floor: moka::sync::Cache<String, u64> =
+        moka::sync::Cache::new(mapping_webhooks::dedup::DEFAULT_CAPACITY);
+    let mut n = 0u64;
+    group.bench_function("moka_insert_floor", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                event_id(n)
+            },
+            |key| floor.insert(key, 1),
+            BatchSize::SmallInput,
+        );
+    });
     group.finish();
 }
 
