@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mapping_webhooks::{Begin, DedupStore, RedisStore, StoreError};
+use mapping_webhooks::{Begin, DedupStore, LEASE_RANGE, RedisStore, StoreError, TTL_RANGE};
 use redis::AsyncCommands;
 
 use super::server::RedisServer;
@@ -88,7 +88,7 @@ async fn a_late_abandon_or_complete_cannot_touch_someone_elses_claim() {
     let Some(server) = RedisServer::start("a_late_abandon_cannot_free_someone_elses_claim") else {
         return;
     };
-    let store = store_on(&server, |b| b.lease(Duration::from_millis(200))).await;
+    let store = store_on(&server, |b| b.lease(*LEASE_RANGE.start())).await;
     let old = claim_of(store.begin("evt").await.unwrap());
     // The first claimant stalls past its lease; a retry takes the event over.
     let new = eventually(Duration::from_secs(10), "lease expiry", || async {
@@ -121,7 +121,7 @@ async fn an_expired_lease_lets_a_retry_through() {
     let Some(server) = RedisServer::start("an_expired_lease_lets_a_retry_through") else {
         return;
     };
-    let store = store_on(&server, |b| b.lease(Duration::from_millis(300))).await;
+    let store = store_on(&server, |b| b.lease(*LEASE_RANGE.start())).await;
     let crashed = claim_of(store.begin("evt").await.unwrap());
     assert_eq!(store.begin("evt").await.unwrap(), Begin::InFlight);
     let retry = eventually(Duration::from_secs(10), "lease expiry", || async {
@@ -140,7 +140,7 @@ async fn done_events_are_forgotten_after_the_ttl() {
     let Some(server) = RedisServer::start("done_events_are_forgotten_after_the_ttl") else {
         return;
     };
-    let store = store_on(&server, |b| b.time_to_live(Duration::from_millis(300))).await;
+    let store = store_on(&server, |b| b.time_to_live(*TTL_RANGE.start())).await;
     let claim = claim_of(store.begin("evt").await.unwrap());
     store.complete("evt", claim).await.unwrap();
     assert_eq!(store.begin("evt").await.unwrap(), Begin::Done);
