@@ -546,7 +546,11 @@ mod tests {
                 assert!(s.entry_count() <= CAPACITY, "{} entries", s.entry_count());
             }
         }
-        assert_eq!((reprocessed, double_claims), (0, 0), "(reprocessed, double claims)");
+        assert_eq!(
+            (reprocessed, double_claims),
+            (0, 0),
+            "(reprocessed, double claims)"
+        );
         assert!(s.entry_count() <= CAPACITY, "{} entries", s.entry_count());
     }
 
@@ -598,7 +602,9 @@ mod tests {
             ConfigError::TimeToLive(Duration::ZERO)
         );
         assert_eq!(
-            b().time_to_live(Duration::from_secs(u64::MAX)).build().unwrap_err(),
+            b().time_to_live(Duration::from_secs(u64::MAX))
+                .build()
+                .unwrap_err(),
             ConfigError::TimeToLive(Duration::from_secs(u64::MAX))
         );
         assert_eq!(
@@ -606,7 +612,10 @@ mod tests {
             ConfigError::ZeroCapacity
         );
         let message = b().lease(Duration::ZERO).build().unwrap_err().to_string();
-        assert!(message.contains("lease must be between 1s and 86400s"), "{message}");
+        assert!(
+            message.contains("lease must be between 1s and 86400s"),
+            "{message}"
+        );
         // The edges are accepted.
         b().lease(*crate::LEASE_RANGE.start()).build().unwrap();
         b().lease(*crate::LEASE_RANGE.end()).build().unwrap();
