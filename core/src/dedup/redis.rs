@@ -46,6 +46,12 @@ end
 return 0
 ";
 
+/// How many times the store tries to release the claim of a `begin` that got no answer
+/// (see [`RedisStore::release_detached`]), and the pause before the second try (doubled each time):
+/// with the default timeout, about 10 s in all.
+const RELEASE_ATTEMPTS: u32 = 4;
+const RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(250);
+
 /// A [`DedupStore`] in Redis, shared by every replica of a receiver.
 ///
 /// Behind a load balancer the sender's retries land on any replica, and a
@@ -82,6 +88,14 @@ return 0
 ///   `done` for the TTL, and leaves anything else alone;
 /// - `abandon`: a Lua script deletes the key only if it still holds our claim, so a late
 ///   `abandon` never frees a claim a retry took over after the lease.
+///
+/// A `begin` that gets no answer (it timed out, or its future was dropped) may still run
+/// on the server later, for instance once a paused or stalled Redis goes on, and take a
+/// claim nobody holds. So the store then releases the claim it was taking, in the
+/// background: the same compare-and-delete as `abandon`, sent after the `begin` on the
+/// same connection, so the sender's next retry is processed instead of getting 409 for
+/// the whole lease. A `complete` that times out is left alone: Redis usually still runs
+/// it, and if not, the claim expires after its lease.
 ///
 /// The scripts are sent once (`SCRIPT LOAD` in [`build`](RedisStoreBuilder::build)) and
 /// then called by their SHA-1 (`EVALSHA`); after a server restart the first call
@@ -265,6 +279,60 @@ impl RedisStore {
         }
     }
 
+    /// Releases, in the background, the claim that a `begin` without an answer may still
+    /// take on the server.
+    ///
+    /// The release must run on the server *after* the `begin` it undoes, or it would find
+    /// nothing to delete and the late `begin` would then block the key for the whole
+    /// lease. That holds because:
+    ///
+    /// - both go through the store's one multiplexed connection, which writes commands
+    ///   to the socket in the order they were queued, and Redis runs one connection's
+    ///   commands in that order (a paused or frozen server queues them, then runs them
+    ///   in order);
+    /// - this is called only once the `begin` future is gone (the timeout dropped it, or
+    ///   its caller did), so every command of the `begin` (its `EVALSHA`, and the `EVAL`
+    ///   that follows a `NOSCRIPT`) is either queued ahead of the release or never sent.
+    ///
+    /// The one exception: when the connection breaks and the manager opens a new one in
+    /// between, the release goes over the new connection and may run first; the claim
+    /// then expires after its lease. A release that fails itself (a timeout while the
+    /// server is still stalled, which may drop it unsent) is tried again, at most
+    /// [`RELEASE_ATTEMPTS`] times. Releasing more than needed is harmless: the claim is
+    /// fresh and random, so it can only delete what this very `begin` took.
+    fn release_detached(&self, key: &str, claim: Claim) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let store = self.clone();
+            let key = key.to_owned();
+            runtime.spawn(async move { store.release(&key, claim).await });
+        } else {
+            tracing::warn!(
+                key,
+                "no runtime to release the claim of an unanswered dedup begin; it expires after its lease"
+            );
+        }
+    }
+
+    async fn release(&self, key: &str, claim: Claim) {
+        let mut pause = RELEASE_FIRST_PAUSE;
+        for attempt in 1..=RELEASE_ATTEMPTS {
+            match self.run(&self.scripts.abandon, key, claim, 0).await {
+                Ok(_) => return,
+                Err(error) if attempt == RELEASE_ATTEMPTS => {
+                    tracing::warn!(
+                        %error,
+                        key,
+                        "could not release the claim of an unanswered dedup begin; it expires after its lease"
+                    );
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
+    }
+
     /// Sends the scripts to the server, so requests only call them by hash.
     async fn load_scripts(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
@@ -301,6 +369,45 @@ fn failed(error: redis::RedisError, timeout: Duration) -> StoreError {
         StoreError::Timeout(timeout)
     } else {
         StoreError::backend(error)
+    }
+}
+
+/// Whether a failed call may still have run on the server: anything but a refused
+/// connection (nothing was sent) or an error answer from the server (it did not run).
+fn may_have_run(error: &StoreError) -> bool {
+    match error {
+        StoreError::Backend(error) => {
+            error
+                .downcast_ref::<redis::RedisError>()
+                .is_none_or(|error| {
+                    !error.is_connection_refusal()
+                        && !matches!(error.kind(), redis::ErrorKind::Server(_))
+                })
+        }
+        StoreError::Timeout(_) | StoreError::Config(_) => true,
+    }
+}
+
+/// A claim a `begin` is taking: released when the call ends without a definite answer,
+/// or its future is dropped mid-call (see [`RedisStore::release_detached`]).
+struct Taking<'a> {
+    store: &'a RedisStore,
+    key: &'a str,
+    claim: Option<Claim>,
+}
+
+impl Taking<'_> {
+    /// The server answered: nothing to release.
+    fn answered(&mut self) {
+        self.claim = None;
+    }
+}
+
+impl Drop for Taking<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.store.release_detached(self.key, claim);
+        }
     }
 }
 
@@ -439,10 +546,26 @@ async fn connect(client: Client, timeout: Duration) -> Result<ConnectionManager,
 impl DedupStore for RedisStore {
     async fn begin(&self, key: &str) -> Result<Begin, StoreError> {
         let claim = Claim::random();
-        match self
+        // Armed before the script is sent: if this future is dropped mid-call, or the call
+        // fails in a way that leaves it unknown whether the script ran, the claim it may
+        // yet take is released.
+        let mut taking = Taking {
+            store: self,
+            key,
+            claim: Some(claim),
+        };
+        let answer = self
             .run(&self.scripts.begin, key, claim, millis(self.lease))
-            .await?
-        {
+            .await;
+        let definite = match &answer {
+            Ok(_) => true,
+            Err(error) => !may_have_run(error),
+        };
+        if definite {
+            taking.answered();
+        }
+        drop(taking);
+        match answer? {
             0 => Ok(Begin::New(claim)),
             2 => Ok(Begin::Done),
             _ => Ok(Begin::InFlight),

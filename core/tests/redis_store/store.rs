@@ -8,7 +8,7 @@ use mapping_webhooks::{Begin, DedupStore, LEASE_RANGE, RedisStore, StoreError, T
 use redis::AsyncCommands;
 
 use super::server::RedisServer;
-use super::{claim_of, eventually, inspector, store_on};
+use super::{claim_of, eventually, inspector, pause_clients, store_on};
 
 #[tokio::test]
 async fn begin_complete_abandon() {
@@ -383,4 +383,69 @@ fn build_lazy_outside_a_runtime_is_an_error_not_a_panic() {
         .build_lazy()
         .expect_err("no runtime");
     assert!(error.to_string().contains("tokio runtime"), "{error}");
+}
+
+/// What a retry gets while a claim left behind (or not) by an interrupted `begin` is in
+/// the way: `Some` once it is processed.
+async fn retry_processed(store: &RedisStore, key: &str) -> Option<mapping_webhooks::Claim> {
+    match store.begin(key).await {
+        Ok(Begin::New(claim)) => Some(claim),
+        Ok(Begin::InFlight) | Err(_) => None,
+        Ok(Begin::Done) => panic!("an event nobody completed is done"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_that_timed_out_releases_the_claim_it_was_taking() {
+    let Some(server) = RedisServer::start("a_begin_that_timed_out_releases_its_claim") else {
+        return;
+    };
+    let timeout = Duration::from_millis(200);
+    // A lease far longer than the test: only the release can let the retry through.
+    let lease = Duration::from_secs(60);
+    let store = store_on(&server, |b| b.timeout(timeout).lease(lease)).await;
+    let mut redis = inspector(&server).await;
+
+    // The server holds our script past the timeout, then runs it: it takes a claim that
+    // nobody was told about.
+    pause_clients(&mut redis, Duration::from_millis(1500)).await;
+    match store.begin("evt").await {
+        Err(StoreError::Timeout(after)) => assert_eq!(after, timeout),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // The sender's retry is processed once the server answers again, not after the lease.
+    let retry = eventually(Duration::from_secs(15), "the retry is processed", || {
+        retry_processed(&store, "evt")
+    })
+    .await;
+    let held: String = redis.get("mapping-webhooks:evt").await.unwrap();
+    assert_eq!(held, retry.to_string(), "the key holds the retry's claim");
+    store.complete("evt", retry).await.unwrap();
+    assert_eq!(store.begin("evt").await.unwrap(), Begin::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_dropped_mid_call_releases_the_claim_it_was_taking() {
+    let Some(server) = RedisServer::start("a_begin_dropped_mid_call_releases_its_claim") else {
+        return;
+    };
+    // The store would wait 5 s; the caller (a request cancelled by its client, a
+    // framework's own timeout) gives up after 200 ms and drops the call.
+    let store = store_on(&server, |b| {
+        b.timeout(Duration::from_secs(5))
+            .lease(Duration::from_secs(60))
+    })
+    .await;
+    let mut redis = inspector(&server).await;
+
+    pause_clients(&mut redis, Duration::from_millis(1500)).await;
+    tokio::time::timeout(Duration::from_millis(200), store.begin("evt"))
+        .await
+        .expect_err("begin answered while the server was paused");
+    let retry = eventually(Duration::from_secs(15), "the retry is processed", || {
+        retry_processed(&store, "evt")
+    })
+    .await;
+    let held: String = redis.get("mapping-webhooks:evt").await.unwrap();
+    assert_eq!(held, retry.to_string(), "the key holds the retry's claim");
 }
