@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use super::{Begin, Claim, DEFAULT_LEASE, DEFAULT_TTL, DedupStore, StoreError};
+use super::{Begin, Claim, DEFAULT_LEASE, DEFAULT_TTL, DedupStore, StoreError, late_complete};
 
 /// The default prefix of every key the store writes.
 pub const DEFAULT_PREFIX: &str = "mapping-webhooks:";
@@ -28,15 +28,34 @@ return 1
 ";
 
 /// Marks `KEYS[1]` done for `ARGV[2]` ms if claim `ARGV[1]` holds it, or nothing does
-/// (the claim expired while the handler ran). Returns 1 when it did.
+/// (the claim expired while the handler ran), and says which: see [`Completed`].
 const COMPLETE: &str = r"
 local found = redis.call('GET', KEYS[1])
 if found == ARGV[1] or not found then
   redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
+  if found then
+    return 0
+  end
   return 1
 end
-return 0
+if found == 'done' then
+  return 3
+end
+return 2
 ";
+
+/// What a `complete` found: the `COMPLETE` script's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Completed {
+    /// 0: our claim still held the key; it is now done.
+    OnTime,
+    /// 1: the key was gone (our claim expired, or was evicted); it is now done anyway.
+    Expired,
+    /// 2: another claim holds the key (a retry took the event over); left alone.
+    TakenOver,
+    /// 3: the key was already done (a retry processed the event); left alone.
+    AlreadyDone,
+}
 
 /// Deletes `KEYS[1]` if claim `ARGV[1]` still holds it. Returns 1 when it did.
 const ABANDON: &str = r"
@@ -85,7 +104,8 @@ const RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(250);
 /// - `begin`: a Lua script runs `SET key <claim> NX PX <lease>` and, when the key exists,
 ///   reads it to tell an event in flight from one done;
 /// - `complete`: a Lua script replaces our claim (or a key that expired meanwhile) with
-///   `done` for the TTL, and leaves anything else alone;
+///   `done` for the TTL, and leaves anything else alone; when the claim no longer held
+///   the key (the handler outlived its lease), the store logs a warning;
 /// - `abandon`: a Lua script deletes the key only if it still holds our claim, so a late
 ///   `abandon` never frees a claim a retry took over after the lease.
 ///
@@ -277,6 +297,29 @@ impl RedisStore {
             Ok(Err(error)) => Err(failed(error, self.timeout)),
             Err(_) => Err(StoreError::Timeout(self.timeout)),
         }
+    }
+
+    /// Marks `key` done if `claim` still holds it or nothing does, and warns when the
+    /// handler finished after its lease ran out.
+    async fn complete_now(&self, key: &str, claim: Claim) -> Result<Completed, StoreError> {
+        let completed = match self
+            .run(&self.scripts.complete, key, claim, millis(self.ttl))
+            .await?
+        {
+            0 => Completed::OnTime,
+            1 => Completed::Expired,
+            3 => Completed::AlreadyDone,
+            _ => Completed::TakenOver,
+        };
+        match completed {
+            Completed::OnTime => {}
+            Completed::Expired => late_complete(key, "its claim had expired"),
+            Completed::TakenOver => {
+                late_complete(key, "another copy took the event over and is running");
+            }
+            Completed::AlreadyDone => late_complete(key, "another copy already processed it"),
+        }
+        Ok(completed)
     }
 
     /// Releases, in the background, the claim that a `begin` without an answer may still
@@ -573,17 +616,7 @@ impl DedupStore for RedisStore {
     }
 
     async fn complete(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
-        let marked = self
-            .run(&self.scripts.complete, key, claim, millis(self.ttl))
-            .await?;
-        if marked == 0 {
-            tracing::warn!(
-                key,
-                lease = ?self.lease,
-                "the handler outlived its dedup lease and another request took the event over; \
-                 it may have been processed twice: raise the lease"
-            );
-        }
+        let _completed = self.complete_now(key, claim).await?;
         Ok(())
     }
 
@@ -625,9 +658,111 @@ impl fmt::Debug for RedisStoreBuilder {
     }
 }
 
+/// A real `redis-server` for the tests below that need the store's internals.
+#[cfg(test)]
+#[path = "../../tests/redis_store/server.rs"]
+mod test_server;
+
 #[cfg(test)]
 mod tests {
+    use super::test_server::RedisServer;
     use super::*;
+
+    fn claim_of(begin: Begin) -> Claim {
+        match begin {
+            Begin::New(claim) => claim,
+            other => panic!("expected New, got {other:?}"),
+        }
+    }
+
+    /// Polls `check` every 25 ms until it returns `Some`, for at most 10 s.
+    async fn eventually<T, F: Future<Output = Option<T>>>(
+        what: &str,
+        mut check: impl FnMut() -> F,
+    ) -> T {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(found) = check().await {
+                return found;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_complete_after_the_lease_is_reported_late() {
+        let Some(server) = RedisServer::start("a_complete_after_the_lease_is_reported_late") else {
+            return;
+        };
+        // Two replicas, each with its own connection, and the shortest lease.
+        let replica = || async {
+            RedisStore::builder(server.url())
+                .lease(*super::super::LEASE_RANGE.start())
+                .build()
+                .await
+                .unwrap()
+        };
+        let (a, b) = (replica().await, replica().await);
+        let redis = Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let get = |key: &'static str| {
+            let mut redis = redis.clone();
+            async move {
+                redis::cmd("GET")
+                    .arg(format!("mapping-webhooks:{key}"))
+                    .query_async::<Option<String>>(&mut redis)
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // A's handler outlives its lease; a retry on B takes the event over.
+        let slow = claim_of(a.begin("evt").await.unwrap());
+        let retry = eventually("a retry takes the event over", || async {
+            match b.begin("evt").await.unwrap() {
+                Begin::New(claim) => Some(claim),
+                _ => None,
+            }
+        })
+        .await;
+        // A finishes: reported late, and the retry's claim is left alone.
+        assert_eq!(
+            a.complete_now("evt", slow).await.unwrap(),
+            Completed::TakenOver
+        );
+        assert_eq!(get("evt").await, Some(retry.to_string()));
+        // B finishes in time: done.
+        assert_eq!(
+            b.complete_now("evt", retry).await.unwrap(),
+            Completed::OnTime
+        );
+        assert_eq!(get("evt").await.as_deref(), Some("done"));
+        // A late complete of a done event changes nothing, and is reported too.
+        assert_eq!(
+            a.complete_now("evt", slow).await.unwrap(),
+            Completed::AlreadyDone
+        );
+        assert_eq!(a.begin("evt").await.unwrap(), Begin::Done);
+
+        // A claim that expired with nobody taking over: still recorded done, but late.
+        let alone = claim_of(a.begin("evt_2").await.unwrap());
+        eventually("the lease runs out", || async {
+            get("evt_2").await.is_none().then_some(())
+        })
+        .await;
+        assert_eq!(
+            a.complete_now("evt_2", alone).await.unwrap(),
+            Completed::Expired
+        );
+        assert_eq!(b.begin("evt_2").await.unwrap(), Begin::Done);
+    }
 
     #[test]
     fn tokens_are_the_claims_hex() {
