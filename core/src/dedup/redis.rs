@@ -454,9 +454,11 @@ impl Drop for Taking<'_> {
     }
 }
 
-/// Whole milliseconds, at least 1 (Redis refuses an expiry of 0).
+/// Whole milliseconds. The builder keeps leases and TTLs within
+/// [`LEASE_RANGE`](super::LEASE_RANGE) and [`TTL_RANGE`](super::TTL_RANGE), so the expiries
+/// sent are never 0 (which Redis refuses) nor past what it can add to its clock.
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl RedisStoreBuilder {
@@ -775,10 +777,10 @@ mod tests {
     }
 
     #[test]
-    fn expiries_are_whole_positive_milliseconds() {
-        assert_eq!(millis(Duration::ZERO), 1);
+    fn expiries_are_whole_milliseconds() {
         assert_eq!(millis(Duration::from_micros(2500)), 2);
         assert_eq!(millis(DEFAULT_TTL), 86_400_000);
+        assert_eq!(millis(*super::super::TTL_RANGE.end()), 31_622_400_000);
     }
 
     #[test]

@@ -449,3 +449,73 @@ async fn a_begin_dropped_mid_call_releases_the_claim_it_was_taking() {
     let held: String = redis.get("mapping-webhooks:evt").await.unwrap();
     assert_eq!(held, retry.to_string(), "the key holds the retry's claim");
 }
+
+#[tokio::test]
+async fn leases_and_ttls_out_of_range_are_refused_before_connecting() {
+    use mapping_webhooks::ConfigError;
+    // Nothing listens on port 1: the builder refuses before it tries to connect.
+    let builder = || RedisStore::builder("redis://127.0.0.1:1/");
+    let huge = Duration::MAX;
+    let cases = [
+        (
+            builder().lease(Duration::ZERO),
+            ConfigError::Lease(Duration::ZERO),
+        ),
+        (builder().lease(huge), ConfigError::Lease(huge)),
+        (
+            builder().lease(*LEASE_RANGE.end() + Duration::from_millis(1)),
+            ConfigError::Lease(*LEASE_RANGE.end() + Duration::from_millis(1)),
+        ),
+        (
+            builder().time_to_live(Duration::ZERO),
+            ConfigError::TimeToLive(Duration::ZERO),
+        ),
+        (builder().time_to_live(huge), ConfigError::TimeToLive(huge)),
+    ];
+    for (configured, expected) in cases {
+        match configured.build().await {
+            Err(StoreError::Config(error)) => assert_eq!(error, expected),
+            other => panic!("expected {expected:?}, got {other:?}"),
+        }
+    }
+    match builder().lease(Duration::ZERO).build_lazy() {
+        Err(StoreError::Config(ConfigError::Lease(lease))) => assert_eq!(lease, Duration::ZERO),
+        other => panic!("build_lazy accepted a zero lease: {other:?}"),
+    }
+    match builder().time_to_live(huge).build_lazy() {
+        Err(StoreError::Config(ConfigError::TimeToLive(ttl))) => assert_eq!(ttl, huge),
+        other => panic!("build_lazy accepted a huge TTL: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_edges_of_the_lease_and_ttl_ranges_work() {
+    let Some(server) = RedisServer::start("the_edges_of_the_lease_and_ttl_ranges_work") else {
+        return;
+    };
+    let mut redis = inspector(&server).await;
+    let edges = [
+        (*LEASE_RANGE.start(), *TTL_RANGE.start()),
+        (*LEASE_RANGE.end(), *TTL_RANGE.end()),
+    ];
+    for (lease, ttl) in edges {
+        let store = store_on(&server, |b| b.lease(lease).time_to_live(ttl)).await;
+        let key = format!("evt_{}", lease.as_secs());
+        let redis_key = format!("mapping-webhooks:{key}");
+        let claim = claim_of(store.begin(&key).await.unwrap());
+        let left: u64 = redis.pttl(&redis_key).await.unwrap();
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap();
+        assert!(
+            left <= lease_ms && left + 10_000 > lease_ms,
+            "lease {lease:?}: {left} ms left"
+        );
+        store.complete(&key, claim).await.unwrap();
+        let left: u64 = redis.pttl(&redis_key).await.unwrap();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap();
+        assert!(
+            left <= ttl_ms && left + 10_000 > ttl_ms,
+            "ttl {ttl:?}: {left} ms left"
+        );
+        assert_eq!(store.begin(&key).await.unwrap(), Begin::Done);
+    }
+}
