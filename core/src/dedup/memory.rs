@@ -9,7 +9,7 @@ use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
-use super::{Begin, Claim, DEFAULT_LEASE, DEFAULT_TTL, DedupStore, StoreError};
+use super::{Begin, Claim, DEFAULT_LEASE, DEFAULT_TTL, DedupStore, StoreError, late_complete};
 use crate::{Clock, ConfigError};
 
 /// The default number of events a [`MemoryStore`] remembers (in flight and done).
@@ -334,14 +334,6 @@ impl MemoryStore {
             }
         }
     }
-}
-
-/// The handler outlived its lease: a retry may have run it a second time.
-fn late_complete(key: &str, what: &str) {
-    tracing::warn!(
-        key,
-        "a webhook handler finished after its dedup lease ran out and {what}; keep handlers well under the lease"
-    );
 }
 
 impl Default for MemoryStore {
