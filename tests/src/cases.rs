@@ -262,6 +262,14 @@ pub async fn oversized_content_length_is_refused_before_reading(
     );
     let status = raw_exchange(&app, head.as_bytes(), None).await;
     assert_eq!(status, Some(413));
+    // The declared length is checked first, before the signature header.
+    let unsigned = format!(
+        "POST {ROUTE_HOOKS} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         content-length: 1073741824\r\n\r\n",
+        app.addr(),
+    );
+    let status = raw_exchange(&app, unsigned.as_bytes(), None).await;
+    assert_eq!(status, Some(413), "without a signature header");
     assert_eq!(probe.calls(), 0);
 }
 

@@ -360,6 +360,9 @@ impl Probe {
 pub struct App {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    /// Whether the HTTP server answers `Expect: 100-continue` with `100 Continue` itself,
+    /// before the adapter sees the request (see [`server_sends_continue`](Self::server_sends_continue)).
+    pub sends_continue_itself: bool,
     _guard: Box<dyn Send>,
 }
 
@@ -368,8 +371,20 @@ impl App {
     pub fn new(url: String, guard: impl Send + 'static) -> Self {
         Self {
             url,
+            sends_continue_itself: false,
             _guard: Box::new(guard),
         }
+    }
+
+    /// Says that the server answers `Expect: 100-continue` with `100 Continue` before
+    /// the adapter can decide (actix-web's `HttpServer` does, from actix-http's default
+    /// expect service). The cases then accept a `100` before a refusal; without this,
+    /// a refusal must come with no `100` before it (hyper sends it only when the body
+    /// is first read).
+    #[must_use]
+    pub fn server_sends_continue(mut self) -> Self {
+        self.sends_continue_itself = true;
+        self
     }
 
     /// The host and port, for raw TCP.
@@ -380,7 +395,10 @@ impl App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("url", &self.url).finish()
+        f.debug_struct("App")
+            .field("url", &self.url)
+            .field("sends_continue_itself", &self.sends_continue_itself)
+            .finish()
     }
 }
 
