@@ -656,30 +656,51 @@ pub async fn forged_event_id_does_not_block_the_real_event(
     assert_eq!(probe.seen()[0].body, real);
 }
 
-/// The signature headers of requests that fail before their body matters, with the
-/// status each gets: none, malformed, repeated, and valid but outside the window either
-/// way.
-fn unauthenticated_heads(body: &[u8]) -> Vec<(&'static str, Vec<(&'static str, Vec<u8>)>, u16)> {
+/// A request head refused before its body matters: what it is, its signature headers
+/// (name, value), and the status it gets.
+struct BadHead {
+    what: &'static str,
+    headers: Vec<(&'static str, Vec<u8>)>,
+    status: u16,
+}
+
+impl BadHead {
+    /// Its headers, then `more`, as [`request_head`] takes them.
+    fn with<'a>(&'a self, more: &[(&'a str, &'a [u8])]) -> Vec<(&'a str, &'a [u8])> {
+        let mut all: Vec<(&str, &[u8])> = self.headers.iter().map(|(n, v)| (*n, &v[..])).collect();
+        all.extend_from_slice(more);
+        all
+    }
+}
+
+/// Heads with no signature header, a malformed one, two, and a valid one outside the
+/// window either way.
+fn bad_heads(body: &[u8]) -> Vec<BadHead> {
     let valid = sign(SECRET, body, now()).into_bytes();
     let sig = "x-webhook-signature";
+    let bad = |what, headers, status| BadHead {
+        what,
+        headers,
+        status,
+    };
     vec![
-        ("no signature header", vec![], 400),
-        (
+        bad("no signature header", vec![], 400),
+        bad(
             "a malformed signature header",
             vec![(sig, b"t=soon,v1=nothing".to_vec())],
             400,
         ),
-        (
+        bad(
             "two signature headers",
             vec![(sig, valid.clone()), (sig, valid)],
             400,
         ),
-        (
+        bad(
             "a stale timestamp",
             vec![(sig, sign(SECRET, body, now() - 3600).into_bytes())],
             401,
         ),
-        (
+        bad(
             "a future timestamp",
             vec![(sig, sign(SECRET, body, now() + 3600).into_bytes())],
             401,
@@ -702,10 +723,12 @@ pub async fn unauthenticated_expect_continue_is_refused_without_the_body(
     let app = spawn(spec).await;
     let body = envelope(&event_id("expect"), "del_expect");
     let length = body.len().to_string();
-    for (what, headers, expected) in unauthenticated_heads(&body) {
-        let mut all: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, &v[..])).collect();
-        all.push(("content-length", length.as_bytes()));
-        all.push(("expect", b"100-continue"));
+    for bad in bad_heads(&body) {
+        let (what, expected) = (bad.what, bad.status);
+        let all = bad.with(&[
+            ("content-length", length.as_bytes()),
+            ("expect", b"100-continue"),
+        ]);
         let head = request_head(&app, ROUTE_HOOKS, &all);
         let mut stream = TcpStream::connect(app.addr()).await.expect("connect");
         stream.write_all(&head).await.expect("write the head");
@@ -770,11 +793,10 @@ pub async fn unauthenticated_large_body_is_refused_without_waiting_for_it(
         ("content-length", declared.as_bytes(), &partial),
         ("transfer-encoding", b"chunked", &chunked),
     ];
-    for (what, headers, expected) in unauthenticated_heads(&body) {
+    for bad in bad_heads(&body) {
+        let (what, expected) = (bad.what, bad.status);
         for (framing, value, sent) in framings {
-            let mut all: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, &v[..])).collect();
-            all.push((framing, value));
-            let head = request_head(&app, ROUTE_HOOKS, &all);
+            let head = request_head(&app, ROUTE_HOOKS, &bad.with(&[(framing, value)]));
             let stream = TcpStream::connect(app.addr()).await.expect("connect");
             let (mut reader, mut writer) = stream.into_split();
             let sent = sent.to_vec();

@@ -361,7 +361,8 @@ pub struct App {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     /// Whether the HTTP server answers `Expect: 100-continue` with `100 Continue` itself,
-    /// before the adapter sees the request (see [`server_sends_continue`](Self::server_sends_continue)).
+    /// before the adapter sees the request (see
+    /// [`server_sends_continue`](Self::server_sends_continue)).
     pub sends_continue_itself: bool,
     _guard: Box<dyn Send>,
 }
