@@ -66,22 +66,31 @@ pub(crate) struct VerifiedBody(pub(crate) Bytes);
 ///
 /// For each request it:
 ///
-/// 1. refuses a `Content-Length` over the [body limit](Self::body_limit) (413) before
-///    reading anything, then reads the body, counting bytes: 413 as soon as it passes the
-///    limit (the rest is never buffered), 408 when it is not received within the
+/// 1. checks the request head with the core's [`Gate`] before reading any byte of the
+///    body: a `Content-Length` over the [body limit](Self::body_limit) 413; a missing,
+///    repeated or malformed `X-Webhook-Signature` 400; a timestamp outside the
+///    [tolerance](Self::tolerance) 401;
+/// 2. then reads the body, counting bytes: 413 as soon as it passes the limit (the rest
+///    is never buffered), 408 when it is not received within the
 ///    [read timeout](Self::read_timeout);
-/// 2. hands headers and body to the core's [`Gate`], which verifies the signature and
-///    claims the event in the dedup store: a refusal (400, 401), a duplicate (200
-///    without running the handler), a copy being processed right now (409 with
-///    `Retry-After`) or a store failure (503, or pass-through) is answered here, through
+/// 3. hands the body to the [`Gate`], which verifies the signature and claims the event
+///    in the dedup store: a refusal (400, 401), a duplicate (200 without running the
+///    handler), a copy being processed right now (409 with `Retry-After`) or a store
+///    failure (503, or pass-through) is answered here, through
 ///    [`on_reject`](Self::on_reject);
-/// 3. otherwise inserts [`Verified`](mapping_webhooks::Verified) into the request
+/// 4. otherwise inserts [`Verified`](mapping_webhooks::Verified) into the request
 ///    extensions (read it with `web::ReqData<Verified>` or [`VerifiedEvent`](crate::VerifiedEvent)),
 ///    puts the **same bytes** back as the payload, so `web::Json<T>`, `web::Bytes` and
 ///    `String` extractors work unchanged, and calls the handler;
-/// 4. marks the event done only if the handler answered 2xx. Any other status, an
+/// 5. marks the event done only if the handler answered 2xx. Any other status, an
 ///    error, a panic (answered 500 here) or a dropped future (client gone, timeout)
 ///    leaves it retryable.
+///
+/// actix-http answers `Expect: 100-continue` with `100 Continue` itself, before any
+/// middleware runs (`HttpServer` offers no way to change that), so a client asking for it
+/// gets its `100` even when the head is then refused. The body is still not read: the
+/// refusal is sent at once, and actix-http buffers at most about 32 KiB of a payload that
+/// nobody reads before it stops reading from the socket, then discards the rest.
 ///
 /// `WebhookVerify` is cheap to clone and `Send`, so it can be built once, outside the
 /// `HttpServer::new` closure, and cloned into every worker: the clones share one dedup
@@ -353,13 +362,16 @@ where
             .map_into_right_body()
     };
 
+    // Taking the payload reads nothing; it is only polled once the head has passed.
     let mut payload = req.take_payload();
     let headers = req.headers();
     let unsigned = unsigned_headers(headers);
     let declared = content_length(headers);
-    if let Err(reply) = gate.check_content_length(declared, unsigned) {
-        return Ok(reject(req, &reply));
-    }
+    let signatures = headers.get_all(SIGNATURE).map(|value| value.as_bytes());
+    let head = match gate.check_head(signatures, declared, unsigned) {
+        Ok(head) => head,
+        Err(reply) => return Ok(reject(req, &reply)),
+    };
     let read = actix_web::rt::time::timeout(
         gate.get_read_timeout(),
         read_body(&mut payload, gate.get_body_limit(), declared),
@@ -378,8 +390,7 @@ where
     };
     drop(payload);
 
-    let signatures = headers.get_all(SIGNATURE).map(|value| value.as_bytes());
-    let (verified, ticket) = match gate.admit(signatures, unsigned, &body).await {
+    let (verified, ticket) = match gate.admit_checked(head, unsigned, &body).await {
         Admission::Process { verified, ticket } => (verified, ticket),
         Admission::Reply(reply) => return Ok(reject(req, &reply)),
     };

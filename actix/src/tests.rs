@@ -378,6 +378,38 @@ async fn a_declared_length_over_the_limit_is_refused_before_reading() {
 }
 
 #[actix_web::test]
+async fn a_bad_signature_header_is_refused_before_reading() {
+    let (app, probe) = build_app(verify()).await;
+    let valid = sign_with(SECRET, "{}", NOW);
+    let stale = sign_with(SECRET, "{}", NOW - 3600);
+    let cases: [(&[&str], StatusCode); 4] = [
+        (&[], StatusCode::BAD_REQUEST),
+        (&["t=soon"], StatusCode::BAD_REQUEST),
+        (&[&valid, &valid], StatusCode::BAD_REQUEST),
+        (&[&stale], StatusCode::UNAUTHORIZED),
+    ];
+    for (headers, expected) in cases {
+        let pulled = Rc::new(AtomicUsize::new(0));
+        // A body that would arrive and then stall: a refusal proves it was not waited for.
+        let chunks = Chunks {
+            chunks: [Ok(Bytes::from_static(b"{\"id\":"))].into(),
+            stall: true,
+            pulled: pulled.clone(),
+        };
+        let mut req = TestRequest::post()
+            .uri(HOOK)
+            .insert_header((CONTENT_LENGTH, 1000));
+        for value in headers {
+            req = req.append_header(("x-webhook-signature", *value));
+        }
+        let (status, _) = call_streamed(&*app, streamed(req, chunks)).await;
+        assert_eq!(status, expected, "{headers:?}");
+        assert_eq!(pulled.load(Ordering::SeqCst), 0, "{headers:?}: body read");
+    }
+    assert_eq!(probe.calls(), 0);
+}
+
+#[actix_web::test]
 async fn a_streamed_body_over_the_limit_is_refused_without_buffering_the_rest() {
     let (app, probe) = build_app(verify().body_limit(1000)).await;
     let pulled = Rc::new(AtomicUsize::new(0));

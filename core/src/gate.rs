@@ -9,7 +9,10 @@ use sha2::{Digest, Sha256};
 
 use crate::dedup::{Begin, Claim, DedupStore, MemoryStore};
 use crate::header::encode_hex32;
-use crate::{Clock, ConfigError, MatchedSecret, Secret, Verified, Verifier, VerifyError};
+use crate::verify::read_envelope;
+use crate::{
+    Clock, ConfigError, MatchedSecret, Secret, SignatureHeader, Verified, Verifier, VerifyError,
+};
 
 /// The default largest body read, in bytes (1 MiB). Real deliveries are a few hundred
 /// bytes; the limit exists so a hostile client cannot make the receiver buffer gigabytes.
@@ -244,27 +247,81 @@ impl<D: DedupStore> Gate<D> {
         Reply::Refused(error)
     }
 
+    /// Checks what a request's head says, before any byte of its body is read: the
+    /// declared length, then the signature header (exactly one, well formed, its
+    /// timestamp within the tolerance). An adapter calls this first, and reads the body
+    /// only when it passes, so an unauthenticated client cannot make the receiver wait
+    /// for or buffer a body (nor answer its `Expect: 100-continue`).
+    ///
+    /// `signatures` are the values of every `X-Webhook-Signature` header, `content_length`
+    /// the declared body length if any. The header is parsed once, here; the returned
+    /// [`CheckedHead`] owns the result (no allocation) and goes to
+    /// [`admit_checked`](Self::admit_checked) with the body.
+    ///
+    /// # Errors
+    ///
+    /// The [`Reply`] to answer with, in this order: 413 for a declared length over the
+    /// limit; 400 for no header or more than one; 400 for a malformed one; 401 for a
+    /// timestamp outside the tolerance.
+    pub fn check_head<'h>(
+        &self,
+        signatures: impl IntoIterator<Item = &'h [u8]>,
+        content_length: Option<u64>,
+        unsigned: UnsignedHeaders<'_>,
+    ) -> Result<CheckedHead, Reply> {
+        self.check_content_length(content_length, unsigned)?;
+        let mut signatures = signatures.into_iter();
+        let header = match (signatures.next(), signatures.next()) {
+            (Some(header), None) => header,
+            (None, _) => return Err(self.refuse(VerifyError::MissingHeader, unsigned)),
+            (Some(_), Some(_)) => return Err(self.refuse(VerifyError::RepeatedHeader, unsigned)),
+        };
+        let header = match SignatureHeader::parse(header) {
+            Ok(header) => header,
+            Err(error) => return Err(self.refuse(error.into(), unsigned)),
+        };
+        if let Err(error) = self.verifier.check_window(&header) {
+            return Err(self.refuse(error, unsigned));
+        }
+        Ok(CheckedHead { header })
+    }
+
     /// Verifies a request and claims its event.
     ///
     /// `signatures` are the values of every `X-Webhook-Signature` header (none or more
-    /// than one is refused), `body` the raw body, read within the limit.
+    /// than one is refused), `body` the raw body, read within the limit. This is
+    /// [`check_head`](Self::check_head) (without a declared length) followed by
+    /// [`admit_checked`](Self::admit_checked); an adapter that reads the body itself
+    /// should call those two instead, so a request refused on its head is never read.
     pub async fn admit<'h>(
         &self,
         signatures: impl IntoIterator<Item = &'h [u8]>,
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Admission<D> {
-        let mut signatures = signatures.into_iter();
-        let header = match (signatures.next(), signatures.next()) {
-            (Some(header), None) => header,
-            (None, _) => {
-                return Admission::Reply(self.refuse(VerifyError::MissingHeader, unsigned));
-            }
-            (Some(_), Some(_)) => {
-                return Admission::Reply(self.refuse(VerifyError::RepeatedHeader, unsigned));
-            }
-        };
-        let verified = match self.verifier.verify(header, body) {
+        match self.check_head(signatures, None, unsigned) {
+            Ok(head) => self.admit_checked(head, unsigned, body).await,
+            Err(reply) => Admission::Reply(reply),
+        }
+    }
+
+    /// Verifies the body of a request whose head passed [`check_head`](Self::check_head)
+    /// and claims its event: the signature (401), then the envelope (400), then the dedup
+    /// claim (200 for a duplicate, 409 for a copy in flight, 503 for a store failure).
+    ///
+    /// The timestamp window is not checked again: it was checked when the head arrived,
+    /// and the body read that followed is bounded by the read timeout.
+    pub async fn admit_checked(
+        &self,
+        head: CheckedHead,
+        unsigned: UnsignedHeaders<'_>,
+        body: &[u8],
+    ) -> Admission<D> {
+        let verified = match self
+            .verifier
+            .match_signature(&head.header, body)
+            .and_then(|matched| read_envelope(matched, body))
+        {
             Ok(verified) => verified,
             Err(error) => return Admission::Reply(self.refuse(error, unsigned)),
         };
@@ -407,7 +464,28 @@ impl<D> fmt::Debug for Gate<D> {
     }
 }
 
-/// What [`Gate::admit`] decided.
+/// A request whose head passed [`Gate::check_head`]: a declared length within the
+/// limit, and exactly one well-formed signature header whose timestamp is within the
+/// tolerance. Its signatures are not checked yet: that needs the body, which
+/// [`Gate::admit_checked`] takes with it.
+///
+/// It owns the parsed header (a few hundred bytes, no allocation). `Debug` shows the
+/// timestamp and the number of signatures, never a signature.
+#[derive(Debug)]
+#[must_use = "read the body and pass both to Gate::admit_checked"]
+pub struct CheckedHead {
+    header: SignatureHeader,
+}
+
+impl CheckedHead {
+    /// The signed timestamp, in seconds since the Unix epoch (not yet proven to be the
+    /// sender's: the signature is checked with the body).
+    pub fn timestamp(&self) -> u64 {
+        self.header.timestamp()
+    }
+}
+
+/// What [`Gate::admit`] or [`Gate::admit_checked`] decided.
 #[derive(Debug)]
 pub enum Admission<D: DedupStore> {
     /// Run the handler with this verified event, then [`finish`](Ticket::finish) the
@@ -710,6 +788,92 @@ mod tests {
         assert_eq!(
             (r.status(), r.error()),
             (400, Some(&VerifyError::RepeatedHeader))
+        );
+    }
+
+    fn refusal(result: Result<CheckedHead, Reply>) -> VerifyError {
+        match result {
+            Err(Reply::Refused(error)) => error,
+            Err(other) => panic!("not a refusal: {other:?}"),
+            Ok(head) => panic!("head accepted: {head:?}"),
+        }
+    }
+
+    #[test]
+    fn the_head_is_checked_without_a_body_in_order() {
+        let gate = gate().body_limit(1000).unwrap();
+        let u = UnsignedHeaders::default();
+        let b = body("evt_head");
+        let good = sign(&b);
+        let none: [&[u8]; 0] = [];
+        // The declared length first, whatever the signature header says.
+        assert_eq!(
+            refusal(gate.check_head(none, Some(1001), u)),
+            VerifyError::BodyTooLarge { limit: 1000 }
+        );
+        assert_eq!(
+            refusal(gate.check_head([good.as_bytes()], Some(1001), u)).status(),
+            413
+        );
+        // Then the header: present once, well formed, within the window.
+        assert_eq!(
+            refusal(gate.check_head(none, Some(1000), u)),
+            VerifyError::MissingHeader
+        );
+        assert_eq!(
+            refusal(gate.check_head([b"t=1".as_slice(), b"t=1"], None, u)),
+            VerifyError::RepeatedHeader
+        );
+        assert!(matches!(
+            refusal(gate.check_head([b"t=soon,v1=00".as_slice()], None, u)),
+            VerifyError::MalformedHeader(_)
+        ));
+        let tol = crate::DEFAULT_TOLERANCE.as_secs();
+        let stale = Signer::new(Secret::new(SECRET).unwrap()).sign(&b, NOW - tol - 1);
+        let early = Signer::new(Secret::new(SECRET).unwrap()).sign(&b, NOW + tol + 1);
+        let r = refusal(gate.check_head([stale.as_bytes()], None, u));
+        assert_eq!((r.code(), r.status()), ("timestamp_too_old", 401));
+        let r = refusal(gate.check_head([early.as_bytes()], None, u));
+        assert_eq!((r.code(), r.status()), ("timestamp_in_future", 401));
+        // Any body, even a wrong one, is for the second step.
+        let forged = format!("t={NOW},v1={}", "0".repeat(64));
+        for header in [&good, &forged] {
+            let head = gate.check_head([header.as_bytes()], Some(1000), u).unwrap();
+            assert_eq!(head.timestamp(), NOW);
+        }
+        let head = gate.check_head([good.as_bytes()], None, u).unwrap();
+        assert!(!format!("{head:?}").contains(good.split("v1=").nth(1).unwrap()));
+    }
+
+    #[tokio::test]
+    async fn admit_checked_verifies_the_body_then_claims() {
+        let probe = Probe::default();
+        let clock = ManualClock::at_secs(NOW);
+        let gate = Gate::new(Secret::new(SECRET).unwrap())
+            .clock(clock.clone())
+            .dedup(probe);
+        let u = UnsignedHeaders::default();
+        let b = body("evt_checked");
+        let header = sign(&b);
+        let calls = || gate.store.as_ref().unwrap().calls.load(Ordering::SeqCst);
+
+        // A head whose signature is for another body: 401 at the second step, store untouched.
+        let head = gate.check_head([header.as_bytes()], None, u).unwrap();
+        let r = reply(gate.admit_checked(head, u, &body("evt_other")).await);
+        assert_eq!(r.error(), Some(&VerifyError::SignatureMismatch));
+        assert_eq!(calls(), 0);
+
+        // The window was checked with the head: a slow body read does not undo it.
+        let head = gate.check_head([header.as_bytes()], None, u).unwrap();
+        clock.advance(Duration::from_secs(3600));
+        let (verified, ticket) = process(gate.admit_checked(head, u, &b).await);
+        assert_eq!(verified.event_id, "evt_checked");
+        ticket.finish(200).await;
+        assert_eq!(calls(), 1);
+        // ... but a new head then is out of the window.
+        assert_eq!(
+            refusal(gate.check_head([header.as_bytes()], None, u)).status(),
+            401
         );
     }
 

@@ -64,8 +64,8 @@ pub use dedup::{RedisStore, RedisStoreBuilder};
 pub use envelope::{Envelope, Event, MAPPING_COMPLETED, MappingCompleted};
 pub use error::{ConfigError, VerifyError};
 pub use gate::{
-    Admission, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate, OnStoreError, RETRY_AFTER_SECS,
-    Reply, Ticket, UnsignedHeaders,
+    Admission, CheckedHead, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate, OnStoreError,
+    RETRY_AFTER_SECS, Reply, Ticket, UnsignedHeaders,
 };
 pub use header::{HeaderError, MAX_HEADER_LEN, MAX_SIGNATURES, SignatureHeader};
 pub use secret::Secret;

@@ -199,6 +199,15 @@ impl Verifier {
         body: &[u8],
     ) -> Result<SignatureMatch, VerifyError> {
         let header = SignatureHeader::parse(header)?;
+        self.check_window(&header)?;
+        self.match_signature(&header, body)
+    }
+
+    /// Refuses a parsed header whose timestamp is more than the tolerance away from the
+    /// clock, either way. Needs no body, so [`Gate::check_head`](crate::Gate::check_head)
+    /// runs it before one is read.
+    #[inline]
+    pub(crate) fn check_window(&self, header: &SignatureHeader) -> Result<(), VerifyError> {
         let timestamp = header.timestamp();
         let now = self.clock.now_secs();
         if now.saturating_sub(timestamp) > self.tolerance_secs {
@@ -207,6 +216,18 @@ impl Verifier {
         if timestamp.saturating_sub(now) > self.tolerance_secs {
             return Err(VerifyError::TimestampInFuture { timestamp, now });
         }
+        Ok(())
+    }
+
+    /// Compares the header's signatures with the HMAC of `body` under every secret (the
+    /// timestamp window is not checked here: see [`check_window`](Self::check_window)).
+    #[inline]
+    pub(crate) fn match_signature(
+        &self,
+        header: &SignatureHeader,
+        body: &[u8],
+    ) -> Result<SignatureMatch, VerifyError> {
+        let timestamp = header.timestamp();
         for (index, key) in self.keys.iter().enumerate() {
             let expected = sign_with(&key.mac, timestamp, body);
             for signature in header.signatures() {
@@ -232,29 +253,34 @@ impl Verifier {
     /// with a non-empty string `eventId` and a string `type`.
     pub fn verify(&self, header: impl AsRef<[u8]>, body: &[u8]) -> Result<Verified, VerifyError> {
         let matched = self.verify_signature(header, body)?;
-        // JSON text is UTF-8 (RFC 8259). Checking the whole body, not only the fields read
-        // here, means a handler never gets invalid text in the parts this skips.
-        let text = std::str::from_utf8(body)
-            .map_err(|e| VerifyError::NotAnEnvelope(format!("body is not UTF-8: {e}")))?;
-        // A derived `Deserialize` also accepts a JSON array, by position.
-        if text.trim_ascii_start().as_bytes().first() != Some(&b'{') {
-            return Err(VerifyError::NotAnEnvelope(
-                "body is not a JSON object".into(),
-            ));
-        }
-        let head: EnvelopeHead<'_> =
-            serde_json::from_str(text).map_err(|e| VerifyError::NotAnEnvelope(e.to_string()))?;
-        if head.event_id.is_empty() {
-            return Err(VerifyError::NotAnEnvelope("eventId is empty".into()));
-        }
-        Ok(Verified {
-            timestamp: matched.timestamp,
-            secret: matched.secret,
-            event_id: head.event_id.into_owned(),
-            event_type: head.event_type.into_owned(),
-            delivery_id: head.id.map(Cow::into_owned).unwrap_or_default(),
-        })
+        read_envelope(matched, body)
     }
+}
+
+/// Reads `eventId`, `type` and `id` from a body whose signature matched.
+pub(crate) fn read_envelope(matched: SignatureMatch, body: &[u8]) -> Result<Verified, VerifyError> {
+    // JSON text is UTF-8 (RFC 8259). Checking the whole body, not only the fields read
+    // here, means a handler never gets invalid text in the parts this skips.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| VerifyError::NotAnEnvelope(format!("body is not UTF-8: {e}")))?;
+    // A derived `Deserialize` also accepts a JSON array, by position.
+    if text.trim_ascii_start().as_bytes().first() != Some(&b'{') {
+        return Err(VerifyError::NotAnEnvelope(
+            "body is not a JSON object".into(),
+        ));
+    }
+    let head: EnvelopeHead<'_> =
+        serde_json::from_str(text).map_err(|e| VerifyError::NotAnEnvelope(e.to_string()))?;
+    if head.event_id.is_empty() {
+        return Err(VerifyError::NotAnEnvelope("eventId is empty".into()));
+    }
+    Ok(Verified {
+        timestamp: matched.timestamp,
+        secret: matched.secret,
+        event_id: head.event_id.into_owned(),
+        event_type: head.event_type.into_owned(),
+        delivery_id: head.id.map(Cow::into_owned).unwrap_or_default(),
+    })
 }
 
 impl fmt::Debug for Verifier {

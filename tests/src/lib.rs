@@ -360,6 +360,10 @@ impl Probe {
 pub struct App {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    /// Whether the HTTP server answers `Expect: 100-continue` with `100 Continue` itself,
+    /// before the adapter sees the request (see
+    /// [`server_sends_continue`](Self::server_sends_continue)).
+    pub sends_continue_itself: bool,
     _guard: Box<dyn Send>,
 }
 
@@ -368,8 +372,20 @@ impl App {
     pub fn new(url: String, guard: impl Send + 'static) -> Self {
         Self {
             url,
+            sends_continue_itself: false,
             _guard: Box::new(guard),
         }
+    }
+
+    /// Says that the server answers `Expect: 100-continue` with `100 Continue` before
+    /// the adapter can decide (actix-web's `HttpServer` does, from actix-http's default
+    /// expect service). The cases then accept a `100` before a refusal; without this,
+    /// a refusal must come with no `100` before it (hyper sends it only when the body
+    /// is first read).
+    #[must_use]
+    pub fn server_sends_continue(mut self) -> Self {
+        self.sends_continue_itself = true;
+        self
     }
 
     /// The host and port, for raw TCP.
@@ -380,7 +396,10 @@ impl App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("url", &self.url).finish()
+        f.debug_struct("App")
+            .field("url", &self.url)
+            .field("sends_continue_itself", &self.sends_continue_itself)
+            .finish()
     }
 }
 
@@ -562,13 +581,22 @@ pub fn assert_processed_once(statuses: &[u16]) {
 
 /// Sends raw bytes on a fresh connection and reads the response head's status line
 /// (or `None` if the server closed without answering).
+///
+/// The bytes are written while the answer is read: a server may answer and close before
+/// taking them all (a 413 by `Content-Length`), and a client that insisted on writing
+/// first would meet a reset connection instead of the answer.
 pub async fn raw_exchange(app: &App, request: &[u8], then_send: Option<&[u8]>) -> Option<u16> {
-    let mut stream = TcpStream::connect(app.addr()).await.expect("connect");
-    stream.write_all(request).await.expect("write request head");
-    if let Some(more) = then_send {
-        // The server may answer and close before taking it all: that is fine.
-        let _ = stream.write_all(more).await;
-    }
+    let stream = TcpStream::connect(app.addr()).await.expect("connect");
+    let (mut stream, mut writer) = stream.into_split();
+    let mut bytes = request.to_vec();
+    bytes.extend_from_slice(then_send.unwrap_or_default());
+    let writing = tokio::spawn(async move {
+        // Errors are fine: the answer (or its absence) is what the case checks.
+        let _ = writer.write_all(&bytes).await;
+        // Keep the write side open until the answer is read.
+        std::future::pending::<()>().await;
+    });
+    let _abort = AbortOnDrop(writing);
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -586,6 +614,15 @@ pub async fn raw_exchange(app: &App, request: &[u8], then_send: Option<&[u8]>) -
     line.strip_prefix("HTTP/1.1 ")
         .and_then(|rest| rest.get(..3))
         .and_then(|code| code.parse().ok())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Polls `condition` every 10 ms, at most 500 times; panics with `what` if it never held.

@@ -43,7 +43,9 @@ async fn spawn_actix_app(spec: AppSpec) -> App {
         Dedup::User(store) => serve(probe, verify.dedup(store)).await,
         _ => unreachable!("a dedup choice this suite does not know"),
     };
-    App::new(url, StopOnDrop(handle))
+    // actix-http answers `Expect: 100-continue` before any middleware runs, and
+    // actix-web's `HttpServer` offers no way to change its expect service.
+    App::new(url, StopOnDrop(handle)).server_sends_continue()
 }
 
 /// Serves the app on 127.0.0.1:0 from its own thread: actix-web runs its own runtime

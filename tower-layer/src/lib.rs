@@ -5,12 +5,15 @@
 //! route and every request goes through the core's [`Gate`]
 //! before your handler runs:
 //!
-//! 1. a declared `Content-Length` over the body limit (default 1 MiB) is answered 413
-//!    before any byte is read; otherwise the raw body is read up to the limit (413 as
-//!    soon as it is passed, the rest is not buffered) within the read timeout (408);
-//! 2. the `X-Webhook-Signature` is checked against those raw bytes: missing, repeated or
-//!    malformed header 400, stale or future timestamp or wrong signature 401, a correctly
-//!    signed body that is not an envelope 400;
+//! 1. the request head is checked before any byte of the body is read (and, as hyper
+//!    sends `100 Continue` only when the body is first read, before an
+//!    `Expect: 100-continue` is answered): a declared `Content-Length` over the body
+//!    limit (default 1 MiB) 413; a missing, repeated or malformed `X-Webhook-Signature`
+//!    400; a timestamp outside the tolerance (stale or future) 401;
+//! 2. only then is the raw body read up to the limit (413 as soon as it is passed, the
+//!    rest is not buffered) within the read timeout (408), and the signature checked
+//!    against those raw bytes: a wrong signature 401, a correctly signed body that is not
+//!    an envelope 400;
 //! 3. the event is claimed in the dedup store on its `eventId` (only now, so a forged
 //!    request never touches the store): already processed → 200 without running the
 //!    handler; another copy in flight → 409 with `Retry-After`; store down → 503 (or,

@@ -128,9 +128,17 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .or_else(|| body.size_hint().exact());
-    if let Err(reply) = gate.check_content_length(declared, unsigned) {
-        return answer(reply);
-    }
+    let signatures = parts
+        .headers
+        .get_all(SIGNATURE_HEADER)
+        .iter()
+        .map(HeaderValue::as_bytes);
+    // Before the body is polled: hyper answers `Expect: 100-continue` only then, so a
+    // request refused here is never sent a 100, and none of its body is read.
+    let head = match gate.check_head(signatures, declared, unsigned) {
+        Ok(head) => head,
+        Err(reply) => return answer(reply),
+    };
     let limit = gate.get_body_limit();
     let read = tokio::time::timeout(gate.get_read_timeout(), read_limited(body, limit, declared));
     let bytes = match read.await {
@@ -145,12 +153,7 @@ where
             return answer(gate.refuse(VerifyError::BodyRead { timed_out: true }, unsigned));
         }
     };
-    let signatures = parts
-        .headers
-        .get_all(SIGNATURE_HEADER)
-        .iter()
-        .map(HeaderValue::as_bytes);
-    let (verified, ticket) = match gate.admit(signatures, unsigned, &bytes).await {
+    let (verified, ticket) = match gate.admit_checked(head, unsigned, &bytes).await {
         Admission::Process { verified, ticket } => (verified, ticket),
         Admission::Reply(reply) => return answer(reply),
     };
@@ -232,6 +235,13 @@ mod tests {
             .unwrap()
     }
 
+    /// A POST carrying a signature that is valid now (for some body: these bodies are
+    /// refused before their signature would be compared).
+    fn with_fresh_signature() -> http::request::Builder {
+        let header = Signer::new(Secret::new(SECRET).unwrap()).sign_now(b"{}");
+        Request::post("/").header(SIGNATURE_HEADER, header)
+    }
+
     /// A body that never finishes.
     struct Stalled;
 
@@ -258,7 +268,7 @@ mod tests {
             self: Pin<&mut Self>,
             _cx: &mut Context<'_>,
         ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-            panic!("the body was read although its declared length is over the limit")
+            panic!("the body was read although the request head was refused")
         }
     }
 
@@ -321,12 +331,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_bad_signature_header_is_refused_with_the_body_unread() {
+        let service = ServiceBuilder::new()
+            .layer(WebhookVerify::new(SECRET))
+            .service_fn(ok);
+        let stale = Signer::new(Secret::new(SECRET).unwrap()).sign(b"{}", 1_000_000_000);
+        for (request, status) in [
+            (Request::post("/"), 400),
+            (Request::post("/").header(SIGNATURE_HEADER, "t=soon"), 400),
+            (with_fresh_signature().header(SIGNATURE_HEADER, "t=1"), 400),
+            (Request::post("/").header(SIGNATURE_HEADER, stale), 401),
+        ] {
+            let request = request
+                .header(CONTENT_LENGTH, "1000")
+                .body(Untouchable)
+                .unwrap();
+            let response = service.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), status);
+        }
+    }
+
+    #[tokio::test]
     async fn a_stalled_body_times_out_with_408() {
         let service = ServiceBuilder::new()
             .layer(WebhookVerify::new(SECRET).read_timeout(Duration::from_millis(20)))
             .service_fn(ok);
         let response = service
-            .oneshot(Request::post("/").body(Stalled).unwrap())
+            .oneshot(with_fresh_signature().body(Stalled).unwrap())
             .await
             .unwrap();
         assert_eq!(response.status(), 408);
@@ -338,7 +369,7 @@ mod tests {
             .layer(WebhookVerify::new(SECRET))
             .service_fn(ok);
         let response = service
-            .oneshot(Request::post("/").body(Broken).unwrap())
+            .oneshot(with_fresh_signature().body(Broken).unwrap())
             .await
             .unwrap();
         assert_eq!(response.status(), 400);
