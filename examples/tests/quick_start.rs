@@ -3,40 +3,16 @@
 //! One table of receivers, so the same sender is shown to drive each of them.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use mapping_webhooks_examples::{DEV_SECRET, WEBHOOK_PATH};
 
-/// Every example receiver: the binary and its path from Cargo.
-const RECEIVERS: [(&str, &str); 2] = [
-    ("axum_receiver", env!("CARGO_BIN_EXE_axum_receiver")),
-    ("actix_receiver", env!("CARGO_BIN_EXE_actix_receiver")),
-];
-
-/// A receiver process, killed when dropped.
-struct Receiver {
-    child: Child,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod support;
+use support::{RECEIVERS, Receiver, free_port};
 
 /// Starts `binary` as the README says, with only `BIND_ADDR` set (to a free port).
 fn start(binary: &str) -> (Receiver, String) {

@@ -467,11 +467,11 @@ mod tests {
         assert_eq!(s.entry_count(), 1);
     }
 
-    #[test]
-    fn concurrent_begins_yield_exactly_one_new() {
-        let s = MemoryStore::new();
-        let barrier = Arc::new(std::sync::Barrier::new(16));
-        let handles: Vec<_> = (0..16)
+    /// `threads` threads released at once each try to claim keys `k0`..`k199`; how many
+    /// claims were granted in all.
+    fn concurrent_claims(s: &MemoryStore, threads: usize) -> usize {
+        let barrier = Arc::new(std::sync::Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let (s, barrier) = (s.clone(), barrier.clone());
                 std::thread::spawn(move || {
@@ -482,7 +482,12 @@ mod tests {
                 })
             })
             .collect();
-        let news: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    }
+
+    #[test]
+    fn concurrent_begins_yield_exactly_one_new() {
+        let news = concurrent_claims(&MemoryStore::new(), 16);
         assert_eq!(news, 200, "each of 200 keys must be claimed exactly once");
     }
 
@@ -628,19 +633,7 @@ mod tests {
             claim_of(s.begin_now(&format!("k{i}")));
         }
         clock.advance(Duration::from_secs(60));
-        let barrier = Arc::new(std::sync::Barrier::new(8));
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
-                let (s, barrier) = (s.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    (0..200)
-                        .filter(|i| matches!(s.begin_now(&format!("k{i}")), Begin::New(_)))
-                        .count()
-                })
-            })
-            .collect();
-        let news: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        let news = concurrent_claims(&s, 8);
         assert_eq!(
             news, 200,
             "each expired key must be taken over exactly once"
