@@ -147,7 +147,11 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         self.map_gate(|g| g.on_store_error(policy))
     }
 
-    /// Reads the time from `clock` instead of the system clock (for tests).
+    /// Reads the time from `clock` instead of the system clock (for tests, with a
+    /// [`ManualClock`](mapping_webhooks::ManualClock)): the signature window, and the leases
+    /// and TTLs of the default [`MemoryStore`], which is rebuilt on this clock. A store
+    /// passed with [`dedup`](Self::dedup) keeps its own clock (see
+    /// [`MemoryStoreBuilder::clock`](mapping_webhooks::dedup::MemoryStoreBuilder::clock)).
     pub fn clock(self, clock: impl Clock) -> Self {
         self.map_gate(|g| g.clock(clock))
     }
