@@ -747,3 +747,33 @@ pub async fn dispatch_payload_mismatch_is_422_and_retryable(
     let routes: Vec<&str> = probe.seen().iter().map(|s| s.route).collect();
     assert_eq!(routes, [HANDLER_COMPLETED]);
 }
+
+/// The adapter's `clock(..)` also drives the default store: a done event is forgotten
+/// once the manual clock passes the store's TTL (24 h), and processed again.
+pub async fn clock_drives_the_default_store_s_ttl(spawn: impl AsyncFn(AppSpec) -> crate::App) {
+    const T: u64 = 1_800_000_000;
+    let clock = ManualClock::at_secs(T);
+    let spec = AppSpec::new().clock(clock.clone());
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let body = envelope(&event_id("ttl"), "del_ttl");
+    let first = client
+        .deliver_signed(ROUTE_HOOKS, SECRET, body.clone(), T)
+        .await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let copy = client
+        .deliver_signed(ROUTE_HOOKS, SECRET, body.clone(), T)
+        .await;
+    assert!(copy.body.contains("already processed"), "{copy:?}");
+    clock.advance(Duration::from_secs(24 * 3600 + 1));
+    let later = client
+        .deliver_signed(ROUTE_HOOKS, SECRET, body, T + 24 * 3600 + 1)
+        .await;
+    assert_eq!(later.status, 200, "{later:?}");
+    assert_eq!(
+        probe.calls(),
+        2,
+        "the store's TTL must follow the adapter's clock"
+    );
+}

@@ -704,6 +704,7 @@ macro_rules! conformance_suite {
             dispatch_runs_exactly_the_registered_handler,
             dispatch_acknowledges_an_unregistered_type,
             dispatch_payload_mismatch_is_422_and_retryable,
+            clock_drives_the_default_store_s_ttl,
             tolerance_edges_are_inclusive,
             custom_tolerance_is_applied,
         );
