@@ -65,7 +65,7 @@
 //! # What the middleware does
 //!
 //! Every decision (which status for which outcome, when an event is remembered as done)
-//! is taken by the core crate [`mapping_webhooks`]'s [`Gate`]; this crate only moves
+//! is taken by the core crate `mapping-webhooks`'s [`Gate`]; this crate only moves
 //! bytes between actix-web and the gate, so it answers exactly as the tower/axum
 //! adapter does. See [`WebhookVerify`] for what happens to each request.
 //!
@@ -114,14 +114,18 @@ pub use extract::{VerifiedEvent, VerifiedEventRejection};
 pub use middleware::{WebhookVerify, WebhookVerifyService};
 pub use router::{EventHandler, EventRouter};
 
+// Inlined, so the pages (and the links to them) exist in this crate's own docs.
 #[doc(inline)]
 pub use mapping_webhooks::dedup::MemoryStoreBuilder;
 #[doc(inline)]
 pub use mapping_webhooks::{
-    Clock, ConfigError, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Envelope, Event, EventPayload,
-    FromEventData, Gate, MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED, ManualClock, MappingCompleted,
+    Admission, Begin, CheckedHead, Claim, Clock, ConfigError, DEFAULT_BODY_LIMIT,
+    DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Envelope,
+    Event, EventPayload, FromEventData, Gate, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
+    MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
     MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
-    SIGNATURE_HEADER, Secret, Signer, SystemClock, Verified, VerifyError,
+    SIGNATURE_HEADER, Secret, SignatureMatch, Signer, StoreError, SystemClock, TTL_RANGE, Ticket,
+    UnsignedHeaders, Verified, Verifier, VerifyError, dedup,
 };
 #[cfg(feature = "redis")]
 #[doc(inline)]

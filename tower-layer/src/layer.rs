@@ -148,10 +148,10 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     }
 
     /// Reads the time from `clock` instead of the system clock (for tests, with a
-    /// [`ManualClock`](mapping_webhooks::ManualClock)): the signature window, and the leases
+    /// [`ManualClock`](crate::ManualClock)): the signature window, and the leases
     /// and TTLs of the default [`MemoryStore`], which is rebuilt on this clock. A store
     /// passed with [`dedup`](Self::dedup) keeps its own clock (see
-    /// [`MemoryStoreBuilder::clock`](mapping_webhooks::dedup::MemoryStoreBuilder::clock)).
+    /// [`MemoryStoreBuilder::clock`](crate::MemoryStoreBuilder::clock)).
     pub fn clock(self, clock: impl Clock) -> Self {
         self.map_gate(|g| g.clock(clock))
     }

@@ -82,7 +82,7 @@
 //! 3. the event is claimed in the dedup store on its `eventId` (only now, so a forged
 //!    request never touches the store): already processed → 200 without running the
 //!    handler; another copy in flight → 409 with `Retry-After`; store down → 503 (or,
-//!    if you choose [`OnStoreError::PassThrough`](mapping_webhooks::OnStoreError), the
+//!    if you choose [`OnStoreError::PassThrough`](OnStoreError), the
 //!    handler runs unchecked);
 //! 4. your handler gets the request with the **same bytes** as its body (so `Json<T>`,
 //!    `Bytes` and `String` work unchanged) and the [`Verified`]
@@ -109,8 +109,7 @@
 //! use http::{Request, Response};
 //! use hyper_util::rt::TokioIo;
 //! use hyper_util::service::TowerToHyperService;
-//! use mapping_webhooks::Verified;
-//! use mapping_webhooks_tower::{VerifiedBody, WebhookVerify};
+//! use mapping_webhooks_tower::{Verified, VerifiedBody, WebhookVerify};
 //! use tower::ServiceBuilder;
 //!
 //! async fn handle(request: Request<VerifiedBody>) -> Result<Response<String>, Infallible> {
@@ -171,14 +170,18 @@ pub use extract::VerifiedEvent;
 #[cfg(feature = "axum")]
 pub use extract::VerifiedEventRejection;
 pub use layer::WebhookVerify;
+// Inlined, so the pages (and the links to them) exist in this crate's own docs.
 #[doc(inline)]
 pub use mapping_webhooks::dedup::MemoryStoreBuilder;
 #[doc(inline)]
 pub use mapping_webhooks::{
-    Clock, ConfigError, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Envelope, Event, EventPayload,
-    FromEventData, Gate, MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED, ManualClock, MappingCompleted,
+    Admission, Begin, CheckedHead, Claim, Clock, ConfigError, DEFAULT_BODY_LIMIT,
+    DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Envelope,
+    Event, EventPayload, FromEventData, Gate, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
+    MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
     MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
-    SIGNATURE_HEADER, Secret, Signer, SystemClock, Verified, VerifyError,
+    SIGNATURE_HEADER, Secret, SignatureMatch, Signer, StoreError, SystemClock, TTL_RANGE, Ticket,
+    UnsignedHeaders, Verified, Verifier, VerifyError, dedup,
 };
 #[cfg(feature = "redis")]
 #[doc(inline)]
