@@ -246,13 +246,29 @@ fn ctrl_c_and_sigterm_stop_every_receiver_gracefully() {
             write!(
                 stream,
                 "POST {WEBHOOK_PATH} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-                 x-webhook-signature: {signature}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{first}",
+                 x-webhook-signature: {signature}\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\
+                 connection: close\r\n\r\n",
                 body.len()
             )
             .unwrap();
             stream.flush().unwrap();
+            // `100 Continue` says the server took the request and waits for its body
+            // (hyper sends it when the layer starts reading, actix-http on the head).
+            let mut interim = Vec::new();
+            let mut byte = [0u8; 1];
+            while !interim.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                interim.push(byte[0]);
+            }
+            assert!(
+                interim.starts_with(b"HTTP/1.1 100"),
+                "{name}: {}",
+                text(&interim)
+            );
             // The request is in progress (its body half sent) when the signal comes.
-            thread::sleep(Duration::from_millis(300));
+            stream.write_all(first.as_bytes()).unwrap();
+            stream.flush().unwrap();
+            thread::sleep(Duration::from_millis(100));
             let killed = Command::new("kill")
                 .args([&format!("-{signal}"), &receiver.child.id().to_string()])
                 .status()
