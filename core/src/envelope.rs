@@ -477,6 +477,19 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_data_key_is_invalid_for_every_payload_type() {
+        let body = br#"{"eventId":"e","type":"x.y","data":{},"data":{}}"#;
+        assert!(matches!(
+            Envelope::<Event>::from_verified_body(body),
+            Err(PayloadError::Invalid(_))
+        ));
+        assert!(matches!(
+            Envelope::<Value>::from_verified_body(body),
+            Err(PayloadError::Invalid(_))
+        ));
+    }
+
+    #[test]
     fn an_own_payload_type_takes_only_its_event_type() {
         // The data would parse as MappingCompleted: the type alone must refuse it.
         let resolved = BODY.replace("mapping.completed", MAPPING_ERROR_RESOLVED);
