@@ -159,7 +159,8 @@ impl<T: FromEventData> FromRequest for VerifiedEvent<T> {
 }
 
 /// Why [`VerifiedEvent`] did not run the handler. Each variant is a response, with the
-/// status [`status`](Self::status) gives (also its [`ResponseError::status_code`]).
+/// status [`status`](Self::status) gives (also its
+/// [`ResponseError::status_code`](https://docs.rs/actix-web/4/actix_web/trait.ResponseError.html#method.status_code)).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum VerifiedEventRejection {

@@ -16,7 +16,7 @@ type BoxFuture = Pin<Box<dyn Future<Output = HttpResponse>>>;
 type Erased = Rc<dyn Fn(HttpRequest, Payload) -> BoxFuture>;
 
 /// Runs one handler per event type, behind [`WebhookVerify`](crate::WebhookVerify): an
-/// actix-web [`Handler`] for the one URL a destination posts every subscribed event to
+/// actix-web [`Handler`](https://docs.rs/actix-web/4/actix_web/trait.Handler.html) for the one URL a destination posts every subscribed event to
 /// (`web::post().to(router)`).
 ///
 /// - [`on::<P>(handler)`](Self::on) runs `handler` (an `async fn(VerifiedEvent<P>)`) for
@@ -82,7 +82,8 @@ impl fmt::Debug for EventRouter {
 }
 
 /// A handler for one payload type: an `async fn` (or closure) taking
-/// [`VerifiedEvent<P>`] and returning any [`Responder`]. Implemented for all of them;
+/// [`VerifiedEvent<P>`] and returning any
+/// [`Responder`](https://docs.rs/actix-web/4/actix_web/trait.Responder.html). Implemented for all of them;
 /// see [`EventRouter::on`].
 pub trait EventHandler<P>: Clone + 'static {
     /// Runs the handler.

@@ -48,7 +48,8 @@ use serde::Serialize;
 /// A POST signed like the sender's: `X-Webhook-Signature` over the exact body, with
 /// `X-Webhook-Event`, `X-Webhook-Delivery` and `Content-Type: application/json`.
 ///
-/// [`build`](Self::build) gives an actix-web [`TestRequest`]; turn it into a request with
+/// [`build`](Self::build) gives an actix-web
+/// [`TestRequest`](https://docs.rs/actix-web/4/actix_web/test/struct.TestRequest.html); turn it into a request with
 /// `to_request()` for `test::call_service`.
 #[derive(Debug, Clone)]
 #[must_use]

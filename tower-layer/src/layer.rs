@@ -1,4 +1,4 @@
-//! The builder: [`WebhookVerify`], a tower [`Layer`].
+//! The builder: [`WebhookVerify`], a tower [`Layer`](https://docs.rs/tower-layer/0.3/tower_layer/trait.Layer.html).
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use tower_layer::Layer;
 use crate::reject::{JsonReject, OnReject, PlainTextReject};
 use crate::service::WebhookVerifyService;
 
-/// A tower [`Layer`] that verifies, deduplicates and acknowledges Mapping.Travel
+/// A tower [`Layer`](https://docs.rs/tower-layer/0.3/tower_layer/trait.Layer.html) that verifies, deduplicates and acknowledges Mapping.Travel
 /// webhooks before the inner service (your handler) sees them.
 ///
 /// Cheap to clone: the configuration sits behind an [`Arc`]. `D` is the dedup store

@@ -66,7 +66,7 @@
 //!
 //! # What a request goes through
 //!
-//! [`WebhookVerify`] is a tower [`Layer`](tower_layer::Layer). Put it on the webhook
+//! [`WebhookVerify`] is a tower [`Layer`](https://docs.rs/tower-layer/0.3/tower_layer/trait.Layer.html). Put it on the webhook
 //! route and every request goes through the core's [`Gate`]
 //! before your handler runs:
 //!

@@ -18,7 +18,7 @@ type BoxFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 type Erased<S> = Arc<dyn Fn(Request, S) -> BoxFuture + Send + Sync>;
 
 /// Runs one handler per event type, behind [`WebhookVerify`](crate::WebhookVerify): an
-/// axum [`Handler`] for the one URL a destination posts every subscribed event to.
+/// axum [`Handler`](https://docs.rs/axum/0.8/axum/handler/trait.Handler.html) for the one URL a destination posts every subscribed event to.
 ///
 /// - [`on::<P>(handler)`](Self::on) runs `handler` (an `async fn(VerifiedEvent<P>)`) for
 ///   `P`'s event type, such as [`MappingCompleted`](crate::MappingCompleted);
@@ -96,7 +96,8 @@ impl<S> fmt::Debug for EventRouter<S> {
 }
 
 /// A handler for one payload type: an `async fn` (or closure) taking
-/// [`VerifiedEvent<P>`] and returning any [`IntoResponse`]. Implemented for all of them;
+/// [`VerifiedEvent<P>`] and returning any
+/// [`IntoResponse`](https://docs.rs/axum/0.8/axum/response/trait.IntoResponse.html). Implemented for all of them;
 /// see [`EventRouter::on`].
 pub trait EventHandler<P>: Clone + Send + Sync + 'static {
     /// Runs the handler.
