@@ -119,10 +119,10 @@ impl EventRouter {
     /// Runs `handler` for events of type `P::EVENT_TYPE`, with their payload parsed as `P`
     /// (a payload that does not match is answered 422 and stays retryable).
     ///
-    /// `P` is usually inferred from the handler's argument; name it with
-    /// `on::<MappingCompleted>(…)` for a closure. For a handler that also needs
-    /// `web::Data` or other extractors, use [`on_type`](Self::on_type) with
-    /// `P::EVENT_TYPE`.
+    /// `P` is inferred from the handler's argument (annotate a closure's:
+    /// `|event: VerifiedEvent<MappingCompleted>| …`), or named: `on::<MappingCompleted>(f)`.
+    /// For a handler that also needs `web::Data` or other extractors, use [`on_type`](Self::on_type)
+    /// with `P::EVENT_TYPE`.
     ///
     /// # Panics
     ///

@@ -151,3 +151,39 @@ async fn the_router_s_fallback_takes_the_types_without_a_handler() {
     let response = test::call_service(&app, request.build().to_request()).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }
+
+/// A payload type of the user's, for an event type this crate does not know.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportExpired {
+    export_file_id: String,
+}
+
+impl mapping_webhooks_actix::EventPayload for ExportExpired {
+    const EVENT_TYPE: &'static str = "export.expired";
+}
+
+#[actix_web::test]
+async fn the_router_routes_a_user_s_own_payload_type() {
+    let router = EventRouter::new().on(|event: VerifiedEvent<ExportExpired>| async move {
+        HttpResponse::Accepted().body(event.envelope.data.export_file_id)
+    });
+    let app = test::init_service(
+        App::new().service(
+            web::resource("/hooks/mapping")
+                .wrap(WebhookVerify::new(SECRET))
+                .route(web::post().to(router)),
+        ),
+    )
+    .await;
+    let body =
+        r#"{"id":"d","eventId":"evt_e","type":"export.expired","data":{"exportFileId":"ef_9"}}"#;
+    let request = SignedRequest::from_body(body, SECRET).uri("/hooks/mapping");
+    let response = test::call_service(&app, request.build().to_request()).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(test::read_body(response).await, "ef_9");
+    // No handler for mapping.completed here: acknowledged, not refused.
+    let request = SignedRequest::new(&completed("evt_n", 1), SECRET).uri("/hooks/mapping");
+    let response = test::call_service(&app, request.build().to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}

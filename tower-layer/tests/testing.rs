@@ -132,3 +132,34 @@ async fn the_router_s_fallback_takes_the_types_without_a_handler() {
     let response = app.oneshot(request.build()).await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }
+
+/// A payload type of the user's, for an event type this crate does not know.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportExpired {
+    export_file_id: String,
+}
+
+impl mapping_webhooks_tower::EventPayload for ExportExpired {
+    const EVENT_TYPE: &'static str = "export.expired";
+}
+
+#[tokio::test]
+async fn the_router_routes_a_user_s_own_payload_type() {
+    let router = EventRouter::new().on(|event: VerifiedEvent<ExportExpired>| async move {
+        (StatusCode::ACCEPTED, event.envelope.data.export_file_id)
+    });
+    let app = Router::new()
+        .route("/hooks/mapping", post(router))
+        .layer(WebhookVerify::new(SECRET));
+    let body =
+        r#"{"id":"d","eventId":"evt_e","type":"export.expired","data":{"exportFileId":"ef_9"}}"#;
+    let request = SignedRequest::from_body(body, SECRET).uri("/hooks/mapping");
+    let response = app.clone().oneshot(request.build()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(to_bytes(response.into_body(), 1024).await.unwrap(), "ef_9");
+    // No handler for mapping.completed here: acknowledged, not refused.
+    let request = SignedRequest::new(&completed("evt_n", 1), SECRET).uri("/hooks/mapping");
+    let response = app.oneshot(request.build()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
