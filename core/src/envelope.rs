@@ -15,9 +15,10 @@ pub const MAPPING_ERROR_RESOLVED: &str = "mapping.error.resolved";
 
 /// One delivery's body.
 ///
-/// `data` is any `T: Deserialize`: [`serde_json::Value`] by default, [`MappingCompleted`]
-/// when a route only receives that event, or your own type. Deserialise it from the
-/// verified bytes only (the middleware crates do this for you).
+/// `data` is [`serde_json::Value`] by default; [`Event`] for every event type, typed by
+/// its `type` (through [`from_verified_body`](Envelope::from_verified_body)); a payload
+/// such as [`MappingCompleted`] for one event type; or your own type. Deserialise it from
+/// the verified bytes only (the middleware crates do this for you).
 ///
 /// ```
 /// use mapping_webhooks::{Envelope, MappingCompleted};
