@@ -231,7 +231,9 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         self
     }
 
-    /// Reads the time from `clock` instead of the system clock (for tests).
+    /// Reads the time from `clock` instead of the system clock (for tests): the signature
+    /// window, and the default [`MemoryStore`]'s leases and TTLs (see [`Gate::clock`]; a
+    /// store passed with [`dedup`](Self::dedup) keeps its own clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.gate = self.gate.clock(clock);
         self

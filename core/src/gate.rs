@@ -1,6 +1,7 @@
 //! The decisions every adapter shares: what to answer for each outcome, and when to
 //! complete or abandon a dedup claim. Adapters only move bytes and build responses.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +89,8 @@ pub struct Gate<D = MemoryStore> {
     on_store_error: OnStoreError,
     body_limit: usize,
     read_timeout: Duration,
+    /// The store is the one [`Gate::new`] made, so [`Gate::clock`] rebuilds it.
+    default_store: bool,
 }
 
 impl<D> Clone for Gate<D> {
@@ -99,6 +102,7 @@ impl<D> Clone for Gate<D> {
             on_store_error: self.on_store_error,
             body_limit: self.body_limit,
             read_timeout: self.read_timeout,
+            default_store: self.default_store,
         }
     }
 }
@@ -113,6 +117,7 @@ impl Gate {
             on_store_error: OnStoreError::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            default_store: true,
         }
     }
 }
@@ -133,9 +138,25 @@ impl<D: DedupStore> Gate<D> {
         self
     }
 
-    /// Reads the verifier's time from `clock` (for tests).
+    /// Reads the time from `clock` (for tests): the verifier's signature window, and the
+    /// leases and TTLs of the default [`MemoryStore`], which is rebuilt (empty) on this
+    /// clock. A store passed with [`dedup`](Self::dedup) keeps its own clock (set it with
+    /// [`MemoryStoreBuilder::clock`](crate::dedup::MemoryStoreBuilder::clock)).
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        if self.default_store {
+            let store: Arc<dyn Any + Send + Sync> = Arc::new(
+                MemoryStore::builder()
+                    .clock(Arc::clone(&clock))
+                    .build()
+                    .expect("the default store's settings are valid"),
+            );
+            // `default_store` is only set by `Gate::new`, whose `D` is `MemoryStore`.
+            if let Ok(store) = store.downcast::<D>() {
+                self.store = Some(store);
+            }
+        }
         self.verifier = self.verifier.clock(clock);
         self
     }
@@ -170,6 +191,7 @@ impl<D: DedupStore> Gate<D> {
             on_store_error: self.on_store_error,
             body_limit: self.body_limit,
             read_timeout: self.read_timeout,
+            default_store: false,
         }
     }
 
@@ -177,6 +199,7 @@ impl<D: DedupStore> Gate<D> {
     #[must_use]
     pub fn without_dedup(mut self) -> Self {
         self.store = None;
+        self.default_store = false;
         self
     }
 

@@ -61,7 +61,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use dedup::{Begin, Claim, DedupStore, LEASE_RANGE, MemoryStore, StoreError, TTL_RANGE};
 #[cfg(feature = "redis")]
 pub use dedup::{RedisStore, RedisStoreBuilder};
-pub use envelope::{Envelope, Event, MAPPING_COMPLETED, MappingCompleted};
+pub use envelope::{
+    Envelope, Event, EventPayload, FromEventData, MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED,
+    MappingCompleted, MappingErrorResolved, PayloadError,
+};
 pub use error::{ConfigError, VerifyError};
 pub use gate::{
     Admission, CheckedHead, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate, OnStoreError,

@@ -138,6 +138,42 @@ pub struct Verified {
     pub delivery_id: String,
 }
 
+impl Verified {
+    /// The metadata of an event signed at `timestamp` with the current secret, as the
+    /// middleware would insert it: for unit tests of a handler that takes it, without the
+    /// middleware. Only the middleware's value means the request was verified.
+    ///
+    /// ```
+    /// use mapping_webhooks::{MatchedSecret, Verified};
+    ///
+    /// let verified = Verified::new("evt_1", "mapping.completed", "del_1", 1_717_250_400);
+    /// assert_eq!(verified.secret, MatchedSecret::Current);
+    /// let rotated = verified.with_secret(MatchedSecret::Previous(0));
+    /// assert_eq!(rotated.secret, MatchedSecret::Previous(0));
+    /// ```
+    pub fn new(
+        event_id: impl Into<String>,
+        event_type: impl Into<String>,
+        delivery_id: impl Into<String>,
+        timestamp: u64,
+    ) -> Self {
+        Self {
+            timestamp,
+            secret: MatchedSecret::Current,
+            event_id: event_id.into(),
+            event_type: event_type.into(),
+            delivery_id: delivery_id.into(),
+        }
+    }
+
+    /// The same metadata, as if signed with `secret`.
+    #[must_use]
+    pub fn with_secret(mut self, secret: MatchedSecret) -> Self {
+        self.secret = secret;
+        self
+    }
+}
+
 #[derive(Deserialize)]
 struct EnvelopeHead<'a> {
     #[serde(rename = "eventId", borrow)]

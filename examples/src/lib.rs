@@ -186,6 +186,33 @@ impl ReceiverConfig {
     }
 }
 
+/// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM
+/// (what `kill`, systemd, Docker and Kubernetes send). Logs which, and that the receiver
+/// now finishes the requests in progress before it exits.
+///
+/// # Panics
+///
+/// When the signal handlers cannot be installed (outside a tokio runtime).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    let which = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    };
+    #[cfg(not(unix))]
+    let which = {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    };
+    tracing::info!(
+        "{which} received: shutting down gracefully, finishing the requests in progress"
+    );
+}
+
 /// Sends logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -6,10 +6,15 @@ use mapping_webhooks::{ManualClock, MatchedSecret, OnStoreError};
 use serde_json::Value;
 
 use crate::{
-    AppSpec, Behaviour, Client, CountingStore, Dedup, Failure, PREVIOUS_SECRET, ROUTE_HOOKS,
-    ROUTE_JSON, ROUTE_TYPED, ROUTE_UNLAYERED, SECRET, deliver_at_once, envelope, event_id,
-    matched_current, now, raw_exchange, sign, wait_for,
+    AppSpec, Behaviour, Client, CountingStore, Dedup, Failure, HANDLER_COMPLETED, HANDLER_RESOLVED,
+    PREVIOUS_SECRET, ROUTE_ANY, ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED,
+    ROUTE_UNLAYERED, SECRET, deliver_at_once, envelope, envelope_of, event_id, matched_current,
+    now, raw_exchange, sign, wait_for,
 };
+
+const COMPLETED_DATA: &str =
+    r#"{"mappingJobId":"job_1","status":"COMPLETED","rowCount":4821,"exportFileId":"ef_1"}"#;
+const RESOLVED_DATA: &str = r#"{"mappingJobId":"job_1","errorId":"err_1"}"#;
 
 async fn refused_without_handler(
     spawn: impl AsyncFn(AppSpec) -> crate::App,
@@ -604,4 +609,171 @@ pub async fn custom_tolerance_is_applied(spawn: impl AsyncFn(AppSpec) -> crate::
             "timestamp {ts} vs now {T}: {answer:?}"
         );
     }
+}
+
+/// Asserts that `event_id` is remembered as done: a new copy is answered 200 "already
+/// processed", so the sender would not retry it.
+async fn assert_done(client: &Client, route: &str, body: &[u8]) {
+    let again = client.deliver_until_not_in_flight(route, body).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert!(again.body.contains("already processed"), "{again:?}");
+}
+
+/// The typed extractor of one payload type (`MappingCompleted`) acknowledges an event of
+/// another subscribed type (2xx, remembered as done) without running the handler: the
+/// sender must never retry it until it is dead.
+pub async fn typed_extractor_acknowledges_another_type(spawn: impl AsyncFn(AppSpec) -> crate::App) {
+    let spec = AppSpec::new();
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    // Its data would even parse as MappingCompleted: the type alone decides.
+    let body = envelope_of("mapping.error.resolved", &event_id("other"), COMPLETED_DATA);
+    let answer = client.deliver(ROUTE_TYPED, body.clone()).await;
+    assert!((200..300).contains(&answer.status), "{answer:?}");
+    assert!(answer.body.contains("mapping.error.resolved"), "{answer:?}");
+    assert_eq!(
+        probe.calls(),
+        0,
+        "the handler is for mapping.completed only"
+    );
+    assert_done(&client, ROUTE_TYPED, &body).await;
+    assert_eq!(probe.calls(), 0);
+}
+
+/// The extractor of the `Event` enum takes every type: the known ones typed, any other
+/// one kept, each handled once.
+pub async fn event_extractor_takes_every_type(spawn: impl AsyncFn(AppSpec) -> crate::App) {
+    let spec = AppSpec::new();
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let deliveries = [
+        ("mapping.completed", COMPLETED_DATA),
+        ("mapping.error.resolved", RESOLVED_DATA),
+        ("export.expired", r#"{"exportFileId":"ef_1"}"#),
+    ];
+    for (event_type, data) in deliveries {
+        let answer = client
+            .deliver(ROUTE_ANY, envelope_of(event_type, &event_id("any"), data))
+            .await;
+        assert_eq!(answer.status, 200, "{event_type}: {answer:?}");
+    }
+    let seen = probe.seen();
+    assert_eq!(seen.len(), 3);
+    for ((event_type, data), seen) in deliveries.iter().zip(&seen) {
+        assert_eq!(seen.route, ROUTE_ANY);
+        assert_eq!(seen.verified.as_ref().unwrap().event_type, *event_type);
+        let envelope: Value = serde_json::from_slice(&seen.body).unwrap();
+        assert_eq!(envelope["type"], *event_type);
+        assert_eq!(
+            envelope["data"],
+            serde_json::from_str::<Value>(data).unwrap()
+        );
+    }
+}
+
+/// The adapter's `EventRouter` runs exactly the handler registered for the event's type,
+/// once, with its payload.
+pub async fn dispatch_runs_exactly_the_registered_handler(
+    spawn: impl AsyncFn(AppSpec) -> crate::App,
+) {
+    let spec = AppSpec::new();
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let completed = envelope_of("mapping.completed", &event_id("dispatch"), COMPLETED_DATA);
+    let answer = client.deliver(ROUTE_EVENTS, completed.clone()).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let resolved = envelope_of(
+        "mapping.error.resolved",
+        &event_id("dispatch"),
+        RESOLVED_DATA,
+    );
+    let answer = client.deliver(ROUTE_EVENTS, resolved.clone()).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let seen = probe.seen();
+    let routes: Vec<&str> = seen.iter().map(|s| s.route).collect();
+    assert_eq!(routes, [HANDLER_COMPLETED, HANDLER_RESOLVED]);
+    let first: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(first["data"]["rowCount"], 4821);
+    let second: Value = serde_json::from_slice(&seen[1].body).unwrap();
+    assert_eq!(second["data"]["errorId"], "err_1");
+    // Each is done: a copy runs no handler.
+    assert_done(&client, ROUTE_EVENTS, &completed).await;
+    assert_done(&client, ROUTE_EVENTS, &resolved).await;
+    assert_eq!(probe.calls(), 2);
+}
+
+/// A type without a handler (and no fallback) is acknowledged with a 2xx, runs no
+/// handler, and is remembered as done: never refused, so never retried until dead.
+pub async fn dispatch_acknowledges_an_unregistered_type(
+    spawn: impl AsyncFn(AppSpec) -> crate::App,
+) {
+    let spec = AppSpec::new();
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let body = envelope_of("export.expired", &event_id("unregistered"), "{}");
+    let answer = client.deliver(ROUTE_EVENTS, body.clone()).await;
+    assert!((200..300).contains(&answer.status), "{answer:?}");
+    assert_eq!(probe.calls(), 0);
+    assert_done(&client, ROUTE_EVENTS, &body).await;
+    assert_eq!(probe.calls(), 0);
+}
+
+/// A registered type whose payload does not match its handler's type → 422, no handler
+/// runs, and the event stays retryable (a fixed deploy still gets it).
+pub async fn dispatch_payload_mismatch_is_422_and_retryable(
+    spawn: impl AsyncFn(AppSpec) -> crate::App,
+) {
+    let spec = AppSpec::new();
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let id = event_id("dispatch_bad");
+    let bad = envelope_of("mapping.completed", &id, r#"{"rowCount":"many"}"#);
+    let answer = client.deliver(ROUTE_EVENTS, bad).await;
+    assert_eq!(answer.status, 422, "{answer:?}");
+    assert_eq!(probe.calls(), 0);
+    let fixed = envelope_of("mapping.completed", &id, COMPLETED_DATA);
+    let retry = client
+        .deliver_until_not_in_flight(ROUTE_EVENTS, &fixed)
+        .await;
+    assert_eq!(
+        retry.status, 200,
+        "the event must stay retryable: {retry:?}"
+    );
+    let routes: Vec<&str> = probe.seen().iter().map(|s| s.route).collect();
+    assert_eq!(routes, [HANDLER_COMPLETED]);
+}
+
+/// The adapter's `clock(..)` also drives the default store: a done event is forgotten
+/// once the manual clock passes the store's TTL (24 h), and processed again.
+pub async fn clock_drives_the_default_store_s_ttl(spawn: impl AsyncFn(AppSpec) -> crate::App) {
+    const T: u64 = 1_800_000_000;
+    let clock = ManualClock::at_secs(T);
+    let spec = AppSpec::new().clock(clock.clone());
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let body = envelope(&event_id("ttl"), "del_ttl");
+    let first = client
+        .deliver_signed(ROUTE_HOOKS, SECRET, body.clone(), T)
+        .await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let copy = client
+        .deliver_signed(ROUTE_HOOKS, SECRET, body.clone(), T)
+        .await;
+    assert!(copy.body.contains("already processed"), "{copy:?}");
+    clock.advance(Duration::from_secs(24 * 3600 + 1));
+    let later = client
+        .deliver_signed(ROUTE_HOOKS, SECRET, body, T + 24 * 3600 + 1)
+        .await;
+    assert_eq!(later.status, 200, "{later:?}");
+    assert_eq!(
+        probe.calls(),
+        2,
+        "the store's TTL must follow the adapter's clock"
+    );
 }

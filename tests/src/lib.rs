@@ -17,6 +17,8 @@
 //! | `POST /json` | yes | the framework's JSON extractor of `Box<serde_json::value::RawValue>`, and the `Verified` | `probe.handle(ROUTE_JSON, Some(verified), raw.get() bytes)` |
 //! | `POST /typed` | yes | the adapter's typed extractor of `MappingCompleted` | `probe.handle(ROUTE_TYPED, Some(meta), serde_json::to_vec(&envelope))` |
 //! | `POST /unlayered` | **no** | the typed extractor (must refuse: 500 naming `WebhookVerify`) | `probe.handle(ROUTE_UNLAYERED, None, ..)` |
+//! | `POST /any` | yes | the typed extractor of the `Event` enum | `probe.handle(ROUTE_ANY, Some(meta), serde_json::to_vec(&envelope))` |
+//! | `POST /events` | yes | the adapter's `EventRouter`: `on::<MappingCompleted>` and `on_type("mapping.error.resolved", …)` taking `VerifiedEvent` (`Value`), no fallback | `probe.handle(HANDLER_COMPLETED` or `HANDLER_RESOLVED, Some(meta), serde_json::to_vec(&envelope))` |
 //!
 //! Each handler answers with the status `probe.handle` returns and an empty body. The
 //! adapter applies the spec's settings: `secret`, `previous_secret`, `tolerance`,
@@ -57,6 +59,14 @@ pub const ROUTE_JSON: &str = "/json";
 pub const ROUTE_TYPED: &str = "/typed";
 /// A route with the typed extractor but without the adapter.
 pub const ROUTE_UNLAYERED: &str = "/unlayered";
+/// The route whose handler takes the typed extractor of the `Event` enum: every type.
+pub const ROUTE_ANY: &str = "/any";
+/// The route served by the adapter's `EventRouter`.
+pub const ROUTE_EVENTS: &str = "/events";
+/// What the `EventRouter`'s `mapping.completed` handler passes as its route.
+pub const HANDLER_COMPLETED: &str = "/events on mapping.completed";
+/// What the `EventRouter`'s `mapping.error.resolved` handler passes as its route.
+pub const HANDLER_RESOLVED: &str = "/events on mapping.error.resolved";
 
 /// How an adapter's app is configured for one case.
 #[derive(Debug, Clone)]
@@ -422,6 +432,14 @@ pub fn envelope(event_id: &str, delivery_id: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A delivery body of `event_type` with `data` (JSON text) for `event_id`.
+pub fn envelope_of(event_type: &str, event_id: &str, data: &str) -> Vec<u8> {
+    format!(
+        r#"{{"id":"del_{event_id}","eventId":"{event_id}","type":"{event_type}","apiVersion":"2026-06-01","data":{data}}}"#
+    )
+    .into_bytes()
+}
+
 /// `X-Webhook-Signature` for `body` at `timestamp` with `secret`.
 pub fn sign(secret: &str, body: &[u8], timestamp: u64) -> String {
     Signer::new(Secret::new(secret).expect("test secret")).sign(body, timestamp)
@@ -681,6 +699,12 @@ macro_rules! conformance_suite {
             typed_extractor_gives_the_envelope,
             typed_extractor_mismatch_is_422_and_retryable,
             extractor_without_the_layer_is_500,
+            typed_extractor_acknowledges_another_type,
+            event_extractor_takes_every_type,
+            dispatch_runs_exactly_the_registered_handler,
+            dispatch_acknowledges_an_unregistered_type,
+            dispatch_payload_mismatch_is_422_and_retryable,
+            clock_drives_the_default_store_s_ttl,
             tolerance_edges_are_inclusive,
             custom_tolerance_is_applied,
         );

@@ -7,10 +7,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use mapping_webhooks::{DedupStore, MappingCompleted, Verified};
-use mapping_webhooks_actix::{VerifiedEvent, WebhookVerify};
+use mapping_webhooks_actix::{Event, EventRouter, VerifiedEvent, WebhookVerify};
 use mapping_webhooks_conformance::{
-    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED,
-    ROUTE_UNLAYERED, conformance_suite,
+    App, AppSpec, Dedup, FailingStore, HANDLER_COMPLETED, HANDLER_RESOLVED, Probe, ROUTE_ANY,
+    ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED, ROUTE_UNLAYERED, conformance_suite,
 };
 use serde_json::value::RawValue;
 
@@ -75,6 +75,16 @@ async fn serve<D: DedupStore>(probe: Probe, verify: WebhookVerify<D>) -> (String
                             .route(web::post().to(typed)),
                     )
                     .service(web::resource(ROUTE_UNLAYERED).route(web::post().to(unlayered)))
+                    .service(
+                        web::resource(ROUTE_ANY)
+                            .wrap(verify.clone())
+                            .route(web::post().to(any)),
+                    )
+                    .service(
+                        web::resource(ROUTE_EVENTS)
+                            .wrap(verify.clone())
+                            .route(web::post().to(events(probe.clone()))),
+                    )
             })
             .workers(2)
             .disable_signals()
@@ -119,6 +129,32 @@ async fn typed(probe: web::Data<Probe>, event: VerifiedEvent<MappingCompleted>) 
     let (envelope, meta) = event.into_parts();
     let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
     respond(probe.handle(ROUTE_TYPED, Some(meta), body).await)
+}
+
+async fn any(probe: web::Data<Probe>, event: VerifiedEvent<Event>) -> HttpResponse {
+    let (envelope, meta) = event.into_parts();
+    let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+    respond(probe.handle(ROUTE_ANY, Some(meta), body).await)
+}
+
+/// The documented router: a typed handler, a handler by type name with `web::Data`.
+fn events(probe: Probe) -> EventRouter {
+    EventRouter::new()
+        .on(move |event: VerifiedEvent<MappingCompleted>| {
+            let probe = probe.clone();
+            async move {
+                let (envelope, meta) = event.into_parts();
+                let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+                respond(probe.handle(HANDLER_COMPLETED, Some(meta), body).await)
+            }
+        })
+        .on_type("mapping.error.resolved", resolved)
+}
+
+async fn resolved(probe: web::Data<Probe>, event: VerifiedEvent) -> HttpResponse {
+    let (envelope, meta) = event.into_parts();
+    let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+    respond(probe.handle(HANDLER_RESOLVED, Some(meta), body).await)
 }
 
 async fn unlayered(

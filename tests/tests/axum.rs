@@ -7,10 +7,10 @@ use bytes::Bytes;
 use http::StatusCode;
 use mapping_webhooks::{MappingCompleted, Verified};
 use mapping_webhooks_conformance::{
-    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED,
-    ROUTE_UNLAYERED, conformance_suite,
+    App, AppSpec, Dedup, FailingStore, HANDLER_COMPLETED, HANDLER_RESOLVED, Probe, ROUTE_ANY,
+    ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED, ROUTE_UNLAYERED, conformance_suite,
 };
-use mapping_webhooks_tower::{VerifiedEvent, WebhookVerify};
+use mapping_webhooks_tower::{Event, EventRouter, VerifiedEvent, WebhookVerify};
 use serde_json::value::RawValue;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -73,10 +73,39 @@ fn routes<D: mapping_webhooks::DedupStore>(probe: Probe, layer: WebhookVerify<D>
             }
         }
     };
-    // `layer` for two routes, `route_layer` for the typed one: both documented ways.
+    let p = probe.clone();
+    let any = move |event: VerifiedEvent<Event>| {
+        let p = p.clone();
+        async move {
+            let (envelope, meta) = event.into_parts();
+            let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+            status(p.handle(ROUTE_ANY, Some(meta), body).await)
+        }
+    };
+    let (p1, p2) = (probe.clone(), probe.clone());
+    let events = EventRouter::new()
+        .on(move |event: VerifiedEvent<MappingCompleted>| {
+            let p = p1.clone();
+            async move {
+                let (envelope, meta) = event.into_parts();
+                let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+                status(p.handle(HANDLER_COMPLETED, Some(meta), body).await)
+            }
+        })
+        .on_type("mapping.error.resolved", move |event: VerifiedEvent| {
+            let p = p2.clone();
+            async move {
+                let (envelope, meta) = event.into_parts();
+                let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+                status(p.handle(HANDLER_RESOLVED, Some(meta), body).await)
+            }
+        });
+    // `layer` for most routes, `route_layer` for the typed one: both documented ways.
     let verified = Router::new()
         .route(ROUTE_HOOKS, post(hooks))
         .route(ROUTE_JSON, post(json))
+        .route(ROUTE_ANY, post(any))
+        .route(ROUTE_EVENTS, post(events))
         .layer(layer.clone());
     let typed_route = Router::new()
         .route(ROUTE_TYPED, post(typed(probe.clone(), ROUTE_TYPED)))

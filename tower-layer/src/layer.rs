@@ -1,4 +1,4 @@
-//! The builder: [`WebhookVerify`], a tower [`Layer`].
+//! The builder: [`WebhookVerify`], a tower [`Layer`](https://docs.rs/tower-layer/0.3/tower_layer/trait.Layer.html).
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use tower_layer::Layer;
 use crate::reject::{JsonReject, OnReject, PlainTextReject};
 use crate::service::WebhookVerifyService;
 
-/// A tower [`Layer`] that verifies, deduplicates and acknowledges Mapping.Travel
+/// A tower [`Layer`](https://docs.rs/tower-layer/0.3/tower_layer/trait.Layer.html) that verifies, deduplicates and acknowledges Mapping.Travel
 /// webhooks before the inner service (your handler) sees them.
 ///
 /// Cheap to clone: the configuration sits behind an [`Arc`]. `D` is the dedup store
@@ -147,7 +147,11 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         self.map_gate(|g| g.on_store_error(policy))
     }
 
-    /// Reads the time from `clock` instead of the system clock (for tests).
+    /// Reads the time from `clock` instead of the system clock (for tests, with a
+    /// [`ManualClock`](crate::ManualClock)): the signature window, and the leases
+    /// and TTLs of the default [`MemoryStore`], which is rebuilt on this clock. A store
+    /// passed with [`dedup`](Self::dedup) keeps its own clock (see
+    /// [`MemoryStoreBuilder::clock`](crate::MemoryStoreBuilder::clock)).
     pub fn clock(self, clock: impl Clock) -> Self {
         self.map_gate(|g| g.clock(clock))
     }

@@ -1,7 +1,72 @@
 //! Verify and deduplicate [Mapping.Travel](https://mapping.travel) webhooks in axum,
 //! hyper and any tower stack.
 //!
-//! [`WebhookVerify`] is a tower [`Layer`](tower_layer::Layer). Put it on the webhook
+//! ```toml
+//! [dependencies]
+//! mapping-webhooks-tower = "0.1"
+//! axum = "0.8"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
+//!
+//! This crate alone is enough: it re-exports what a receiver and its tests name from the
+//! core crate, `mapping-webhooks` ([`Event`], [`Envelope`], [`Signer`], [`ManualClock`],
+//! [`ConfigError`], …).
+//!
+//! # One handler for every event
+//!
+//! A destination posts every event it subscribes to (`mapping.completed`,
+//! `mapping.error.resolved`, …) to one URL. Take [`VerifiedEvent<Event>`](VerifiedEvent)
+//! and match on the type:
+//!
+//! ```
+//! use axum::{Router, http::StatusCode, routing::post};
+//! use mapping_webhooks_tower::{Event, VerifiedEvent, WebhookVerify};
+//!
+//! async fn on_event(event: VerifiedEvent<Event>) -> StatusCode {
+//!     // Runs once per eventId. Answer 2xx only when the work is done: anything else is retried.
+//!     match &event.envelope.data {
+//!         Event::MappingCompleted(job) => println!("job {} has {} rows", job.mapping_job_id, job.row_count),
+//!         Event::MappingErrorResolved(resolved) => println!("resolved: {}", resolved.data),
+//!         // A type this app does not handle: acknowledge it, or the sender retries it.
+//!         other => println!("{}: nothing to do", other.event_type()),
+//!     }
+//!     StatusCode::NO_CONTENT
+//! }
+//!
+//! # fn secret() -> String { "whsec_test".into() }
+//! let app: Router = Router::new()
+//!     .route("/hooks/mapping", post(on_event))
+//!     .layer(WebhookVerify::new(secret()));
+//! ```
+//!
+//! Or give each type its own handler with an [`EventRouter`]: a type without one is
+//! acknowledged (200) and logged, never refused.
+//!
+//! ```
+//! use axum::{Router, http::StatusCode, routing::post};
+//! use mapping_webhooks_tower::{EventRouter, MappingCompleted, VerifiedEvent, WebhookVerify};
+//!
+//! async fn on_completed(event: VerifiedEvent<MappingCompleted>) -> StatusCode {
+//!     println!("{} rows", event.envelope.data.row_count);
+//!     StatusCode::NO_CONTENT
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/hooks/mapping", post(EventRouter::new().on(on_completed)))
+//!     .layer(WebhookVerify::new("whsec_test"));
+//! ```
+//!
+//! A handler taking `VerifiedEvent<MappingCompleted>` alone takes only that type; any
+//! other is acknowledged without running it. Behind the layer, axum's own extractors see
+//! the verified bytes (`Json<T>`, `Bytes`, `String`), and `Extension<Verified>` gives the
+//! [`Verified`] metadata alone.
+//!
+//! Unit-test a handler with [`VerifiedEvent::from_envelope`], and the whole app with
+//! [`testing::SignedRequest`].
+//!
+//! # What a request goes through
+//!
+//! [`WebhookVerify`] is a tower [`Layer`](https://docs.rs/tower-layer/0.3/tower_layer/trait.Layer.html). Put it on the webhook
 //! route and every request goes through the core's [`Gate`]
 //! before your handler runs:
 //!
@@ -17,7 +82,7 @@
 //! 3. the event is claimed in the dedup store on its `eventId` (only now, so a forged
 //!    request never touches the store): already processed → 200 without running the
 //!    handler; another copy in flight → 409 with `Retry-After`; store down → 503 (or,
-//!    if you choose [`OnStoreError::PassThrough`](mapping_webhooks::OnStoreError), the
+//!    if you choose [`OnStoreError::PassThrough`](OnStoreError), the
 //!    handler runs unchecked);
 //! 4. your handler gets the request with the **same bytes** as its body (so `Json<T>`,
 //!    `Bytes` and `String` work unchanged) and the [`Verified`]
@@ -32,38 +97,10 @@
 //! [`on_reject`](WebhookVerify::on_reject). Each is logged once, by the core, as a
 //! `tracing` event.
 //!
-//! # axum
-//!
-//! ```
-//! use axum::{Extension, Json, Router, http::StatusCode, routing::post};
-//! use mapping_webhooks::Verified;
-//! use mapping_webhooks_tower::{VerifiedEvent, WebhookVerify};
-//!
-//! // The typed extractor: the envelope and the metadata.
-//! async fn on_event(event: VerifiedEvent) -> StatusCode {
-//!     println!("{} {}", event.verified.event_type, event.envelope.event_id);
-//!     StatusCode::NO_CONTENT
-//! }
-//!
-//! // Or axum's own extractors, behind the layer, with the metadata from the extensions.
-//! async fn on_json(Extension(meta): Extension<Verified>, Json(body): Json<serde_json::Value>) {
-//!     println!("{} {}", meta.event_id, body["data"]);
-//! }
-//!
-//! # fn secret() -> String { "whsec_test".into() }
-//! let app: Router = Router::new()
-//!     .route("/hooks/mapping", post(on_event))
-//!     .route("/hooks/raw", post(on_json))
-//!     .layer(WebhookVerify::new(secret()));
-//! ```
-//!
-//! `Router::route_layer` works the same, and limits the layer to the routes added
-//! before it. The [`VerifiedEvent`] extractor needs the default `axum` feature;
-//! without it this crate does not depend on axum.
-//!
 //! # hyper 1 and plain tower
 //!
-//! The service accepts any request body and hands the inner service a
+//! Without the default `axum` feature this crate does not depend on axum (no
+//! [`VerifiedEvent`] or [`EventRouter`] then). The service accepts any request body and hands the inner service a
 //! `Request<`[`VerifiedBody`]`>`. With hyper, wrap the stack with hyper-util's
 //! `TowerToHyperService`:
 //!
@@ -72,8 +109,7 @@
 //! use http::{Request, Response};
 //! use hyper_util::rt::TokioIo;
 //! use hyper_util::service::TowerToHyperService;
-//! use mapping_webhooks::Verified;
-//! use mapping_webhooks_tower::{VerifiedBody, WebhookVerify};
+//! use mapping_webhooks_tower::{Verified, VerifiedBody, WebhookVerify};
 //! use tower::ServiceBuilder;
 //!
 //! async fn handle(request: Request<VerifiedBody>) -> Result<Response<String>, Infallible> {
@@ -111,25 +147,46 @@
 //! as the core's `RedisStore` (this crate's `redis` feature re-exports it); turn
 //! deduplication off with [`without_dedup`](WebhookVerify::without_dedup) only if the
 //! handler is idempotent on its own.
+//!
+//! # Tests
+//!
+//! [`WebhookVerify::clock`] with a [`ManualClock`] drives the signature window and the
+//! default store's leases and TTLs, so tests never sleep; [`testing::SignedRequest`]
+//! signs a request at a given time.
 
 mod body;
 #[cfg(feature = "axum")]
 mod extract;
 mod layer;
 pub mod reject;
+#[cfg(feature = "axum")]
+mod router;
 mod service;
+pub mod testing;
 
 pub use body::{ResponseBody, VerifiedBody};
 #[cfg(feature = "axum")]
-pub use extract::{VerifiedEvent, VerifiedEventRejection};
+pub use extract::VerifiedEvent;
+#[cfg(feature = "axum")]
+pub use extract::VerifiedEventRejection;
 pub use layer::WebhookVerify;
-/// The core's types a receiver names, so one dependency is enough for most apps.
+// Inlined, so the pages (and the links to them) exist in this crate's own docs.
+#[doc(inline)]
+pub use mapping_webhooks::dedup::MemoryStoreBuilder;
+#[doc(inline)]
 pub use mapping_webhooks::{
-    DedupStore, Envelope, Gate, MappingCompleted, MatchedSecret, MemoryStore, OnStoreError, Reply,
-    Verified,
+    Admission, Begin, CheckedHead, Claim, Clock, ConfigError, DEFAULT_BODY_LIMIT,
+    DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Envelope,
+    Event, EventPayload, FromEventData, Gate, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
+    MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
+    MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
+    SIGNATURE_HEADER, Secret, SignatureMatch, Signer, StoreError, SystemClock, TTL_RANGE, Ticket,
+    UnsignedHeaders, Verified, Verifier, VerifyError, dedup,
 };
-/// The Redis store, for receivers that run on several replicas.
 #[cfg(feature = "redis")]
+#[doc(inline)]
 pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
 pub use reject::{JsonReject, OnReject, PlainTextReject};
+#[cfg(feature = "axum")]
+pub use router::{EventHandler, EventRouter};
 pub use service::{ResponseFuture, WebhookVerifyService};

@@ -11,7 +11,8 @@
 //! `BIND_ADDR` (default `127.0.0.1:3000`; `PORT` alone binds `0.0.0.0:$PORT`), `RUST_LOG`
 //! (default `info`), `HEADER_TIMEOUT_SECS` (default 5: the time allowed for a request's
 //! headers), `MAX_CONNECTIONS` (default 512 open at once). Each processed event prints
-//! one JSON line on stdout; logs go to stderr.
+//! one JSON line on stdout; logs go to stderr. Ctrl-C or SIGTERM stops it gracefully:
+//! it stops accepting and finishes the requests in progress.
 
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
@@ -19,13 +20,21 @@ use std::time::Duration;
 
 use actix_web::http::KeepAlive;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use mapping_webhooks_actix::{VerifiedEvent, WebhookVerify};
-use mapping_webhooks_examples::{ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event};
+use mapping_webhooks_actix::{Event, VerifiedEvent, WebhookVerify};
+use mapping_webhooks_examples::{
+    ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event, shutdown_signal,
+};
 
-/// Runs once per event (duplicates are answered by the middleware). Answer 2xx only once
-/// the work is done: anything else makes the sender retry, and the middleware lets the
-/// retry in.
-async fn on_event(event: VerifiedEvent) -> HttpResponse {
+/// Runs once per event, for every subscribed type (duplicates are answered by the
+/// middleware). Answer 2xx only once the work is done: anything else makes the sender
+/// retry, and the middleware lets the retry in.
+async fn on_event(event: VerifiedEvent<Event>) -> HttpResponse {
+    match &event.envelope.data {
+        Event::MappingCompleted(_job) => { /* e.g. fetch the export file */ }
+        Event::MappingErrorResolved(_resolved) => { /* e.g. clear an alert */ }
+        // A type this receiver does not know yet: acknowledged, or it would be retried.
+        _other => {}
+    }
     print_event(&event.verified, &event.envelope.api_version);
     HttpResponse::NoContent().finish()
 }
@@ -75,6 +84,9 @@ async fn main() -> ExitCode {
     // At most max_connections open at once: past it, clients wait in the listen queue.
     .workers(workers)
     .max_connections(config.max_connections.div_ceil(workers))
+    // Ctrl-C and SIGTERM both stop it gracefully (actix-web's own handling makes Ctrl-C
+    // a forced stop that drops the requests in progress).
+    .shutdown_signal(shutdown_signal())
     .bind(config.bind_addr);
     let server = match server {
         Ok(server) => server,
@@ -87,9 +99,11 @@ async fn main() -> ExitCode {
         "receiving webhooks on http://{}{WEBHOOK_PATH}",
         config.bind_addr
     );
-    // Stops gracefully on Ctrl-C (actix-web handles the signals).
     match server.run().await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             tracing::error!("server failed: {error}");
             ExitCode::FAILURE

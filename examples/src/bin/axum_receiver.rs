@@ -10,7 +10,8 @@
 //! `BIND_ADDR` (default `127.0.0.1:3000`; `PORT` alone binds `0.0.0.0:$PORT`), `RUST_LOG`
 //! (default `info`), `HEADER_TIMEOUT_SECS` (default 5: the time allowed for a request's
 //! headers), `MAX_CONNECTIONS` (default 512 open at once). Each processed event prints
-//! one JSON line on stdout; logs go to stderr.
+//! one JSON line on stdout; logs go to stderr. Ctrl-C or SIGTERM stops it gracefully:
+//! it stops accepting and finishes the requests in progress.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,14 +24,23 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use mapping_webhooks_examples::{ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event};
-use mapping_webhooks_tower::{VerifiedEvent, WebhookVerify};
+use mapping_webhooks_examples::{
+    ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event, shutdown_signal,
+};
+use mapping_webhooks_tower::{Event, VerifiedEvent, WebhookVerify};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// Runs once per event (duplicates are answered by the layer). Answer 2xx only once the
-/// work is done: anything else makes the sender retry, and the layer lets the retry in.
-async fn on_event(event: VerifiedEvent) -> StatusCode {
+/// Runs once per event, for every subscribed type (duplicates are answered by the layer).
+/// Answer 2xx only once the work is done: anything else makes the sender retry, and the
+/// layer lets the retry in.
+async fn on_event(event: VerifiedEvent<Event>) -> StatusCode {
+    match &event.envelope.data {
+        Event::MappingCompleted(_job) => { /* e.g. fetch the export file */ }
+        Event::MappingErrorResolved(_resolved) => { /* e.g. clear an alert */ }
+        // A type this receiver does not know yet: acknowledged, or it would be retried.
+        _other => {}
+    }
     print_event(&event.verified, &event.envelope.api_version);
     StatusCode::NO_CONTENT
 }
@@ -68,10 +78,8 @@ async fn main() -> ExitCode {
         "receiving webhooks on http://{}{WEBHOOK_PATH}",
         config.bind_addr
     );
-    serve(listener, app, &config, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await;
+    serve(listener, app, &config, shutdown_signal()).await;
+    tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
