@@ -11,7 +11,8 @@ use crate::dedup::{Begin, Claim, DedupStore, MemoryStore};
 use crate::header::encode_hex32;
 use crate::verify::read_envelope;
 use crate::{
-    Clock, ConfigError, MatchedSecret, Secret, SignatureHeader, Verified, Verifier, VerifyError,
+    Clock, ConfigError, MatchedSecret, Secret, Secrets, SignatureHeader, Verified, Verifier,
+    VerifyError,
 };
 
 /// The default largest body read, in bytes (1 MiB). Real deliveries are a few hundred
@@ -106,8 +107,15 @@ impl<D> Clone for Gate<D> {
 impl Gate {
     /// A gate for `secret`, with the default tolerance, limits and a [`MemoryStore`].
     pub fn new(secret: Secret) -> Self {
+        Self::from_secrets(Secrets::new(secret))
+    }
+
+    /// A gate reading `secrets`, a handle the app keeps to change the secrets while the
+    /// server runs (see [`Secrets`]), with the default tolerance, limits and a
+    /// [`MemoryStore`].
+    pub fn from_secrets(secrets: Secrets) -> Self {
         Self {
-            verifier: Verifier::new(secret),
+            verifier: Verifier::from_secrets(secrets),
             store: Some(Arc::new(MemoryStore::new())),
             namespace: None,
             on_store_error: OnStoreError::default(),
@@ -133,7 +141,7 @@ impl<D: DedupStore> Gate<D> {
         self
     }
 
-    /// Reads the verifier's time from `clock` (for tests).
+    /// Reads the verifier's time, and the secrets' expiry deadlines, from `clock` (for tests).
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.verifier = self.verifier.clock(clock);
@@ -201,6 +209,13 @@ impl<D: DedupStore> Gate<D> {
     /// The verifier.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
+    }
+
+    /// The secrets handle this gate reads on every request: clone it to
+    /// [`rotate`](Secrets::rotate) or [`set`](Secrets::set) the secrets while the
+    /// server runs. The dedup store is not touched by such a change.
+    pub fn secrets(&self) -> &Secrets {
+        self.verifier.secrets()
     }
 
     /// The largest body read.
@@ -1041,6 +1056,27 @@ mod tests {
         assert_eq!(json["status"], 401);
         assert_eq!(json["code"], "signature_mismatch");
         assert_eq!(json["reason"], "signature does not match");
+    }
+
+    #[tokio::test]
+    async fn changing_the_secrets_keeps_processed_events_processed() {
+        let gate = gate();
+        let b = body("evt_rotated");
+        let (_, ticket) = process(admit(&gate, &b).await);
+        ticket.finish(204).await;
+        // Rotate to a new secret; the sender's retry, signed with the new one, is still a
+        // duplicate: the dedup store was not touched.
+        let new = Secret::new("whsec_gate_test_new_fedcba9876543210").unwrap();
+        gate.secrets().rotate(new.clone());
+        let header = Signer::new(new).sign(&b, NOW);
+        let again = gate
+            .admit([header.as_bytes()], UnsignedHeaders::default(), &b)
+            .await;
+        assert_eq!(reply(again), Reply::AlreadyProcessed);
+        // A clone of the gate (what each worker holds) reads the same secrets.
+        let (verified, ticket) = process(admit(&gate.clone(), &body("evt_old_secret")).await);
+        assert_eq!(verified.secret, MatchedSecret::Previous(0));
+        ticket.finish(204).await;
     }
 
     #[test]

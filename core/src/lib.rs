@@ -54,6 +54,7 @@ mod error;
 mod gate;
 mod header;
 mod secret;
+mod secrets;
 mod sign;
 mod verify;
 
@@ -69,6 +70,7 @@ pub use gate::{
 };
 pub use header::{HeaderError, MAX_HEADER_LEN, MAX_SIGNATURES, SignatureHeader};
 pub use secret::Secret;
+pub use secrets::{DEFAULT_PREVIOUS_EXPIRY, Secrets};
 pub use sign::Signer;
 pub use verify::{DEFAULT_TOLERANCE, MatchedSecret, SignatureMatch, Verified, Verifier};
 
