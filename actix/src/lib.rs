@@ -91,6 +91,8 @@ pub use mapping_webhooks::{
 /// The Redis store, for receivers that run on several replicas.
 #[cfg(feature = "redis")]
 pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
+/// The secrets the middleware accepts, changeable while the server runs.
+pub use mapping_webhooks::{Secret, Secrets};
 
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_core::Stream;
 use mapping_webhooks::{
     Admission, Clock, ConfigError, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Gate, MemoryStore,
-    OnStoreError, Reply, SIGNATURE_HEADER, Secret, UnsignedHeaders, VerifyError,
+    OnStoreError, Reply, SIGNATURE_HEADER, Secret, Secrets, UnsignedHeaders, VerifyError,
 };
 
 use crate::reject::{self, RejectFn};
@@ -144,6 +144,23 @@ impl WebhookVerify {
     pub fn try_new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         Ok(Self::from_gate(Gate::new(Secret::new(secret)?)))
     }
+
+    /// The middleware reading `secrets`, a handle the app keeps to change the secrets
+    /// while the server runs; every worker's clone reads the same handle:
+    ///
+    /// ```
+    /// use mapping_webhooks_actix::{Secret, Secrets, WebhookVerify};
+    ///
+    /// let secrets = Secrets::new(Secret::new("whsec_current")?);
+    /// let verify = WebhookVerify::from_secrets(secrets.clone());
+    /// // Later, on a reloaded secrets file or an admin call: the next request sees it.
+    /// secrets.rotate(Secret::new("whsec_next")?);
+    /// # let _ = verify;
+    /// # Ok::<(), mapping_webhooks_actix::ConfigError>(())
+    /// ```
+    pub fn from_secrets(secrets: Secrets) -> Self {
+        Self::from_gate(Gate::from_secrets(secrets))
+    }
 }
 
 impl<D: DedupStore> WebhookVerify<D> {
@@ -159,7 +176,9 @@ impl<D: DedupStore> WebhookVerify<D> {
 
 impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// Also accepts signatures made with a previous secret, during a rotation window.
-    /// May be called more than once.
+    /// May be called more than once. It is added to the middleware's [`Secrets`] and
+    /// does not expire; to rotate while the server runs, use [`secrets`](Self::secrets)
+    /// instead.
     ///
     /// # Panics
     ///
@@ -271,6 +290,13 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// The core gate this middleware applies.
     pub fn gate(&self) -> &Gate<D> {
         &self.gate
+    }
+
+    /// The secrets handle every request reads (in every worker): clone it to
+    /// [`rotate`](Secrets::rotate) or [`set`](Secrets::set) the secrets while the server
+    /// runs.
+    pub fn secrets(&self) -> &Secrets {
+        self.gate.secrets()
     }
 }
 

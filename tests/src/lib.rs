@@ -19,8 +19,9 @@
 //! | `POST /unlayered` | **no** | the typed extractor (must refuse: 500 naming `WebhookVerify`) | `probe.handle(ROUTE_UNLAYERED, None, ..)` |
 //!
 //! Each handler answers with the status `probe.handle` returns and an empty body. The
-//! adapter applies the spec's settings: `secret`, `previous_secret`, `tolerance`,
-//! `body_limit`, `read_timeout`, `clock`, `on_store_error`, and `dedup`
+//! adapter applies the spec's settings: `secret` (or `secrets`, a shared handle built
+//! with `from_secrets`), `previous_secret`, `tolerance`, `body_limit`, `read_timeout`,
+//! `clock`, `on_store_error`, and `dedup`
 //! ([`Dedup::Memory`]: the default store; [`Dedup::Off`]: no dedup;
 //! [`Dedup::Failing`]: [`FailingStore`];
 //! [`Dedup::User`]: the given [`CountingStore`]). A handler panic must become a 500
@@ -36,13 +37,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use mapping_webhooks::{
     Begin, Claim, DedupStore, ManualClock, MatchedSecret, MemoryStore, OnStoreError, Secret,
-    Signer, StoreError, Verified,
+    Secrets, Signer, StoreError, Verified,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub mod cases;
 pub mod hostile;
+pub mod rotation;
 
 /// The secret every case signs with, unless it says otherwise.
 pub const SECRET: &str = "whsec_conformance_current_0123456789abcdef";
@@ -64,6 +66,9 @@ pub const ROUTE_UNLAYERED: &str = "/unlayered";
 pub struct AppSpec {
     /// The current secret.
     pub secret: String,
+    /// A secrets handle the case keeps to change the secrets while the app runs; when
+    /// set, the adapter is built from it (`from_secrets`) instead of from `secret`.
+    pub secrets: Option<Secrets>,
     /// A previous secret, accepted during rotation.
     pub previous_secret: Option<String>,
     /// The tolerance, if not the default.
@@ -86,6 +91,7 @@ impl Default for AppSpec {
     fn default() -> Self {
         Self {
             secret: SECRET.into(),
+            secrets: None,
             previous_secret: None,
             tolerance: None,
             body_limit: None,
@@ -108,6 +114,13 @@ impl AppSpec {
     #[must_use]
     pub fn behaviour(mut self, behaviour: Behaviour) -> Self {
         self.probe = Probe::new(behaviour);
+        self
+    }
+
+    /// Builds the adapter from this secrets handle.
+    #[must_use]
+    pub fn secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = Some(secrets);
         self
     }
 
@@ -650,6 +663,7 @@ pub fn matched_current(verified: &Verified) -> bool {
 macro_rules! conformance_suite {
     ($spawn:path) => {
         $crate::hostile_suite!($spawn);
+        $crate::rotation_suite!($spawn);
         $crate::conformance_suite!(@cases $spawn;
             valid_delivery_is_processed_once,
             duplicate_is_acknowledged_without_the_handler,

@@ -19,7 +19,11 @@ fn respond(code: u16) -> HttpResponse {
 }
 
 async fn spawn_actix_app(spec: AppSpec) -> App {
-    let mut verify = WebhookVerify::new(&spec.secret).on_store_error(spec.on_store_error);
+    let mut verify = match &spec.secrets {
+        Some(secrets) => WebhookVerify::from_secrets(secrets.clone()),
+        None => WebhookVerify::new(&spec.secret),
+    }
+    .on_store_error(spec.on_store_error);
     if let Some(previous) = &spec.previous_secret {
         verify = verify.previous_secret(previous);
     }

@@ -19,7 +19,11 @@ fn status(code: u16) -> StatusCode {
 }
 
 async fn spawn_axum_app(spec: AppSpec) -> App {
-    let mut layer = WebhookVerify::new(&spec.secret).on_store_error(spec.on_store_error);
+    let mut layer = match &spec.secrets {
+        Some(secrets) => WebhookVerify::from_secrets(secrets.clone()),
+        None => WebhookVerify::new(&spec.secret),
+    }
+    .on_store_error(spec.on_store_error);
     if let Some(previous) = &spec.previous_secret {
         layer = layer.previous_secret(previous);
     }

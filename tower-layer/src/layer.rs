@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Response;
 use mapping_webhooks::{
-    Clock, ConfigError, DedupStore, Gate, MemoryStore, OnStoreError, Reply, Secret,
+    Clock, ConfigError, DedupStore, Gate, MemoryStore, OnStoreError, Reply, Secret, Secrets,
 };
 use tower_layer::Layer;
 
@@ -62,6 +62,23 @@ impl WebhookVerify {
     pub fn try_new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         Ok(Self::from_gate(Gate::new(Secret::new(secret)?)))
     }
+
+    /// A layer reading `secrets`, a handle the app keeps to change the secrets while the
+    /// server runs, without rebuilding the router:
+    ///
+    /// ```
+    /// use mapping_webhooks_tower::{Secret, Secrets, WebhookVerify};
+    ///
+    /// let secrets = Secrets::new(Secret::new("whsec_current")?);
+    /// let layer = WebhookVerify::from_secrets(secrets.clone());
+    /// // Later, on a reloaded secrets file or an admin call: the next request sees it.
+    /// secrets.rotate(Secret::new("whsec_next")?);
+    /// # let _ = layer;
+    /// # Ok::<(), mapping_webhooks_tower::ConfigError>(())
+    /// ```
+    pub fn from_secrets(secrets: Secrets) -> Self {
+        Self::from_gate(Gate::from_secrets(secrets))
+    }
 }
 
 impl<D: DedupStore> WebhookVerify<D> {
@@ -83,7 +100,9 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     }
 
     /// Also accepts signatures made with a previous secret, for the rotation window
-    /// (about five minutes after a rotation). May be called more than once.
+    /// (about five minutes after a rotation). May be called more than once. It is added
+    /// to the layer's [`Secrets`] and does not expire; to rotate while the server runs,
+    /// use [`secrets`](Self::secrets) instead.
     ///
     /// # Panics
     ///
@@ -190,6 +209,12 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// The gate holding the configuration.
     pub fn gate(&self) -> &Gate<D> {
         &self.gate
+    }
+
+    /// The secrets handle every request reads: clone it to [`rotate`](Secrets::rotate)
+    /// or [`set`](Secrets::set) the secrets while the server runs.
+    pub fn secrets(&self) -> &Secrets {
+        self.gate.secrets()
     }
 }
 

@@ -123,6 +123,8 @@ pub use body::{ResponseBody, VerifiedBody};
 #[cfg(feature = "axum")]
 pub use extract::{VerifiedEvent, VerifiedEventRejection};
 pub use layer::WebhookVerify;
+/// The secrets a layer accepts, changeable while the server runs.
+pub use mapping_webhooks::{ConfigError, Secret, Secrets};
 /// The core's types a receiver names, so one dependency is enough for most apps.
 pub use mapping_webhooks::{
     DedupStore, Envelope, Gate, MappingCompleted, MatchedSecret, MemoryStore, OnStoreError, Reply,
