@@ -69,6 +69,23 @@
 //!   instead: the in-memory store's claims go with it, while a shared store's claim is
 //!   taken over by a retry once its lease runs out.
 //!
+//! # Rotating the secret while the server runs
+//!
+//! Every worker's clone of the middleware reads one shared [`Secrets`] handle on every
+//! request (one atomic load, no lock); change it and the next request, in any worker,
+//! uses the new secrets:
+//!
+//! ```
+//! use mapping_webhooks_actix::{Secret, Secrets, WebhookVerify};
+//!
+//! let secrets = Secrets::new(Secret::new("whsec_old_0123456789abcdef0123456789")?);
+//! let verify = WebhookVerify::from_secrets(secrets.clone()); // clone it into HttpServer::new
+//! // On a reloaded secrets file, an admin call...: the old one stays accepted for 10 min.
+//! secrets.rotate(Secret::new("whsec_new_fedcba9876543210fedcba9876")?);
+//! # let _ = verify;
+//! # Ok::<(), mapping_webhooks_actix::ConfigError>(())
+//! ```
+//!
 //! # Deduplication across replicas
 //!
 //! The default [`MemoryStore`] serves one process (all its workers). Behind a load

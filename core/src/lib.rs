@@ -29,6 +29,23 @@
 //! before the handler runs and marks it done only when the handler answered 2xx; see the
 //! [`dedup`] module for the protocol.
 //!
+//! # Rotating the secret while the server runs
+//!
+//! [`Verifier`] and [`Gate`] read a [`Secrets`] handle on every request, without a lock.
+//! Keep a clone and change it at any time: the next request uses the new secrets, and the
+//! dedup store is untouched.
+//!
+//! ```
+//! use mapping_webhooks::{Gate, Secret, Secrets};
+//!
+//! let secrets = Secrets::new(Secret::new("whsec_old_0123456789abcdef0123456789")?);
+//! let gate = Gate::from_secrets(secrets.clone());
+//! // The old secret stays accepted as a previous one for ten minutes, then expires.
+//! secrets.rotate(Secret::new("whsec_new_fedcba9876543210fedcba9876")?);
+//! assert_eq!(gate.secrets().masked(), ["whsec_••••9876", "whsec_••••6789"]);
+//! # Ok::<(), mapping_webhooks::ConfigError>(())
+//! ```
+//!
 //! # Example
 //!
 //! ```

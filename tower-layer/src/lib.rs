@@ -104,6 +104,21 @@
 //! [`ResponseBody`], which is either the inner body or its own short reply. The read
 //! timeout uses tokio's timer, so the runtime needs it enabled (`#[tokio::main]` does).
 //!
+//! # Rotating the secret while the server runs
+//!
+//! The layer reads a shared [`Secrets`] handle on every request (one atomic load, no
+//! lock); change it and the next request uses the new secrets, with no rebuilt router:
+//!
+//! ```
+//! use mapping_webhooks_tower::{Secret, Secrets, WebhookVerify};
+//!
+//! let layer = WebhookVerify::new("whsec_old_0123456789abcdef0123456789");
+//! let secrets: Secrets = layer.secrets().clone(); // or WebhookVerify::from_secrets(..)
+//! // On a reloaded secrets file, an admin call...: the old one stays accepted for 10 min.
+//! secrets.rotate(Secret::new("whsec_new_fedcba9876543210fedcba9876")?);
+//! # Ok::<(), mapping_webhooks_tower::ConfigError>(())
+//! ```
+//!
 //! # Deduplication across replicas
 //!
 //! The default [`MemoryStore`] is right for one process.
