@@ -9,10 +9,11 @@ use sha2::{Digest, Sha256};
 
 use crate::dedup::{Begin, Claim, DedupStore, MemoryStore};
 use crate::header::encode_hex32;
+use crate::tenants::MAX_TENANT_KEY_LEN;
 use crate::verify::read_envelope;
 use crate::{
-    Clock, ConfigError, MatchedSecret, Secret, Secrets, SignatureHeader, Verified, Verifier,
-    VerifyError,
+    Clock, ConfigError, MatchedSecret, Secret, Secrets, SignatureHeader, TenantFrom, Tenants,
+    Verified, Verifier, VerifyError,
 };
 
 /// The default largest body read, in bytes (1 MiB). Real deliveries are a few hundred
@@ -84,6 +85,7 @@ pub struct UnsignedHeaders<'a> {
 /// ```
 pub struct Gate<D = MemoryStore> {
     verifier: Verifier,
+    tenants: Option<(Tenants, TenantFrom)>,
     store: Option<Arc<D>>,
     namespace: Option<Box<str>>,
     on_store_error: OnStoreError,
@@ -95,6 +97,7 @@ impl<D> Clone for Gate<D> {
     fn clone(&self) -> Self {
         Self {
             verifier: self.verifier.clone(),
+            tenants: self.tenants.clone(),
             store: self.store.clone(),
             namespace: self.namespace.clone(),
             on_store_error: self.on_store_error,
@@ -116,11 +119,26 @@ impl Gate {
     pub fn from_secrets(secrets: Secrets) -> Self {
         Self {
             verifier: Verifier::from_secrets(secrets),
+            tenants: None,
             store: Some(Arc::new(MemoryStore::new())),
             namespace: None,
             on_store_error: OnStoreError::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             read_timeout: DEFAULT_READ_TIMEOUT,
+        }
+    }
+
+    /// A gate for many tenants on one endpoint: each request's tenant key is taken as
+    /// `from` says, and its secrets from `tenants` (see [`check_tenant`](Self::check_tenant)).
+    /// Dedup keys are per tenant. The other options are the defaults.
+    pub fn for_tenants(tenants: Tenants, from: TenantFrom) -> Self {
+        // The gate's own secrets are never used: a request without a tenant is refused
+        // before any signature is checked. An unguessable one all the same.
+        let unused =
+            Secret::new(format!("unused-{}", Claim::random())).expect("a non-empty secret");
+        Self {
+            tenants: Some((tenants, from)),
+            ..Self::new(unused)
         }
     }
 }
@@ -173,6 +191,7 @@ impl<D: DedupStore> Gate<D> {
     pub fn dedup<S: DedupStore>(self, store: S) -> Gate<S> {
         Gate {
             verifier: self.verifier,
+            tenants: self.tenants,
             store: Some(Arc::new(store)),
             namespace: self.namespace,
             on_store_error: self.on_store_error,
@@ -216,6 +235,72 @@ impl<D: DedupStore> Gate<D> {
     /// server runs. The dedup store is not touched by such a change.
     pub fn secrets(&self) -> &Secrets {
         self.verifier.secrets()
+    }
+
+    /// Where the tenant key is, when this gate serves many tenants
+    /// ([`for_tenants`](Gate::for_tenants)).
+    pub fn tenant_from(&self) -> Option<TenantFrom> {
+        self.tenants.as_ref().map(|(_, from)| *from)
+    }
+
+    /// The tenants, when this gate serves many ([`for_tenants`](Gate::for_tenants)).
+    pub fn tenants(&self) -> Option<&Tenants> {
+        self.tenants.as_ref().map(|(tenants, _)| tenants)
+    }
+
+    /// Looks up the tenant of a request whose head passed [`check_head`](Self::check_head),
+    /// before its body is read: `tenant` is its key, taken from the request as
+    /// [`tenant_from`](Self::tenant_from) says (or as the adapter's own function does).
+    /// A gate without tenants returns `head` as it is.
+    ///
+    /// # Errors
+    ///
+    /// 404 (`not found`, the answer of a route that does not exist) for a missing key or a
+    /// tenant the resolver does not know; 503 when the resolver failed (the sender
+    /// retries).
+    pub async fn check_tenant(
+        &self,
+        mut head: CheckedHead,
+        tenant: Option<&str>,
+        unsigned: UnsignedHeaders<'_>,
+    ) -> Result<CheckedHead, Reply> {
+        let Some((tenants, _)) = &self.tenants else {
+            return Ok(head);
+        };
+        let Some(key) = tenant.filter(|k| !k.is_empty() && k.len() <= MAX_TENANT_KEY_LEN) else {
+            tracing::info!(
+                delivery_id = unsigned.delivery_id,
+                "webhook without a tenant key refused (404)"
+            );
+            return Err(Reply::UnknownTenant);
+        };
+        let found = match tenants.cached(key) {
+            Some(cached) => cached,
+            None => match tenants.secrets_for(key).await {
+                Ok(found) => found,
+                Err(error) => {
+                    tracing::error!(%error, tenant = key, delivery_id = unsigned.delivery_id, "tenant lookup failed; answered 503 so the sender retries");
+                    return Err(Reply::TenantLookupFailed);
+                }
+            },
+        };
+        match found {
+            Some(secrets) => {
+                head.tenant = Some(TenantHead {
+                    key: key.into(),
+                    secrets,
+                });
+                Ok(head)
+            }
+            None => {
+                tracing::info!(
+                    tenant = key,
+                    delivery_id = unsigned.delivery_id,
+                    "webhook for an unknown tenant refused (404)"
+                );
+                Err(Reply::UnknownTenant)
+            }
+        }
     }
 
     /// The largest body read.
@@ -298,7 +383,10 @@ impl<D: DedupStore> Gate<D> {
         if let Err(error) = self.verifier.check_window(&header) {
             return Err(self.refuse(error, unsigned));
         }
-        Ok(CheckedHead { header })
+        Ok(CheckedHead {
+            header,
+            tenant: None,
+        })
     }
 
     /// Verifies a request and claims its event.
@@ -332,14 +420,21 @@ impl<D: DedupStore> Gate<D> {
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Admission<D> {
-        let verified = match self
-            .verifier
-            .match_signature(&head.header, body)
-            .and_then(|matched| read_envelope(matched, body))
-        {
+        let matched = match (&head.tenant, &self.tenants) {
+            (Some(tenant), _) => {
+                self.verifier
+                    .match_signature_with(&tenant.secrets, &head.header, body)
+            }
+            (None, None) => self.verifier.match_signature(&head.header, body),
+            // A gate for tenants never verifies without one (check_tenant was skipped).
+            (None, Some(_)) => return Admission::Reply(Reply::UnknownTenant),
+        };
+        let mut verified = match matched.and_then(|matched| read_envelope(matched, body)) {
             Ok(verified) => verified,
             Err(error) => return Admission::Reply(self.refuse(error, unsigned)),
         };
+        let tenant = head.tenant.map(|t| t.key);
+        verified.tenant = tenant.as_deref().map(str::to_owned);
         if let MatchedSecret::Previous(index) = verified.secret {
             tracing::info!(
                 previous_secret = index,
@@ -363,7 +458,7 @@ impl<D: DedupStore> Gate<D> {
                 ticket: Ticket::unclaimed(),
             };
         };
-        let key = self.key_for(&verified.event_id);
+        let key = self.key_in(tenant.as_deref(), &verified.event_id);
         match store.begin(&key).await {
             Ok(Begin::New(claim)) => Admission::Process {
                 verified,
@@ -436,12 +531,37 @@ impl<D: DedupStore> Gate<D> {
     /// # Ok::<(), mapping_webhooks::ConfigError>(())
     /// ```
     pub fn key_for(&self, event_id: &str) -> String {
+        self.key_in(None, event_id)
+    }
+
+    /// The dedup store key for an event of `tenant`:
+    /// `{namespace}:tenant:{tenant}:id:{eventId}`, the tenant escaped like the namespace,
+    /// so two tenants' events, or a tenant's and a plain endpoint's, never share a key.
+    ///
+    /// ```
+    /// use mapping_webhooks::{Gate, Secret};
+    ///
+    /// let gate = Gate::new(Secret::new("whsec_test")?).namespace("hooks");
+    /// assert_eq!(gate.key_for_tenant("acme:eu", "evt_1"), "hooks:tenant:acme%3Aeu:id:evt_1");
+    /// # Ok::<(), mapping_webhooks::ConfigError>(())
+    /// ```
+    pub fn key_for_tenant(&self, tenant: &str, event_id: &str) -> String {
+        self.key_in(Some(tenant), event_id)
+    }
+
+    fn key_in(&self, tenant: Option<&str>, event_id: &str) -> String {
         let ns = self.namespace.as_deref().unwrap_or("");
         let plain = event_id.len() <= MAX_PLAIN_KEY_LEN;
+        let tenant = tenant.map(escape_namespace);
+        let tenant_len = tenant.as_ref().map_or(0, |t| ":tenant:".len() + t.len());
         let mut key = String::with_capacity(
-            ns.len() + ":sha256:".len() + if plain { event_id.len() } else { 64 },
+            ns.len() + tenant_len + ":sha256:".len() + if plain { event_id.len() } else { 64 },
         );
         key.push_str(ns);
+        if let Some(tenant) = &tenant {
+            key.push_str(":tenant:");
+            key.push_str(tenant);
+        }
         if plain {
             key.push_str(":id:");
             key.push_str(event_id);
@@ -470,6 +590,7 @@ impl<D> fmt::Debug for Gate<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gate")
             .field("verifier", &self.verifier)
+            .field("tenants", &self.tenants)
             .field("dedup", &self.store.is_some())
             .field("namespace", &self.namespace)
             .field("on_store_error", &self.on_store_error)
@@ -490,6 +611,14 @@ impl<D> fmt::Debug for Gate<D> {
 #[must_use = "read the body and pass both to Gate::admit_checked"]
 pub struct CheckedHead {
     header: SignatureHeader,
+    tenant: Option<TenantHead>,
+}
+
+/// The tenant [`Gate::check_tenant`] found for a request.
+#[derive(Debug)]
+struct TenantHead {
+    key: Box<str>,
+    secrets: Secrets,
 }
 
 impl CheckedHead {
@@ -528,6 +657,11 @@ pub enum Reply {
     InFlight,
     /// The dedup store could not answer: 503, so the sender retries later.
     StoreUnavailable,
+    /// No tenant key in the request, or no such tenant: 404, as for a route that does
+    /// not exist (the sender's docs tell the operator to check the URL's path).
+    UnknownTenant,
+    /// The tenant's secrets could not be looked up: 503, so the sender retries later.
+    TenantLookupFailed,
 }
 
 impl Reply {
@@ -537,7 +671,8 @@ impl Reply {
             Self::Refused(e) => e.status(),
             Self::AlreadyProcessed => 200,
             Self::InFlight => 409,
-            Self::StoreUnavailable => 503,
+            Self::StoreUnavailable | Self::TenantLookupFailed => 503,
+            Self::UnknownTenant => 404,
         }
     }
 
@@ -548,6 +683,8 @@ impl Reply {
             Self::AlreadyProcessed => "event already processed",
             Self::InFlight => "event is being processed; retry later",
             Self::StoreUnavailable => "deduplication store unavailable; retry later",
+            Self::UnknownTenant => "not found",
+            Self::TenantLookupFailed => "secrets lookup unavailable; retry later",
         }
     }
 
@@ -558,6 +695,8 @@ impl Reply {
             Self::AlreadyProcessed => "already_processed",
             Self::InFlight => "in_flight",
             Self::StoreUnavailable => "store_unavailable",
+            Self::UnknownTenant => "not_found",
+            Self::TenantLookupFailed => "secrets_unavailable",
         }
     }
 
@@ -1077,6 +1216,82 @@ mod tests {
         let (verified, ticket) = process(admit(&gate.clone(), &body("evt_old_secret")).await);
         assert_eq!(verified.secret, MatchedSecret::Previous(0));
         ticket.finish(204).await;
+    }
+
+    fn tenant_gate() -> Gate {
+        let tenants = crate::Tenants::new(|tenant: String| async move {
+            match tenant.as_str() {
+                "acme" | "globex" => Ok(Some(Secrets::new(
+                    Secret::new(format!("{SECRET}_{tenant}")).unwrap(),
+                ))),
+                "down" => Err(crate::ResolveError::new("database unreachable")),
+                _ => Ok(None),
+            }
+        });
+        Gate::for_tenants(tenants, TenantFrom::PathSegment(2)).clock(ManualClock::at_secs(NOW))
+    }
+
+    async fn admit_tenant(
+        gate: &Gate,
+        path: &str,
+        secret: &str,
+        b: &[u8],
+    ) -> Admission<MemoryStore> {
+        let header = Signer::new(Secret::new(secret).unwrap()).sign(b, NOW);
+        let unsigned = UnsignedHeaders::default();
+        let head = match gate.check_head([header.as_bytes()], None, unsigned) {
+            Ok(head) => head,
+            Err(reply) => return Admission::Reply(reply),
+        };
+        let key = gate.tenant_from().unwrap().key(path, None);
+        match gate.check_tenant(head, key, unsigned).await {
+            Ok(head) => gate.admit_checked(head, unsigned, b).await,
+            Err(reply) => Admission::Reply(reply),
+        }
+    }
+
+    #[tokio::test]
+    async fn tenants_use_their_own_secrets_and_dedup_keys() {
+        let gate = tenant_gate();
+        let b = body("evt_shared");
+        let acme = format!("{SECRET}_acme");
+        let globex = format!("{SECRET}_globex");
+        let (verified, ticket) =
+            process(admit_tenant(&gate, "/hooks/mapping/acme", &acme, &b).await);
+        assert_eq!(verified.tenant.as_deref(), Some("acme"));
+        ticket.finish(204).await;
+        // The same eventId for another tenant is another event.
+        let (verified, ticket) =
+            process(admit_tenant(&gate, "/hooks/mapping/globex", &globex, &b).await);
+        assert_eq!(verified.tenant.as_deref(), Some("globex"));
+        ticket.finish(204).await;
+        assert_eq!(
+            reply(admit_tenant(&gate, "/hooks/mapping/acme", &acme, &b).await),
+            Reply::AlreadyProcessed
+        );
+        // One tenant's secret does not sign for another.
+        let other = reply(admit_tenant(&gate, "/hooks/mapping/globex", &acme, &body("e2")).await);
+        assert_eq!(other.status(), 401);
+        // The gate's own (unused) secret signs for nobody.
+        assert_eq!(
+            gate.key_for_tenant("acme", "evt_1"),
+            ":tenant:acme:id:evt_1"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_tenants_are_404_and_lookup_failures_503() {
+        let gate = tenant_gate();
+        let acme = format!("{SECRET}_acme");
+        for path in ["/hooks/mapping/nobody", "/hooks/mapping", "/hooks/mapping/"] {
+            let r = reply(admit_tenant(&gate, path, &acme, &body("e")).await);
+            assert_eq!((r.status(), r.reason()), (404, "not found"), "{path}");
+        }
+        let r = reply(admit_tenant(&gate, "/hooks/mapping/down", &acme, &body("e")).await);
+        assert_eq!(r.status(), 503);
+        // Without the tenant step, a tenant gate refuses rather than guess.
+        let r = reply(admit(&gate, &body("e")).await);
+        assert_eq!(r.status(), 404);
     }
 
     #[test]

@@ -73,6 +73,7 @@ mod header;
 mod secret;
 mod secrets;
 mod sign;
+mod tenants;
 mod verify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -89,6 +90,10 @@ pub use header::{HeaderError, MAX_HEADER_LEN, MAX_SIGNATURES, SignatureHeader};
 pub use secret::Secret;
 pub use secrets::{DEFAULT_PREVIOUS_EXPIRY, Secrets};
 pub use sign::Signer;
+pub use tenants::{
+    DEFAULT_TENANT_CAPACITY, DEFAULT_TENANT_TTL, MAX_TENANT_KEY_LEN, ResolveError, SecretsResolver,
+    TenantFrom, Tenants,
+};
 pub use verify::{DEFAULT_TOLERANCE, MatchedSecret, SignatureMatch, Verified, Verifier};
 
 /// The header carrying the signature.

@@ -124,6 +124,9 @@ pub struct Verified {
     pub event_type: String,
     /// The envelope's `id`: the delivery attempt, new on every retry (empty if absent).
     pub delivery_id: String,
+    /// The tenant whose secret verified the request, when the gate serves many
+    /// ([`Gate::for_tenants`](crate::Gate::for_tenants)).
+    pub tenant: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -231,8 +234,20 @@ impl Verifier {
         header: &SignatureHeader,
         body: &[u8],
     ) -> Result<SignatureMatch, VerifyError> {
+        self.match_signature_with(&self.secrets, header, body)
+    }
+
+    /// [`match_signature`](Self::match_signature) against `secrets` (a tenant's) instead
+    /// of the verifier's own.
+    #[inline]
+    pub(crate) fn match_signature_with(
+        &self,
+        secrets: &Secrets,
+        header: &SignatureHeader,
+        body: &[u8],
+    ) -> Result<SignatureMatch, VerifyError> {
         let timestamp = header.timestamp();
-        let ring = self.secrets.load();
+        let ring = secrets.load();
         // Read once, and only if a previous secret with a deadline is tried.
         let mut now_ms = None;
         let mut expired = false;
@@ -256,7 +271,7 @@ impl Verifier {
         }
         if expired {
             drop(ring);
-            self.secrets.prune_expired();
+            secrets.prune_expired();
         }
         Err(VerifyError::SignatureMismatch)
     }
@@ -298,6 +313,7 @@ pub(crate) fn read_envelope(matched: SignatureMatch, body: &[u8]) -> Result<Veri
         event_id: head.event_id.into_owned(),
         event_type: head.event_type.into_owned(),
         delivery_id: head.id.map(Cow::into_owned).unwrap_or_default(),
+        tenant: None,
     })
 }
 
