@@ -108,6 +108,8 @@ pub use mapping_webhooks::{
 /// The Redis store, for receivers that run on several replicas.
 #[cfg(feature = "redis")]
 pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
+/// Many tenants on one endpoint.
+pub use mapping_webhooks::{ResolveError, SecretsResolver, TenantFrom, Tenants};
 /// The secrets the middleware accepts, changeable while the server runs.
 pub use mapping_webhooks::{Secret, Secrets};
 

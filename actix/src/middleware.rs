@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{CONTENT_LENGTH, HeaderMap, HeaderName};
+use actix_web::http::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderName};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_core::Stream;
 use mapping_webhooks::{
     Admission, Clock, ConfigError, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Gate, MemoryStore,
-    OnStoreError, Reply, SIGNATURE_HEADER, Secret, Secrets, UnsignedHeaders, VerifyError,
+    OnStoreError, Reply, SIGNATURE_HEADER, Secret, Secrets, TenantFrom, Tenants, UnsignedHeaders,
+    VerifyError,
 };
 
 use crate::reject::{self, RejectFn};
@@ -160,6 +161,15 @@ impl WebhookVerify {
     /// ```
     pub fn from_secrets(secrets: Secrets) -> Self {
         Self::from_gate(Gate::from_secrets(secrets))
+    }
+
+    /// The middleware for many tenants on one route: each request's tenant key is taken
+    /// as `from` says (for `web::resource("/hooks/mapping/{tenant}")`,
+    /// `TenantFrom::PathSegment(2)`), and its secrets from `tenants`, before the body is
+    /// read. An unknown tenant is answered 404, a failed lookup 503; dedup keys are per
+    /// tenant, and [`Verified::tenant`](mapping_webhooks::Verified::tenant) names it.
+    pub fn for_tenants(tenants: Tenants, from: TenantFrom) -> Self {
+        Self::from_gate(Gate::for_tenants(tenants, from))
     }
 }
 
@@ -395,6 +405,15 @@ where
     let declared = content_length(headers);
     let signatures = headers.get_all(SIGNATURE).map(|value| value.as_bytes());
     let head = match gate.check_head(signatures, declared, unsigned) {
+        Ok(head) => head,
+        Err(reply) => return Ok(reject(req, &reply)),
+    };
+    // Many tenants: the tenant's secrets, still before the body is read.
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    let tenant = gate
+        .tenant_from()
+        .and_then(|from| from.key(req.path(), host));
+    let head = match gate.check_tenant(head, tenant, unsigned).await {
         Ok(head) => head,
         Err(reply) => return Ok(reject(req, &reply)),
     };

@@ -16,6 +16,7 @@
 //! | `POST /hooks` | yes | the raw body (`Bytes`) and the `Verified` from the request extensions | `probe.handle(ROUTE_HOOKS, Some(verified), body)` |
 //! | `POST /json` | yes | the framework's JSON extractor of `Box<serde_json::value::RawValue>`, and the `Verified` | `probe.handle(ROUTE_JSON, Some(verified), raw.get() bytes)` |
 //! | `POST /typed` | yes | the adapter's typed extractor of `MappingCompleted` | `probe.handle(ROUTE_TYPED, Some(meta), serde_json::to_vec(&envelope))` |
+//! | `POST /t/{tenant}` | yes, built with `for_tenants(spec.tenants, TenantFrom::PathSegment(1))`, only when the spec has tenants | as `/hooks` | `probe.handle(ROUTE_TENANTS, Some(verified), body)` |
 //! | `POST /unlayered` | **no** | the typed extractor (must refuse: 500 naming `WebhookVerify`) | `probe.handle(ROUTE_UNLAYERED, None, ..)` |
 //!
 //! Each handler answers with the status `probe.handle` returns and an empty body. The
@@ -37,7 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use mapping_webhooks::{
     Begin, Claim, DedupStore, ManualClock, MatchedSecret, MemoryStore, OnStoreError, Secret,
-    Secrets, Signer, StoreError, Verified,
+    Secrets, Signer, StoreError, Tenants, Verified,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -45,6 +46,7 @@ use tokio::net::TcpStream;
 pub mod cases;
 pub mod hostile;
 pub mod rotation;
+pub mod tenants;
 
 /// The secret every case signs with, unless it says otherwise.
 pub const SECRET: &str = "whsec_conformance_current_0123456789abcdef";
@@ -59,6 +61,10 @@ pub const ROUTE_JSON: &str = "/json";
 pub const ROUTE_TYPED: &str = "/typed";
 /// A route with the typed extractor but without the adapter.
 pub const ROUTE_UNLAYERED: &str = "/unlayered";
+/// The prefix of the tenant route, `POST /t/{tenant}`, served when the spec has
+/// [`tenants`](AppSpec::tenants): the adapter is built with `for_tenants(tenants,
+/// TenantFrom::PathSegment(1))` and the handler extracts raw bytes, as on [`ROUTE_HOOKS`].
+pub const ROUTE_TENANTS: &str = "/t";
 
 /// How an adapter's app is configured for one case.
 #[derive(Debug, Clone)]
@@ -69,6 +75,8 @@ pub struct AppSpec {
     /// A secrets handle the case keeps to change the secrets while the app runs; when
     /// set, the adapter is built from it (`from_secrets`) instead of from `secret`.
     pub secrets: Option<Secrets>,
+    /// Tenants: the app also serves [`ROUTE_TENANTS`]`/{tenant}` for them.
+    pub tenants: Option<Tenants>,
     /// A previous secret, accepted during rotation.
     pub previous_secret: Option<String>,
     /// The tolerance, if not the default.
@@ -92,6 +100,7 @@ impl Default for AppSpec {
         Self {
             secret: SECRET.into(),
             secrets: None,
+            tenants: None,
             previous_secret: None,
             tolerance: None,
             body_limit: None,
@@ -121,6 +130,13 @@ impl AppSpec {
     #[must_use]
     pub fn secrets(mut self, secrets: Secrets) -> Self {
         self.secrets = Some(secrets);
+        self
+    }
+
+    /// Also serves [`ROUTE_TENANTS`]`/{tenant}` for these tenants.
+    #[must_use]
+    pub fn tenants(mut self, tenants: Tenants) -> Self {
+        self.tenants = Some(tenants);
         self
     }
 
@@ -664,6 +680,7 @@ macro_rules! conformance_suite {
     ($spawn:path) => {
         $crate::hostile_suite!($spawn);
         $crate::rotation_suite!($spawn);
+        $crate::tenant_suite!($spawn);
         $crate::conformance_suite!(@cases $spawn;
             valid_delivery_is_processed_once,
             duplicate_is_acknowledged_without_the_handler,

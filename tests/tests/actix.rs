@@ -7,9 +7,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use mapping_webhooks::{DedupStore, MappingCompleted, Verified};
-use mapping_webhooks_actix::{VerifiedEvent, WebhookVerify};
+use mapping_webhooks_actix::{TenantFrom, VerifiedEvent, WebhookVerify};
 use mapping_webhooks_conformance::{
-    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED,
+    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANTS, ROUTE_TYPED,
     ROUTE_UNLAYERED, conformance_suite,
 };
 use serde_json::value::RawValue;
@@ -40,11 +40,14 @@ async fn spawn_actix_app(spec: AppSpec) -> App {
         verify = verify.read_timeout(timeout);
     }
     let probe = spec.probe.clone();
+    let tenants = spec
+        .tenants
+        .map(|tenants| WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1)));
     let (url, handle) = match spec.dedup {
-        Dedup::Memory => serve(probe, verify).await,
-        Dedup::Off => serve(probe, verify.without_dedup()).await,
-        Dedup::Failing => serve(probe, verify.dedup(FailingStore)).await,
-        Dedup::User(store) => serve(probe, verify.dedup(store)).await,
+        Dedup::Memory => serve(probe, verify, tenants).await,
+        Dedup::Off => serve(probe, verify.without_dedup(), tenants).await,
+        Dedup::Failing => serve(probe, verify.dedup(FailingStore), tenants).await,
+        Dedup::User(store) => serve(probe, verify.dedup(store), tenants).await,
         _ => unreachable!("a dedup choice this suite does not know"),
     };
     // actix-http answers `Expect: 100-continue` before any middleware runs, and
@@ -54,7 +57,11 @@ async fn spawn_actix_app(spec: AppSpec) -> App {
 
 /// Serves the app on 127.0.0.1:0 from its own thread: actix-web runs its own runtime
 /// (a `System`) and worker threads, separate from the test's tokio runtime.
-async fn serve<D: DedupStore>(probe: Probe, verify: WebhookVerify<D>) -> (String, ServerHandle) {
+async fn serve<D: DedupStore>(
+    probe: Probe,
+    verify: WebhookVerify<D>,
+    tenants: Option<WebhookVerify>,
+) -> (String, ServerHandle) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -79,6 +86,15 @@ async fn serve<D: DedupStore>(probe: Probe, verify: WebhookVerify<D>) -> (String
                             .route(web::post().to(typed)),
                     )
                     .service(web::resource(ROUTE_UNLAYERED).route(web::post().to(unlayered)))
+                    .configure(|config| {
+                        if let Some(tenants) = &tenants {
+                            config.service(
+                                web::resource(format!("{ROUTE_TENANTS}/{{tenant}}"))
+                                    .wrap(tenants.clone())
+                                    .route(web::post().to(tenant_hook)),
+                            );
+                        }
+                    })
             })
             .workers(2)
             .disable_signals()
@@ -102,6 +118,19 @@ async fn hooks(
     respond(
         probe
             .handle(ROUTE_HOOKS, Some(meta.into_inner()), body)
+            .await,
+    )
+}
+
+async fn tenant_hook(
+    probe: web::Data<Probe>,
+    meta: web::ReqData<Verified>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let body = Bytes::copy_from_slice(&body);
+    respond(
+        probe
+            .handle(ROUTE_TENANTS, Some(meta.into_inner()), body)
             .await,
     )
 }

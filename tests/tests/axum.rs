@@ -7,10 +7,10 @@ use bytes::Bytes;
 use http::StatusCode;
 use mapping_webhooks::{MappingCompleted, Verified};
 use mapping_webhooks_conformance::{
-    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED,
+    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANTS, ROUTE_TYPED,
     ROUTE_UNLAYERED, conformance_suite,
 };
-use mapping_webhooks_tower::{VerifiedEvent, WebhookVerify};
+use mapping_webhooks_tower::{TenantFrom, VerifiedEvent, WebhookVerify};
 use serde_json::value::RawValue;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -46,6 +46,22 @@ async fn spawn_axum_app(spec: AppSpec) -> App {
         Dedup::Failing => routes(probe, layer.dedup(FailingStore)),
         Dedup::User(store) => routes(probe, layer.dedup(store)),
         _ => unreachable!("a dedup choice this suite does not know"),
+    };
+    let app = match spec.tenants {
+        Some(tenants) => {
+            let layer = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1));
+            let p = spec.probe.clone();
+            let hook = move |Extension(meta): Extension<Verified>, body: Bytes| {
+                let p = p.clone();
+                async move { status(p.handle(ROUTE_TENANTS, Some(meta), body).await) }
+            };
+            app.merge(
+                Router::new()
+                    .route(&format!("{ROUTE_TENANTS}/{{tenant}}"), post(hook))
+                    .route_layer(layer),
+            )
+        }
+        None => app,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::Response;
 use mapping_webhooks::{
     Clock, ConfigError, DedupStore, Gate, MemoryStore, OnStoreError, Reply, Secret, Secrets,
+    TenantFrom, Tenants,
 };
 use tower_layer::Layer;
 
@@ -78,6 +79,15 @@ impl WebhookVerify {
     /// ```
     pub fn from_secrets(secrets: Secrets) -> Self {
         Self::from_gate(Gate::from_secrets(secrets))
+    }
+
+    /// A layer for many tenants on one route: each request's tenant key is taken as
+    /// `from` says (for `/hooks/mapping/{tenant}`, `TenantFrom::PathSegment(2)`), and
+    /// its secrets from `tenants`, before the body is read. An unknown tenant is answered
+    /// 404, a failed lookup 503; dedup keys are per tenant, and
+    /// [`Verified::tenant`](mapping_webhooks::Verified::tenant) names it.
+    pub fn for_tenants(tenants: Tenants, from: TenantFrom) -> Self {
+        Self::from_gate(Gate::for_tenants(tenants, from))
     }
 }
 

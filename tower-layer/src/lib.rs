@@ -148,5 +148,7 @@ pub use mapping_webhooks::{
 /// The Redis store, for receivers that run on several replicas.
 #[cfg(feature = "redis")]
 pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
+/// Many tenants on one endpoint.
+pub use mapping_webhooks::{ResolveError, SecretsResolver, TenantFrom, Tenants};
 pub use reject::{JsonReject, OnReject, PlainTextReject};
 pub use service::{ResponseFuture, WebhookVerifyService};

@@ -139,6 +139,14 @@ where
         Ok(head) => head,
         Err(reply) => return answer(reply),
     };
+    // Many tenants: the tenant's secrets, still before the body is read.
+    let tenant = gate
+        .tenant_from()
+        .and_then(|from| from.key(parts.uri.path(), host(&parts)));
+    let head = match gate.check_tenant(head, tenant, unsigned).await {
+        Ok(head) => head,
+        Err(reply) => return answer(reply),
+    };
     let limit = gate.get_body_limit();
     let read = tokio::time::timeout(gate.get_read_timeout(), read_limited(body, limit, declared));
     let bytes = match read.await {
@@ -173,6 +181,15 @@ where
             Err(error)
         }
     }
+}
+
+/// The request's host: the URI's authority (HTTP/2, absolute-form), else `Host`.
+fn host(parts: &http::request::Parts) -> Option<&str> {
+    parts
+        .uri
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| parts.headers.get(http::header::HOST)?.to_str().ok())
 }
 
 fn unsigned_headers(headers: &HeaderMap) -> UnsignedHeaders<'_> {
