@@ -1,16 +1,24 @@
 //! What the shared secrets handle costs a request, measured interleaved: the signature
 //! check at 300 B through `Verifier` (which reads a `Secrets` handle) against the same
 //! steps over fixed keys (the verifier before the handle, `support::FixedKeys`), and in
-//! the middle of a rotation (a previous secret with a deadline). The cases run in turn,
+//! the middle of a rotation (a previous secret with a deadline); and the gate's whole
+//! verification (head, signature, envelope; no dedup) for one secret against the same
+//! for a tenant whose secrets are in the [`Tenants`] cache. The cases run in turn,
 //! batch by batch, for many rounds, so the noise of a shared machine hits them alike;
 //! each ratio is the median of the per-round ratios.
 //!
 //! `cargo bench -p mapping-webhooks --bench secrets_handle`
 
+use std::future::Future;
 use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use mapping_webhooks::{Secret, Secrets, Signer, Verifier};
+use mapping_webhooks::{
+    Admission, Gate, ResolveError, Secret, Secrets, Signer, TenantFrom, Tenants, UnsignedHeaders,
+    Verifier,
+};
 
 mod support;
 use support::{FixedKeys, SECRET, envelope, now_secs};
@@ -22,6 +30,31 @@ const BATCH: Duration = Duration::from_millis(2);
 
 /// One measured case: a name and one signature check that must succeed.
 type Case<'a> = (&'static str, Box<dyn Fn() -> bool + 'a>);
+
+/// Runs a future that never waits (a cache hit, no store) to completion.
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a cache hit never waits"),
+    }
+}
+
+/// The gate's verification of one request, as an adapter drives it: the head, the
+/// tenant (when the gate has tenants), then the body's signature and envelope.
+fn admitted(gate: &Gate, header: &str, body: &[u8], tenant: Option<&str>) -> bool {
+    let unsigned = UnsignedHeaders::default();
+    let Ok(head) = gate.check_head([header.as_bytes()], None, unsigned) else {
+        return false;
+    };
+    let Ok(head) = ready(gate.check_tenant(head, tenant, unsigned)) else {
+        return false;
+    };
+    matches!(
+        ready(gate.admit_checked(head, unsigned, body)),
+        Admission::Process { .. }
+    )
+}
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -41,7 +74,17 @@ fn main() {
     rotating.rotate(secret());
     let rotating = Verifier::from_secrets(rotating);
 
-    let cases: [Case<'_>; 3] = [
+    let single = Gate::new(secret()).without_dedup();
+    let tenants = Tenants::new(|tenant: String| async move {
+        Ok::<_, ResolveError>(
+            (tenant == "acme").then(|| Secrets::new(Secret::new(SECRET).unwrap())),
+        )
+    });
+    let for_tenants = Gate::for_tenants(tenants, TenantFrom::PathSegment(2)).without_dedup();
+    // Warm the cache: every measured lookup is a hit.
+    assert!(admitted(&for_tenants, &header, &body, Some("acme")));
+
+    let cases: [Case<'_>; 5] = [
         (
             "fixed keys (before)",
             Box::new(|| fixed.verify_signature(black_box(&header), black_box(&body)) == Ok(0)),
@@ -60,6 +103,21 @@ fn main() {
                 rotating
                     .verify_signature(black_box(&header), black_box(&body))
                     .is_ok()
+            }),
+        ),
+        (
+            "gate, one secret",
+            Box::new(|| admitted(&single, black_box(&header), black_box(&body), None)),
+        ),
+        (
+            "gate, tenant cache hit",
+            Box::new(|| {
+                admitted(
+                    &for_tenants,
+                    black_box(&header),
+                    black_box(&body),
+                    Some(black_box("acme")),
+                )
             }),
         ),
     ];
@@ -87,11 +145,14 @@ fn main() {
     }
     println!("signature check, 300 B, {rounds} interleaved rounds (medians)");
     for (i, (name, _)) in cases.iter().enumerate() {
-        let mut ratios: Vec<f64> = (0..rounds).map(|r| times[i][r] / times[0][r]).collect();
+        // The handle against the fixed keys; the tenant gate against the one-secret gate.
+        let base = if i < 3 { 0 } else { 3 };
+        let mut ratios: Vec<f64> = (0..rounds).map(|r| times[i][r] / times[base][r]).collect();
         println!(
-            "{name:<22} {:>7.1} ns   {:.3}x the fixed keys",
+            "{name:<24} {:>7.1} ns   {:.3}x {}",
             median(&mut times[i].clone()),
-            median(&mut ratios)
+            median(&mut ratios),
+            cases[base].0
         );
     }
 }
