@@ -7,7 +7,9 @@
 //! - `actix_receiver`: the same route and output behind `mapping-webhooks-actix`;
 //! - `sender`: signs an envelope and posts it, like the dashboard's Test button;
 //! - `rotate`: rotates a destination's secret through the API and rewrites the
-//!   receivers' secrets file ([`secrets_file`]), which they reload while running.
+//!   receivers' secrets file ([`secrets_file`]), which they reload while running;
+//! - `tenants_receiver`: one endpoint for many Mapping.Travel accounts,
+//!   `POST /hooks/mapping/{tenant}`, each tenant's secrets from a file.
 //!
 //! Quick start, in two terminals:
 //!
@@ -267,15 +269,19 @@ pub fn init_tracing() {
 
 /// The JSON line printed for a processed event.
 pub fn event_line(verified: &Verified, api_version: &str) -> String {
-    serde_json::json!({
+    let mut line = serde_json::json!({
         "eventId": verified.event_id,
         "type": verified.event_type,
         "deliveryId": verified.delivery_id,
         "apiVersion": api_version,
         "signedAt": verified.timestamp,
         "secret": verified.secret.to_string(),
-    })
-    .to_string()
+    });
+    // The tenants receiver's events say whose they are.
+    if let Some(tenant) = &verified.tenant {
+        line["tenant"] = tenant.as_str().into();
+    }
+    line.to_string()
 }
 
 /// Prints [`event_line`] on stdout, one line, flushed.
