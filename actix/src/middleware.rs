@@ -111,13 +111,18 @@ pub(crate) struct VerifiedBody(pub(crate) Bytes);
 pub struct WebhookVerify<D = MemoryStore, R = RejectFn> {
     gate: Gate<D>,
     on_reject: Arc<R>,
+    tenant_key: Option<Arc<TenantKeyFn>>,
 }
+
+/// A function taking a request's tenant key (see [`WebhookVerify::tenant_key`]).
+type TenantKeyFn = dyn Fn(&ServiceRequest) -> Option<String> + Send + Sync;
 
 impl<D, R> Clone for WebhookVerify<D, R> {
     fn clone(&self) -> Self {
         Self {
             gate: self.gate.clone(),
             on_reject: Arc::clone(&self.on_reject),
+            tenant_key: self.tenant_key.clone(),
         }
     }
 }
@@ -180,6 +185,7 @@ impl<D: DedupStore> WebhookVerify<D> {
         Self {
             gate,
             on_reject: Arc::new(reject::plain_text),
+            tenant_key: None,
         }
     }
 }
@@ -236,6 +242,7 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         WebhookVerify {
             gate: self.gate.dedup(store),
             on_reject: self.on_reject,
+            tenant_key: self.tenant_key,
         }
     }
 
@@ -288,6 +295,7 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         WebhookVerify {
             gate: self.gate,
             on_reject: Arc::new(f),
+            tenant_key: self.tenant_key,
         }
     }
 
@@ -295,6 +303,28 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// `{"status":401,"code":"signature_mismatch","reason":"…"}`.
     pub fn json_rejections(self) -> WebhookVerify<D, RejectFn> {
         self.on_reject(reject::json as RejectFn)
+    }
+
+    /// Takes each request's tenant key with `f` instead of the [`TenantFrom`] given to
+    /// [`for_tenants`](WebhookVerify::for_tenants) (which this replaces; without tenants
+    /// the key is not used). `None` is an unknown tenant (404). The route is matched
+    /// before the middleware runs, so a path parameter is there:
+    ///
+    /// ```
+    /// use mapping_webhooks_actix::{ResolveError, Secrets, TenantFrom, Tenants, WebhookVerify};
+    ///
+    /// let tenants = Tenants::new(|_tenant: String| async { Ok::<Option<Secrets>, ResolveError>(None) });
+    /// // web::resource("/hooks/{tenant}/mapping")
+    /// let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1))
+    ///     .tenant_key(|req| req.match_info().get("tenant").map(str::to_owned));
+    /// # let _ = verify;
+    /// ```
+    pub fn tenant_key<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&ServiceRequest) -> Option<String> + Send + Sync + 'static,
+    {
+        self.tenant_key = Some(Arc::new(f));
+        self
     }
 
     /// The core gate this middleware applies.
@@ -315,6 +345,7 @@ impl<D, R> fmt::Debug for WebhookVerify<D, R> {
         f.debug_struct("WebhookVerify")
             .field("gate", &self.gate)
             .field("on_reject", &format_args!("<fn>"))
+            .field("tenant_key", &self.tenant_key.as_ref().map(|_| "<fn>"))
             .finish()
     }
 }
@@ -410,9 +441,15 @@ where
     };
     // Many tenants: the tenant's secrets, still before the body is read.
     let host = headers.get(HOST).and_then(|v| v.to_str().ok());
-    let tenant = gate
-        .tenant_from()
-        .and_then(|from| from.key(req.path(), host));
+    let custom = match (&shared.tenant_key, gate.tenant_from()) {
+        (Some(f), Some(_)) => f(&req),
+        _ => None,
+    };
+    let tenant = match (&custom, gate.tenant_from()) {
+        (Some(key), _) => Some(key.as_str()),
+        (None, Some(from)) if shared.tenant_key.is_none() => from.key(req.path(), host),
+        _ => None,
+    };
     let head = match gate.check_tenant(head, tenant, unsigned).await {
         Ok(head) => head,
         Err(reply) => return Ok(reject(req, &reply)),

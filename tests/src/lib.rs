@@ -17,6 +17,7 @@
 //! | `POST /json` | yes | the framework's JSON extractor of `Box<serde_json::value::RawValue>`, and the `Verified` | `probe.handle(ROUTE_JSON, Some(verified), raw.get() bytes)` |
 //! | `POST /typed` | yes | the adapter's typed extractor of `MappingCompleted` | `probe.handle(ROUTE_TYPED, Some(meta), serde_json::to_vec(&envelope))` |
 //! | `POST /t/{tenant}` | yes, built with `for_tenants(spec.tenants, TenantFrom::PathSegment(1))`, only when the spec has tenants | as `/hooks` | `probe.handle(ROUTE_TENANTS, Some(verified), body)` |
+//! | `POST /k/{tenant}` | as `/t/{tenant}`, plus `.tenant_key(..)`: the framework's own way to read `{tenant}` | as `/hooks` | `probe.handle(ROUTE_TENANT_KEY, Some(verified), body)` |
 //! | `POST /unlayered` | **no** | the typed extractor (must refuse: 500 naming `WebhookVerify`) | `probe.handle(ROUTE_UNLAYERED, None, ..)` |
 //!
 //! Each handler answers with the status `probe.handle` returns and an empty body. The
@@ -65,6 +66,10 @@ pub const ROUTE_UNLAYERED: &str = "/unlayered";
 /// [`tenants`](AppSpec::tenants): the adapter is built with `for_tenants(tenants,
 /// TenantFrom::PathSegment(1))` and the handler extracts raw bytes, as on [`ROUTE_HOOKS`].
 pub const ROUTE_TENANTS: &str = "/t";
+/// The prefix of a second tenant route, `POST /k/{tenant}`, whose adapter takes the
+/// tenant key with its own `tenant_key` function, in the framework's terms (axum: from
+/// the request's `Parts`; actix-web: `match_info().get("tenant")`).
+pub const ROUTE_TENANT_KEY: &str = "/k";
 
 /// How an adapter's app is configured for one case.
 #[derive(Debug, Clone)]

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use mapping_webhooks::{ResolveError, Secret, Secrets, Tenants};
 
 use crate::{
-    AppSpec, Client, ROUTE_TENANTS, envelope, event_id, now, raw_exchange, sign, wait_for,
+    AppSpec, Client, ROUTE_TENANT_KEY, ROUTE_TENANTS, envelope, event_id, now, raw_exchange, sign,
+    wait_for,
 };
 
 /// Tenant `acme`'s secret.
@@ -148,6 +149,28 @@ pub async fn tenant_secrets_rotate_and_invalidate(spawn: impl AsyncFn(AppSpec) -
     wait_for("a second lookup", || lookups.load(Ordering::SeqCst) == 2).await;
 }
 
+/// The adapter's own tenant-key function (`tenant_key`) replaces the path rule.
+pub async fn tenant_key_function_is_used(spawn: impl AsyncFn(AppSpec) -> crate::App) {
+    let (tenants, _) = tenants(Secrets::new(Secret::new(ACME_SECRET).unwrap()));
+    let spec = AppSpec::new().tenants(tenants);
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let acme = format!("{ROUTE_TENANT_KEY}/acme");
+    let answer = client
+        .deliver_signed(&acme, ACME_SECRET, envelope(&event_id("key"), "d"), now())
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let seen = probe.seen();
+    let verified = seen.last().unwrap().verified.clone().unwrap();
+    assert_eq!(verified.tenant.as_deref(), Some("acme"));
+    let nobody = format!("{ROUTE_TENANT_KEY}/nobody");
+    let answer = client
+        .deliver_signed(&nobody, ACME_SECRET, envelope(&event_id("key"), "d"), now())
+        .await;
+    assert_eq!(answer.status, 404, "{answer:?}");
+}
+
 /// Instantiates the tenant cases for one adapter (included in
 /// [`conformance_suite!`](crate::conformance_suite)).
 #[macro_export]
@@ -157,6 +180,7 @@ macro_rules! tenant_suite {
             tenants_have_their_own_secrets_and_dedup,
             unknown_tenant_is_404_before_the_body,
             tenant_secrets_rotate_and_invalidate,
+            tenant_key_function_is_used,
         );
     };
     (@cases $spawn:path; $($case:ident),* $(,)?) => {

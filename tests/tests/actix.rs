@@ -9,8 +9,8 @@ use bytes::Bytes;
 use mapping_webhooks::{DedupStore, MappingCompleted, Verified};
 use mapping_webhooks_actix::{TenantFrom, VerifiedEvent, WebhookVerify};
 use mapping_webhooks_conformance::{
-    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANTS, ROUTE_TYPED,
-    ROUTE_UNLAYERED, conformance_suite,
+    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANT_KEY,
+    ROUTE_TENANTS, ROUTE_TYPED, ROUTE_UNLAYERED, conformance_suite,
 };
 use serde_json::value::RawValue;
 
@@ -93,6 +93,15 @@ async fn serve<D: DedupStore>(
                                     .wrap(tenants.clone())
                                     .route(web::post().to(tenant_hook)),
                             );
+                            // The same tenants, the key from the matched path parameter.
+                            let keyed = tenants.clone().tenant_key(|req| {
+                                req.match_info().get("tenant").map(str::to_owned)
+                            });
+                            config.service(
+                                web::resource(format!("{ROUTE_TENANT_KEY}/{{tenant}}"))
+                                    .wrap(keyed)
+                                    .route(web::post().to(tenant_key_hook)),
+                            );
                         }
                     })
             })
@@ -131,6 +140,19 @@ async fn tenant_hook(
     respond(
         probe
             .handle(ROUTE_TENANTS, Some(meta.into_inner()), body)
+            .await,
+    )
+}
+
+async fn tenant_key_hook(
+    probe: web::Data<Probe>,
+    meta: web::ReqData<Verified>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let body = Bytes::copy_from_slice(&body);
+    respond(
+        probe
+            .handle(ROUTE_TENANT_KEY, Some(meta.into_inner()), body)
             .await,
     )
 }

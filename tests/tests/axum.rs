@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use mapping_webhooks::{MappingCompleted, Verified};
 use mapping_webhooks_conformance::{
-    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANTS, ROUTE_TYPED,
-    ROUTE_UNLAYERED, conformance_suite,
+    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANT_KEY,
+    ROUTE_TENANTS, ROUTE_TYPED, ROUTE_UNLAYERED, conformance_suite,
 };
 use mapping_webhooks_tower::{TenantFrom, VerifiedEvent, WebhookVerify};
 use serde_json::value::RawValue;
@@ -50,15 +50,32 @@ async fn spawn_axum_app(spec: AppSpec) -> App {
     let app = match spec.tenants {
         Some(tenants) => {
             let layer = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1));
-            let p = spec.probe.clone();
-            let hook = move |Extension(meta): Extension<Verified>, body: Bytes| {
-                let p = p.clone();
-                async move { status(p.handle(ROUTE_TENANTS, Some(meta), body).await) }
+            // The same tenants, the key taken by a function of the request's parts.
+            let keyed = layer.clone().tenant_key(|parts| {
+                let rest = parts.uri.path().strip_prefix(ROUTE_TENANT_KEY)?;
+                Some(rest.trim_start_matches('/').to_owned())
+            });
+            let hook = |p: Probe, route: &'static str| {
+                move |Extension(meta): Extension<Verified>, body: Bytes| {
+                    let p = p.clone();
+                    async move { status(p.handle(route, Some(meta), body).await) }
+                }
             };
             app.merge(
                 Router::new()
-                    .route(&format!("{ROUTE_TENANTS}/{{tenant}}"), post(hook))
+                    .route(
+                        &format!("{ROUTE_TENANTS}/{{tenant}}"),
+                        post(hook(spec.probe.clone(), ROUTE_TENANTS)),
+                    )
                     .route_layer(layer),
+            )
+            .merge(
+                Router::new()
+                    .route(
+                        &format!("{ROUTE_TENANT_KEY}/{{tenant}}"),
+                        post(hook(spec.probe.clone(), ROUTE_TENANT_KEY)),
+                    )
+                    .route_layer(keyed),
             )
         }
         None => app,

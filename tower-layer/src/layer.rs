@@ -39,7 +39,12 @@ use crate::service::WebhookVerifyService;
 pub struct WebhookVerify<D = MemoryStore, R = PlainTextReject> {
     gate: Arc<Gate<D>>,
     on_reject: Arc<R>,
+    tenant_key: Option<Arc<TenantKeyFn>>,
 }
+
+/// A function taking a request's tenant key from its head (see
+/// [`WebhookVerify::tenant_key`]).
+pub(crate) type TenantKeyFn = dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync;
 
 impl WebhookVerify {
     /// A layer for `secret` (the whole string the dashboard showed, `whsec_` included),
@@ -97,6 +102,7 @@ impl<D: DedupStore> WebhookVerify<D> {
         Self {
             gate: Arc::new(gate),
             on_reject: Arc::new(PlainTextReject),
+            tenant_key: None,
         }
     }
 }
@@ -106,6 +112,7 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         WebhookVerify {
             gate: Arc::new(f(Arc::unwrap_or_clone(self.gate))),
             on_reject: self.on_reject,
+            tenant_key: self.tenant_key,
         }
     }
 
@@ -208,12 +215,36 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         WebhookVerify {
             gate: self.gate,
             on_reject: Arc::new(on_reject),
+            tenant_key: self.tenant_key,
         }
     }
 
     /// Answers with a JSON body ([`JsonReject`]) instead of plain text.
     pub fn json_rejections(self) -> WebhookVerify<D, JsonReject> {
         self.reject_with(JsonReject)
+    }
+
+    /// Takes each request's tenant key with `f`, from the request's head, instead of the
+    /// [`TenantFrom`] given to [`for_tenants`](WebhookVerify::for_tenants) (which this
+    /// replaces; without tenants the key is not used). `None` is an unknown tenant (404).
+    ///
+    /// ```
+    /// use mapping_webhooks_tower::{ResolveError, Secrets, TenantFrom, Tenants, WebhookVerify};
+    ///
+    /// let tenants = Tenants::new(|_tenant: String| async { Ok::<Option<Secrets>, ResolveError>(None) });
+    /// // acme.hooks.example.com -> "acme"
+    /// let layer = WebhookVerify::for_tenants(tenants, TenantFrom::Host).tenant_key(|parts| {
+    ///     let host = parts.headers.get(http::header::HOST)?.to_str().ok()?;
+    ///     Some(host.split('.').next()?.to_owned())
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn tenant_key<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.tenant_key = Some(Arc::new(f));
+        self
     }
 
     /// The gate holding the configuration.
@@ -233,6 +264,7 @@ impl<D, R> Clone for WebhookVerify<D, R> {
         Self {
             gate: Arc::clone(&self.gate),
             on_reject: Arc::clone(&self.on_reject),
+            tenant_key: self.tenant_key.clone(),
         }
     }
 }
@@ -242,6 +274,7 @@ impl<D, R> fmt::Debug for WebhookVerify<D, R> {
         f.debug_struct("WebhookVerify")
             .field("gate", &self.gate)
             .field("on_reject", &format_args!("<fn>"))
+            .field("tenant_key", &self.tenant_key.as_ref().map(|_| "<fn>"))
             .finish()
     }
 }
@@ -250,7 +283,12 @@ impl<S, D, R> Layer<S> for WebhookVerify<D, R> {
     type Service = WebhookVerifyService<S, D, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        WebhookVerifyService::new(inner, Arc::clone(&self.gate), Arc::clone(&self.on_reject))
+        WebhookVerifyService::new(
+            inner,
+            Arc::clone(&self.gate),
+            Arc::clone(&self.on_reject),
+            self.tenant_key.clone(),
+        )
     }
 }
 
