@@ -86,6 +86,24 @@
 //! # Ok::<(), mapping_webhooks_actix::ConfigError>(())
 //! ```
 //!
+//! # Many tenants on one endpoint
+//!
+//! One route for many Mapping.Travel accounts, each with its own secrets from your
+//! resolver, cached; the tenant is looked up before the body is read (unknown: 404,
+//! lookup failed: 503), and dedup keys are per tenant:
+//!
+//! ```
+//! use mapping_webhooks_actix::{ResolveError, Secret, Secrets, TenantFrom, Tenants, WebhookVerify};
+//!
+//! let tenants = Tenants::new(|tenant: String| async move {
+//!     // A database or secret-manager lookup; None for an unknown tenant.
+//!     Ok::<_, ResolveError>((tenant == "acme").then(|| Secrets::new(Secret::new("whsec_acme").unwrap())))
+//! });
+//! // /hooks/mapping/{tenant}: the tenant is the third path segment.
+//! let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(2));
+//! # let _ = verify;
+//! ```
+//!
 //! # Deduplication across replicas
 //!
 //! The default [`MemoryStore`] serves one process (all its workers). Behind a load

@@ -46,6 +46,14 @@
 //! # Ok::<(), mapping_webhooks::ConfigError>(())
 //! ```
 //!
+//! # Many tenants on one endpoint
+//!
+//! [`Gate::for_tenants`] takes each request's tenant key (a path segment, the host, or an
+//! adapter's own function), asks the app's [`SecretsResolver`] for that tenant's
+//! [`Secrets`] through a bounded, expiring cache ([`Tenants`]), before the body is read:
+//! an unknown tenant is answered 404, a failed lookup 503. Dedup keys are per tenant.
+//! See [`Tenants`] for an example.
+//!
 //! # Example
 //!
 //! ```
