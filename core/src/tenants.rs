@@ -178,7 +178,8 @@ impl fmt::Debug for Tenants {
 }
 
 /// Where a request's tenant key is: framework-free descriptions the adapters apply to
-/// their requests (each adapter can also take a function of its own request type).
+/// their requests. Each adapter's `tenant_key(f)` takes a function of its own request
+/// type instead (a path parameter, a header, a subdomain rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TenantFrom {

@@ -55,7 +55,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 #[non_exhaustive]
 pub struct ReceiverConfig {
     /// `MAPPING_WEBHOOK_SECRET`, or [`DEV_SECRET`] when it is unset or empty and the
-    /// receiver listens on a loopback address.
+    /// receiver listens on a loopback address; empty when the secrets come from
+    /// [`secret_file`](Self::secret_file).
     pub secret: String,
     /// `MAPPING_WEBHOOK_SECRET_PREVIOUS`, during a rotation.
     pub previous_secret: Option<String>,
