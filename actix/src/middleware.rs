@@ -192,9 +192,9 @@ impl<D: DedupStore> WebhookVerify<D> {
 
 impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// Also accepts signatures made with a previous secret, during a rotation window.
-    /// May be called more than once. It is added to the middleware's [`Secrets`] and
-    /// does not expire; to rotate while the server runs, use [`secrets`](Self::secrets)
-    /// instead.
+    /// May be called more than once. It is added to the middleware's [`Secrets`] (shared
+    /// with its clones) and does not expire; to rotate while the server runs, use
+    /// [`secrets`](Self::secrets) instead.
     ///
     /// # Panics
     ///

@@ -118,8 +118,8 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
 
     /// Also accepts signatures made with a previous secret, for the rotation window
     /// (about five minutes after a rotation). May be called more than once. It is added
-    /// to the layer's [`Secrets`] and does not expire; to rotate while the server runs,
-    /// use [`secrets`](Self::secrets) instead.
+    /// to the layer's [`Secrets`] (shared with the layer's clones) and does not expire; to
+    /// rotate while the server runs, use [`secrets`](Self::secrets) instead.
     ///
     /// # Panics
     ///
