@@ -434,6 +434,35 @@ async fn every_outcome(seen: &mut Seen) {
     seen.print(&secrets.masked());
     seen.print(&memory);
     assert!(secrets.remove_previous(&Secret::new(ROTATED).unwrap()));
+
+    // Many tenants: a known one, an unknown one, a failed lookup.
+    let tenants = mapping_webhooks::Tenants::new(|tenant: String| async move {
+        match tenant.as_str() {
+            "acme" => Ok(Some(mapping_webhooks::Secrets::new(Secret::new(ROTATED)?))),
+            "down" => Err(mapping_webhooks::ResolveError::new("connection refused")),
+            _ => Ok(None),
+        }
+    });
+    let gate = Gate::for_tenants(tenants, mapping_webhooks::TenantFrom::PathSegment(0))
+        .clock(ManualClock::at_secs(NOW));
+    seen.print(&gate);
+    for (tenant, secret) in [("acme", ROTATED), ("nobody", ROTATED), ("down", CURRENT)] {
+        let b = body(&format!("evt_tenant_{tenant}"));
+        let h = seen.sign(secret, &b, NOW);
+        let unsigned = UnsignedHeaders::default();
+        let head = gate.check_head([h.as_bytes()], None, unsigned).unwrap();
+        seen.print(&head);
+        match gate.check_tenant(head, Some(tenant), unsigned).await {
+            Ok(head) => match gate.admit_checked(head, unsigned, &b).await {
+                Admission::Process { verified, ticket } => {
+                    seen.print(&verified);
+                    ticket.finish(204).await;
+                }
+                Admission::Reply(reply) => panic!("acme refused: {}", reply.reason()),
+            },
+            Err(reply) => seen.reply(&reply),
+        }
+    }
 }
 
 /// Every piece of `secret` longer than four characters that is not only its public
@@ -482,6 +511,8 @@ fn no_secret_or_signature_in_logs_debug_or_display() {
         "del_hygiene",
         "webhook secret rotated",
         "webhook secrets set",
+        "unknown tenant",
+        "tenant lookup failed",
     ] {
         assert!(
             logs.contains(expected),
