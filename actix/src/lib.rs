@@ -94,6 +94,41 @@
 //!   instead: the in-memory store's claims go with it, while a shared store's claim is
 //!   taken over by a retry once its lease runs out.
 //!
+//! # Rotating the secret while the server runs
+//!
+//! Every worker's clone of the middleware reads one shared [`Secrets`] handle on every
+//! request (one atomic load, no lock); change it and the next request, in any worker,
+//! uses the new secrets:
+//!
+//! ```
+//! use mapping_webhooks_actix::{Secret, Secrets, WebhookVerify};
+//!
+//! let secrets = Secrets::new(Secret::new("whsec_old_0123456789abcdef0123456789")?);
+//! let verify = WebhookVerify::from_secrets(secrets.clone()); // clone it into HttpServer::new
+//! // On a reloaded secrets file, an admin call...: the old one stays accepted for 10 min.
+//! secrets.rotate(Secret::new("whsec_new_fedcba9876543210fedcba9876")?);
+//! # let _ = verify;
+//! # Ok::<(), mapping_webhooks_actix::ConfigError>(())
+//! ```
+//!
+//! # Many tenants on one endpoint
+//!
+//! One route for many Mapping.Travel accounts, each with its own secrets from your
+//! resolver, cached; the tenant is looked up before the body is read (unknown: 404,
+//! lookup failed: 503), and dedup keys are per tenant:
+//!
+//! ```
+//! use mapping_webhooks_actix::{ResolveError, Secret, Secrets, TenantFrom, Tenants, WebhookVerify};
+//!
+//! let tenants = Tenants::new(|tenant: String| async move {
+//!     // A database or secret-manager lookup; None for an unknown tenant.
+//!     Ok::<_, ResolveError>((tenant == "acme").then(|| Secrets::new(Secret::new("whsec_acme").unwrap())))
+//! });
+//! // /hooks/mapping/{tenant}: the tenant is the third path segment.
+//! let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(2));
+//! # let _ = verify;
+//! ```
+//!
 //! # Deduplication across replicas
 //!
 //! The default [`MemoryStore`] serves one process (all its workers). Behind a load
@@ -130,6 +165,8 @@ pub use mapping_webhooks::{
 #[cfg(feature = "redis")]
 #[doc(inline)]
 pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
+#[doc(inline)]
+pub use mapping_webhooks::{ResolveError, Secrets, SecretsResolver, TenantFrom, Tenants};
 
 #[cfg(test)]
 mod tests;

@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{CONTENT_LENGTH, HeaderMap, HeaderName};
+use actix_web::http::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderName};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_core::Stream;
 use mapping_webhooks::{
     Admission, Clock, ConfigError, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Gate, MemoryStore,
-    OnStoreError, Reply, SIGNATURE_HEADER, Secret, UnsignedHeaders, VerifyError,
+    OnStoreError, Reply, SIGNATURE_HEADER, Secret, Secrets, TenantFrom, Tenants, UnsignedHeaders,
+    VerifyError,
 };
 
 use crate::reject::{self, RejectFn};
@@ -110,13 +111,18 @@ pub(crate) struct VerifiedBody(pub(crate) Bytes);
 pub struct WebhookVerify<D = MemoryStore, R = RejectFn> {
     gate: Gate<D>,
     on_reject: Arc<R>,
+    tenant_key: Option<Arc<TenantKeyFn>>,
 }
+
+/// A function taking a request's tenant key (see [`WebhookVerify::tenant_key`]).
+type TenantKeyFn = dyn Fn(&ServiceRequest) -> Option<String> + Send + Sync;
 
 impl<D, R> Clone for WebhookVerify<D, R> {
     fn clone(&self) -> Self {
         Self {
             gate: self.gate.clone(),
             on_reject: Arc::clone(&self.on_reject),
+            tenant_key: self.tenant_key.clone(),
         }
     }
 }
@@ -144,6 +150,32 @@ impl WebhookVerify {
     pub fn try_new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         Ok(Self::from_gate(Gate::new(Secret::new(secret)?)))
     }
+
+    /// The middleware reading `secrets`, a handle the app keeps to change the secrets
+    /// while the server runs; every worker's clone reads the same handle:
+    ///
+    /// ```
+    /// use mapping_webhooks_actix::{Secret, Secrets, WebhookVerify};
+    ///
+    /// let secrets = Secrets::new(Secret::new("whsec_current")?);
+    /// let verify = WebhookVerify::from_secrets(secrets.clone());
+    /// // Later, on a reloaded secrets file or an admin call: the next request sees it.
+    /// secrets.rotate(Secret::new("whsec_next")?);
+    /// # let _ = verify;
+    /// # Ok::<(), mapping_webhooks_actix::ConfigError>(())
+    /// ```
+    pub fn from_secrets(secrets: Secrets) -> Self {
+        Self::from_gate(Gate::from_secrets(secrets))
+    }
+
+    /// The middleware for many tenants on one route: each request's tenant key is taken
+    /// as `from` says (for `web::resource("/hooks/mapping/{tenant}")`,
+    /// `TenantFrom::PathSegment(2)`), and its secrets from `tenants`, before the body is
+    /// read. An unknown tenant is answered 404, a failed lookup 503; dedup keys are per
+    /// tenant, and [`Verified::tenant`](mapping_webhooks::Verified::tenant) names it.
+    pub fn for_tenants(tenants: Tenants, from: TenantFrom) -> Self {
+        Self::from_gate(Gate::for_tenants(tenants, from))
+    }
 }
 
 impl<D: DedupStore> WebhookVerify<D> {
@@ -153,13 +185,16 @@ impl<D: DedupStore> WebhookVerify<D> {
         Self {
             gate,
             on_reject: Arc::new(reject::plain_text),
+            tenant_key: None,
         }
     }
 }
 
 impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// Also accepts signatures made with a previous secret, during a rotation window.
-    /// May be called more than once.
+    /// May be called more than once. It is added to the middleware's [`Secrets`] (shared
+    /// with its clones) and does not expire; to rotate while the server runs, use
+    /// [`secrets`](Self::secrets) instead.
     ///
     /// # Panics
     ///
@@ -207,6 +242,7 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         WebhookVerify {
             gate: self.gate.dedup(store),
             on_reject: self.on_reject,
+            tenant_key: self.tenant_key,
         }
     }
 
@@ -261,6 +297,7 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         WebhookVerify {
             gate: self.gate,
             on_reject: Arc::new(f),
+            tenant_key: self.tenant_key,
         }
     }
 
@@ -270,9 +307,38 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         self.on_reject(reject::json as RejectFn)
     }
 
+    /// Takes each request's tenant key with `f` instead of the [`TenantFrom`] given to
+    /// [`for_tenants`](WebhookVerify::for_tenants) (which this replaces; without tenants
+    /// the key is not used). `None` is an unknown tenant (404). The route is matched
+    /// before the middleware runs, so a path parameter is there:
+    ///
+    /// ```
+    /// use mapping_webhooks_actix::{ResolveError, Secrets, TenantFrom, Tenants, WebhookVerify};
+    ///
+    /// let tenants = Tenants::new(|_tenant: String| async { Ok::<Option<Secrets>, ResolveError>(None) });
+    /// // web::resource("/hooks/{tenant}/mapping")
+    /// let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1))
+    ///     .tenant_key(|req| req.match_info().get("tenant").map(str::to_owned));
+    /// # let _ = verify;
+    /// ```
+    pub fn tenant_key<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&ServiceRequest) -> Option<String> + Send + Sync + 'static,
+    {
+        self.tenant_key = Some(Arc::new(f));
+        self
+    }
+
     /// The core gate this middleware applies.
     pub fn gate(&self) -> &Gate<D> {
         &self.gate
+    }
+
+    /// The secrets handle every request reads (in every worker): clone it to
+    /// [`rotate`](Secrets::rotate) or [`set`](Secrets::set) the secrets while the server
+    /// runs.
+    pub fn secrets(&self) -> &Secrets {
+        self.gate.secrets()
     }
 }
 
@@ -281,6 +347,7 @@ impl<D, R> fmt::Debug for WebhookVerify<D, R> {
         f.debug_struct("WebhookVerify")
             .field("gate", &self.gate)
             .field("on_reject", &format_args!("<fn>"))
+            .field("tenant_key", &self.tenant_key.as_ref().map(|_| "<fn>"))
             .finish()
     }
 }
@@ -371,6 +438,21 @@ where
     let declared = content_length(headers);
     let signatures = headers.get_all(SIGNATURE).map(|value| value.as_bytes());
     let head = match gate.check_head(signatures, declared, unsigned) {
+        Ok(head) => head,
+        Err(reply) => return Ok(reject(req, &reply)),
+    };
+    // Many tenants: the tenant's secrets, still before the body is read.
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    let custom = match (&shared.tenant_key, gate.tenant_from()) {
+        (Some(f), Some(_)) => f(&req),
+        _ => None,
+    };
+    let tenant = match (&custom, gate.tenant_from()) {
+        (Some(key), _) => Some(key.as_str()),
+        (None, Some(from)) if shared.tenant_key.is_none() => from.key(req.path(), host),
+        _ => None,
+    };
+    let head = match gate.check_tenant(head, tenant, unsigned).await {
         Ok(head) => head,
         Err(reply) => return Ok(reject(req, &reply)),
     };

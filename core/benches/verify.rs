@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mapping_webhooks::{
-    Admission, Begin, Clock, DEFAULT_TOLERANCE, DedupStore, Gate, MemoryStore, Secret,
+    Admission, Begin, Clock, DEFAULT_TOLERANCE, DedupStore, Gate, MemoryStore, Secret, Secrets,
     SignatureHeader, Signer, SystemClock, UnsignedHeaders, Verifier,
 };
 
 mod support;
-use support::{Floor, SECRET, SIZES, envelope, event_id, naive_verify, now_secs};
+use support::{FixedKeys, Floor, SECRET, SIZES, envelope, event_id, naive_verify, now_secs};
 
 /// Runs a future that never waits (the in-memory store answers at once) to completion.
 fn ready<F: Future>(future: F) -> F::Output {
@@ -35,6 +35,12 @@ fn secret() -> Secret {
 fn verification(c: &mut Criterion) {
     let floor = Floor::new();
     let verifier = Verifier::new(secret());
+    let fixed = FixedKeys::new();
+    // A handle in the middle of a rotation: the current secret plus a previous one with
+    // a deadline. A request signed with the current secret never reads the deadline.
+    let rotating = Secrets::new(Secret::new("whsec_bench_old_0123456789abcdef").expect("valid"));
+    rotating.rotate(secret());
+    let rotating = Verifier::from_secrets(rotating);
     let signer = Signer::new(secret());
     let tolerance = DEFAULT_TOLERANCE.as_secs();
     let mut group = c.benchmark_group("verify");
@@ -45,6 +51,8 @@ fn verification(c: &mut Criterion) {
         let header = signer.sign(&body, t);
         let prefix = format!("{t}.");
         assert!(verifier.verify(&header, &body).is_ok());
+        assert_eq!(fixed.verify_signature(&header, &body), Ok(0));
+        assert!(rotating.verify_signature(&header, &body).is_ok());
         assert!(naive_verify(SECRET, &header, &body, t, tolerance));
         assert_eq!(
             floor.mac(prefix.as_bytes(), &body),
@@ -58,6 +66,24 @@ fn verification(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("signature", size), &body, |b, body| {
             b.iter(|| verifier.verify_signature(black_box(&header), black_box(body)));
         });
+        if size == SIZES[0] {
+            // Today's signature check against the same steps over fixed keys, and in the
+            // middle of a rotation (see `Secrets`).
+            group.bench_with_input(
+                BenchmarkId::new("signature_fixed_keys", size),
+                &body,
+                |b, body| {
+                    b.iter(|| fixed.verify_signature(black_box(&header), black_box(body)));
+                },
+            );
+            group.bench_with_input(
+                BenchmarkId::new("signature_rotating", size),
+                &body,
+                |b, body| {
+                    b.iter(|| rotating.verify_signature(black_box(&header), black_box(body)));
+                },
+            );
+        }
         group.bench_with_input(BenchmarkId::new("full", size), &body, |b, body| {
             b.iter(|| verifier.verify(black_box(&header), black_box(body)));
         });
@@ -85,6 +111,7 @@ fn parts(c: &mut Criterion) {
         b.iter(|| SignatureHeader::parse(black_box(&header)));
     });
     group.bench_function("system_clock", |b| b.iter(|| SystemClock.now_secs()));
+
     group.finish();
 }
 

@@ -10,9 +10,11 @@ use sha2::{Digest, Sha256};
 
 use crate::dedup::{Begin, Claim, DedupStore, MemoryStore};
 use crate::header::encode_hex32;
+use crate::tenants::MAX_TENANT_KEY_LEN;
 use crate::verify::read_envelope;
 use crate::{
-    Clock, ConfigError, MatchedSecret, Secret, SignatureHeader, Verified, Verifier, VerifyError,
+    Clock, ConfigError, MatchedSecret, Secret, Secrets, SignatureHeader, TenantFrom, Tenants,
+    Verified, Verifier, VerifyError,
 };
 
 /// The default largest body read, in bytes (1 MiB). Real deliveries are a few hundred
@@ -84,6 +86,7 @@ pub struct UnsignedHeaders<'a> {
 /// ```
 pub struct Gate<D = MemoryStore> {
     verifier: Verifier,
+    tenants: Option<(Tenants, TenantFrom)>,
     store: Option<Arc<D>>,
     namespace: Option<Box<str>>,
     on_store_error: OnStoreError,
@@ -97,6 +100,7 @@ impl<D> Clone for Gate<D> {
     fn clone(&self) -> Self {
         Self {
             verifier: self.verifier.clone(),
+            tenants: self.tenants.clone(),
             store: self.store.clone(),
             namespace: self.namespace.clone(),
             on_store_error: self.on_store_error,
@@ -110,14 +114,36 @@ impl<D> Clone for Gate<D> {
 impl Gate {
     /// A gate for `secret`, with the default tolerance, limits and a [`MemoryStore`].
     pub fn new(secret: Secret) -> Self {
+        Self::from_secrets(Secrets::new(secret))
+    }
+
+    /// A gate reading `secrets`, a handle the app keeps to change the secrets while the
+    /// server runs (see [`Secrets`]), with the default tolerance, limits and a
+    /// [`MemoryStore`].
+    pub fn from_secrets(secrets: Secrets) -> Self {
         Self {
-            verifier: Verifier::new(secret),
+            verifier: Verifier::from_secrets(secrets),
+            tenants: None,
             store: Some(Arc::new(MemoryStore::new())),
             namespace: None,
             on_store_error: OnStoreError::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             read_timeout: DEFAULT_READ_TIMEOUT,
             default_store: true,
+        }
+    }
+
+    /// A gate for many tenants on one endpoint: each request's tenant key is taken as
+    /// `from` says, and its secrets from `tenants` (see [`check_tenant`](Self::check_tenant)).
+    /// Dedup keys are per tenant. The other options are the defaults.
+    pub fn for_tenants(tenants: Tenants, from: TenantFrom) -> Self {
+        // The gate's own secrets are never used: a request without a tenant is refused
+        // before any signature is checked. An unguessable one all the same.
+        let unused =
+            Secret::new(format!("unused-{}", Claim::random())).expect("a non-empty secret");
+        Self {
+            tenants: Some((tenants, from)),
+            ..Self::new(unused)
         }
     }
 }
@@ -138,9 +164,10 @@ impl<D: DedupStore> Gate<D> {
         self
     }
 
-    /// Reads the time from `clock` (for tests): the verifier's signature window, and the
-    /// leases and TTLs of the default [`MemoryStore`], which is rebuilt (empty) on this
-    /// clock. A store passed with [`dedup`](Self::dedup) keeps its own clock (set it with
+    /// Reads the time from `clock` (for tests): the verifier's signature window, the
+    /// secrets' expiry deadlines, and the leases and TTLs of the default [`MemoryStore`],
+    /// which is rebuilt (empty) on this clock. A store passed with [`dedup`](Self::dedup)
+    /// keeps its own clock (set it with
     /// [`MemoryStoreBuilder::clock`](crate::dedup::MemoryStoreBuilder::clock)).
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -186,6 +213,7 @@ impl<D: DedupStore> Gate<D> {
     pub fn dedup<S: DedupStore>(self, store: S) -> Gate<S> {
         Gate {
             verifier: self.verifier,
+            tenants: self.tenants,
             store: Some(Arc::new(store)),
             namespace: self.namespace,
             on_store_error: self.on_store_error,
@@ -224,6 +252,79 @@ impl<D: DedupStore> Gate<D> {
     /// The verifier.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
+    }
+
+    /// The secrets handle this gate reads on every request: clone it to
+    /// [`rotate`](Secrets::rotate) or [`set`](Secrets::set) the secrets while the
+    /// server runs. The dedup store is not touched by such a change.
+    pub fn secrets(&self) -> &Secrets {
+        self.verifier.secrets()
+    }
+
+    /// Where the tenant key is, when this gate serves many tenants
+    /// ([`for_tenants`](Gate::for_tenants)).
+    pub fn tenant_from(&self) -> Option<TenantFrom> {
+        self.tenants.as_ref().map(|(_, from)| *from)
+    }
+
+    /// The tenants, when this gate serves many ([`for_tenants`](Gate::for_tenants)).
+    pub fn tenants(&self) -> Option<&Tenants> {
+        self.tenants.as_ref().map(|(tenants, _)| tenants)
+    }
+
+    /// Looks up the tenant of a request whose head passed [`check_head`](Self::check_head),
+    /// before its body is read: `tenant` is its key, taken from the request as
+    /// [`tenant_from`](Self::tenant_from) says (or as the adapter's own function does).
+    /// A gate without tenants returns `head` as it is.
+    ///
+    /// # Errors
+    ///
+    /// 404 (`not found`, the answer of a route that does not exist) for a missing key or a
+    /// tenant the resolver does not know; 503 when the resolver failed (the sender
+    /// retries).
+    pub async fn check_tenant(
+        &self,
+        mut head: CheckedHead,
+        tenant: Option<&str>,
+        unsigned: UnsignedHeaders<'_>,
+    ) -> Result<CheckedHead, Reply> {
+        let Some((tenants, _)) = &self.tenants else {
+            return Ok(head);
+        };
+        let Some(key) = tenant.filter(|k| !k.is_empty() && k.len() <= MAX_TENANT_KEY_LEN) else {
+            tracing::info!(
+                delivery_id = unsigned.delivery_id,
+                "webhook without a tenant key refused (404)"
+            );
+            return Err(Reply::UnknownTenant);
+        };
+        let found = match tenants.cached(key) {
+            Some(cached) => cached,
+            None => match tenants.secrets_for(key).await {
+                Ok(found) => found,
+                Err(error) => {
+                    tracing::error!(%error, tenant = key, delivery_id = unsigned.delivery_id, "tenant lookup failed; answered 503 so the sender retries");
+                    return Err(Reply::TenantLookupFailed);
+                }
+            },
+        };
+        match found {
+            Some(secrets) => {
+                head.tenant = Some(TenantHead {
+                    key: key.into(),
+                    secrets,
+                });
+                Ok(head)
+            }
+            None => {
+                tracing::info!(
+                    tenant = key,
+                    delivery_id = unsigned.delivery_id,
+                    "webhook for an unknown tenant refused (404)"
+                );
+                Err(Reply::UnknownTenant)
+            }
+        }
     }
 
     /// The largest body read.
@@ -306,7 +407,10 @@ impl<D: DedupStore> Gate<D> {
         if let Err(error) = self.verifier.check_window(&header) {
             return Err(self.refuse(error, unsigned));
         }
-        Ok(CheckedHead { header })
+        Ok(CheckedHead {
+            header,
+            tenant: None,
+        })
     }
 
     /// Verifies a request and claims its event.
@@ -340,14 +444,21 @@ impl<D: DedupStore> Gate<D> {
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Admission<D> {
-        let verified = match self
-            .verifier
-            .match_signature(&head.header, body)
-            .and_then(|matched| read_envelope(matched, body))
-        {
+        let matched = match (&head.tenant, &self.tenants) {
+            (Some(tenant), _) => {
+                self.verifier
+                    .match_signature_with(&tenant.secrets, &head.header, body)
+            }
+            (None, None) => self.verifier.match_signature(&head.header, body),
+            // A gate for tenants never verifies without one (check_tenant was skipped).
+            (None, Some(_)) => return Admission::Reply(Reply::UnknownTenant),
+        };
+        let mut verified = match matched.and_then(|matched| read_envelope(matched, body)) {
             Ok(verified) => verified,
             Err(error) => return Admission::Reply(self.refuse(error, unsigned)),
         };
+        let tenant = head.tenant.map(|t| t.key);
+        verified.tenant = tenant.as_deref().map(str::to_owned);
         if let MatchedSecret::Previous(index) = verified.secret {
             tracing::info!(
                 previous_secret = index,
@@ -371,7 +482,7 @@ impl<D: DedupStore> Gate<D> {
                 ticket: Ticket::unclaimed(),
             };
         };
-        let key = self.key_for(&verified.event_id);
+        let key = self.key_in(tenant.as_deref(), &verified.event_id);
         match store.begin(&key).await {
             Ok(Begin::New(claim)) => Admission::Process {
                 verified,
@@ -444,12 +555,37 @@ impl<D: DedupStore> Gate<D> {
     /// # Ok::<(), mapping_webhooks::ConfigError>(())
     /// ```
     pub fn key_for(&self, event_id: &str) -> String {
+        self.key_in(None, event_id)
+    }
+
+    /// The dedup store key for an event of `tenant`:
+    /// `{namespace}:tenant:{tenant}:id:{eventId}`, the tenant escaped like the namespace,
+    /// so two tenants' events, or a tenant's and a plain endpoint's, never share a key.
+    ///
+    /// ```
+    /// use mapping_webhooks::{Gate, Secret};
+    ///
+    /// let gate = Gate::new(Secret::new("whsec_test")?).namespace("hooks");
+    /// assert_eq!(gate.key_for_tenant("acme:eu", "evt_1"), "hooks:tenant:acme%3Aeu:id:evt_1");
+    /// # Ok::<(), mapping_webhooks::ConfigError>(())
+    /// ```
+    pub fn key_for_tenant(&self, tenant: &str, event_id: &str) -> String {
+        self.key_in(Some(tenant), event_id)
+    }
+
+    fn key_in(&self, tenant: Option<&str>, event_id: &str) -> String {
         let ns = self.namespace.as_deref().unwrap_or("");
         let plain = event_id.len() <= MAX_PLAIN_KEY_LEN;
+        let tenant = tenant.map(escape_namespace);
+        let tenant_len = tenant.as_ref().map_or(0, |t| ":tenant:".len() + t.len());
         let mut key = String::with_capacity(
-            ns.len() + ":sha256:".len() + if plain { event_id.len() } else { 64 },
+            ns.len() + tenant_len + ":sha256:".len() + if plain { event_id.len() } else { 64 },
         );
         key.push_str(ns);
+        if let Some(tenant) = &tenant {
+            key.push_str(":tenant:");
+            key.push_str(tenant);
+        }
         if plain {
             key.push_str(":id:");
             key.push_str(event_id);
@@ -478,6 +614,7 @@ impl<D> fmt::Debug for Gate<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gate")
             .field("verifier", &self.verifier)
+            .field("tenants", &self.tenants)
             .field("dedup", &self.store.is_some())
             .field("namespace", &self.namespace)
             .field("on_store_error", &self.on_store_error)
@@ -498,6 +635,14 @@ impl<D> fmt::Debug for Gate<D> {
 #[must_use = "read the body and pass both to Gate::admit_checked"]
 pub struct CheckedHead {
     header: SignatureHeader,
+    tenant: Option<TenantHead>,
+}
+
+/// The tenant [`Gate::check_tenant`] found for a request.
+#[derive(Debug)]
+struct TenantHead {
+    key: Box<str>,
+    secrets: Secrets,
 }
 
 impl CheckedHead {
@@ -536,6 +681,11 @@ pub enum Reply {
     InFlight,
     /// The dedup store could not answer: 503, so the sender retries later.
     StoreUnavailable,
+    /// No tenant key in the request, or no such tenant: 404, as for a route that does
+    /// not exist (the sender's docs tell the operator to check the URL's path).
+    UnknownTenant,
+    /// The tenant's secrets could not be looked up: 503, so the sender retries later.
+    TenantLookupFailed,
 }
 
 impl Reply {
@@ -545,7 +695,8 @@ impl Reply {
             Self::Refused(e) => e.status(),
             Self::AlreadyProcessed => 200,
             Self::InFlight => 409,
-            Self::StoreUnavailable => 503,
+            Self::StoreUnavailable | Self::TenantLookupFailed => 503,
+            Self::UnknownTenant => 404,
         }
     }
 
@@ -556,6 +707,8 @@ impl Reply {
             Self::AlreadyProcessed => "event already processed",
             Self::InFlight => "event is being processed; retry later",
             Self::StoreUnavailable => "deduplication store unavailable; retry later",
+            Self::UnknownTenant => "not found",
+            Self::TenantLookupFailed => "secrets lookup unavailable; retry later",
         }
     }
 
@@ -566,6 +719,8 @@ impl Reply {
             Self::AlreadyProcessed => "already_processed",
             Self::InFlight => "in_flight",
             Self::StoreUnavailable => "store_unavailable",
+            Self::UnknownTenant => "not_found",
+            Self::TenantLookupFailed => "secrets_unavailable",
         }
     }
 
@@ -1064,6 +1219,103 @@ mod tests {
         assert_eq!(json["status"], 401);
         assert_eq!(json["code"], "signature_mismatch");
         assert_eq!(json["reason"], "signature does not match");
+    }
+
+    #[tokio::test]
+    async fn changing_the_secrets_keeps_processed_events_processed() {
+        let gate = gate();
+        let b = body("evt_rotated");
+        let (_, ticket) = process(admit(&gate, &b).await);
+        ticket.finish(204).await;
+        // Rotate to a new secret; the sender's retry, signed with the new one, is still a
+        // duplicate: the dedup store was not touched.
+        let new = Secret::new("whsec_gate_test_new_fedcba9876543210").unwrap();
+        gate.secrets().rotate(new.clone());
+        let header = Signer::new(new).sign(&b, NOW);
+        let again = gate
+            .admit([header.as_bytes()], UnsignedHeaders::default(), &b)
+            .await;
+        assert_eq!(reply(again), Reply::AlreadyProcessed);
+        // A clone of the gate (what each worker holds) reads the same secrets.
+        let (verified, ticket) = process(admit(&gate.clone(), &body("evt_old_secret")).await);
+        assert_eq!(verified.secret, MatchedSecret::Previous(0));
+        ticket.finish(204).await;
+    }
+
+    fn tenant_gate() -> Gate {
+        let tenants = crate::Tenants::new(|tenant: String| async move {
+            match tenant.as_str() {
+                "acme" | "globex" => Ok(Some(Secrets::new(
+                    Secret::new(format!("{SECRET}_{tenant}")).unwrap(),
+                ))),
+                "down" => Err(crate::ResolveError::new("database unreachable")),
+                _ => Ok(None),
+            }
+        });
+        Gate::for_tenants(tenants, TenantFrom::PathSegment(2)).clock(ManualClock::at_secs(NOW))
+    }
+
+    async fn admit_tenant(
+        gate: &Gate,
+        path: &str,
+        secret: &str,
+        b: &[u8],
+    ) -> Admission<MemoryStore> {
+        let header = Signer::new(Secret::new(secret).unwrap()).sign(b, NOW);
+        let unsigned = UnsignedHeaders::default();
+        let head = match gate.check_head([header.as_bytes()], None, unsigned) {
+            Ok(head) => head,
+            Err(reply) => return Admission::Reply(reply),
+        };
+        let key = gate.tenant_from().unwrap().key(path, None);
+        match gate.check_tenant(head, key, unsigned).await {
+            Ok(head) => gate.admit_checked(head, unsigned, b).await,
+            Err(reply) => Admission::Reply(reply),
+        }
+    }
+
+    #[tokio::test]
+    async fn tenants_use_their_own_secrets_and_dedup_keys() {
+        let gate = tenant_gate();
+        let b = body("evt_shared");
+        let acme = format!("{SECRET}_acme");
+        let globex = format!("{SECRET}_globex");
+        let (verified, ticket) =
+            process(admit_tenant(&gate, "/hooks/mapping/acme", &acme, &b).await);
+        assert_eq!(verified.tenant.as_deref(), Some("acme"));
+        ticket.finish(204).await;
+        // The same eventId for another tenant is another event.
+        let (verified, ticket) =
+            process(admit_tenant(&gate, "/hooks/mapping/globex", &globex, &b).await);
+        assert_eq!(verified.tenant.as_deref(), Some("globex"));
+        ticket.finish(204).await;
+        assert_eq!(
+            reply(admit_tenant(&gate, "/hooks/mapping/acme", &acme, &b).await),
+            Reply::AlreadyProcessed
+        );
+        // One tenant's secret does not sign for another.
+        let other = reply(admit_tenant(&gate, "/hooks/mapping/globex", &acme, &body("e2")).await);
+        assert_eq!(other.status(), 401);
+        // The gate's own (unused) secret signs for nobody.
+        assert_eq!(
+            gate.key_for_tenant("acme", "evt_1"),
+            ":tenant:acme:id:evt_1"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_tenants_are_404_and_lookup_failures_503() {
+        let gate = tenant_gate();
+        let acme = format!("{SECRET}_acme");
+        for path in ["/hooks/mapping/nobody", "/hooks/mapping", "/hooks/mapping/"] {
+            let r = reply(admit_tenant(&gate, path, &acme, &body("e")).await);
+            assert_eq!((r.status(), r.reason()), (404, "not found"), "{path}");
+        }
+        let r = reply(admit_tenant(&gate, "/hooks/mapping/down", &acme, &body("e")).await);
+        assert_eq!(r.status(), 503);
+        // Without the tenant step, a tenant gate refuses rather than guess.
+        let r = reply(admit(&gate, &body("e")).await);
+        assert_eq!(r.status(), 404);
     }
 
     #[test]

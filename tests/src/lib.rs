@@ -16,13 +16,16 @@
 //! | `POST /hooks` | yes | the raw body (`Bytes`) and the `Verified` from the request extensions | `probe.handle(ROUTE_HOOKS, Some(verified), body)` |
 //! | `POST /json` | yes | the framework's JSON extractor of `Box<serde_json::value::RawValue>`, and the `Verified` | `probe.handle(ROUTE_JSON, Some(verified), raw.get() bytes)` |
 //! | `POST /typed` | yes | the adapter's typed extractor of `MappingCompleted` | `probe.handle(ROUTE_TYPED, Some(meta), serde_json::to_vec(&envelope))` |
+//! | `POST /t/{tenant}` | yes, built with `for_tenants(spec.tenants, TenantFrom::PathSegment(1))`, only when the spec has tenants | as `/hooks` | `probe.handle(ROUTE_TENANTS, Some(verified), body)` |
+//! | `POST /k/{tenant}` | as `/t/{tenant}`, plus `.tenant_key(..)`: the framework's own way to read `{tenant}` | as `/hooks` | `probe.handle(ROUTE_TENANT_KEY, Some(verified), body)` |
 //! | `POST /unlayered` | **no** | the typed extractor (must refuse: 500 naming `WebhookVerify`) | `probe.handle(ROUTE_UNLAYERED, None, ..)` |
 //! | `POST /any` | yes | the typed extractor of the `Event` enum | `probe.handle(ROUTE_ANY, Some(meta), serde_json::to_vec(&envelope))` |
 //! | `POST /events` | yes | the adapter's `EventRouter`: `on::<MappingCompleted>` and `on_type("mapping.error.resolved", …)` taking `VerifiedEvent` (`Value`), no fallback | `probe.handle(HANDLER_COMPLETED` or `HANDLER_RESOLVED, Some(meta), serde_json::to_vec(&envelope))` |
 //!
 //! Each handler answers with the status `probe.handle` returns and an empty body. The
-//! adapter applies the spec's settings: `secret`, `previous_secret`, `tolerance`,
-//! `body_limit`, `read_timeout`, `clock`, `on_store_error`, and `dedup`
+//! adapter applies the spec's settings: `secret` (or `secrets`, a shared handle built
+//! with `from_secrets`), `previous_secret`, `tolerance`, `body_limit`, `read_timeout`,
+//! `clock`, `on_store_error`, and `dedup`
 //! ([`Dedup::Memory`]: the default store; [`Dedup::Off`]: no dedup;
 //! [`Dedup::Failing`]: [`FailingStore`];
 //! [`Dedup::User`]: the given [`CountingStore`]). A handler panic must become a 500
@@ -38,13 +41,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use mapping_webhooks::{
     Begin, Claim, DedupStore, ManualClock, MatchedSecret, MemoryStore, OnStoreError, Secret,
-    Signer, StoreError, Verified,
+    Secrets, Signer, StoreError, Tenants, Verified,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub mod cases;
 pub mod hostile;
+pub mod rotation;
+pub mod tenants;
 
 /// The secret every case signs with, unless it says otherwise.
 pub const SECRET: &str = "whsec_conformance_current_0123456789abcdef";
@@ -67,6 +72,14 @@ pub const ROUTE_EVENTS: &str = "/events";
 pub const HANDLER_COMPLETED: &str = "/events on mapping.completed";
 /// What the `EventRouter`'s `mapping.error.resolved` handler passes as its route.
 pub const HANDLER_RESOLVED: &str = "/events on mapping.error.resolved";
+/// The prefix of the tenant route, `POST /t/{tenant}`, served when the spec has
+/// [`tenants`](AppSpec::tenants): the adapter is built with `for_tenants(tenants,
+/// TenantFrom::PathSegment(1))` and the handler extracts raw bytes, as on [`ROUTE_HOOKS`].
+pub const ROUTE_TENANTS: &str = "/t";
+/// The prefix of a second tenant route, `POST /k/{tenant}`, whose adapter takes the
+/// tenant key with its own `tenant_key` function, in the framework's terms (axum: from
+/// the request's `Parts`; actix-web: `match_info().get("tenant")`).
+pub const ROUTE_TENANT_KEY: &str = "/k";
 
 /// How an adapter's app is configured for one case.
 #[derive(Debug, Clone)]
@@ -74,6 +87,11 @@ pub const HANDLER_RESOLVED: &str = "/events on mapping.error.resolved";
 pub struct AppSpec {
     /// The current secret.
     pub secret: String,
+    /// A secrets handle the case keeps to change the secrets while the app runs; when
+    /// set, the adapter is built from it (`from_secrets`) instead of from `secret`.
+    pub secrets: Option<Secrets>,
+    /// Tenants: the app also serves [`ROUTE_TENANTS`]`/{tenant}` for them.
+    pub tenants: Option<Tenants>,
     /// A previous secret, accepted during rotation.
     pub previous_secret: Option<String>,
     /// The tolerance, if not the default.
@@ -96,6 +114,8 @@ impl Default for AppSpec {
     fn default() -> Self {
         Self {
             secret: SECRET.into(),
+            secrets: None,
+            tenants: None,
             previous_secret: None,
             tolerance: None,
             body_limit: None,
@@ -118,6 +138,20 @@ impl AppSpec {
     #[must_use]
     pub fn behaviour(mut self, behaviour: Behaviour) -> Self {
         self.probe = Probe::new(behaviour);
+        self
+    }
+
+    /// Builds the adapter from this secrets handle.
+    #[must_use]
+    pub fn secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
+    /// Also serves [`ROUTE_TENANTS`]`/{tenant}` for these tenants.
+    #[must_use]
+    pub fn tenants(mut self, tenants: Tenants) -> Self {
+        self.tenants = Some(tenants);
         self
     }
 
@@ -668,6 +702,8 @@ pub fn matched_current(verified: &Verified) -> bool {
 macro_rules! conformance_suite {
     ($spawn:path) => {
         $crate::hostile_suite!($spawn);
+        $crate::rotation_suite!($spawn);
+        $crate::tenant_suite!($spawn);
         $crate::conformance_suite!(@cases $spawn;
             valid_delivery_is_processed_once,
             duplicate_is_acknowledged_without_the_handler,

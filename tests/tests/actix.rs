@@ -7,10 +7,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use mapping_webhooks::{DedupStore, MappingCompleted, Verified};
-use mapping_webhooks_actix::{Event, EventRouter, VerifiedEvent, WebhookVerify};
+use mapping_webhooks_actix::{Event, EventRouter, TenantFrom, VerifiedEvent, WebhookVerify};
 use mapping_webhooks_conformance::{
     App, AppSpec, Dedup, FailingStore, HANDLER_COMPLETED, HANDLER_RESOLVED, Probe, ROUTE_ANY,
-    ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED, ROUTE_UNLAYERED, conformance_suite,
+    ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANT_KEY, ROUTE_TENANTS, ROUTE_TYPED,
+    ROUTE_UNLAYERED, conformance_suite,
 };
 use serde_json::value::RawValue;
 
@@ -19,7 +20,11 @@ fn respond(code: u16) -> HttpResponse {
 }
 
 async fn spawn_actix_app(spec: AppSpec) -> App {
-    let mut verify = WebhookVerify::new(&spec.secret).on_store_error(spec.on_store_error);
+    let mut verify = match &spec.secrets {
+        Some(secrets) => WebhookVerify::from_secrets(secrets.clone()),
+        None => WebhookVerify::new(&spec.secret),
+    }
+    .on_store_error(spec.on_store_error);
     if let Some(previous) = &spec.previous_secret {
         verify = verify.previous_secret(previous);
     }
@@ -36,11 +41,14 @@ async fn spawn_actix_app(spec: AppSpec) -> App {
         verify = verify.read_timeout(timeout);
     }
     let probe = spec.probe.clone();
+    let tenants = spec
+        .tenants
+        .map(|tenants| WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1)));
     let (url, handle) = match spec.dedup {
-        Dedup::Memory => serve(probe, verify).await,
-        Dedup::Off => serve(probe, verify.without_dedup()).await,
-        Dedup::Failing => serve(probe, verify.dedup(FailingStore)).await,
-        Dedup::User(store) => serve(probe, verify.dedup(store)).await,
+        Dedup::Memory => serve(probe, verify, tenants).await,
+        Dedup::Off => serve(probe, verify.without_dedup(), tenants).await,
+        Dedup::Failing => serve(probe, verify.dedup(FailingStore), tenants).await,
+        Dedup::User(store) => serve(probe, verify.dedup(store), tenants).await,
         _ => unreachable!("a dedup choice this suite does not know"),
     };
     // actix-http answers `Expect: 100-continue` before any middleware runs, and
@@ -50,7 +58,11 @@ async fn spawn_actix_app(spec: AppSpec) -> App {
 
 /// Serves the app on 127.0.0.1:0 from its own thread: actix-web runs its own runtime
 /// (a `System`) and worker threads, separate from the test's tokio runtime.
-async fn serve<D: DedupStore>(probe: Probe, verify: WebhookVerify<D>) -> (String, ServerHandle) {
+async fn serve<D: DedupStore>(
+    probe: Probe,
+    verify: WebhookVerify<D>,
+    tenants: Option<WebhookVerify>,
+) -> (String, ServerHandle) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -85,6 +97,24 @@ async fn serve<D: DedupStore>(probe: Probe, verify: WebhookVerify<D>) -> (String
                             .wrap(verify.clone())
                             .route(web::post().to(events(probe.clone()))),
                     )
+                    .configure(|config| {
+                        if let Some(tenants) = &tenants {
+                            config.service(
+                                web::resource(format!("{ROUTE_TENANTS}/{{tenant}}"))
+                                    .wrap(tenants.clone())
+                                    .route(web::post().to(tenant_hook)),
+                            );
+                            // The same tenants, the key from the matched path parameter.
+                            let keyed = tenants.clone().tenant_key(|req| {
+                                req.match_info().get("tenant").map(str::to_owned)
+                            });
+                            config.service(
+                                web::resource(format!("{ROUTE_TENANT_KEY}/{{tenant}}"))
+                                    .wrap(keyed)
+                                    .route(web::post().to(tenant_key_hook)),
+                            );
+                        }
+                    })
             })
             .workers(2)
             .disable_signals()
@@ -108,6 +138,32 @@ async fn hooks(
     respond(
         probe
             .handle(ROUTE_HOOKS, Some(meta.into_inner()), body)
+            .await,
+    )
+}
+
+async fn tenant_hook(
+    probe: web::Data<Probe>,
+    meta: web::ReqData<Verified>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let body = Bytes::copy_from_slice(&body);
+    respond(
+        probe
+            .handle(ROUTE_TENANTS, Some(meta.into_inner()), body)
+            .await,
+    )
+}
+
+async fn tenant_key_hook(
+    probe: web::Data<Probe>,
+    meta: web::ReqData<Verified>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let body = Bytes::copy_from_slice(&body);
+    respond(
+        probe
+            .handle(ROUTE_TENANT_KEY, Some(meta.into_inner()), body)
             .await,
     )
 }

@@ -8,9 +8,10 @@ use http::StatusCode;
 use mapping_webhooks::{MappingCompleted, Verified};
 use mapping_webhooks_conformance::{
     App, AppSpec, Dedup, FailingStore, HANDLER_COMPLETED, HANDLER_RESOLVED, Probe, ROUTE_ANY,
-    ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED, ROUTE_UNLAYERED, conformance_suite,
+    ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANT_KEY, ROUTE_TENANTS, ROUTE_TYPED,
+    ROUTE_UNLAYERED, conformance_suite,
 };
-use mapping_webhooks_tower::{Event, EventRouter, VerifiedEvent, WebhookVerify};
+use mapping_webhooks_tower::{Event, EventRouter, TenantFrom, VerifiedEvent, WebhookVerify};
 use serde_json::value::RawValue;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -19,7 +20,11 @@ fn status(code: u16) -> StatusCode {
 }
 
 async fn spawn_axum_app(spec: AppSpec) -> App {
-    let mut layer = WebhookVerify::new(&spec.secret).on_store_error(spec.on_store_error);
+    let mut layer = match &spec.secrets {
+        Some(secrets) => WebhookVerify::from_secrets(secrets.clone()),
+        None => WebhookVerify::new(&spec.secret),
+    }
+    .on_store_error(spec.on_store_error);
     if let Some(previous) = &spec.previous_secret {
         layer = layer.previous_secret(previous);
     }
@@ -42,6 +47,39 @@ async fn spawn_axum_app(spec: AppSpec) -> App {
         Dedup::Failing => routes(probe, layer.dedup(FailingStore)),
         Dedup::User(store) => routes(probe, layer.dedup(store)),
         _ => unreachable!("a dedup choice this suite does not know"),
+    };
+    let app = match spec.tenants {
+        Some(tenants) => {
+            let layer = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1));
+            // The same tenants, the key taken by a function of the request's parts.
+            let keyed = layer.clone().tenant_key(|parts| {
+                let rest = parts.uri.path().strip_prefix(ROUTE_TENANT_KEY)?;
+                Some(rest.trim_start_matches('/').to_owned())
+            });
+            let hook = |p: Probe, route: &'static str| {
+                move |Extension(meta): Extension<Verified>, body: Bytes| {
+                    let p = p.clone();
+                    async move { status(p.handle(route, Some(meta), body).await) }
+                }
+            };
+            app.merge(
+                Router::new()
+                    .route(
+                        &format!("{ROUTE_TENANTS}/{{tenant}}"),
+                        post(hook(spec.probe.clone(), ROUTE_TENANTS)),
+                    )
+                    .route_layer(layer),
+            )
+            .merge(
+                Router::new()
+                    .route(
+                        &format!("{ROUTE_TENANT_KEY}/{{tenant}}"),
+                        post(hook(spec.probe.clone(), ROUTE_TENANT_KEY)),
+                    )
+                    .route_layer(keyed),
+            )
+        }
+        None => app,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

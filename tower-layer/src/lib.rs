@@ -140,6 +140,39 @@
 //! [`ResponseBody`], which is either the inner body or its own short reply. The read
 //! timeout uses tokio's timer, so the runtime needs it enabled (`#[tokio::main]` does).
 //!
+//! # Rotating the secret while the server runs
+//!
+//! The layer reads a shared [`Secrets`] handle on every request (one atomic load, no
+//! lock); change it and the next request uses the new secrets, with no rebuilt router:
+//!
+//! ```
+//! use mapping_webhooks_tower::{Secret, Secrets, WebhookVerify};
+//!
+//! let layer = WebhookVerify::new("whsec_old_0123456789abcdef0123456789");
+//! let secrets: Secrets = layer.secrets().clone(); // or WebhookVerify::from_secrets(..)
+//! // On a reloaded secrets file, an admin call...: the old one stays accepted for 10 min.
+//! secrets.rotate(Secret::new("whsec_new_fedcba9876543210fedcba9876")?);
+//! # Ok::<(), mapping_webhooks_tower::ConfigError>(())
+//! ```
+//!
+//! # Many tenants on one endpoint
+//!
+//! One route for many Mapping.Travel accounts, each with its own secrets from your
+//! resolver, cached; the tenant is looked up before the body is read (unknown: 404,
+//! lookup failed: 503), and dedup keys are per tenant:
+//!
+//! ```
+//! use mapping_webhooks_tower::{ResolveError, Secret, Secrets, TenantFrom, Tenants, WebhookVerify};
+//!
+//! let tenants = Tenants::new(|tenant: String| async move {
+//!     // A database or secret-manager lookup; None for an unknown tenant.
+//!     Ok::<_, ResolveError>((tenant == "acme").then(|| Secrets::new(Secret::new("whsec_acme").unwrap())))
+//! });
+//! // /hooks/mapping/{tenant}: the tenant is the third path segment.
+//! let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(2));
+//! # let _ = verify;
+//! ```
+//!
 //! # Deduplication across replicas
 //!
 //! The default [`MemoryStore`] is right for one process.
@@ -180,12 +213,14 @@ pub use mapping_webhooks::{
     Event, EventPayload, FromEventData, Gate, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
     MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
     MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
-    SIGNATURE_HEADER, Secret, SignatureMatch, Signer, StoreError, SystemClock, TTL_RANGE, Ticket,
-    UnsignedHeaders, Verified, Verifier, VerifyError, dedup,
+    SIGNATURE_HEADER, Secret, Secrets, SignatureMatch, Signer, StoreError, SystemClock, TTL_RANGE,
+    Ticket, UnsignedHeaders, Verified, Verifier, VerifyError, dedup,
 };
 #[cfg(feature = "redis")]
 #[doc(inline)]
 pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
+#[doc(inline)]
+pub use mapping_webhooks::{ResolveError, SecretsResolver, TenantFrom, Tenants};
 pub use reject::{JsonReject, OnReject, PlainTextReject};
 #[cfg(feature = "axum")]
 pub use router::{EventHandler, EventRouter};

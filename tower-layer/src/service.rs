@@ -17,6 +17,7 @@ use mapping_webhooks::{
 use tower_service::Service;
 
 use crate::body::{ReadError, ResponseBody, VerifiedBody, read_limited};
+use crate::layer::TenantKeyFn;
 use crate::reject::{OnReject, PlainTextReject};
 
 /// The service [`WebhookVerify`](crate::WebhookVerify) wraps around your handler.
@@ -29,14 +30,21 @@ pub struct WebhookVerifyService<S, D = MemoryStore, R = PlainTextReject> {
     inner: S,
     gate: Arc<Gate<D>>,
     on_reject: Arc<R>,
+    tenant_key: Option<Arc<TenantKeyFn>>,
 }
 
 impl<S, D, R> WebhookVerifyService<S, D, R> {
-    pub(crate) fn new(inner: S, gate: Arc<Gate<D>>, on_reject: Arc<R>) -> Self {
+    pub(crate) fn new(
+        inner: S,
+        gate: Arc<Gate<D>>,
+        on_reject: Arc<R>,
+        tenant_key: Option<Arc<TenantKeyFn>>,
+    ) -> Self {
         Self {
             inner,
             gate,
             on_reject,
+            tenant_key,
         }
     }
 
@@ -62,6 +70,7 @@ impl<S: Clone, D, R> Clone for WebhookVerifyService<S, D, R> {
             inner: self.inner.clone(),
             gate: Arc::clone(&self.gate),
             on_reject: Arc::clone(&self.on_reject),
+            tenant_key: self.tenant_key.clone(),
         }
     }
 }
@@ -101,8 +110,9 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let gate = Arc::clone(&self.gate);
         let on_reject = Arc::clone(&self.on_reject);
+        let tenant_key = self.tenant_key.clone();
         ResponseFuture {
-            inner: Box::pin(receive(inner, gate, on_reject, request)),
+            inner: Box::pin(receive(inner, gate, on_reject, tenant_key, request)),
         }
     }
 }
@@ -112,6 +122,7 @@ async fn receive<S, B, ResBody, D, R>(
     mut inner: S,
     gate: Arc<Gate<D>>,
     on_reject: Arc<R>,
+    tenant_key: Option<Arc<TenantKeyFn>>,
     request: Request<B>,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
@@ -136,6 +147,20 @@ where
     // Before the body is polled: hyper answers `Expect: 100-continue` only then, so a
     // request refused here is never sent a 100, and none of its body is read.
     let head = match gate.check_head(signatures, declared, unsigned) {
+        Ok(head) => head,
+        Err(reply) => return answer(reply),
+    };
+    // Many tenants: the tenant's secrets, still before the body is read.
+    let custom = match (&tenant_key, gate.tenant_from()) {
+        (Some(f), Some(_)) => f(&parts),
+        _ => None,
+    };
+    let tenant = match (&custom, gate.tenant_from()) {
+        (Some(key), _) => Some(key.as_str()),
+        (None, Some(from)) if tenant_key.is_none() => from.key(parts.uri.path(), host(&parts)),
+        _ => None,
+    };
+    let head = match gate.check_tenant(head, tenant, unsigned).await {
         Ok(head) => head,
         Err(reply) => return answer(reply),
     };
@@ -173,6 +198,15 @@ where
             Err(error)
         }
     }
+}
+
+/// The request's host: the URI's authority (HTTP/2, absolute-form), else `Host`.
+fn host(parts: &http::request::Parts) -> Option<&str> {
+    parts
+        .uri
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| parts.headers.get(http::header::HOST)?.to_str().ok())
 }
 
 fn unsigned_headers(headers: &HeaderMap) -> UnsignedHeaders<'_> {

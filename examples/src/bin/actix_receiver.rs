@@ -7,7 +7,10 @@
 //! The same configuration and output as `axum_receiver`, so the same `sender` drives
 //! both: `MAPPING_WEBHOOK_SECRET` (without it, the public development secret is used,
 //! and said so loudly, but only on a loopback address: anywhere else the receiver
-//! refuses to start), `MAPPING_WEBHOOK_SECRET_PREVIOUS` (during a rotation),
+//! refuses to start), `MAPPING_WEBHOOK_SECRET_PREVIOUS` (during a rotation), or
+//! `MAPPING_WEBHOOK_SECRET_FILE` (one secret per line, the current one first; reloaded
+//! when it changes, checked every `MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS` (default 1),
+//! and on `SIGHUP`),
 //! `BIND_ADDR` (default `127.0.0.1:3000`; `PORT` alone binds `0.0.0.0:$PORT`), `RUST_LOG`
 //! (default `info`), `HEADER_TIMEOUT_SECS` (default 5: the time allowed for a request's
 //! headers), `MAX_CONNECTIONS` (default 512 open at once). Each processed event prints
@@ -51,7 +54,11 @@ async fn main() -> ExitCode {
     };
     config.warn_if_dev_secret();
     let verify = match config.gate() {
-        Ok(gate) => WebhookVerify::from_gate(gate),
+        Ok((gate, secrets_file)) => {
+            // Reloads the secrets file, if any, while the server runs.
+            config.watch_secrets_file(secrets_file, gate.secrets());
+            WebhookVerify::from_gate(gate)
+        }
         Err(error) => {
             tracing::error!("{error}");
             return ExitCode::FAILURE;
