@@ -53,6 +53,7 @@ mod envelope;
 mod error;
 mod gate;
 mod header;
+pub mod observe;
 mod secret;
 mod sign;
 mod verify;
@@ -68,6 +69,7 @@ pub use gate::{
     RETRY_AFTER_SECS, Reply, Ticket, UnsignedHeaders,
 };
 pub use header::{HeaderError, MAX_HEADER_LEN, MAX_SIGNATURES, SignatureHeader};
+pub use observe::{Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOperation};
 pub use secret::Secret;
 pub use sign::Signer;
 pub use verify::{DEFAULT_TOLERANCE, MatchedSecret, SignatureMatch, Verified, Verifier};
