@@ -35,6 +35,9 @@ async fn spawn_actix_app(spec: AppSpec) -> App {
     if let Some(timeout) = spec.read_timeout {
         verify = verify.read_timeout(timeout);
     }
+    if let Some(observer) = spec.observer.clone() {
+        verify = verify.observer(observer);
+    }
     let probe = spec.probe.clone();
     let (url, handle) = match spec.dedup {
         Dedup::Memory => serve(probe, verify).await,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Response;
 use mapping_webhooks::{
-    Clock, ConfigError, DedupStore, Gate, MemoryStore, OnStoreError, Reply, Secret,
+    Clock, ConfigError, DedupStore, Gate, MemoryStore, Observer, OnStoreError, Reply, Secret,
 };
 use tower_layer::Layer;
 
@@ -150,6 +150,14 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// Reads the time from `clock` instead of the system clock (for tests).
     pub fn clock(self, clock: impl Clock) -> Self {
         self.map_gate(|g| g.clock(clock))
+    }
+
+    /// Reports each request's outcome (exactly once) and the time taken by
+    /// verification, the store and the handler to `observer`; see
+    /// [`mapping_webhooks::observe`]. With the `metrics` feature,
+    /// [`MetricsObserver`](crate::MetricsObserver) records them with the `metrics` crate.
+    pub fn observer(self, observer: impl Observer) -> Self {
+        self.map_gate(|g| g.observer(observer))
     }
 
     /// Builds the responses the layer gives itself with `f`.

@@ -15,6 +15,7 @@ use mapping_webhooks::{
     SIGNATURE_HEADER, UnsignedHeaders, VerifyError,
 };
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::body::{ReadError, ResponseBody, VerifiedBody, read_limited};
 use crate::reject::{OnReject, PlainTextReject};
@@ -159,11 +160,11 @@ where
     };
     parts.extensions.insert(verified);
     // If the inner future panics or this future is dropped (client gone, a timeout
-    // layer), the ticket is dropped unfinished and frees the claim itself.
-    match inner
-        .call(Request::from_parts(parts, VerifiedBody::new(bytes)))
-        .await
-    {
+    // layer), the ticket is dropped unfinished and frees the claim itself. The handler
+    // runs inside the delivery's span.
+    let span = ticket.span().clone();
+    let call = span.in_scope(|| inner.call(Request::from_parts(parts, VerifiedBody::new(bytes))));
+    match call.instrument(span).await {
         Ok(response) => {
             ticket.finish(response.status().as_u16()).await;
             Ok(response.map(ResponseBody::inner))
