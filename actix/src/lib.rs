@@ -84,6 +84,9 @@ pub mod reject;
 pub use extract::{VerifiedEvent, VerifiedEventError};
 pub use middleware::{WebhookVerify, WebhookVerifyService};
 
+/// Request counts and durations through the `metrics` facade.
+#[cfg(feature = "metrics")]
+pub use mapping_webhooks::MetricsObserver;
 pub use mapping_webhooks::{
     ConfigError, DedupStore, Envelope, Gate, MappingCompleted, MatchedSecret, MemoryStore,
     OnStoreError, Reply, Verified,

@@ -242,7 +242,7 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// Reports each request's outcome (exactly once) and the time taken by
     /// verification, the store and the handler to `observer`; see
     /// [`mapping_webhooks::observe`]. With the `metrics` feature,
-    /// [`MetricsObserver`](crate::MetricsObserver) records them with the `metrics` crate.
+    /// `MetricsObserver` records them with the `metrics` crate.
     pub fn observer(mut self, observer: impl Observer) -> Self {
         self.gate = self.gate.observer(observer);
         self

@@ -335,12 +335,17 @@ impl<D: DedupStore> Gate<D> {
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Admission<D> {
+        // With an observer, each step's end is the next one's start: one clock read per
+        // step. Without one, no clock is read.
         let started = self.observer.as_ref().map(|_| Instant::now());
         let matched = self.verifier.match_signature(&head.header, body);
         let secret = matched.as_ref().ok().map(|m| m.secret);
         let verified = matched.and_then(|matched| read_envelope(matched, body));
+        let mut step = None;
         if let (Some(observer), Some(started)) = (&self.observer, started) {
-            observer.verification(started.elapsed(), secret);
+            let now = Instant::now();
+            observer.verification(now - started, secret);
+            step = Some(now);
         }
         let verified = match verified {
             Ok(verified) => verified,
@@ -375,14 +380,15 @@ impl<D: DedupStore> Gate<D> {
         let Some(store) = &self.store else {
             return Admission::Process {
                 verified,
-                ticket: Ticket::new(None, self.observed(false), span),
+                ticket: Ticket::new(None, self.observed(step, false), span),
             };
         };
         let key = self.key_for(&verified.event_id);
-        let started = self.observer.as_ref().map(|_| Instant::now());
         let begun = store.begin(&key).await;
-        if let (Some(observer), Some(started)) = (&self.observer, started) {
-            observer.store(StoreOperation::Begin, started.elapsed(), begun.is_ok());
+        if let (Some(observer), Some(started)) = (&self.observer, step) {
+            let now = Instant::now();
+            observer.store(StoreOperation::Begin, now - started, begun.is_ok());
+            step = Some(now);
         }
         let reply = |reply: Reply, outcome: Outcome| {
             record(&span, outcome);
@@ -403,7 +409,7 @@ impl<D: DedupStore> Gate<D> {
                 };
                 Admission::Process {
                     verified,
-                    ticket: Ticket::new(Some(held), self.observed(false), span),
+                    ticket: Ticket::new(Some(held), self.observed(step, false), span),
                 }
             }
             Ok(Begin::Done) => {
@@ -441,18 +447,20 @@ impl<D: DedupStore> Gate<D> {
                     );
                     Admission::Process {
                         verified,
-                        ticket: Ticket::new(None, self.observed(true), span),
+                        ticket: Ticket::new(None, self.observed(step, true), span),
                     }
                 }
             },
         }
     }
 
-    /// What a ticket needs to report its handler, when there is an observer.
-    fn observed(&self, store_error: bool) -> Option<Observed> {
-        self.observer.as_ref().map(|observer| Observed {
+    /// What a ticket needs to report its handler, started at `started`, when there is
+    /// an observer.
+    fn observed(&self, started: Option<Instant>, store_error: bool) -> Option<Observed> {
+        let (observer, started) = (self.observer.as_ref()?, started?);
+        Some(Observed {
             observer: Arc::clone(observer),
-            started: Instant::now(),
+            started,
             store_error,
         })
     }
@@ -714,10 +722,16 @@ impl<D: DedupStore> Ticket<D> {
     }
 
     async fn end(mut self, end: HandlerEnd) {
-        let handler = self.observed.as_ref().map(|o| o.started.elapsed());
+        // The handler's end is the store call's start: one clock read for both.
+        let ended = self.observed.as_ref().map(|_| Instant::now());
+        let handler = self
+            .observed
+            .as_ref()
+            .zip(ended)
+            .map(|(o, now)| now - o.started);
         if let Some(held) = self.claim.take() {
             let observer = self.observed.as_ref().map(|o| &o.observer);
-            let started = observer.map(|_| Instant::now());
+            let started = ended;
             let (operation, result) = if end.is_success() {
                 // On failure the handler did its work and the sender gets its 2xx; only
                 // the memory of it is lost, and the claim expires after its lease.

@@ -53,6 +53,8 @@ mod envelope;
 mod error;
 mod gate;
 mod header;
+#[cfg(feature = "metrics")]
+mod metrics_observer;
 pub mod observe;
 mod secret;
 mod sign;
@@ -69,6 +71,8 @@ pub use gate::{
     RETRY_AFTER_SECS, Reply, Ticket, UnsignedHeaders,
 };
 pub use header::{HeaderError, MAX_HEADER_LEN, MAX_SIGNATURES, SignatureHeader};
+#[cfg(feature = "metrics")]
+pub use metrics_observer::MetricsObserver;
 pub use observe::{Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOperation};
 pub use secret::Secret;
 pub use sign::Signer;

@@ -22,7 +22,7 @@
 //! ```
 //!
 //! Without an observer the gate reads no clock and calls nothing: observing costs only
-//! when it is asked for. With the `metrics` feature, [`MetricsObserver`](crate::MetricsObserver)
+//! when it is asked for. With the `metrics` feature, `MetricsObserver`
 //! records everything with the `metrics` facade.
 //!
 //! When each outcome is reported:

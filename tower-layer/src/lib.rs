@@ -123,6 +123,9 @@ pub use body::{ResponseBody, VerifiedBody};
 #[cfg(feature = "axum")]
 pub use extract::{VerifiedEvent, VerifiedEventRejection};
 pub use layer::WebhookVerify;
+/// Request counts and durations through the `metrics` facade.
+#[cfg(feature = "metrics")]
+pub use mapping_webhooks::MetricsObserver;
 /// The core's types a receiver names, so one dependency is enough for most apps.
 pub use mapping_webhooks::{
     DedupStore, Envelope, Gate, MappingCompleted, MatchedSecret, MemoryStore, OnStoreError, Reply,
