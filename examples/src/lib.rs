@@ -18,7 +18,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mapping_webhooks::{ConfigError, Gate, Secret, Verified};
+use mapping_webhooks::{ConfigError, Gate, MetricsObserver, Secret, Verified};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// The secret the examples use when `MAPPING_WEBHOOK_SECRET` is not set, and the one the
 /// sender signs with by default. It is public: never use it for a real endpoint.
@@ -61,6 +62,9 @@ pub struct ReceiverConfig {
     pub header_timeout: Duration,
     /// `MAX_CONNECTIONS`, else [`DEFAULT_MAX_CONNECTIONS`]: connections open at once.
     pub max_connections: usize,
+    /// `METRICS_ADDR`: where to serve `GET /metrics` for Prometheus, on its own
+    /// listener. Unset (the default): no metrics are recorded or served.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for ReceiverConfig {
@@ -75,6 +79,7 @@ impl std::fmt::Debug for ReceiverConfig {
             .field("dev_secret", &self.dev_secret)
             .field("header_timeout", &self.header_timeout)
             .field("max_connections", &self.max_connections)
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }
@@ -142,6 +147,13 @@ impl ReceiverConfig {
             }
             None => DEFAULT_MAX_CONNECTIONS,
         };
+        let metrics_addr = set("METRICS_ADDR")
+            .map(|addr| {
+                addr.trim().parse().map_err(|e| {
+                    format!("METRICS_ADDR={addr:?} is not an address like 127.0.0.1:9000: {e}")
+                })
+            })
+            .transpose()?;
         Ok(Self {
             secret,
             previous_secret: set("MAPPING_WEBHOOK_SECRET_PREVIOUS"),
@@ -149,6 +161,7 @@ impl ReceiverConfig {
             dev_secret,
             header_timeout,
             max_connections,
+            metrics_addr,
         })
     }
 
@@ -164,6 +177,26 @@ impl ReceiverConfig {
             gate = gate.previous_secret(Secret::new(previous)?);
         }
         Ok(gate)
+    }
+
+    /// With `METRICS_ADDR` set: installs the Prometheus recorder (histogram buckets from
+    /// 10 µs to 30 s for the `_seconds` metrics), adds a [`MetricsObserver`] to `gate`,
+    /// and returns the handle that renders `/metrics`. Without it: `gate` unchanged, no
+    /// handle.
+    ///
+    /// # Errors
+    ///
+    /// When a recorder is already installed.
+    pub fn observe(&self, gate: Gate) -> Result<(Gate, Option<PrometheusHandle>), String> {
+        if self.metrics_addr.is_none() {
+            return Ok((gate, None));
+        }
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+            .and_then(PrometheusBuilder::install_recorder)
+            .map_err(|e| format!("cannot install the Prometheus recorder: {e}"))?;
+        // The recorder first, then the observer: it registers its handles with it.
+        Ok((gate.observer(MetricsObserver::new()), Some(handle)))
     }
 
     /// Says loudly, on stderr, when the development secret is in use.
@@ -185,6 +218,19 @@ impl ReceiverConfig {
         }
     }
 }
+
+/// The histogram buckets of the `_seconds` metrics: verification takes microseconds,
+/// a store call up to its 2 s timeout, a handler up to the sender's 30 s.
+pub const SECONDS_BUCKETS: [f64; 14] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
+];
+
+/// How often the receivers run the Prometheus recorder's upkeep (it folds recorded
+/// histogram samples into their buckets, so memory stays bounded between scrapes).
+pub const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// The path the metrics listener serves.
+pub const METRICS_PATH: &str = "/metrics";
 
 /// Sends logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
@@ -239,6 +285,7 @@ mod tests {
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.header_timeout, Duration::from_secs(5));
         assert_eq!(c.max_connections, 512);
+        assert_eq!(c.metrics_addr, None);
         assert!(!format!("{c:?}").contains(DEV_SECRET));
     }
 
@@ -251,11 +298,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.header_timeout, Duration::from_secs(2));
         assert_eq!(c.max_connections, 64);
+        let c = ReceiverConfig::from_lookup(env(&[("METRICS_ADDR", "127.0.0.1:9000")])).unwrap();
+        assert_eq!(
+            c.metrics_addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9000)))
+        );
         for (name, value) in [
             ("HEADER_TIMEOUT_SECS", "0"),
             ("HEADER_TIMEOUT_SECS", "1.5"),
             ("MAX_CONNECTIONS", "0"),
             ("MAX_CONNECTIONS", "many"),
+            ("METRICS_ADDR", "9000"),
         ] {
             let e = ReceiverConfig::from_lookup(env(&[(name, value)])).unwrap_err();
             assert!(e.contains(name), "{e}");

@@ -9,8 +9,9 @@
 //! refuses to start), `MAPPING_WEBHOOK_SECRET_PREVIOUS` (during a rotation),
 //! `BIND_ADDR` (default `127.0.0.1:3000`; `PORT` alone binds `0.0.0.0:$PORT`), `RUST_LOG`
 //! (default `info`), `HEADER_TIMEOUT_SECS` (default 5: the time allowed for a request's
-//! headers), `MAX_CONNECTIONS` (default 512 open at once). Each processed event prints
-//! one JSON line on stdout; logs go to stderr.
+//! headers), `MAX_CONNECTIONS` (default 512 open at once), `METRICS_ADDR` (unset by
+//! default: when set, Prometheus metrics are served there on `GET /metrics`). Each
+//! processed event prints one JSON line on stdout; logs go to stderr.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,12 +19,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use mapping_webhooks_examples::{ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event};
+use mapping_webhooks_examples::{
+    METRICS_PATH, METRICS_UPKEEP, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event,
+};
 use mapping_webhooks_tower::{VerifiedEvent, WebhookVerify};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -46,13 +49,15 @@ async fn main() -> ExitCode {
         }
     };
     config.warn_if_dev_secret();
-    let layer = match config.gate() {
-        Ok(gate) => WebhookVerify::from_gate(gate),
+    let gate = config.gate().map_err(|e| e.to_string());
+    let (gate, metrics) = match gate.and_then(|gate| config.observe(gate)) {
+        Ok(observed) => observed,
         Err(error) => {
             tracing::error!("{error}");
             return ExitCode::FAILURE;
         }
     };
+    let layer = WebhookVerify::from_gate(gate);
     let app = Router::new()
         .route(WEBHOOK_PATH, post(on_event))
         .layer(layer);
@@ -68,6 +73,33 @@ async fn main() -> ExitCode {
         "receiving webhooks on http://{}{WEBHOOK_PATH}",
         config.bind_addr
     );
+    if let (Some(handle), Some(addr)) = (metrics, config.metrics_addr) {
+        // Its own listener, served like the webhooks (header timeout, connection cap).
+        let listener = match TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!("cannot listen on {addr}: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        let metrics = Router::new().route(
+            METRICS_PATH,
+            get(move || std::future::ready(handle.render())),
+        );
+        let config = config.clone();
+        tokio::spawn(async move {
+            serve(listener, metrics, &config, std::future::pending()).await;
+        });
+        tracing::info!("serving metrics on http://{addr}{METRICS_PATH}");
+    }
     serve(listener, app, &config, async {
         let _ = tokio::signal::ctrl_c().await;
     })
