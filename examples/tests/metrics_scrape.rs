@@ -337,3 +337,32 @@ fn without_metrics_addr_nothing_is_served() {
         );
     }
 }
+
+/// Every metric the Grafana dashboard queries is one a receiver serves, and every
+/// metric served is on the dashboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_queries_the_served_metrics() {
+    let dashboard = include_str!("../grafana/mapping-webhooks.json");
+    let json: serde_json::Value = serde_json::from_str(dashboard).expect("valid JSON");
+    let names = |text: &str| -> std::collections::BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("mapping_webhooks_"))
+            .map(|w| {
+                ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .fold(w, |w, suffix| w.strip_suffix(suffix).unwrap_or(w))
+                    .to_owned()
+            })
+            .collect()
+    };
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in json["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            queried.extend(names(target["expr"].as_str().unwrap()));
+        }
+    }
+    let (_receiver, _, metrics) = start(RECEIVERS[0].1).await;
+    let (_, text) = exchange(&metrics, "GET", METRICS_PATH, &[], None, b"").await;
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    assert_eq!(queried, names(body));
+}
