@@ -231,6 +231,12 @@ fn observe(c: &mut Criterion) {
     let mut group = c.benchmark_group("observe");
     let gate = Gate::new(secret()).dedup(NullStore);
     admit_finish(&mut group, "none", &gate, || ());
+    // An observer that does nothing: what the gate's reporting itself costs (the clock
+    // reads, the shared observer), without any recorder.
+    struct Noop;
+    impl mapping_webhooks::Observer for Noop {}
+    let noop = Gate::new(secret()).dedup(NullStore).observer(Noop);
+    admit_finish(&mut group, "noop", &noop, || ());
     #[cfg(feature = "metrics")]
     {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
