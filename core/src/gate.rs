@@ -670,8 +670,12 @@ struct Observed {
     store_error: bool,
 }
 
-/// Records an outcome on a delivery's span.
+/// Records an outcome on a delivery's span. (A disabled span would still look the
+/// fields up by name: skip it.)
 fn record(span: &tracing::Span, outcome: Outcome) {
+    if span.is_disabled() {
+        return;
+    }
     span.record("outcome", outcome.as_str());
     span.record("reason", outcome.reason());
 }
@@ -762,6 +766,9 @@ impl<D: DedupStore> Ticket<D> {
     /// Reports the handler's end to the span and the observer, once.
     fn report(&mut self, end: HandlerEnd, duration: Option<Duration>) {
         self.reported = true;
+        if self.observed.is_none() && self.span.is_disabled() {
+            return;
+        }
         let observed = self.observed.take();
         let outcome = Outcome::Handled(Handled {
             end,
