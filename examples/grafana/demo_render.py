@@ -93,12 +93,14 @@ for i, (title, lines) in enumerate(panels):
     for sec in range(0, 61, 10):
         xx = gx + gw * sec / tmax
         out.append(f'<text x="{xx:.1f}" y="{gy + gh + 15}" fill="#8e8e8e" text-anchor="middle">{sec}s</text>')
+    lx = gx
     for j, (label, pts) in enumerate(lines):
         if not pts:
             continue
         path = " ".join(f"{gx + gw * t / tmax:.1f},{gy + gh - gh * v / ymax:.1f}" for t, v in pts)
         out.append(f'<polyline points="{path}" fill="none" stroke="{COLORS[j]}" stroke-width="2"/>')
-        out.append(f'<rect x="{gx + 10 + j * 115}" y="{y0 + PH + 2}" width="10" height="10" fill="{COLORS[j]}"/>')
-        out.append(f'<text x="{gx + 24 + j * 115}" y="{y0 + PH + 11}" fill="#ccccdc">{label}</text>')
+        out.append(f'<rect x="{lx}" y="{y0 + PH + 2}" width="10" height="10" fill="{COLORS[j]}"/>')
+        out.append(f'<text x="{lx + 14}" y="{y0 + PH + 11}" fill="#ccccdc">{label}</text>')
+        lx += 14 + 7 * len(label) + 16
 out.append("</svg>")
 open(OUT, "w").write("\n".join(out) + "\n")
