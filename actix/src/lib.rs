@@ -150,6 +150,9 @@ pub use middleware::{WebhookVerify, WebhookVerifyService};
 pub use router::{EventHandler, EventRouter};
 
 // Inlined, so the pages (and the links to them) exist in this crate's own docs.
+#[cfg(feature = "metrics")]
+#[doc(inline)]
+pub use mapping_webhooks::MetricsObserver;
 #[doc(inline)]
 pub use mapping_webhooks::dedup::MemoryStoreBuilder;
 #[doc(inline)]

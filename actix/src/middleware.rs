@@ -18,9 +18,11 @@ use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_core::Stream;
 use mapping_webhooks::{
     Admission, Clock, ConfigError, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Gate, MemoryStore,
-    OnStoreError, Reply, SIGNATURE_HEADER, Secret, Secrets, TenantFrom, Tenants, UnsignedHeaders,
-    VerifyError,
+    Observer, OnStoreError, Reply, SIGNATURE_HEADER, Secret, Secrets, TenantFrom, Tenants,
+    UnsignedHeaders, VerifyError,
 };
+
+use tracing::Instrument;
 
 use crate::reject::{self, RejectFn};
 
@@ -275,6 +277,15 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         self
     }
 
+    /// Reports each request's outcome (exactly once) and the time taken by
+    /// verification, the store and the handler to `observer`; see
+    /// [`mapping_webhooks::observe`]. With the `metrics` feature,
+    /// `MetricsObserver` records them with the `metrics` crate.
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.gate = self.gate.observer(observer);
+        self
+    }
+
     /// Builds the responses given without running the handler (refusals, duplicates,
     /// 409, 503) with `f` instead of [`reject::plain_text`]. [`reject::json`] is ready
     /// to use (see also [`json_rejections`](Self::json_rejections)); your own function
@@ -486,7 +497,10 @@ where
     }
     req.set_payload(Payload::from(body));
 
-    match catch_panic(|| service.call(req)).await {
+    // The handler runs inside the delivery's span.
+    let span = ticket.span().clone();
+    let call = catch_panic(|| span.in_scope(|| service.call(req)).instrument(span.clone()));
+    match call.await {
         Ok(Ok(response)) => {
             ticket.finish(response.status().as_u16()).await;
             Ok(response.map_into_left_body())
@@ -499,8 +513,12 @@ where
         Err(_panic) => {
             // The panic message was already printed by the panic hook. Without this,
             // actix-web drops the connection and the sender sees no answer at all.
-            tracing::error!("webhook handler panicked; answered 500, the event stays retryable");
-            ticket.failed().await;
+            span.in_scope(|| {
+                tracing::error!(
+                    "webhook handler panicked; answered 500, the event stays retryable"
+                );
+            });
+            ticket.panicked().await;
             Err(actix_web::error::ErrorInternalServerError(
                 "internal server error",
             ))

@@ -777,3 +777,94 @@ async fn a_scope_of_webhook_routes_can_be_wrapped_at_once() {
     assert_eq!(send(&app, unsigned).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(probe.calls(), 1);
 }
+
+/// Records the fields of every `webhook` span, as `name=value`.
+#[derive(Clone, Default)]
+struct SpanFields(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl tracing::field::Visit for SpanFields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{}={value:?}", field.name()));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{}={value}", field.name()));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for SpanFields
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if attrs.metadata().name() == "webhook" {
+            attrs.record(&mut self.clone());
+        }
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if ctx.span(id).is_some_and(|span| span.name() == "webhook") {
+            values.record(&mut self.clone());
+        }
+    }
+}
+
+impl SpanFields {
+    /// Installs a registry with this layer as the thread's default subscriber.
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        use tracing_subscriber::layer::SubscriberExt;
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(self.clone()))
+    }
+
+    fn fields(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// The name of the span the code calling this runs in.
+fn current_span() -> Option<&'static str> {
+    tracing::Span::current().metadata().map(|m| m.name())
+}
+
+#[actix_web::test]
+async fn the_handler_runs_inside_the_delivery_span() {
+    let spans = SpanFields::default();
+    let _guard = spans.install();
+    let app = test::init_service(App::new().service(web::resource(HOOK).wrap(verify()).route(
+        web::post().to(|| async {
+            tracing::info!("the handler logs");
+            HttpResponse::Ok().body(current_span().unwrap_or("none"))
+        }),
+    )))
+    .await;
+    let response = test::call_service(&app, signed(HOOK, &body("evt_span")).to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = test::read_body(response).await;
+    assert_eq!(text, "webhook", "the handler ran outside the delivery span");
+    let fields = spans.fields();
+    for field in [
+        "event_id=evt_span",
+        "delivery_id=del_evt_span",
+        "event_type=mapping.completed",
+        "outcome=processed",
+        "reason=2xx",
+    ] {
+        assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
+    }
+}

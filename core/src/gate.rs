@@ -4,12 +4,13 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use crate::dedup::{Begin, Claim, DedupStore, MemoryStore};
 use crate::header::encode_hex32;
+use crate::observe::{Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOperation};
 use crate::tenants::MAX_TENANT_KEY_LEN;
 use crate::verify::read_envelope;
 use crate::{
@@ -94,6 +95,7 @@ pub struct Gate<D = MemoryStore> {
     read_timeout: Duration,
     /// The store is the one [`Gate::new`] made, so [`Gate::clock`] rebuilds it.
     default_store: bool,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl<D> Clone for Gate<D> {
@@ -107,6 +109,7 @@ impl<D> Clone for Gate<D> {
             body_limit: self.body_limit,
             read_timeout: self.read_timeout,
             default_store: self.default_store,
+            observer: self.observer.clone(),
         }
     }
 }
@@ -130,6 +133,7 @@ impl Gate {
             body_limit: DEFAULT_BODY_LIMIT,
             read_timeout: DEFAULT_READ_TIMEOUT,
             default_store: true,
+            observer: None,
         }
     }
 
@@ -220,6 +224,7 @@ impl<D: DedupStore> Gate<D> {
             body_limit: self.body_limit,
             read_timeout: self.read_timeout,
             default_store: false,
+            observer: self.observer,
         }
     }
 
@@ -246,6 +251,15 @@ impl<D: DedupStore> Gate<D> {
     #[must_use]
     pub fn on_store_error(mut self, policy: OnStoreError) -> Self {
         self.on_store_error = policy;
+        self
+    }
+
+    /// Reports each request's [`Outcome`] (exactly once), and the time taken by
+    /// verification, the store and the handler, to `observer` (see the
+    /// [`observe`](crate::observe) module). Without one, the gate reads no clock.
+    #[must_use]
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.observer = Some(Arc::new(observer));
         self
     }
 
@@ -296,7 +310,7 @@ impl<D: DedupStore> Gate<D> {
                 delivery_id = unsigned.delivery_id,
                 "webhook without a tenant key refused (404)"
             );
-            return Err(Reply::UnknownTenant);
+            return Err(self.tenant_refused(Refusal::UnknownTenant));
         };
         let found = match tenants.cached(key) {
             Some(cached) => cached,
@@ -304,7 +318,7 @@ impl<D: DedupStore> Gate<D> {
                 Ok(found) => found,
                 Err(error) => {
                     tracing::error!(%error, tenant = key, delivery_id = unsigned.delivery_id, "tenant lookup failed; answered 503 so the sender retries");
-                    return Err(Reply::TenantLookupFailed);
+                    return Err(self.tenant_refused(Refusal::TenantLookupFailed));
                 }
             },
         };
@@ -322,8 +336,19 @@ impl<D: DedupStore> Gate<D> {
                     delivery_id = unsigned.delivery_id,
                     "webhook for an unknown tenant refused (404)"
                 );
-                Err(Reply::UnknownTenant)
+                Err(self.tenant_refused(Refusal::UnknownTenant))
             }
+        }
+    }
+
+    /// Reports a tenant refusal (404 or 503) to the observer and turns it into a reply.
+    fn tenant_refused(&self, refusal: Refusal) -> Reply {
+        if let Some(observer) = &self.observer {
+            observer.outcome(Outcome::Refused(refusal));
+        }
+        match refusal {
+            Refusal::TenantLookupFailed => Reply::TenantLookupFailed,
+            _ => Reply::UnknownTenant,
         }
     }
 
@@ -359,8 +384,12 @@ impl<D: DedupStore> Gate<D> {
     }
 
     /// Logs a refusal found by the adapter itself (the body was too large or could
-    /// not be read) and turns it into a reply.
+    /// not be read), reports it to the observer, and turns it into a reply. Every
+    /// refusal, the gate's own included, goes through here, so each is reported once.
     pub fn refuse(&self, error: VerifyError, unsigned: UnsignedHeaders<'_>) -> Reply {
+        if let Some(observer) = &self.observer {
+            observer.outcome(Outcome::Refused(Refusal::of(&error)));
+        }
         tracing::warn!(
             status = error.status(),
             reason = error.reason(),
@@ -444,6 +473,9 @@ impl<D: DedupStore> Gate<D> {
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Admission<D> {
+        // With an observer, each step's end is the next one's start: one clock read per
+        // step. Without one, no clock is read.
+        let started = self.observer.as_ref().map(|_| Instant::now());
         let matched = match (&head.tenant, &self.tenants) {
             (Some(tenant), _) => {
                 self.verifier
@@ -451,14 +483,33 @@ impl<D: DedupStore> Gate<D> {
             }
             (None, None) => self.verifier.match_signature(&head.header, body),
             // A gate for tenants never verifies without one (check_tenant was skipped).
-            (None, Some(_)) => return Admission::Reply(Reply::UnknownTenant),
+            (None, Some(_)) => {
+                return Admission::Reply(self.tenant_refused(Refusal::UnknownTenant));
+            }
         };
-        let mut verified = match matched.and_then(|matched| read_envelope(matched, body)) {
+        let secret = matched.as_ref().ok().map(|m| m.secret);
+        let verified = matched.and_then(|matched| read_envelope(matched, body));
+        let mut step = None;
+        if let (Some(observer), Some(started)) = (&self.observer, started) {
+            let now = Instant::now();
+            observer.verification(now - started, secret);
+            step = Some(now);
+        }
+        let mut verified = match verified {
             Ok(verified) => verified,
             Err(error) => return Admission::Reply(self.refuse(error, unsigned)),
         };
         let tenant = head.tenant.map(|t| t.key);
         verified.tenant = tenant.as_deref().map(str::to_owned);
+        let span = tracing::info_span!(
+            "webhook",
+            event_id = verified.event_id,
+            delivery_id = verified.delivery_id,
+            event_type = verified.event_type,
+            secret = %verified.secret,
+            outcome = tracing::field::Empty,
+            reason = tracing::field::Empty,
+        );
         if let MatchedSecret::Previous(index) = verified.secret {
             tracing::info!(
                 previous_secret = index,
@@ -479,28 +530,45 @@ impl<D: DedupStore> Gate<D> {
         let Some(store) = &self.store else {
             return Admission::Process {
                 verified,
-                ticket: Ticket::unclaimed(),
+                ticket: Ticket::new(None, self.observed(step, false), span),
             };
         };
         let key = self.key_in(tenant.as_deref(), &verified.event_id);
-        match store.begin(&key).await {
-            Ok(Begin::New(claim)) => Admission::Process {
-                verified,
-                ticket: Ticket {
-                    claim: Some(Held {
-                        store: Arc::clone(store),
-                        key,
-                        claim,
-                    }),
-                },
-            },
+        let begun = store.begin(&key).await;
+        if let (Some(observer), Some(started)) = (&self.observer, step) {
+            let now = Instant::now();
+            observer.store(StoreOperation::Begin, now - started, begun.is_ok());
+            step = Some(now);
+        }
+        let reply = |reply: Reply, outcome: Outcome| {
+            record(&span, outcome);
+            if let Some(observer) = &self.observer {
+                observer.outcome(outcome);
+            }
+            Admission::Reply(reply)
+        };
+        match begun {
+            Ok(Begin::New(claim)) => {
+                if let Some(observer) = &self.observer {
+                    observer.claim_started();
+                }
+                let held = Held {
+                    store: Arc::clone(store),
+                    key,
+                    claim,
+                };
+                Admission::Process {
+                    verified,
+                    ticket: Ticket::new(Some(held), self.observed(step, false), span),
+                }
+            }
             Ok(Begin::Done) => {
                 tracing::debug!(
                     event_id = verified.event_id,
                     delivery_id = verified.delivery_id,
                     "webhook already processed; acknowledged without running the handler"
                 );
-                Admission::Reply(Reply::AlreadyProcessed)
+                reply(Reply::AlreadyProcessed, Outcome::Duplicate)
             }
             Ok(Begin::InFlight) => {
                 tracing::info!(
@@ -508,7 +576,7 @@ impl<D: DedupStore> Gate<D> {
                     delivery_id = verified.delivery_id,
                     "another copy of this webhook is being processed; asked the sender to retry"
                 );
-                Admission::Reply(Reply::InFlight)
+                reply(Reply::InFlight, Outcome::InFlight)
             }
             Err(error) => match self.on_store_error {
                 OnStoreError::Reject => {
@@ -518,7 +586,7 @@ impl<D: DedupStore> Gate<D> {
                         delivery_id = verified.delivery_id,
                         "dedup store failed; answered 503 so the sender retries"
                     );
-                    Admission::Reply(Reply::StoreUnavailable)
+                    reply(Reply::StoreUnavailable, Outcome::StoreUnavailable)
                 }
                 OnStoreError::PassThrough => {
                     tracing::warn!(
@@ -529,11 +597,22 @@ impl<D: DedupStore> Gate<D> {
                     );
                     Admission::Process {
                         verified,
-                        ticket: Ticket::unclaimed(),
+                        ticket: Ticket::new(None, self.observed(step, true), span),
                     }
                 }
             },
         }
+    }
+
+    /// What a ticket needs to report its handler, started at `started`, when there is
+    /// an observer.
+    fn observed(&self, started: Option<Instant>, store_error: bool) -> Option<Observed> {
+        let (observer, started) = (self.observer.as_ref()?, started?);
+        Some(Observed {
+            observer: Arc::clone(observer),
+            started,
+            store_error,
+        })
     }
 
     /// The dedup store key for an event: `{namespace}:id:{eventId}`, or
@@ -620,6 +699,7 @@ impl<D> fmt::Debug for Gate<D> {
             .field("on_store_error", &self.on_store_error)
             .field("body_limit", &self.body_limit)
             .field("read_timeout", &self.read_timeout)
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }
@@ -655,6 +735,8 @@ impl CheckedHead {
 
 /// What [`Gate::admit`] or [`Gate::admit_checked`] decided.
 #[derive(Debug)]
+// `Process` is the larger variant by design: it is moved once per request, never stored.
+#[allow(clippy::large_enum_variant)]
 pub enum Admission<D: DedupStore> {
     /// Run the handler with this verified event, then [`finish`](Ticket::finish) the
     /// ticket with its status.
@@ -758,9 +840,15 @@ impl Reply {
 /// finished (the handler panicked, the client went away, a timeout fired) abandons its
 /// claim, so the sender's retry is processed: an event is only remembered as done once
 /// its handler answered 2xx.
+///
+/// It also carries the delivery's `tracing` [span](Self::span), and reports the
+/// handler's outcome to the gate's [`Observer`] when it is finished or dropped.
 #[must_use = "finish the ticket with the handler's status, or the event is retried"]
 pub struct Ticket<D: DedupStore> {
     claim: Option<Held<D>>,
+    observed: Option<Observed>,
+    span: tracing::Span,
+    reported: bool,
 }
 
 struct Held<D> {
@@ -769,9 +857,31 @@ struct Held<D> {
     claim: Claim,
 }
 
+/// The observer of a ticket's handler, and when the handler started.
+struct Observed {
+    observer: Arc<dyn Observer>,
+    started: Instant,
+    store_error: bool,
+}
+
+/// Records an outcome on a delivery's span. (A disabled span would still look the
+/// fields up by name: skip it.)
+fn record(span: &tracing::Span, outcome: Outcome) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("outcome", outcome.as_str());
+    span.record("reason", outcome.reason());
+}
+
 impl<D: DedupStore> Ticket<D> {
-    fn unclaimed() -> Self {
-        Self { claim: None }
+    fn new(claim: Option<Held<D>>, observed: Option<Observed>, span: tracing::Span) -> Self {
+        Self {
+            claim,
+            observed,
+            span,
+            reported: false,
+        }
     }
 
     /// Whether this request holds a dedup claim (false without dedup, or when the store
@@ -780,36 +890,88 @@ impl<D: DedupStore> Ticket<D> {
         self.claim.is_some()
     }
 
+    /// The delivery's span (`webhook`, at INFO), with the event id, delivery id, event
+    /// type and matched secret as fields; `outcome` and `reason` are recorded when the
+    /// ticket is finished. Adapters run the handler inside it, so the handler's own logs
+    /// and spans are its children.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
     /// Completes the claim when `status` is 2xx, abandons it otherwise.
     pub async fn finish(self, status: u16) {
-        if (200..300).contains(&status) {
-            self.succeeded().await;
-        } else {
-            self.failed().await;
-        }
+        self.end(HandlerEnd::Status(status)).await;
     }
 
     /// The handler succeeded: remember the event as done.
-    pub async fn succeeded(mut self) {
-        if let Some(held) = self.claim.take()
-            && let Err(error) = held.store.complete(&held.key, held.claim).await
-        {
-            // The handler did its work and the sender gets its 2xx; only the memory of it
-            // is lost, and the claim expires after its lease.
-            tracing::error!(%error, key = held.key, "could not mark a processed webhook as done");
-        }
+    pub async fn succeeded(self) {
+        self.end(HandlerEnd::Succeeded).await;
     }
 
     /// The handler failed: free the claim so the sender's retry is processed.
-    pub async fn failed(mut self) {
+    pub async fn failed(self) {
+        self.end(HandlerEnd::Failed).await;
+    }
+
+    /// The handler panicked and the adapter caught it: free the claim, as
+    /// [`failed`](Self::failed) does, and report it as a panic.
+    pub async fn panicked(self) {
+        self.end(HandlerEnd::Panicked).await;
+    }
+
+    async fn end(mut self, end: HandlerEnd) {
+        // The handler's end is the store call's start: one clock read for both.
+        let ended = self.observed.as_ref().map(|_| Instant::now());
+        let handler = self
+            .observed
+            .as_ref()
+            .zip(ended)
+            .map(|(o, now)| now - o.started);
         if let Some(held) = self.claim.take() {
-            tracing::info!(
-                key = held.key,
-                "webhook handler failed; the event stays retryable"
-            );
-            if let Err(error) = held.store.abandon(&held.key, held.claim).await {
-                tracing::warn!(%error, key = held.key, "could not free a dedup claim; it expires after its lease");
+            let observer = self.observed.as_ref().map(|o| &o.observer);
+            let started = ended;
+            let (operation, result) = if end.is_success() {
+                // On failure the handler did its work and the sender gets its 2xx; only
+                // the memory of it is lost, and the claim expires after its lease.
+                let result = held.store.complete(&held.key, held.claim).await;
+                if let Err(error) = &result {
+                    tracing::error!(%error, key = held.key, "could not mark a processed webhook as done");
+                }
+                (StoreOperation::Complete, result)
+            } else {
+                tracing::info!(
+                    key = held.key,
+                    "webhook handler failed; the event stays retryable"
+                );
+                let result = held.store.abandon(&held.key, held.claim).await;
+                if let Err(error) = &result {
+                    tracing::warn!(%error, key = held.key, "could not free a dedup claim; it expires after its lease");
+                }
+                (StoreOperation::Abandon, result)
+            };
+            if let (Some(observer), Some(started)) = (observer, started) {
+                observer.store(operation, started.elapsed(), result.is_ok());
+                observer.claim_ended();
             }
+        }
+        self.report(end, handler);
+    }
+
+    /// Reports the handler's end to the span and the observer, once.
+    fn report(&mut self, end: HandlerEnd, duration: Option<Duration>) {
+        self.reported = true;
+        if self.observed.is_none() && self.span.is_disabled() {
+            return;
+        }
+        let observed = self.observed.take();
+        let outcome = Outcome::Handled(Handled {
+            end,
+            duration: duration.unwrap_or_default(),
+            store_error: observed.as_ref().is_some_and(|o| o.store_error),
+        });
+        record(&self.span, outcome);
+        if let Some(observed) = observed {
+            observed.observer.outcome(outcome);
         }
     }
 }
@@ -822,6 +984,13 @@ impl<D: DedupStore> Drop for Ticket<D> {
                 "webhook handler did not finish (panic, timeout or client gone); the event stays retryable"
             );
             held.store.abandon_detached(held.key, held.claim);
+            if let Some(observed) = &self.observed {
+                observed.observer.claim_ended();
+            }
+        }
+        if !self.reported {
+            let handler = self.observed.as_ref().map(|o| o.started.elapsed());
+            self.report(HandlerEnd::Dropped, handler);
         }
     }
 }

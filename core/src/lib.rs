@@ -78,6 +78,9 @@ mod envelope;
 mod error;
 mod gate;
 mod header;
+#[cfg(feature = "metrics")]
+mod metrics_observer;
+pub mod observe;
 mod secret;
 mod secrets;
 mod sign;
@@ -98,6 +101,9 @@ pub use gate::{
     RETRY_AFTER_SECS, Reply, Ticket, UnsignedHeaders,
 };
 pub use header::{HeaderError, MAX_HEADER_LEN, MAX_SIGNATURES, SignatureHeader};
+#[cfg(feature = "metrics")]
+pub use metrics_observer::MetricsObserver;
+pub use observe::{Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOperation};
 pub use secret::Secret;
 pub use secrets::{DEFAULT_PREVIOUS_EXPIRY, Secrets};
 pub use sign::Signer;

@@ -23,7 +23,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mapping_webhooks::{Gate, Secret, Secrets, Verified};
+use mapping_webhooks::{Gate, MetricsObserver, Secret, Secrets, Verified};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub mod secrets_file;
 
@@ -79,6 +80,9 @@ pub struct ReceiverConfig {
     pub header_timeout: Duration,
     /// `MAX_CONNECTIONS`, else [`DEFAULT_MAX_CONNECTIONS`]: connections open at once.
     pub max_connections: usize,
+    /// `METRICS_ADDR`: where to serve `GET /metrics` for Prometheus, on its own
+    /// listener. Unset (the default): no metrics are recorded or served.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for ReceiverConfig {
@@ -94,6 +98,7 @@ impl std::fmt::Debug for ReceiverConfig {
             .field("dev_secret", &self.dev_secret)
             .field("header_timeout", &self.header_timeout)
             .field("max_connections", &self.max_connections)
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }
@@ -187,6 +192,13 @@ impl ReceiverConfig {
                 }
             },
         };
+        let metrics_addr = set("METRICS_ADDR")
+            .map(|addr| {
+                addr.trim().parse().map_err(|e| {
+                    format!("METRICS_ADDR={addr:?} is not an address like 127.0.0.1:9000: {e}")
+                })
+            })
+            .transpose()?;
         Ok(Self {
             secret,
             previous_secret: set("MAPPING_WEBHOOK_SECRET_PREVIOUS"),
@@ -196,6 +208,7 @@ impl ReceiverConfig {
             dev_secret,
             header_timeout,
             max_connections,
+            metrics_addr,
         })
     }
 
@@ -235,6 +248,26 @@ impl ReceiverConfig {
         if let Some(file) = file {
             tokio::spawn(file.watch(secrets.clone(), self.secret_file_poll));
         }
+    }
+
+    /// With `METRICS_ADDR` set: installs the Prometheus recorder (histogram buckets from
+    /// 10 µs to 30 s for the `_seconds` metrics), adds a [`MetricsObserver`] to `gate`,
+    /// and returns the handle that renders `/metrics`. Without it: `gate` unchanged, no
+    /// handle.
+    ///
+    /// # Errors
+    ///
+    /// When a recorder is already installed.
+    pub fn observe(&self, gate: Gate) -> Result<(Gate, Option<PrometheusHandle>), String> {
+        if self.metrics_addr.is_none() {
+            return Ok((gate, None));
+        }
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+            .and_then(PrometheusBuilder::install_recorder)
+            .map_err(|e| format!("cannot install the Prometheus recorder: {e}"))?;
+        // The recorder first, then the observer: it registers its handles with it.
+        Ok((gate.observer(MetricsObserver::new()), Some(handle)))
     }
 
     /// Says loudly, on stderr, when the development secret is in use.
@@ -283,6 +316,18 @@ pub async fn shutdown_signal() {
         "{which} received: shutting down gracefully, finishing the requests in progress"
     );
 }
+/// The histogram buckets of the `_seconds` metrics: verification takes microseconds,
+/// a store call up to its 2 s timeout, a handler up to the sender's 30 s.
+pub const SECONDS_BUCKETS: [f64; 14] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
+];
+
+/// How often the receivers run the Prometheus recorder's upkeep (it folds recorded
+/// histogram samples into their buckets, so memory stays bounded between scrapes).
+pub const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// The path the metrics listener serves.
+pub const METRICS_PATH: &str = "/metrics";
 
 /// Sends logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
@@ -341,6 +386,7 @@ mod tests {
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.header_timeout, Duration::from_secs(5));
         assert_eq!(c.max_connections, 512);
+        assert_eq!(c.metrics_addr, None);
         assert!(!format!("{c:?}").contains(DEV_SECRET));
     }
 
@@ -353,11 +399,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.header_timeout, Duration::from_secs(2));
         assert_eq!(c.max_connections, 64);
+        let c = ReceiverConfig::from_lookup(env(&[("METRICS_ADDR", "127.0.0.1:9000")])).unwrap();
+        assert_eq!(
+            c.metrics_addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9000)))
+        );
         for (name, value) in [
             ("HEADER_TIMEOUT_SECS", "0"),
             ("HEADER_TIMEOUT_SECS", "1.5"),
             ("MAX_CONNECTIONS", "0"),
             ("MAX_CONNECTIONS", "many"),
+            ("METRICS_ADDR", "9000"),
         ] {
             let e = ReceiverConfig::from_lookup(env(&[(name, value)])).unwrap_err();
             assert!(e.contains(name), "{e}");

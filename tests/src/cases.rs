@@ -777,3 +777,118 @@ pub async fn clock_drives_the_default_store_s_ttl(spawn: impl AsyncFn(AppSpec) -
         "the store's TTL must follow the adapter's clock"
     );
 }
+
+/// An observer hears each request's outcome exactly once, with its reason: the refusals
+/// the adapter finds while reading the body (413 while streaming, 408) as well as the
+/// gate's own, a handler that panics (reported as `panicked` where the adapter catches
+/// it, `dropped` where the panic unwinds through it), the copies in flight while its
+/// claim is freed, the processed retry and the duplicate. The claims in flight return
+/// to zero.
+pub async fn observer_hears_each_outcome_once(spawn: impl AsyncFn(AppSpec) -> crate::App) {
+    use mapping_webhooks::{HandlerEnd, Outcome, Refusal};
+
+    let observer = crate::CountingObserver::default();
+    let spec = AppSpec::new()
+        .behaviour(Behaviour::fail_first(1, Failure::Panic))
+        .body_limit(64 * 1024)
+        .read_timeout(Duration::from_millis(300))
+        .observer(observer.clone());
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let mut expected = 0;
+
+    // The handler panics.
+    let body = envelope(&event_id("observed"), "d");
+    let signature = sign(SECRET, &body, now());
+    let first = client
+        .try_post(
+            ROUTE_HOOKS,
+            &[("x-webhook-signature", &signature)],
+            body.clone(),
+        )
+        .await;
+    assert!(first.as_ref().is_none_or(|a| a.status == 500), "{first:?}");
+    expected += 1;
+    // Retried until its claim is freed (a dropped ticket frees it in the background).
+    let mut in_flight = 0;
+    let retry = loop {
+        let answer = client.deliver(ROUTE_HOOKS, body.clone()).await;
+        expected += 1;
+        if answer.status != 409 {
+            break answer;
+        }
+        in_flight += 1;
+        assert!(in_flight < 200, "the claim was never freed");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(retry.status, 200);
+    assert_eq!(client.deliver(ROUTE_HOOKS, body).await.status, 200);
+    expected += 1;
+
+    // 413 while the chunked body streams.
+    let head = format!(
+        "POST {ROUTE_HOOKS} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         x-webhook-signature: t={},v1={}\r\ntransfer-encoding: chunked\r\n\r\n",
+        app.addr(),
+        now(),
+        "0".repeat(64)
+    );
+    let more = format!("1000\r\n{}\r\n", "x".repeat(4096)).repeat(32);
+    let status = raw_exchange(&app, head.as_bytes(), Some(more.as_bytes())).await;
+    assert_eq!(status, Some(413));
+    expected += 1;
+
+    // 408: a body shorter than its declared length, never finished.
+    let stalled = envelope(&event_id("stalled"), "d");
+    let head = format!(
+        "POST {ROUTE_HOOKS} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         x-webhook-signature: {}\r\ncontent-length: {}\r\n\r\n",
+        app.addr(),
+        sign(SECRET, &stalled, now()),
+        stalled.len()
+    );
+    let status = raw_exchange(&app, head.as_bytes(), Some(&stalled[..10])).await;
+    assert!(matches!(status, None | Some(408)), "{status:?}");
+    expected += 1;
+
+    // A forged one.
+    let forged = envelope(&event_id("forged"), "d");
+    let answer = client
+        .deliver_signed(ROUTE_HOOKS, "whsec_forger", forged, now())
+        .await;
+    assert_eq!(answer.status, 401);
+    expected += 1;
+
+    wait_for("every outcome reported", || {
+        observer.outcomes().len() >= expected
+    })
+    .await;
+    wait_for("no claim in flight", || observer.claims_in_flight() == 0).await;
+    let outcomes = observer.outcomes();
+    assert_eq!(outcomes.len(), expected, "{outcomes:?}");
+    let count = |wanted: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| wanted(o)).count();
+    let handled = |o: &Outcome, ends: &[HandlerEnd]| matches!(o, Outcome::Handled(h) if ends.contains(&h.end) && !h.store_error);
+    assert_eq!(
+        count(&|o| handled(o, &[HandlerEnd::Panicked, HandlerEnd::Dropped])),
+        1,
+        "the panic, once: {outcomes:?}"
+    );
+    assert_eq!(
+        count(&|o| handled(o, &[HandlerEnd::Status(200)])),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(count(&|o| *o == Outcome::InFlight), in_flight);
+    assert_eq!(count(&|o| *o == Outcome::Duplicate), 1);
+    for refusal in [
+        Refusal::BodyTooLarge,
+        Refusal::ReadTimeout,
+        Refusal::SignatureMismatch,
+    ] {
+        assert_eq!(
+            count(&|o| *o == Outcome::Refused(refusal)),
+            1,
+            "{refusal:?} once: {outcomes:?}"
+        );
+    }
+}

@@ -28,20 +28,21 @@
 //! `clock`, `on_store_error`, and `dedup`
 //! ([`Dedup::Memory`]: the default store; [`Dedup::Off`]: no dedup;
 //! [`Dedup::Failing`]: [`FailingStore`];
-//! [`Dedup::User`]: the given [`CountingStore`]). A handler panic must become a 500
+//! [`Dedup::User`]: the given [`CountingStore`]), and `observer` (the adapter's
+//! `observer` builder method). A handler panic must become a 500
 //! through the framework's usual catch-panic mechanism (tower-http's `CatchPanicLayer`
 //! outside the layer for axum; actix-web catches panics itself, or not: then the
 //! connection drops, which the panic case also accepts).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use mapping_webhooks::{
-    Begin, Claim, DedupStore, ManualClock, MatchedSecret, MemoryStore, OnStoreError, Secret,
-    Secrets, Signer, StoreError, Tenants, Verified,
+    Begin, Claim, DedupStore, ManualClock, MatchedSecret, MemoryStore, Observer, OnStoreError,
+    Outcome, Secret, Secrets, Signer, StoreError, Tenants, Verified,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -108,6 +109,8 @@ pub struct AppSpec {
     pub on_store_error: OnStoreError,
     /// What the handlers do; shared with the test, which reads what they saw.
     pub probe: Probe,
+    /// An observer for the adapter's `observer` builder method, if any.
+    pub observer: Option<CountingObserver>,
 }
 
 impl Default for AppSpec {
@@ -124,6 +127,7 @@ impl Default for AppSpec {
             dedup: Dedup::Memory,
             on_store_error: OnStoreError::default(),
             probe: Probe::new(Behaviour::default()),
+            observer: None,
         }
     }
 }
@@ -197,6 +201,13 @@ impl AppSpec {
         self
     }
 
+    /// Sets the observer.
+    #[must_use]
+    pub fn observer(mut self, observer: CountingObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Sets the store-error policy.
     #[must_use]
     pub fn on_store_error(mut self, policy: OnStoreError) -> Self {
@@ -263,6 +274,40 @@ impl DedupStore for CountingStore {
 
     async fn abandon(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
         self.inner.abandon(key, claim).await
+    }
+}
+
+/// An observer that keeps every outcome and counts the claims in flight (clones share
+/// both).
+#[derive(Debug, Clone, Default)]
+pub struct CountingObserver {
+    outcomes: Arc<Mutex<Vec<Outcome>>>,
+    claims: Arc<AtomicI64>,
+}
+
+impl CountingObserver {
+    /// Every outcome reported so far, in order.
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        self.outcomes.lock().unwrap().clone()
+    }
+
+    /// Claims started and not yet ended.
+    pub fn claims_in_flight(&self) -> i64 {
+        self.claims.load(Ordering::SeqCst)
+    }
+}
+
+impl Observer for CountingObserver {
+    fn outcome(&self, outcome: Outcome) {
+        self.outcomes.lock().unwrap().push(outcome);
+    }
+
+    fn claim_started(&self) {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn claim_ended(&self) {
+        self.claims.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -743,6 +788,7 @@ macro_rules! conformance_suite {
             clock_drives_the_default_store_s_ttl,
             tolerance_edges_are_inclusive,
             custom_tolerance_is_applied,
+            observer_hears_each_outcome_once,
         );
     };
     (@cases $spawn:path; $($case:ident),* $(,)?) => {

@@ -40,6 +40,9 @@ async fn spawn_actix_app(spec: AppSpec) -> App {
     if let Some(timeout) = spec.read_timeout {
         verify = verify.read_timeout(timeout);
     }
+    if let Some(observer) = spec.observer.clone() {
+        verify = verify.observer(observer);
+    }
     let probe = spec.probe.clone();
     let tenants = spec
         .tenants

@@ -40,6 +40,9 @@ async fn spawn_axum_app(spec: AppSpec) -> App {
     if let Some(timeout) = spec.read_timeout {
         layer = layer.read_timeout(timeout);
     }
+    if let Some(observer) = spec.observer.clone() {
+        layer = layer.observer(observer);
+    }
     let probe = spec.probe.clone();
     let app = match spec.dedup {
         Dedup::Memory => routes(probe, layer),

@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Response;
 use mapping_webhooks::{
-    Clock, ConfigError, DedupStore, Gate, MemoryStore, OnStoreError, Reply, Secret, Secrets,
-    TenantFrom, Tenants,
+    Clock, ConfigError, DedupStore, Gate, MemoryStore, Observer, OnStoreError, Reply, Secret,
+    Secrets, TenantFrom, Tenants,
 };
 use tower_layer::Layer;
 
@@ -190,6 +190,14 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// [`MemoryStoreBuilder::clock`](crate::MemoryStoreBuilder::clock)).
     pub fn clock(self, clock: impl Clock) -> Self {
         self.map_gate(|g| g.clock(clock))
+    }
+
+    /// Reports each request's outcome (exactly once) and the time taken by
+    /// verification, the store and the handler to `observer`; see
+    /// [`mapping_webhooks::observe`]. With the `metrics` feature,
+    /// `MetricsObserver` records them with the `metrics` crate.
+    pub fn observer(self, observer: impl Observer) -> Self {
+        self.map_gate(|g| g.observer(observer))
     }
 
     /// Builds the responses the layer gives itself with `f`.

@@ -204,6 +204,9 @@ pub use extract::VerifiedEvent;
 pub use extract::VerifiedEventRejection;
 pub use layer::WebhookVerify;
 // Inlined, so the pages (and the links to them) exist in this crate's own docs.
+#[cfg(feature = "metrics")]
+#[doc(inline)]
+pub use mapping_webhooks::MetricsObserver;
 #[doc(inline)]
 pub use mapping_webhooks::dedup::MemoryStoreBuilder;
 #[doc(inline)]

@@ -15,6 +15,7 @@ use mapping_webhooks::{
     SIGNATURE_HEADER, UnsignedHeaders, VerifyError,
 };
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::body::{ReadError, ResponseBody, VerifiedBody, read_limited};
 use crate::layer::TenantKeyFn;
@@ -184,11 +185,11 @@ where
     };
     parts.extensions.insert(verified);
     // If the inner future panics or this future is dropped (client gone, a timeout
-    // layer), the ticket is dropped unfinished and frees the claim itself.
-    match inner
-        .call(Request::from_parts(parts, VerifiedBody::new(bytes)))
-        .await
-    {
+    // layer), the ticket is dropped unfinished and frees the claim itself. The handler
+    // runs inside the delivery's span.
+    let span = ticket.span().clone();
+    let call = span.in_scope(|| inner.call(Request::from_parts(parts, VerifiedBody::new(bytes))));
+    match call.instrument(span).await {
         Ok(response) => {
             ticket.finish(response.status().as_u16()).await;
             Ok(response.map(ResponseBody::inner))
@@ -323,6 +324,98 @@ mod tests {
 
     async fn ok(_: Request<VerifiedBody>) -> Result<Response<VerifiedBody>, Infallible> {
         Ok(Response::new(VerifiedBody::default()))
+    }
+
+    /// Records the fields of every `webhook` span, as `name=value`.
+    #[derive(Clone, Default)]
+    struct SpanFields(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl tracing::field::Visit for SpanFields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{}={value:?}", field.name()));
+        }
+
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{}={value}", field.name()));
+        }
+    }
+
+    impl<S> tracing_subscriber::Layer<S> for SpanFields
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if attrs.metadata().name() == "webhook" {
+                attrs.record(&mut self.clone());
+            }
+        }
+
+        fn on_record(
+            &self,
+            id: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if ctx.span(id).is_some_and(|span| span.name() == "webhook") {
+                values.record(&mut self.clone());
+            }
+        }
+    }
+
+    impl SpanFields {
+        /// Installs a registry with this layer as the thread's default subscriber.
+        fn install(&self) -> tracing::subscriber::DefaultGuard {
+            use tracing_subscriber::layer::SubscriberExt;
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(self.clone()))
+        }
+
+        fn fields(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    /// The name of the span the code calling this runs in.
+    fn current_span() -> Option<&'static str> {
+        tracing::Span::current().metadata().map(|m| m.name())
+    }
+
+    #[tokio::test]
+    async fn the_handler_runs_inside_the_delivery_span() {
+        let spans = SpanFields::default();
+        let _guard = spans.install();
+        let service = ServiceBuilder::new()
+            .layer(WebhookVerify::new(SECRET))
+            .service_fn(|_: Request<VerifiedBody>| async {
+                let span = current_span();
+                tracing::info!("the handler logs");
+                Ok::<_, Infallible>(Response::new(VerifiedBody::new(Bytes::from(
+                    span.unwrap_or("none"),
+                ))))
+            });
+        let response = service.oneshot(signed("evt_span")).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "webhook", "the handler ran outside the delivery span");
+        let fields = spans.fields();
+        for field in [
+            "event_id=evt_span",
+            "delivery_id=del_1",
+            "event_type=mapping.completed",
+            "outcome=processed",
+            "reason=2xx",
+        ] {
+            assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
+        }
     }
 
     #[tokio::test]

@@ -12,9 +12,10 @@
 //! and on `SIGHUP`),
 //! `BIND_ADDR` (default `127.0.0.1:3000`; `PORT` alone binds `0.0.0.0:$PORT`), `RUST_LOG`
 //! (default `info`), `HEADER_TIMEOUT_SECS` (default 5: the time allowed for a request's
-//! headers), `MAX_CONNECTIONS` (default 512 open at once). Each processed event prints
-//! one JSON line on stdout; logs go to stderr. Ctrl-C or SIGTERM stops it gracefully:
-//! it stops accepting and finishes the requests in progress.
+//! headers), `MAX_CONNECTIONS` (default 512 open at once), `METRICS_ADDR` (unset by
+//! default: when set, Prometheus metrics are served there on `GET /metrics`). Each
+//! processed event prints one JSON line on stdout; logs go to stderr. Ctrl-C or SIGTERM
+//! stops it gracefully: it stops accepting and finishes the requests in progress.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,13 +23,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use mapping_webhooks_examples::{
-    ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event, shutdown_signal,
+    METRICS_PATH, METRICS_UPKEEP, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event,
+    shutdown_signal,
 };
 use mapping_webhooks_tower::{Event, VerifiedEvent, WebhookVerify};
 use tokio::net::TcpListener;
@@ -59,17 +61,22 @@ async fn main() -> ExitCode {
         }
     };
     config.warn_if_dev_secret();
-    let layer = match config.gate() {
+    let gate = match config.gate() {
         Ok((gate, secrets_file)) => {
             // Reloads the secrets file, if any, while the server runs.
             config.watch_secrets_file(secrets_file, gate.secrets());
-            WebhookVerify::from_gate(gate)
+            config.observe(gate)
         }
+        Err(error) => Err(error),
+    };
+    let (gate, metrics) = match gate {
+        Ok(observed) => observed,
         Err(error) => {
             tracing::error!("{error}");
             return ExitCode::FAILURE;
         }
     };
+    let layer = WebhookVerify::from_gate(gate);
     let app = Router::new()
         .route(WEBHOOK_PATH, post(on_event))
         .layer(layer);
@@ -85,6 +92,33 @@ async fn main() -> ExitCode {
         "receiving webhooks on http://{}{WEBHOOK_PATH}",
         config.bind_addr
     );
+    if let (Some(handle), Some(addr)) = (metrics, config.metrics_addr) {
+        // Its own listener, served like the webhooks (header timeout, connection cap).
+        let listener = match TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!("cannot listen on {addr}: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        let metrics = Router::new().route(
+            METRICS_PATH,
+            get(move || std::future::ready(handle.render())),
+        );
+        let config = config.clone();
+        tokio::spawn(async move {
+            serve(listener, metrics, &config, std::future::pending()).await;
+        });
+        tracing::info!("serving metrics on http://{addr}{METRICS_PATH}");
+    }
     serve(listener, app, &config, shutdown_signal()).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
