@@ -2,18 +2,36 @@
 //! their signatures, refuse replays, deduplicate retries and hand the handler a typed
 //! event.
 //!
-//! Wrap the webhook's resource with [`WebhookVerify`] and take a [`VerifiedEvent`] (or
-//! `web::Json<T>`, `web::Bytes`, `String`: they see the original bytes):
+//! ```toml
+//! [dependencies]
+//! mapping-webhooks-actix = "0.1"
+//! actix-web = "4"
+//! ```
+//!
+//! This crate alone is enough: it re-exports what a receiver and its tests name from the
+//! core crate, `mapping-webhooks` ([`Event`], [`Envelope`], [`Signer`], [`ManualClock`],
+//! [`ConfigError`], …).
+//!
+//! # One handler for every event
+//!
+//! A destination posts every event it subscribes to (`mapping.completed`,
+//! `mapping.error.resolved`, …) to one URL. Wrap that resource with [`WebhookVerify`],
+//! take [`VerifiedEvent<Event>`](VerifiedEvent) and match on the type:
 //!
 //! ```
 //! use actix_web::{App, HttpResponse, test, web};
-//! use mapping_webhooks::{Secret, Signer};
-//! use mapping_webhooks_actix::{VerifiedEvent, WebhookVerify};
+//! use mapping_webhooks_actix::{Event, VerifiedEvent, WebhookVerify};
+//! use mapping_webhooks_actix::testing::SignedRequest;
 //!
-//! async fn hook(event: VerifiedEvent) -> HttpResponse {
+//! async fn hook(event: VerifiedEvent<Event>) -> HttpResponse {
 //!     // Runs once per eventId; a non-2xx answer makes the sender retry it.
-//!     println!("{} {}", event.envelope.event_type, event.envelope.event_id);
-//!     HttpResponse::Ok().finish()
+//!     match &event.envelope.data {
+//!         Event::MappingCompleted(job) => println!("job {} has {} rows", job.mapping_job_id, job.row_count),
+//!         Event::MappingErrorResolved(resolved) => println!("resolved: {}", resolved.data),
+//!         // A type this app does not handle: acknowledge it, or the sender retries it.
+//!         other => println!("{}: nothing to do", other.event_type()),
+//!     }
+//!     HttpResponse::NoContent().finish()
 //! }
 //!
 //! # actix_web::rt::System::new().block_on(async {
@@ -24,23 +42,30 @@
 //! ))
 //! .await;
 //!
-//! let body = r#"{"id":"del_1","eventId":"evt_1","type":"mapping.completed","data":{}}"#;
-//! let signature = Signer::new(Secret::new("whsec_example_secret")?).sign_now(body.as_bytes());
-//! let request = test::TestRequest::post()
-//!     .uri("/hooks/mapping")
-//!     .insert_header(("x-webhook-signature", signature))
-//!     .set_payload(body);
-//! assert_eq!(test::call_service(&app, request.to_request()).await.status(), 200);
+//! let body = r#"{"id":"del_1","eventId":"evt_1","type":"mapping.error.resolved","data":{}}"#;
+//! let request = SignedRequest::from_body(body, "whsec_example_secret").uri("/hooks/mapping");
+//! assert_eq!(test::call_service(&app, request.build().to_request()).await.status(), 204);
 //!
 //! // Unsigned (or forged, stale, tampered) requests never reach the handler.
 //! let forged = test::TestRequest::post().uri("/hooks/mapping").set_payload(body);
 //! assert_eq!(test::call_service(&app, forged.to_request()).await.status(), 400);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! # }).unwrap();
+//! # });
 //! ```
 //!
+//! Or give each type its own handler with an [`EventRouter`]
+//! (`web::post().to(EventRouter::new().on(on_completed))`): a type without one is
+//! acknowledged (200) and logged, never refused. A handler taking
+//! `VerifiedEvent<MappingCompleted>` alone takes only that type; any other is
+//! acknowledged without running it.
+//!
+//! Unit-test a handler with [`VerifiedEvent::from_envelope`], and the whole app with
+//! [`testing::SignedRequest`]. [`WebhookVerify::clock`] with a [`ManualClock`] drives the
+//! signature window and the default store's leases and TTLs, so tests never sleep.
+//!
+//! # What the middleware does
+//!
 //! Every decision (which status for which outcome, when an event is remembered as done)
-//! is taken by the core crate [`mapping_webhooks`]'s [`Gate`]; this crate only moves
+//! is taken by the core crate `mapping-webhooks`'s [`Gate`]; this crate only moves
 //! bytes between actix-web and the gate, so it answers exactly as the tower/axum
 //! adapter does. See [`WebhookVerify`] for what happens to each request.
 //!
@@ -69,6 +94,41 @@
 //!   instead: the in-memory store's claims go with it, while a shared store's claim is
 //!   taken over by a retry once its lease runs out.
 //!
+//! # Rotating the secret while the server runs
+//!
+//! Every worker's clone of the middleware reads one shared [`Secrets`] handle on every
+//! request (one atomic load, no lock); change it and the next request, in any worker,
+//! uses the new secrets:
+//!
+//! ```
+//! use mapping_webhooks_actix::{Secret, Secrets, WebhookVerify};
+//!
+//! let secrets = Secrets::new(Secret::new("whsec_old_0123456789abcdef0123456789")?);
+//! let verify = WebhookVerify::from_secrets(secrets.clone()); // clone it into HttpServer::new
+//! // On a reloaded secrets file, an admin call...: the old one stays accepted for 10 min.
+//! secrets.rotate(Secret::new("whsec_new_fedcba9876543210fedcba9876")?);
+//! # let _ = verify;
+//! # Ok::<(), mapping_webhooks_actix::ConfigError>(())
+//! ```
+//!
+//! # Many tenants on one endpoint
+//!
+//! One route for many Mapping.Travel accounts, each with its own secrets from your
+//! resolver, cached; the tenant is looked up before the body is read (unknown: 404,
+//! lookup failed: 503), and dedup keys are per tenant:
+//!
+//! ```
+//! use mapping_webhooks_actix::{ResolveError, Secret, Secrets, TenantFrom, Tenants, WebhookVerify};
+//!
+//! let tenants = Tenants::new(|tenant: String| async move {
+//!     // A database or secret-manager lookup; None for an unknown tenant.
+//!     Ok::<_, ResolveError>((tenant == "acme").then(|| Secrets::new(Secret::new("whsec_acme").unwrap())))
+//! });
+//! // /hooks/mapping/{tenant}: the tenant is the third path segment.
+//! let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(2));
+//! # let _ = verify;
+//! ```
+//!
 //! # Deduplication across replicas
 //!
 //! The default [`MemoryStore`] serves one process (all its workers). Behind a load
@@ -82,19 +142,38 @@ mod extract;
 mod inbox;
 mod middleware;
 pub mod reject;
+mod router;
+pub mod testing;
 
-pub use extract::{VerifiedEvent, VerifiedEventError};
+#[allow(deprecated)]
+pub use extract::VerifiedEventError;
+pub use extract::{VerifiedEvent, VerifiedEventRejection};
 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 pub use inbox::{inbox_accept, inbox_resource};
 pub use middleware::{WebhookVerify, WebhookVerifyService};
+pub use router::{EventHandler, EventRouter};
 
+// Inlined, so the pages (and the links to them) exist in this crate's own docs.
+#[cfg(feature = "metrics")]
+#[doc(inline)]
+pub use mapping_webhooks::MetricsObserver;
+#[doc(inline)]
+pub use mapping_webhooks::dedup::MemoryStoreBuilder;
+#[doc(inline)]
 pub use mapping_webhooks::{
-    ConfigError, DedupStore, Envelope, Gate, MappingCompleted, MatchedSecret, MemoryStore,
-    OnStoreError, Reply, Verified,
+    Admission, Begin, CheckedHead, Claim, Clock, ConfigError, DEFAULT_BODY_LIMIT,
+    DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Envelope,
+    Event, EventPayload, FromEventData, Gate, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
+    MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
+    MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
+    SIGNATURE_HEADER, Secret, SignatureMatch, Signer, StoreError, SystemClock, TTL_RANGE, Ticket,
+    UnsignedHeaders, Verified, Verifier, VerifyError, dedup,
 };
-/// The Redis store, for receivers that run on several replicas.
 #[cfg(feature = "redis")]
+#[doc(inline)]
 pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
+#[doc(inline)]
+pub use mapping_webhooks::{ResolveError, Secrets, SecretsResolver, TenantFrom, Tenants};
 
 #[cfg(test)]
 mod tests;

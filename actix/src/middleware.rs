@@ -12,14 +12,17 @@ use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{CONTENT_LENGTH, HeaderMap, HeaderName};
+use actix_web::http::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderName};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_core::Stream;
 use mapping_webhooks::{
     Admission, Clock, ConfigError, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Gate, MemoryStore,
-    OnStoreError, Reply, SIGNATURE_HEADER, Secret, UnsignedHeaders, VerifyError,
+    Observer, OnStoreError, Reply, SIGNATURE_HEADER, Secret, Secrets, TenantFrom, Tenants,
+    UnsignedHeaders, VerifyError,
 };
+
+use tracing::Instrument;
 
 use crate::reject::{self, RejectFn};
 
@@ -66,22 +69,31 @@ pub(crate) struct VerifiedBody(pub(crate) Bytes);
 ///
 /// For each request it:
 ///
-/// 1. refuses a `Content-Length` over the [body limit](Self::body_limit) (413) before
-///    reading anything, then reads the body, counting bytes: 413 as soon as it passes the
-///    limit (the rest is never buffered), 408 when it is not received within the
+/// 1. checks the request head with the core's [`Gate`] before reading any byte of the
+///    body: a `Content-Length` over the [body limit](Self::body_limit) 413; a missing,
+///    repeated or malformed `X-Webhook-Signature` 400; a timestamp outside the
+///    [tolerance](Self::tolerance) 401;
+/// 2. then reads the body, counting bytes: 413 as soon as it passes the limit (the rest
+///    is never buffered), 408 when it is not received within the
 ///    [read timeout](Self::read_timeout);
-/// 2. hands headers and body to the core's [`Gate`], which verifies the signature and
-///    claims the event in the dedup store: a refusal (400, 401), a duplicate (200
-///    without running the handler), a copy being processed right now (409 with
-///    `Retry-After`) or a store failure (503, or pass-through) is answered here, through
+/// 3. hands the body to the [`Gate`], which verifies the signature and claims the event
+///    in the dedup store: a refusal (400, 401), a duplicate (200 without running the
+///    handler), a copy being processed right now (409 with `Retry-After`) or a store
+///    failure (503, or pass-through) is answered here, through
 ///    [`on_reject`](Self::on_reject);
-/// 3. otherwise inserts [`Verified`](mapping_webhooks::Verified) into the request
+/// 4. otherwise inserts [`Verified`](mapping_webhooks::Verified) into the request
 ///    extensions (read it with `web::ReqData<Verified>` or [`VerifiedEvent`](crate::VerifiedEvent)),
 ///    puts the **same bytes** back as the payload, so `web::Json<T>`, `web::Bytes` and
 ///    `String` extractors work unchanged, and calls the handler;
-/// 4. marks the event done only if the handler answered 2xx. Any other status, an
+/// 5. marks the event done only if the handler answered 2xx. Any other status, an
 ///    error, a panic (answered 500 here) or a dropped future (client gone, timeout)
 ///    leaves it retryable.
+///
+/// actix-http answers `Expect: 100-continue` with `100 Continue` itself, before any
+/// middleware runs (`HttpServer` offers no way to change that), so a client asking for it
+/// gets its `100` even when the head is then refused. The body is still not read: the
+/// refusal is sent at once, and actix-http buffers at most about 32 KiB of a payload that
+/// nobody reads before it stops reading from the socket, then discards the rest.
 ///
 /// `WebhookVerify` is cheap to clone and `Send`, so it can be built once, outside the
 /// `HttpServer::new` closure, and cloned into every worker: the clones share one dedup
@@ -101,13 +113,18 @@ pub(crate) struct VerifiedBody(pub(crate) Bytes);
 pub struct WebhookVerify<D = MemoryStore, R = RejectFn> {
     gate: Gate<D>,
     on_reject: Arc<R>,
+    tenant_key: Option<Arc<TenantKeyFn>>,
 }
+
+/// A function taking a request's tenant key (see [`WebhookVerify::tenant_key`]).
+type TenantKeyFn = dyn Fn(&ServiceRequest) -> Option<String> + Send + Sync;
 
 impl<D, R> Clone for WebhookVerify<D, R> {
     fn clone(&self) -> Self {
         Self {
             gate: self.gate.clone(),
             on_reject: Arc::clone(&self.on_reject),
+            tenant_key: self.tenant_key.clone(),
         }
     }
 }
@@ -135,6 +152,32 @@ impl WebhookVerify {
     pub fn try_new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         Ok(Self::from_gate(Gate::new(Secret::new(secret)?)))
     }
+
+    /// The middleware reading `secrets`, a handle the app keeps to change the secrets
+    /// while the server runs; every worker's clone reads the same handle:
+    ///
+    /// ```
+    /// use mapping_webhooks_actix::{Secret, Secrets, WebhookVerify};
+    ///
+    /// let secrets = Secrets::new(Secret::new("whsec_current")?);
+    /// let verify = WebhookVerify::from_secrets(secrets.clone());
+    /// // Later, on a reloaded secrets file or an admin call: the next request sees it.
+    /// secrets.rotate(Secret::new("whsec_next")?);
+    /// # let _ = verify;
+    /// # Ok::<(), mapping_webhooks_actix::ConfigError>(())
+    /// ```
+    pub fn from_secrets(secrets: Secrets) -> Self {
+        Self::from_gate(Gate::from_secrets(secrets))
+    }
+
+    /// The middleware for many tenants on one route: each request's tenant key is taken
+    /// as `from` says (for `web::resource("/hooks/mapping/{tenant}")`,
+    /// `TenantFrom::PathSegment(2)`), and its secrets from `tenants`, before the body is
+    /// read. An unknown tenant is answered 404, a failed lookup 503; dedup keys are per
+    /// tenant, and [`Verified::tenant`](mapping_webhooks::Verified::tenant) names it.
+    pub fn for_tenants(tenants: Tenants, from: TenantFrom) -> Self {
+        Self::from_gate(Gate::for_tenants(tenants, from))
+    }
 }
 
 impl<D: DedupStore> WebhookVerify<D> {
@@ -144,13 +187,16 @@ impl<D: DedupStore> WebhookVerify<D> {
         Self {
             gate,
             on_reject: Arc::new(reject::plain_text),
+            tenant_key: None,
         }
     }
 }
 
 impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// Also accepts signatures made with a previous secret, during a rotation window.
-    /// May be called more than once.
+    /// May be called more than once. It is added to the middleware's [`Secrets`] (shared
+    /// with its clones) and does not expire; to rotate while the server runs, use
+    /// [`secrets`](Self::secrets) instead.
     ///
     /// # Panics
     ///
@@ -198,6 +244,7 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         WebhookVerify {
             gate: self.gate.dedup(store),
             on_reject: self.on_reject,
+            tenant_key: self.tenant_key,
         }
     }
 
@@ -222,9 +269,20 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         self
     }
 
-    /// Reads the time from `clock` instead of the system clock (for tests).
+    /// Reads the time from `clock` instead of the system clock (for tests): the signature
+    /// window, and the default [`MemoryStore`]'s leases and TTLs (see [`Gate::clock`]; a
+    /// store passed with [`dedup`](Self::dedup) keeps its own clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.gate = self.gate.clock(clock);
+        self
+    }
+
+    /// Reports each request's outcome (exactly once) and the time taken by
+    /// verification, the store and the handler to `observer`; see
+    /// [`mapping_webhooks::observe`]. With the `metrics` feature,
+    /// `MetricsObserver` records them with the `metrics` crate.
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.gate = self.gate.observer(observer);
         self
     }
 
@@ -250,6 +308,7 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         WebhookVerify {
             gate: self.gate,
             on_reject: Arc::new(f),
+            tenant_key: self.tenant_key,
         }
     }
 
@@ -259,9 +318,38 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         self.on_reject(reject::json as RejectFn)
     }
 
+    /// Takes each request's tenant key with `f` instead of the [`TenantFrom`] given to
+    /// [`for_tenants`](WebhookVerify::for_tenants) (which this replaces; without tenants
+    /// the key is not used). `None` is an unknown tenant (404). The route is matched
+    /// before the middleware runs, so a path parameter is there:
+    ///
+    /// ```
+    /// use mapping_webhooks_actix::{ResolveError, Secrets, TenantFrom, Tenants, WebhookVerify};
+    ///
+    /// let tenants = Tenants::new(|_tenant: String| async { Ok::<Option<Secrets>, ResolveError>(None) });
+    /// // web::resource("/hooks/{tenant}/mapping")
+    /// let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1))
+    ///     .tenant_key(|req| req.match_info().get("tenant").map(str::to_owned));
+    /// # let _ = verify;
+    /// ```
+    pub fn tenant_key<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&ServiceRequest) -> Option<String> + Send + Sync + 'static,
+    {
+        self.tenant_key = Some(Arc::new(f));
+        self
+    }
+
     /// The core gate this middleware applies.
     pub fn gate(&self) -> &Gate<D> {
         &self.gate
+    }
+
+    /// The secrets handle every request reads (in every worker): clone it to
+    /// [`rotate`](Secrets::rotate) or [`set`](Secrets::set) the secrets while the server
+    /// runs.
+    pub fn secrets(&self) -> &Secrets {
+        self.gate.secrets()
     }
 }
 
@@ -270,6 +358,7 @@ impl<D, R> fmt::Debug for WebhookVerify<D, R> {
         f.debug_struct("WebhookVerify")
             .field("gate", &self.gate)
             .field("on_reject", &format_args!("<fn>"))
+            .field("tenant_key", &self.tenant_key.as_ref().map(|_| "<fn>"))
             .finish()
     }
 }
@@ -353,13 +442,31 @@ where
             .map_into_right_body()
     };
 
+    // Taking the payload reads nothing; it is only polled once the head has passed.
     let mut payload = req.take_payload();
     let headers = req.headers();
     let unsigned = unsigned_headers(headers);
     let declared = content_length(headers);
-    if let Err(reply) = gate.check_content_length(declared, unsigned) {
-        return Ok(reject(req, &reply));
-    }
+    let signatures = headers.get_all(SIGNATURE).map(|value| value.as_bytes());
+    let head = match gate.check_head(signatures, declared, unsigned) {
+        Ok(head) => head,
+        Err(reply) => return Ok(reject(req, &reply)),
+    };
+    // Many tenants: the tenant's secrets, still before the body is read.
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    let custom = match (&shared.tenant_key, gate.tenant_from()) {
+        (Some(f), Some(_)) => f(&req),
+        _ => None,
+    };
+    let tenant = match (&custom, gate.tenant_from()) {
+        (Some(key), _) => Some(key.as_str()),
+        (None, Some(from)) if shared.tenant_key.is_none() => from.key(req.path(), host),
+        _ => None,
+    };
+    let head = match gate.check_tenant(head, tenant, unsigned).await {
+        Ok(head) => head,
+        Err(reply) => return Ok(reject(req, &reply)),
+    };
     let read = actix_web::rt::time::timeout(
         gate.get_read_timeout(),
         read_body(&mut payload, gate.get_body_limit(), declared),
@@ -378,8 +485,7 @@ where
     };
     drop(payload);
 
-    let signatures = headers.get_all(SIGNATURE).map(|value| value.as_bytes());
-    let (verified, ticket) = match gate.admit(signatures, unsigned, &body).await {
+    let (verified, ticket) = match gate.admit_checked(head, unsigned, &body).await {
         Admission::Process { verified, ticket } => (verified, ticket),
         Admission::Reply(reply) => return Ok(reject(req, &reply)),
     };
@@ -391,7 +497,10 @@ where
     }
     req.set_payload(Payload::from(body));
 
-    match catch_panic(|| service.call(req)).await {
+    // The handler runs inside the delivery's span.
+    let span = ticket.span().clone();
+    let call = catch_panic(|| span.in_scope(|| service.call(req)).instrument(span.clone()));
+    match call.await {
         Ok(Ok(response)) => {
             ticket.finish(response.status().as_u16()).await;
             Ok(response.map_into_left_body())
@@ -404,8 +513,12 @@ where
         Err(_panic) => {
             // The panic message was already printed by the panic hook. Without this,
             // actix-web drops the connection and the sender sees no answer at all.
-            tracing::error!("webhook handler panicked; answered 500, the event stays retryable");
-            ticket.failed().await;
+            span.in_scope(|| {
+                tracing::error!(
+                    "webhook handler panicked; answered 500, the event stays retryable"
+                );
+            });
+            ticket.panicked().await;
             Err(actix_web::error::ErrorInternalServerError(
                 "internal server error",
             ))

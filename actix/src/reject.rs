@@ -18,7 +18,7 @@ pub type RejectFn = fn(&Reply) -> HttpResponse;
 ///
 /// ```
 /// use actix_web::body::MessageBody;
-/// use mapping_webhooks::Reply;
+/// use mapping_webhooks_actix::Reply;
 ///
 /// let response = mapping_webhooks_actix::reject::plain_text(&Reply::InFlight);
 /// assert_eq!(response.status(), 409);
@@ -39,7 +39,7 @@ pub fn plain_text(reply: &Reply) -> HttpResponse {
 ///
 /// ```
 /// use actix_web::body::MessageBody;
-/// use mapping_webhooks::{Reply, VerifyError};
+/// use mapping_webhooks_actix::{Reply, VerifyError};
 ///
 /// let reply = Reply::Refused(VerifyError::SignatureMismatch);
 /// let response = mapping_webhooks_actix::reject::json(&reply);

@@ -378,6 +378,38 @@ async fn a_declared_length_over_the_limit_is_refused_before_reading() {
 }
 
 #[actix_web::test]
+async fn a_bad_signature_header_is_refused_before_reading() {
+    let (app, probe) = build_app(verify()).await;
+    let valid = sign_with(SECRET, "{}", NOW);
+    let stale = sign_with(SECRET, "{}", NOW - 3600);
+    let cases: [(&[&str], StatusCode); 4] = [
+        (&[], StatusCode::BAD_REQUEST),
+        (&["t=soon"], StatusCode::BAD_REQUEST),
+        (&[&valid, &valid], StatusCode::BAD_REQUEST),
+        (&[&stale], StatusCode::UNAUTHORIZED),
+    ];
+    for (headers, expected) in cases {
+        let pulled = Rc::new(AtomicUsize::new(0));
+        // A body that would arrive and then stall: a refusal proves it was not waited for.
+        let chunks = Chunks {
+            chunks: [Ok(Bytes::from_static(b"{\"id\":"))].into(),
+            stall: true,
+            pulled: pulled.clone(),
+        };
+        let mut req = TestRequest::post()
+            .uri(HOOK)
+            .insert_header((CONTENT_LENGTH, 1000));
+        for value in headers {
+            req = req.append_header(("x-webhook-signature", *value));
+        }
+        let (status, _) = call_streamed(&*app, streamed(req, chunks)).await;
+        assert_eq!(status, expected, "{headers:?}");
+        assert_eq!(pulled.load(Ordering::SeqCst), 0, "{headers:?}: body read");
+    }
+    assert_eq!(probe.calls(), 0);
+}
+
+#[actix_web::test]
 async fn a_streamed_body_over_the_limit_is_refused_without_buffering_the_rest() {
     let (app, probe) = build_app(verify().body_limit(1000)).await;
     let pulled = Rc::new(AtomicUsize::new(0));
@@ -744,4 +776,95 @@ async fn a_scope_of_webhook_routes_can_be_wrapped_at_once() {
     let unsigned = TestRequest::post().uri(HOOK).set_payload(body);
     assert_eq!(send(&app, unsigned).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(probe.calls(), 1);
+}
+
+/// Records the fields of every `webhook` span, as `name=value`.
+#[derive(Clone, Default)]
+struct SpanFields(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl tracing::field::Visit for SpanFields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{}={value:?}", field.name()));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{}={value}", field.name()));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for SpanFields
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if attrs.metadata().name() == "webhook" {
+            attrs.record(&mut self.clone());
+        }
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if ctx.span(id).is_some_and(|span| span.name() == "webhook") {
+            values.record(&mut self.clone());
+        }
+    }
+}
+
+impl SpanFields {
+    /// Installs a registry with this layer as the thread's default subscriber.
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        use tracing_subscriber::layer::SubscriberExt;
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(self.clone()))
+    }
+
+    fn fields(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// The name of the span the code calling this runs in.
+fn current_span() -> Option<&'static str> {
+    tracing::Span::current().metadata().map(|m| m.name())
+}
+
+#[actix_web::test]
+async fn the_handler_runs_inside_the_delivery_span() {
+    let spans = SpanFields::default();
+    let _guard = spans.install();
+    let app = test::init_service(App::new().service(web::resource(HOOK).wrap(verify()).route(
+        web::post().to(|| async {
+            tracing::info!("the handler logs");
+            HttpResponse::Ok().body(current_span().unwrap_or("none"))
+        }),
+    )))
+    .await;
+    let response = test::call_service(&app, signed(HOOK, &body("evt_span")).to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = test::read_body(response).await;
+    assert_eq!(text, "webhook", "the handler ran outside the delivery span");
+    let fields = spans.fields();
+    for field in [
+        "event_id=evt_span",
+        "delivery_id=del_evt_span",
+        "event_type=mapping.completed",
+        "outcome=processed",
+        "reason=2xx",
+    ] {
+        assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
+    }
 }

@@ -19,6 +19,17 @@ pub trait Clock: Send + Sync + 'static {
     }
 }
 
+/// A shared clock, so one clock can drive both the verifier and a store.
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now_millis(&self) -> u64 {
+        (**self).now_millis()
+    }
+
+    fn now_secs(&self) -> u64 {
+        (**self).now_secs()
+    }
+}
+
 /// The system's wall clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

@@ -1,15 +1,22 @@
 //! The decisions every adapter shares: what to answer for each outcome, and when to
 //! complete or abandon a dedup claim. Adapters only move bytes and build responses.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use crate::dedup::{Begin, Claim, DedupStore, MemoryStore};
 use crate::header::encode_hex32;
-use crate::{Clock, ConfigError, MatchedSecret, Secret, Verified, Verifier, VerifyError};
+use crate::observe::{Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOperation};
+use crate::tenants::MAX_TENANT_KEY_LEN;
+use crate::verify::read_envelope;
+use crate::{
+    Clock, ConfigError, MatchedSecret, Secret, Secrets, SignatureHeader, TenantFrom, Tenants,
+    Verified, Verifier, VerifyError,
+};
 
 /// The default largest body read, in bytes (1 MiB). Real deliveries are a few hundred
 /// bytes; the limit exists so a hostile client cannot make the receiver buffer gigabytes.
@@ -80,22 +87,29 @@ pub struct UnsignedHeaders<'a> {
 /// ```
 pub struct Gate<D = MemoryStore> {
     verifier: Verifier,
+    tenants: Option<(Tenants, TenantFrom)>,
     store: Option<Arc<D>>,
     namespace: Option<Box<str>>,
     on_store_error: OnStoreError,
     body_limit: usize,
     read_timeout: Duration,
+    /// The store is the one [`Gate::new`] made, so [`Gate::clock`] rebuilds it.
+    default_store: bool,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl<D> Clone for Gate<D> {
     fn clone(&self) -> Self {
         Self {
             verifier: self.verifier.clone(),
+            tenants: self.tenants.clone(),
             store: self.store.clone(),
             namespace: self.namespace.clone(),
             on_store_error: self.on_store_error,
             body_limit: self.body_limit,
             read_timeout: self.read_timeout,
+            default_store: self.default_store,
+            observer: self.observer.clone(),
         }
     }
 }
@@ -103,13 +117,37 @@ impl<D> Clone for Gate<D> {
 impl Gate {
     /// A gate for `secret`, with the default tolerance, limits and a [`MemoryStore`].
     pub fn new(secret: Secret) -> Self {
+        Self::from_secrets(Secrets::new(secret))
+    }
+
+    /// A gate reading `secrets`, a handle the app keeps to change the secrets while the
+    /// server runs (see [`Secrets`]), with the default tolerance, limits and a
+    /// [`MemoryStore`].
+    pub fn from_secrets(secrets: Secrets) -> Self {
         Self {
-            verifier: Verifier::new(secret),
+            verifier: Verifier::from_secrets(secrets),
+            tenants: None,
             store: Some(Arc::new(MemoryStore::new())),
             namespace: None,
             on_store_error: OnStoreError::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            default_store: true,
+            observer: None,
+        }
+    }
+
+    /// A gate for many tenants on one endpoint: each request's tenant key is taken as
+    /// `from` says, and its secrets from `tenants` (see [`check_tenant`](Self::check_tenant)).
+    /// Dedup keys are per tenant. The other options are the defaults.
+    pub fn for_tenants(tenants: Tenants, from: TenantFrom) -> Self {
+        // The gate's own secrets are never used: a request without a tenant is refused
+        // before any signature is checked. An unguessable one all the same.
+        let unused =
+            Secret::new(format!("unused-{}", Claim::random())).expect("a non-empty secret");
+        Self {
+            tenants: Some((tenants, from)),
+            ..Self::new(unused)
         }
     }
 }
@@ -130,9 +168,26 @@ impl<D: DedupStore> Gate<D> {
         self
     }
 
-    /// Reads the verifier's time from `clock` (for tests).
+    /// Reads the time from `clock` (for tests): the verifier's signature window, the
+    /// secrets' expiry deadlines, and the leases and TTLs of the default [`MemoryStore`],
+    /// which is rebuilt (empty) on this clock. A store passed with [`dedup`](Self::dedup)
+    /// keeps its own clock (set it with
+    /// [`MemoryStoreBuilder::clock`](crate::dedup::MemoryStoreBuilder::clock)).
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        if self.default_store {
+            let store: Arc<dyn Any + Send + Sync> = Arc::new(
+                MemoryStore::builder()
+                    .clock(Arc::clone(&clock))
+                    .build()
+                    .expect("the default store's settings are valid"),
+            );
+            // `default_store` is only set by `Gate::new`, whose `D` is `MemoryStore`.
+            if let Ok(store) = store.downcast::<D>() {
+                self.store = Some(store);
+            }
+        }
         self.verifier = self.verifier.clock(clock);
         self
     }
@@ -162,11 +217,14 @@ impl<D: DedupStore> Gate<D> {
     pub fn dedup<S: DedupStore>(self, store: S) -> Gate<S> {
         Gate {
             verifier: self.verifier,
+            tenants: self.tenants,
             store: Some(Arc::new(store)),
             namespace: self.namespace,
             on_store_error: self.on_store_error,
             body_limit: self.body_limit,
             read_timeout: self.read_timeout,
+            default_store: false,
+            observer: self.observer,
         }
     }
 
@@ -174,6 +232,7 @@ impl<D: DedupStore> Gate<D> {
     #[must_use]
     pub fn without_dedup(mut self) -> Self {
         self.store = None;
+        self.default_store = false;
         self
     }
 
@@ -195,9 +254,102 @@ impl<D: DedupStore> Gate<D> {
         self
     }
 
+    /// Reports each request's [`Outcome`] (exactly once), and the time taken by
+    /// verification, the store and the handler, to `observer` (see the
+    /// [`observe`](crate::observe) module). Without one, the gate reads no clock.
+    #[must_use]
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
     /// The verifier.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
+    }
+
+    /// The secrets handle this gate reads on every request: clone it to
+    /// [`rotate`](Secrets::rotate) or [`set`](Secrets::set) the secrets while the
+    /// server runs. The dedup store is not touched by such a change.
+    pub fn secrets(&self) -> &Secrets {
+        self.verifier.secrets()
+    }
+
+    /// Where the tenant key is, when this gate serves many tenants
+    /// ([`for_tenants`](Gate::for_tenants)).
+    pub fn tenant_from(&self) -> Option<TenantFrom> {
+        self.tenants.as_ref().map(|(_, from)| *from)
+    }
+
+    /// The tenants, when this gate serves many ([`for_tenants`](Gate::for_tenants)).
+    pub fn tenants(&self) -> Option<&Tenants> {
+        self.tenants.as_ref().map(|(tenants, _)| tenants)
+    }
+
+    /// Looks up the tenant of a request whose head passed [`check_head`](Self::check_head),
+    /// before its body is read: `tenant` is its key, taken from the request as
+    /// [`tenant_from`](Self::tenant_from) says (or as the adapter's own function does).
+    /// A gate without tenants returns `head` as it is.
+    ///
+    /// # Errors
+    ///
+    /// 404 (`not found`, the answer of a route that does not exist) for a missing key or a
+    /// tenant the resolver does not know; 503 when the resolver failed (the sender
+    /// retries).
+    pub async fn check_tenant(
+        &self,
+        mut head: CheckedHead,
+        tenant: Option<&str>,
+        unsigned: UnsignedHeaders<'_>,
+    ) -> Result<CheckedHead, Reply> {
+        let Some((tenants, _)) = &self.tenants else {
+            return Ok(head);
+        };
+        let Some(key) = tenant.filter(|k| !k.is_empty() && k.len() <= MAX_TENANT_KEY_LEN) else {
+            tracing::info!(
+                delivery_id = unsigned.delivery_id,
+                "webhook without a tenant key refused (404)"
+            );
+            return Err(self.tenant_refused(Refusal::UnknownTenant));
+        };
+        let found = match tenants.cached(key) {
+            Some(cached) => cached,
+            None => match tenants.secrets_for(key).await {
+                Ok(found) => found,
+                Err(error) => {
+                    tracing::error!(%error, tenant = key, delivery_id = unsigned.delivery_id, "tenant lookup failed; answered 503 so the sender retries");
+                    return Err(self.tenant_refused(Refusal::TenantLookupFailed));
+                }
+            },
+        };
+        match found {
+            Some(secrets) => {
+                head.tenant = Some(TenantHead {
+                    key: key.into(),
+                    secrets,
+                });
+                Ok(head)
+            }
+            None => {
+                tracing::info!(
+                    tenant = key,
+                    delivery_id = unsigned.delivery_id,
+                    "webhook for an unknown tenant refused (404)"
+                );
+                Err(self.tenant_refused(Refusal::UnknownTenant))
+            }
+        }
+    }
+
+    /// Reports a tenant refusal (404 or 503) to the observer and turns it into a reply.
+    fn tenant_refused(&self, refusal: Refusal) -> Reply {
+        if let Some(observer) = &self.observer {
+            observer.outcome(Outcome::Refused(refusal));
+        }
+        match refusal {
+            Refusal::TenantLookupFailed => Reply::TenantLookupFailed,
+            _ => Reply::UnknownTenant,
+        }
     }
 
     /// The largest body read.
@@ -232,8 +384,12 @@ impl<D: DedupStore> Gate<D> {
     }
 
     /// Logs a refusal found by the adapter itself (the body was too large or could
-    /// not be read) and turns it into a reply.
+    /// not be read), reports it to the observer, and turns it into a reply. Every
+    /// refusal, the gate's own included, goes through here, so each is reported once.
     pub fn refuse(&self, error: VerifyError, unsigned: UnsignedHeaders<'_>) -> Reply {
+        if let Some(observer) = &self.observer {
+            observer.outcome(Outcome::Refused(Refusal::of(&error)));
+        }
         tracing::warn!(
             status = error.status(),
             reason = error.reason(),
@@ -244,30 +400,116 @@ impl<D: DedupStore> Gate<D> {
         Reply::Refused(error)
     }
 
+    /// Checks what a request's head says, before any byte of its body is read: the
+    /// declared length, then the signature header (exactly one, well formed, its
+    /// timestamp within the tolerance). An adapter calls this first, and reads the body
+    /// only when it passes, so an unauthenticated client cannot make the receiver wait
+    /// for or buffer a body (nor answer its `Expect: 100-continue`).
+    ///
+    /// `signatures` are the values of every `X-Webhook-Signature` header, `content_length`
+    /// the declared body length if any. The header is parsed once, here; the returned
+    /// [`CheckedHead`] owns the result (no allocation) and goes to
+    /// [`admit_checked`](Self::admit_checked) with the body.
+    ///
+    /// # Errors
+    ///
+    /// The [`Reply`] to answer with, in this order: 413 for a declared length over the
+    /// limit; 400 for no header or more than one; 400 for a malformed one; 401 for a
+    /// timestamp outside the tolerance.
+    pub fn check_head<'h>(
+        &self,
+        signatures: impl IntoIterator<Item = &'h [u8]>,
+        content_length: Option<u64>,
+        unsigned: UnsignedHeaders<'_>,
+    ) -> Result<CheckedHead, Reply> {
+        self.check_content_length(content_length, unsigned)?;
+        let mut signatures = signatures.into_iter();
+        let header = match (signatures.next(), signatures.next()) {
+            (Some(header), None) => header,
+            (None, _) => return Err(self.refuse(VerifyError::MissingHeader, unsigned)),
+            (Some(_), Some(_)) => return Err(self.refuse(VerifyError::RepeatedHeader, unsigned)),
+        };
+        let header = match SignatureHeader::parse(header) {
+            Ok(header) => header,
+            Err(error) => return Err(self.refuse(error.into(), unsigned)),
+        };
+        if let Err(error) = self.verifier.check_window(&header) {
+            return Err(self.refuse(error, unsigned));
+        }
+        Ok(CheckedHead {
+            header,
+            tenant: None,
+        })
+    }
+
     /// Verifies a request and claims its event.
     ///
     /// `signatures` are the values of every `X-Webhook-Signature` header (none or more
-    /// than one is refused), `body` the raw body, read within the limit.
+    /// than one is refused), `body` the raw body, read within the limit. This is
+    /// [`check_head`](Self::check_head) (without a declared length) followed by
+    /// [`admit_checked`](Self::admit_checked); an adapter that reads the body itself
+    /// should call those two instead, so a request refused on its head is never read.
     pub async fn admit<'h>(
         &self,
         signatures: impl IntoIterator<Item = &'h [u8]>,
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Admission<D> {
-        let mut signatures = signatures.into_iter();
-        let header = match (signatures.next(), signatures.next()) {
-            (Some(header), None) => header,
-            (None, _) => {
-                return Admission::Reply(self.refuse(VerifyError::MissingHeader, unsigned));
+        match self.check_head(signatures, None, unsigned) {
+            Ok(head) => self.admit_checked(head, unsigned, body).await,
+            Err(reply) => Admission::Reply(reply),
+        }
+    }
+
+    /// Verifies the body of a request whose head passed [`check_head`](Self::check_head)
+    /// and claims its event: the signature (401), then the envelope (400), then the dedup
+    /// claim (200 for a duplicate, 409 for a copy in flight, 503 for a store failure).
+    ///
+    /// The timestamp window is not checked again: it was checked when the head arrived,
+    /// and the body read that followed is bounded by the read timeout.
+    pub async fn admit_checked(
+        &self,
+        head: CheckedHead,
+        unsigned: UnsignedHeaders<'_>,
+        body: &[u8],
+    ) -> Admission<D> {
+        // With an observer, each step's end is the next one's start: one clock read per
+        // step. Without one, no clock is read.
+        let started = self.observer.as_ref().map(|_| Instant::now());
+        let matched = match (&head.tenant, &self.tenants) {
+            (Some(tenant), _) => {
+                self.verifier
+                    .match_signature_with(&tenant.secrets, &head.header, body)
             }
-            (Some(_), Some(_)) => {
-                return Admission::Reply(self.refuse(VerifyError::RepeatedHeader, unsigned));
+            (None, None) => self.verifier.match_signature(&head.header, body),
+            // A gate for tenants never verifies without one (check_tenant was skipped).
+            (None, Some(_)) => {
+                return Admission::Reply(self.tenant_refused(Refusal::UnknownTenant));
             }
         };
-        let verified = match self.verifier.verify(header, body) {
+        let secret = matched.as_ref().ok().map(|m| m.secret);
+        let verified = matched.and_then(|matched| read_envelope(matched, body));
+        let mut step = None;
+        if let (Some(observer), Some(started)) = (&self.observer, started) {
+            let now = Instant::now();
+            observer.verification(now - started, secret);
+            step = Some(now);
+        }
+        let mut verified = match verified {
             Ok(verified) => verified,
             Err(error) => return Admission::Reply(self.refuse(error, unsigned)),
         };
+        let tenant = head.tenant.map(|t| t.key);
+        verified.tenant = tenant.as_deref().map(str::to_owned);
+        let span = tracing::info_span!(
+            "webhook",
+            event_id = verified.event_id,
+            delivery_id = verified.delivery_id,
+            event_type = verified.event_type,
+            secret = %verified.secret,
+            outcome = tracing::field::Empty,
+            reason = tracing::field::Empty,
+        );
         if let MatchedSecret::Previous(index) = verified.secret {
             tracing::info!(
                 previous_secret = index,
@@ -288,28 +530,45 @@ impl<D: DedupStore> Gate<D> {
         let Some(store) = &self.store else {
             return Admission::Process {
                 verified,
-                ticket: Ticket::unclaimed(),
+                ticket: Ticket::new(None, self.observed(step, false), span),
             };
         };
-        let key = self.key_for(&verified.event_id);
-        match store.begin(&key).await {
-            Ok(Begin::New(claim)) => Admission::Process {
-                verified,
-                ticket: Ticket {
-                    claim: Some(Held {
-                        store: Arc::clone(store),
-                        key,
-                        claim,
-                    }),
-                },
-            },
+        let key = self.key_in(tenant.as_deref(), &verified.event_id);
+        let begun = store.begin(&key).await;
+        if let (Some(observer), Some(started)) = (&self.observer, step) {
+            let now = Instant::now();
+            observer.store(StoreOperation::Begin, now - started, begun.is_ok());
+            step = Some(now);
+        }
+        let reply = |reply: Reply, outcome: Outcome| {
+            record(&span, outcome);
+            if let Some(observer) = &self.observer {
+                observer.outcome(outcome);
+            }
+            Admission::Reply(reply)
+        };
+        match begun {
+            Ok(Begin::New(claim)) => {
+                if let Some(observer) = &self.observer {
+                    observer.claim_started();
+                }
+                let held = Held {
+                    store: Arc::clone(store),
+                    key,
+                    claim,
+                };
+                Admission::Process {
+                    verified,
+                    ticket: Ticket::new(Some(held), self.observed(step, false), span),
+                }
+            }
             Ok(Begin::Done) => {
                 tracing::debug!(
                     event_id = verified.event_id,
                     delivery_id = verified.delivery_id,
                     "webhook already processed; acknowledged without running the handler"
                 );
-                Admission::Reply(Reply::AlreadyProcessed)
+                reply(Reply::AlreadyProcessed, Outcome::Duplicate)
             }
             Ok(Begin::InFlight) => {
                 tracing::info!(
@@ -317,7 +576,7 @@ impl<D: DedupStore> Gate<D> {
                     delivery_id = verified.delivery_id,
                     "another copy of this webhook is being processed; asked the sender to retry"
                 );
-                Admission::Reply(Reply::InFlight)
+                reply(Reply::InFlight, Outcome::InFlight)
             }
             Err(error) => match self.on_store_error {
                 OnStoreError::Reject => {
@@ -327,7 +586,7 @@ impl<D: DedupStore> Gate<D> {
                         delivery_id = verified.delivery_id,
                         "dedup store failed; answered 503 so the sender retries"
                     );
-                    Admission::Reply(Reply::StoreUnavailable)
+                    reply(Reply::StoreUnavailable, Outcome::StoreUnavailable)
                 }
                 OnStoreError::PassThrough => {
                     tracing::warn!(
@@ -338,11 +597,22 @@ impl<D: DedupStore> Gate<D> {
                     );
                     Admission::Process {
                         verified,
-                        ticket: Ticket::unclaimed(),
+                        ticket: Ticket::new(None, self.observed(step, true), span),
                     }
                 }
             },
         }
+    }
+
+    /// What a ticket needs to report its handler, started at `started`, when there is
+    /// an observer.
+    fn observed(&self, started: Option<Instant>, store_error: bool) -> Option<Observed> {
+        let (observer, started) = (self.observer.as_ref()?, started?);
+        Some(Observed {
+            observer: Arc::clone(observer),
+            started,
+            store_error,
+        })
     }
 
     /// The dedup store key for an event: `{namespace}:id:{eventId}`, or
@@ -364,12 +634,37 @@ impl<D: DedupStore> Gate<D> {
     /// # Ok::<(), mapping_webhooks::ConfigError>(())
     /// ```
     pub fn key_for(&self, event_id: &str) -> String {
+        self.key_in(None, event_id)
+    }
+
+    /// The dedup store key for an event of `tenant`:
+    /// `{namespace}:tenant:{tenant}:id:{eventId}`, the tenant escaped like the namespace,
+    /// so two tenants' events, or a tenant's and a plain endpoint's, never share a key.
+    ///
+    /// ```
+    /// use mapping_webhooks::{Gate, Secret};
+    ///
+    /// let gate = Gate::new(Secret::new("whsec_test")?).namespace("hooks");
+    /// assert_eq!(gate.key_for_tenant("acme:eu", "evt_1"), "hooks:tenant:acme%3Aeu:id:evt_1");
+    /// # Ok::<(), mapping_webhooks::ConfigError>(())
+    /// ```
+    pub fn key_for_tenant(&self, tenant: &str, event_id: &str) -> String {
+        self.key_in(Some(tenant), event_id)
+    }
+
+    fn key_in(&self, tenant: Option<&str>, event_id: &str) -> String {
         let ns = self.namespace.as_deref().unwrap_or("");
         let plain = event_id.len() <= MAX_PLAIN_KEY_LEN;
+        let tenant = tenant.map(escape_namespace);
+        let tenant_len = tenant.as_ref().map_or(0, |t| ":tenant:".len() + t.len());
         let mut key = String::with_capacity(
-            ns.len() + ":sha256:".len() + if plain { event_id.len() } else { 64 },
+            ns.len() + tenant_len + ":sha256:".len() + if plain { event_id.len() } else { 64 },
         );
         key.push_str(ns);
+        if let Some(tenant) = &tenant {
+            key.push_str(":tenant:");
+            key.push_str(tenant);
+        }
         if plain {
             key.push_str(":id:");
             key.push_str(event_id);
@@ -398,17 +693,50 @@ impl<D> fmt::Debug for Gate<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gate")
             .field("verifier", &self.verifier)
+            .field("tenants", &self.tenants)
             .field("dedup", &self.store.is_some())
             .field("namespace", &self.namespace)
             .field("on_store_error", &self.on_store_error)
             .field("body_limit", &self.body_limit)
             .field("read_timeout", &self.read_timeout)
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }
 
-/// What [`Gate::admit`] decided.
+/// A request whose head passed [`Gate::check_head`]: a declared length within the
+/// limit, and exactly one well-formed signature header whose timestamp is within the
+/// tolerance. Its signatures are not checked yet: that needs the body, which
+/// [`Gate::admit_checked`] takes with it.
+///
+/// It owns the parsed header (a few hundred bytes, no allocation). `Debug` shows the
+/// timestamp and the number of signatures, never a signature.
 #[derive(Debug)]
+#[must_use = "read the body and pass both to Gate::admit_checked"]
+pub struct CheckedHead {
+    header: SignatureHeader,
+    tenant: Option<TenantHead>,
+}
+
+/// The tenant [`Gate::check_tenant`] found for a request.
+#[derive(Debug)]
+struct TenantHead {
+    key: Box<str>,
+    secrets: Secrets,
+}
+
+impl CheckedHead {
+    /// The signed timestamp, in seconds since the Unix epoch (not yet proven to be the
+    /// sender's: the signature is checked with the body).
+    pub fn timestamp(&self) -> u64 {
+        self.header.timestamp()
+    }
+}
+
+/// What [`Gate::admit`] or [`Gate::admit_checked`] decided.
+#[derive(Debug)]
+// `Process` is the larger variant by design: it is moved once per request, never stored.
+#[allow(clippy::large_enum_variant)]
 pub enum Admission<D: DedupStore> {
     /// Run the handler with this verified event, then [`finish`](Ticket::finish) the
     /// ticket with its status.
@@ -435,6 +763,11 @@ pub enum Reply {
     InFlight,
     /// The dedup store could not answer: 503, so the sender retries later.
     StoreUnavailable,
+    /// No tenant key in the request, or no such tenant: 404, as for a route that does
+    /// not exist (the sender's docs tell the operator to check the URL's path).
+    UnknownTenant,
+    /// The tenant's secrets could not be looked up: 503, so the sender retries later.
+    TenantLookupFailed,
 }
 
 impl Reply {
@@ -444,7 +777,8 @@ impl Reply {
             Self::Refused(e) => e.status(),
             Self::AlreadyProcessed => 200,
             Self::InFlight => 409,
-            Self::StoreUnavailable => 503,
+            Self::StoreUnavailable | Self::TenantLookupFailed => 503,
+            Self::UnknownTenant => 404,
         }
     }
 
@@ -455,6 +789,8 @@ impl Reply {
             Self::AlreadyProcessed => "event already processed",
             Self::InFlight => "event is being processed; retry later",
             Self::StoreUnavailable => "deduplication store unavailable; retry later",
+            Self::UnknownTenant => "not found",
+            Self::TenantLookupFailed => "secrets lookup unavailable; retry later",
         }
     }
 
@@ -465,6 +801,8 @@ impl Reply {
             Self::AlreadyProcessed => "already_processed",
             Self::InFlight => "in_flight",
             Self::StoreUnavailable => "store_unavailable",
+            Self::UnknownTenant => "not_found",
+            Self::TenantLookupFailed => "secrets_unavailable",
         }
     }
 
@@ -502,9 +840,15 @@ impl Reply {
 /// finished (the handler panicked, the client went away, a timeout fired) abandons its
 /// claim, so the sender's retry is processed: an event is only remembered as done once
 /// its handler answered 2xx.
+///
+/// It also carries the delivery's `tracing` [span](Self::span), and reports the
+/// handler's outcome to the gate's [`Observer`] when it is finished or dropped.
 #[must_use = "finish the ticket with the handler's status, or the event is retried"]
 pub struct Ticket<D: DedupStore> {
     claim: Option<Held<D>>,
+    observed: Option<Observed>,
+    span: tracing::Span,
+    reported: bool,
 }
 
 struct Held<D> {
@@ -513,9 +857,31 @@ struct Held<D> {
     claim: Claim,
 }
 
+/// The observer of a ticket's handler, and when the handler started.
+struct Observed {
+    observer: Arc<dyn Observer>,
+    started: Instant,
+    store_error: bool,
+}
+
+/// Records an outcome on a delivery's span. (A disabled span would still look the
+/// fields up by name: skip it.)
+fn record(span: &tracing::Span, outcome: Outcome) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("outcome", outcome.as_str());
+    span.record("reason", outcome.reason());
+}
+
 impl<D: DedupStore> Ticket<D> {
-    fn unclaimed() -> Self {
-        Self { claim: None }
+    fn new(claim: Option<Held<D>>, observed: Option<Observed>, span: tracing::Span) -> Self {
+        Self {
+            claim,
+            observed,
+            span,
+            reported: false,
+        }
     }
 
     /// Whether this request holds a dedup claim (false without dedup, or when the store
@@ -524,36 +890,88 @@ impl<D: DedupStore> Ticket<D> {
         self.claim.is_some()
     }
 
+    /// The delivery's span (`webhook`, at INFO), with the event id, delivery id, event
+    /// type and matched secret as fields; `outcome` and `reason` are recorded when the
+    /// ticket is finished. Adapters run the handler inside it, so the handler's own logs
+    /// and spans are its children.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
     /// Completes the claim when `status` is 2xx, abandons it otherwise.
     pub async fn finish(self, status: u16) {
-        if (200..300).contains(&status) {
-            self.succeeded().await;
-        } else {
-            self.failed().await;
-        }
+        self.end(HandlerEnd::Status(status)).await;
     }
 
     /// The handler succeeded: remember the event as done.
-    pub async fn succeeded(mut self) {
-        if let Some(held) = self.claim.take()
-            && let Err(error) = held.store.complete(&held.key, held.claim).await
-        {
-            // The handler did its work and the sender gets its 2xx; only the memory of it
-            // is lost, and the claim expires after its lease.
-            tracing::error!(%error, key = held.key, "could not mark a processed webhook as done");
-        }
+    pub async fn succeeded(self) {
+        self.end(HandlerEnd::Succeeded).await;
     }
 
     /// The handler failed: free the claim so the sender's retry is processed.
-    pub async fn failed(mut self) {
+    pub async fn failed(self) {
+        self.end(HandlerEnd::Failed).await;
+    }
+
+    /// The handler panicked and the adapter caught it: free the claim, as
+    /// [`failed`](Self::failed) does, and report it as a panic.
+    pub async fn panicked(self) {
+        self.end(HandlerEnd::Panicked).await;
+    }
+
+    async fn end(mut self, end: HandlerEnd) {
+        // The handler's end is the store call's start: one clock read for both.
+        let ended = self.observed.as_ref().map(|_| Instant::now());
+        let handler = self
+            .observed
+            .as_ref()
+            .zip(ended)
+            .map(|(o, now)| now - o.started);
         if let Some(held) = self.claim.take() {
-            tracing::info!(
-                key = held.key,
-                "webhook handler failed; the event stays retryable"
-            );
-            if let Err(error) = held.store.abandon(&held.key, held.claim).await {
-                tracing::warn!(%error, key = held.key, "could not free a dedup claim; it expires after its lease");
+            let observer = self.observed.as_ref().map(|o| &o.observer);
+            let started = ended;
+            let (operation, result) = if end.is_success() {
+                // On failure the handler did its work and the sender gets its 2xx; only
+                // the memory of it is lost, and the claim expires after its lease.
+                let result = held.store.complete(&held.key, held.claim).await;
+                if let Err(error) = &result {
+                    tracing::error!(%error, key = held.key, "could not mark a processed webhook as done");
+                }
+                (StoreOperation::Complete, result)
+            } else {
+                tracing::info!(
+                    key = held.key,
+                    "webhook handler failed; the event stays retryable"
+                );
+                let result = held.store.abandon(&held.key, held.claim).await;
+                if let Err(error) = &result {
+                    tracing::warn!(%error, key = held.key, "could not free a dedup claim; it expires after its lease");
+                }
+                (StoreOperation::Abandon, result)
+            };
+            if let (Some(observer), Some(started)) = (observer, started) {
+                observer.store(operation, started.elapsed(), result.is_ok());
+                observer.claim_ended();
             }
+        }
+        self.report(end, handler);
+    }
+
+    /// Reports the handler's end to the span and the observer, once.
+    fn report(&mut self, end: HandlerEnd, duration: Option<Duration>) {
+        self.reported = true;
+        if self.observed.is_none() && self.span.is_disabled() {
+            return;
+        }
+        let observed = self.observed.take();
+        let outcome = Outcome::Handled(Handled {
+            end,
+            duration: duration.unwrap_or_default(),
+            store_error: observed.as_ref().is_some_and(|o| o.store_error),
+        });
+        record(&self.span, outcome);
+        if let Some(observed) = observed {
+            observed.observer.outcome(outcome);
         }
     }
 }
@@ -566,6 +984,13 @@ impl<D: DedupStore> Drop for Ticket<D> {
                 "webhook handler did not finish (panic, timeout or client gone); the event stays retryable"
             );
             held.store.abandon_detached(held.key, held.claim);
+            if let Some(observed) = &self.observed {
+                observed.observer.claim_ended();
+            }
+        }
+        if !self.reported {
+            let handler = self.observed.as_ref().map(|o| o.started.elapsed());
+            self.report(HandlerEnd::Dropped, handler);
         }
     }
 }
@@ -710,6 +1135,92 @@ mod tests {
         assert_eq!(
             (r.status(), r.error()),
             (400, Some(&VerifyError::RepeatedHeader))
+        );
+    }
+
+    fn refusal(result: Result<CheckedHead, Reply>) -> VerifyError {
+        match result {
+            Err(Reply::Refused(error)) => error,
+            Err(other) => panic!("not a refusal: {other:?}"),
+            Ok(head) => panic!("head accepted: {head:?}"),
+        }
+    }
+
+    #[test]
+    fn the_head_is_checked_without_a_body_in_order() {
+        let gate = gate().body_limit(1000).unwrap();
+        let u = UnsignedHeaders::default();
+        let b = body("evt_head");
+        let good = sign(&b);
+        let none: [&[u8]; 0] = [];
+        // The declared length first, whatever the signature header says.
+        assert_eq!(
+            refusal(gate.check_head(none, Some(1001), u)),
+            VerifyError::BodyTooLarge { limit: 1000 }
+        );
+        assert_eq!(
+            refusal(gate.check_head([good.as_bytes()], Some(1001), u)).status(),
+            413
+        );
+        // Then the header: present once, well formed, within the window.
+        assert_eq!(
+            refusal(gate.check_head(none, Some(1000), u)),
+            VerifyError::MissingHeader
+        );
+        assert_eq!(
+            refusal(gate.check_head([b"t=1".as_slice(), b"t=1"], None, u)),
+            VerifyError::RepeatedHeader
+        );
+        assert!(matches!(
+            refusal(gate.check_head([b"t=soon,v1=00".as_slice()], None, u)),
+            VerifyError::MalformedHeader(_)
+        ));
+        let tol = crate::DEFAULT_TOLERANCE.as_secs();
+        let stale = Signer::new(Secret::new(SECRET).unwrap()).sign(&b, NOW - tol - 1);
+        let early = Signer::new(Secret::new(SECRET).unwrap()).sign(&b, NOW + tol + 1);
+        let r = refusal(gate.check_head([stale.as_bytes()], None, u));
+        assert_eq!((r.code(), r.status()), ("timestamp_too_old", 401));
+        let r = refusal(gate.check_head([early.as_bytes()], None, u));
+        assert_eq!((r.code(), r.status()), ("timestamp_in_future", 401));
+        // Any body, even a wrong one, is for the second step.
+        let forged = format!("t={NOW},v1={}", "0".repeat(64));
+        for header in [&good, &forged] {
+            let head = gate.check_head([header.as_bytes()], Some(1000), u).unwrap();
+            assert_eq!(head.timestamp(), NOW);
+        }
+        let head = gate.check_head([good.as_bytes()], None, u).unwrap();
+        assert!(!format!("{head:?}").contains(good.split("v1=").nth(1).unwrap()));
+    }
+
+    #[tokio::test]
+    async fn admit_checked_verifies_the_body_then_claims() {
+        let probe = Probe::default();
+        let clock = ManualClock::at_secs(NOW);
+        let gate = Gate::new(Secret::new(SECRET).unwrap())
+            .clock(clock.clone())
+            .dedup(probe);
+        let u = UnsignedHeaders::default();
+        let b = body("evt_checked");
+        let header = sign(&b);
+        let calls = || gate.store.as_ref().unwrap().calls.load(Ordering::SeqCst);
+
+        // A head whose signature is for another body: 401 at the second step, store untouched.
+        let head = gate.check_head([header.as_bytes()], None, u).unwrap();
+        let r = reply(gate.admit_checked(head, u, &body("evt_other")).await);
+        assert_eq!(r.error(), Some(&VerifyError::SignatureMismatch));
+        assert_eq!(calls(), 0);
+
+        // The window was checked with the head: a slow body read does not undo it.
+        let head = gate.check_head([header.as_bytes()], None, u).unwrap();
+        clock.advance(Duration::from_secs(3600));
+        let (verified, ticket) = process(gate.admit_checked(head, u, &b).await);
+        assert_eq!(verified.event_id, "evt_checked");
+        ticket.finish(200).await;
+        assert_eq!(calls(), 1);
+        // ... but a new head then is out of the window.
+        assert_eq!(
+            refusal(gate.check_head([header.as_bytes()], None, u)).status(),
+            401
         );
     }
 
@@ -877,6 +1388,103 @@ mod tests {
         assert_eq!(json["status"], 401);
         assert_eq!(json["code"], "signature_mismatch");
         assert_eq!(json["reason"], "signature does not match");
+    }
+
+    #[tokio::test]
+    async fn changing_the_secrets_keeps_processed_events_processed() {
+        let gate = gate();
+        let b = body("evt_rotated");
+        let (_, ticket) = process(admit(&gate, &b).await);
+        ticket.finish(204).await;
+        // Rotate to a new secret; the sender's retry, signed with the new one, is still a
+        // duplicate: the dedup store was not touched.
+        let new = Secret::new("whsec_gate_test_new_fedcba9876543210").unwrap();
+        gate.secrets().rotate(new.clone());
+        let header = Signer::new(new).sign(&b, NOW);
+        let again = gate
+            .admit([header.as_bytes()], UnsignedHeaders::default(), &b)
+            .await;
+        assert_eq!(reply(again), Reply::AlreadyProcessed);
+        // A clone of the gate (what each worker holds) reads the same secrets.
+        let (verified, ticket) = process(admit(&gate.clone(), &body("evt_old_secret")).await);
+        assert_eq!(verified.secret, MatchedSecret::Previous(0));
+        ticket.finish(204).await;
+    }
+
+    fn tenant_gate() -> Gate {
+        let tenants = crate::Tenants::new(|tenant: String| async move {
+            match tenant.as_str() {
+                "acme" | "globex" => Ok(Some(Secrets::new(
+                    Secret::new(format!("{SECRET}_{tenant}")).unwrap(),
+                ))),
+                "down" => Err(crate::ResolveError::new("database unreachable")),
+                _ => Ok(None),
+            }
+        });
+        Gate::for_tenants(tenants, TenantFrom::PathSegment(2)).clock(ManualClock::at_secs(NOW))
+    }
+
+    async fn admit_tenant(
+        gate: &Gate,
+        path: &str,
+        secret: &str,
+        b: &[u8],
+    ) -> Admission<MemoryStore> {
+        let header = Signer::new(Secret::new(secret).unwrap()).sign(b, NOW);
+        let unsigned = UnsignedHeaders::default();
+        let head = match gate.check_head([header.as_bytes()], None, unsigned) {
+            Ok(head) => head,
+            Err(reply) => return Admission::Reply(reply),
+        };
+        let key = gate.tenant_from().unwrap().key(path, None);
+        match gate.check_tenant(head, key, unsigned).await {
+            Ok(head) => gate.admit_checked(head, unsigned, b).await,
+            Err(reply) => Admission::Reply(reply),
+        }
+    }
+
+    #[tokio::test]
+    async fn tenants_use_their_own_secrets_and_dedup_keys() {
+        let gate = tenant_gate();
+        let b = body("evt_shared");
+        let acme = format!("{SECRET}_acme");
+        let globex = format!("{SECRET}_globex");
+        let (verified, ticket) =
+            process(admit_tenant(&gate, "/hooks/mapping/acme", &acme, &b).await);
+        assert_eq!(verified.tenant.as_deref(), Some("acme"));
+        ticket.finish(204).await;
+        // The same eventId for another tenant is another event.
+        let (verified, ticket) =
+            process(admit_tenant(&gate, "/hooks/mapping/globex", &globex, &b).await);
+        assert_eq!(verified.tenant.as_deref(), Some("globex"));
+        ticket.finish(204).await;
+        assert_eq!(
+            reply(admit_tenant(&gate, "/hooks/mapping/acme", &acme, &b).await),
+            Reply::AlreadyProcessed
+        );
+        // One tenant's secret does not sign for another.
+        let other = reply(admit_tenant(&gate, "/hooks/mapping/globex", &acme, &body("e2")).await);
+        assert_eq!(other.status(), 401);
+        // The gate's own (unused) secret signs for nobody.
+        assert_eq!(
+            gate.key_for_tenant("acme", "evt_1"),
+            ":tenant:acme:id:evt_1"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_tenants_are_404_and_lookup_failures_503() {
+        let gate = tenant_gate();
+        let acme = format!("{SECRET}_acme");
+        for path in ["/hooks/mapping/nobody", "/hooks/mapping", "/hooks/mapping/"] {
+            let r = reply(admit_tenant(&gate, path, &acme, &body("e")).await);
+            assert_eq!((r.status(), r.reason()), (404, "not found"), "{path}");
+        }
+        let r = reply(admit_tenant(&gate, "/hooks/mapping/down", &acme, &body("e")).await);
+        assert_eq!(r.status(), 503);
+        // Without the tenant step, a tenant gate refuses rather than guess.
+        let r = reply(admit(&gate, &body("e")).await);
+        assert_eq!(r.status(), 404);
     }
 
     #[test]

@@ -29,6 +29,31 @@
 //! before the handler runs and marks it done only when the handler answered 2xx; see the
 //! [`dedup`] module for the protocol.
 //!
+//! # Rotating the secret while the server runs
+//!
+//! [`Verifier`] and [`Gate`] read a [`Secrets`] handle on every request, without a lock.
+//! Keep a clone and change it at any time: the next request uses the new secrets, and the
+//! dedup store is untouched.
+//!
+//! ```
+//! use mapping_webhooks::{Gate, Secret, Secrets};
+//!
+//! let secrets = Secrets::new(Secret::new("whsec_old_0123456789abcdef0123456789")?);
+//! let gate = Gate::from_secrets(secrets.clone());
+//! // The old secret stays accepted as a previous one for ten minutes, then expires.
+//! secrets.rotate(Secret::new("whsec_new_fedcba9876543210fedcba9876")?);
+//! assert_eq!(gate.secrets().masked(), ["whsec_••••9876", "whsec_••••6789"]);
+//! # Ok::<(), mapping_webhooks::ConfigError>(())
+//! ```
+//!
+//! # Many tenants on one endpoint
+//!
+//! [`Gate::for_tenants`] takes each request's tenant key (a path segment, the host, or an
+//! adapter's own function), asks the app's [`SecretsResolver`] for that tenant's
+//! [`Secrets`] through a bounded, expiring cache ([`Tenants`]), before the body is read:
+//! an unknown tenant is answered 404, a failed lookup 503. Dedup keys are per tenant.
+//! See [`Tenants`] for an example.
+//!
 //! # Example
 //!
 //! ```
@@ -53,23 +78,39 @@ mod envelope;
 mod error;
 mod gate;
 mod header;
+#[cfg(feature = "metrics")]
+mod metrics_observer;
+pub mod observe;
 mod secret;
+mod secrets;
 mod sign;
+mod tenants;
 mod verify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dedup::{Begin, Claim, DedupStore, LEASE_RANGE, MemoryStore, StoreError, TTL_RANGE};
 #[cfg(feature = "redis")]
 pub use dedup::{RedisStore, RedisStoreBuilder};
-pub use envelope::{Envelope, Event, MAPPING_COMPLETED, MappingCompleted};
+pub use envelope::{
+    Envelope, Event, EventPayload, FromEventData, MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED,
+    MappingCompleted, MappingErrorResolved, PayloadError,
+};
 pub use error::{ConfigError, VerifyError};
 pub use gate::{
-    Admission, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate, OnStoreError, RETRY_AFTER_SECS,
-    Reply, Ticket, UnsignedHeaders,
+    Admission, CheckedHead, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate, OnStoreError,
+    RETRY_AFTER_SECS, Reply, Ticket, UnsignedHeaders,
 };
 pub use header::{HeaderError, MAX_HEADER_LEN, MAX_SIGNATURES, SignatureHeader};
+#[cfg(feature = "metrics")]
+pub use metrics_observer::MetricsObserver;
+pub use observe::{Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOperation};
 pub use secret::Secret;
+pub use secrets::{DEFAULT_PREVIOUS_EXPIRY, Secrets};
 pub use sign::Signer;
+pub use tenants::{
+    DEFAULT_TENANT_CAPACITY, DEFAULT_TENANT_TTL, MAX_TENANT_KEY_LEN, ResolveError, SecretsResolver,
+    TenantFrom, Tenants,
+};
 pub use verify::{DEFAULT_TOLERANCE, MatchedSecret, SignatureMatch, Verified, Verifier};
 
 /// The header carrying the signature.

@@ -10,7 +10,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::{Clock, Secret, SignatureHeader, SystemClock, VerifyError};
+use crate::{Clock, Secret, Secrets, SignatureHeader, SystemClock, VerifyError};
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
@@ -42,25 +42,11 @@ pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// ```
 #[derive(Clone)]
 pub struct Verifier {
-    /// The current secret's key first, then previous ones in the order they were added.
-    keys: Vec<Key>,
+    /// The current secret's key first, then previous ones: read on every request, changed
+    /// through the handle while the server runs.
+    secrets: Secrets,
     tolerance_secs: u64,
     clock: Arc<dyn Clock>,
-}
-
-#[derive(Clone)]
-struct Key {
-    mac: HmacSha256,
-    masked: String,
-}
-
-impl Key {
-    fn new(secret: &Secret) -> Self {
-        Self {
-            mac: keyed_mac(secret),
-            masked: secret.masked(),
-        }
-    }
 }
 
 pub(crate) fn keyed_mac(secret: &Secret) -> HmacSha256 {
@@ -97,8 +83,10 @@ fn timestamp_prefix(mut timestamp: u64, buf: &mut [u8; 21]) -> &[u8] {
 pub enum MatchedSecret {
     /// The current secret.
     Current,
-    /// A previous secret, by the order it was added (0 for the first). Once no request
-    /// matches a previous secret any more, the rotation is over and it can be removed.
+    /// A previous secret, by its place in the order the previous secrets are tried (0
+    /// for the first: the one most recently replaced by [`Secrets::rotate`], or the
+    /// first given to `previous_secret`). Once no request matches a previous secret any
+    /// more, the rotation is over and it can be removed.
     Previous(usize),
 }
 
@@ -136,6 +124,46 @@ pub struct Verified {
     pub event_type: String,
     /// The envelope's `id`: the delivery attempt, new on every retry (empty if absent).
     pub delivery_id: String,
+    /// The tenant whose secret verified the request, when the gate serves many
+    /// ([`Gate::for_tenants`](crate::Gate::for_tenants)).
+    pub tenant: Option<String>,
+}
+
+impl Verified {
+    /// The metadata of an event signed at `timestamp` with the current secret, as the
+    /// middleware would insert it: for unit tests of a handler that takes it, without the
+    /// middleware. Only the middleware's value means the request was verified.
+    ///
+    /// ```
+    /// use mapping_webhooks::{MatchedSecret, Verified};
+    ///
+    /// let verified = Verified::new("evt_1", "mapping.completed", "del_1", 1_717_250_400);
+    /// assert_eq!(verified.secret, MatchedSecret::Current);
+    /// let rotated = verified.with_secret(MatchedSecret::Previous(0));
+    /// assert_eq!(rotated.secret, MatchedSecret::Previous(0));
+    /// ```
+    pub fn new(
+        event_id: impl Into<String>,
+        event_type: impl Into<String>,
+        delivery_id: impl Into<String>,
+        timestamp: u64,
+    ) -> Self {
+        Self {
+            timestamp,
+            secret: MatchedSecret::Current,
+            event_id: event_id.into(),
+            event_type: event_type.into(),
+            delivery_id: delivery_id.into(),
+            tenant: None,
+        }
+    }
+
+    /// The same metadata, as if signed with `secret`.
+    #[must_use]
+    pub fn with_secret(mut self, secret: MatchedSecret) -> Self {
+        self.secret = secret;
+        self
+    }
 }
 
 #[derive(Deserialize)]
@@ -151,19 +179,32 @@ struct EnvelopeHead<'a> {
 impl Verifier {
     /// A verifier for one secret, with the default tolerance of five minutes.
     pub fn new(secret: Secret) -> Self {
+        Self::from_secrets(Secrets::new(secret))
+    }
+
+    /// A verifier reading `secrets`, a handle the app can change while the server runs
+    /// (see [`Secrets`]), with the default tolerance of five minutes.
+    pub fn from_secrets(secrets: Secrets) -> Self {
         Self {
-            keys: vec![Key::new(&secret)],
+            secrets,
             tolerance_secs: DEFAULT_TOLERANCE.as_secs(),
             clock: Arc::new(SystemClock),
         }
     }
 
     /// Also accepts signatures made with a previous secret, for the rotation window.
-    /// May be called more than once.
+    /// May be called more than once. The secret is added to this verifier's
+    /// [`Secrets`] handle (shared with its clones) and does not expire: see
+    /// [`Secrets::previous_secret`].
     #[must_use]
-    pub fn previous_secret(mut self, secret: Secret) -> Self {
-        self.keys.push(Key::new(&secret));
-        self
+    pub fn previous_secret(self, secret: Secret) -> Self {
+        let secrets = self.secrets.clone().previous_secret(secret);
+        Self { secrets, ..self }
+    }
+
+    /// The secrets handle this verifier reads: clone it to rotate the secrets later.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     /// How far the signed timestamp may be from the clock, either way (whole seconds;
@@ -174,10 +215,13 @@ impl Verifier {
         self
     }
 
-    /// Reads the time from `clock` instead of the system clock (for tests).
+    /// Reads the time from `clock` instead of the system clock (for tests). The
+    /// [`Secrets`] handle's expiry deadlines follow the same clock.
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        self.secrets.set_clock(Arc::clone(&clock));
+        self.clock = clock;
         self
     }
 
@@ -199,6 +243,15 @@ impl Verifier {
         body: &[u8],
     ) -> Result<SignatureMatch, VerifyError> {
         let header = SignatureHeader::parse(header)?;
+        self.check_window(&header)?;
+        self.match_signature(&header, body)
+    }
+
+    /// Refuses a parsed header whose timestamp is more than the tolerance away from the
+    /// clock, either way. Needs no body, so [`Gate::check_head`](crate::Gate::check_head)
+    /// runs it before one is read.
+    #[inline]
+    pub(crate) fn check_window(&self, header: &SignatureHeader) -> Result<(), VerifyError> {
         let timestamp = header.timestamp();
         let now = self.clock.now_secs();
         if now.saturating_sub(timestamp) > self.tolerance_secs {
@@ -207,7 +260,41 @@ impl Verifier {
         if timestamp.saturating_sub(now) > self.tolerance_secs {
             return Err(VerifyError::TimestampInFuture { timestamp, now });
         }
-        for (index, key) in self.keys.iter().enumerate() {
+        Ok(())
+    }
+
+    /// Compares the header's signatures with the HMAC of `body` under every secret (the
+    /// timestamp window is not checked here: see [`check_window`](Self::check_window)).
+    #[inline]
+    pub(crate) fn match_signature(
+        &self,
+        header: &SignatureHeader,
+        body: &[u8],
+    ) -> Result<SignatureMatch, VerifyError> {
+        self.match_signature_with(&self.secrets, header, body)
+    }
+
+    /// [`match_signature`](Self::match_signature) against `secrets` (a tenant's) instead
+    /// of the verifier's own.
+    #[inline]
+    pub(crate) fn match_signature_with(
+        &self,
+        secrets: &Secrets,
+        header: &SignatureHeader,
+        body: &[u8],
+    ) -> Result<SignatureMatch, VerifyError> {
+        let timestamp = header.timestamp();
+        let ring = secrets.load();
+        // Read once, and only if a previous secret with a deadline is tried.
+        let mut now_ms = None;
+        let mut expired = false;
+        for (index, key) in ring.keys.iter().enumerate() {
+            if let Some(deadline) = key.expires_at_ms
+                && *now_ms.get_or_insert_with(|| ring.clock.now_millis()) >= deadline
+            {
+                expired = true;
+                continue;
+            }
             let expected = sign_with(&key.mac, timestamp, body);
             for signature in header.signatures() {
                 if expected == CtOutput::new(Output::<HmacSha256>::from(*signature)) {
@@ -218,6 +305,10 @@ impl Verifier {
                     return Ok(SignatureMatch { timestamp, secret });
                 }
             }
+        }
+        if expired {
+            drop(ring);
+            secrets.prune_expired();
         }
         Err(VerifyError::SignatureMismatch)
     }
@@ -232,36 +323,41 @@ impl Verifier {
     /// with a non-empty string `eventId` and a string `type`.
     pub fn verify(&self, header: impl AsRef<[u8]>, body: &[u8]) -> Result<Verified, VerifyError> {
         let matched = self.verify_signature(header, body)?;
-        // JSON text is UTF-8 (RFC 8259). Checking the whole body, not only the fields read
-        // here, means a handler never gets invalid text in the parts this skips.
-        let text = std::str::from_utf8(body)
-            .map_err(|e| VerifyError::NotAnEnvelope(format!("body is not UTF-8: {e}")))?;
-        // A derived `Deserialize` also accepts a JSON array, by position.
-        if text.trim_ascii_start().as_bytes().first() != Some(&b'{') {
-            return Err(VerifyError::NotAnEnvelope(
-                "body is not a JSON object".into(),
-            ));
-        }
-        let head: EnvelopeHead<'_> =
-            serde_json::from_str(text).map_err(|e| VerifyError::NotAnEnvelope(e.to_string()))?;
-        if head.event_id.is_empty() {
-            return Err(VerifyError::NotAnEnvelope("eventId is empty".into()));
-        }
-        Ok(Verified {
-            timestamp: matched.timestamp,
-            secret: matched.secret,
-            event_id: head.event_id.into_owned(),
-            event_type: head.event_type.into_owned(),
-            delivery_id: head.id.map(Cow::into_owned).unwrap_or_default(),
-        })
+        read_envelope(matched, body)
     }
+}
+
+/// Reads `eventId`, `type` and `id` from a body whose signature matched.
+pub(crate) fn read_envelope(matched: SignatureMatch, body: &[u8]) -> Result<Verified, VerifyError> {
+    // JSON text is UTF-8 (RFC 8259). Checking the whole body, not only the fields read
+    // here, means a handler never gets invalid text in the parts this skips.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| VerifyError::NotAnEnvelope(format!("body is not UTF-8: {e}")))?;
+    // A derived `Deserialize` also accepts a JSON array, by position.
+    if text.trim_ascii_start().as_bytes().first() != Some(&b'{') {
+        return Err(VerifyError::NotAnEnvelope(
+            "body is not a JSON object".into(),
+        ));
+    }
+    let head: EnvelopeHead<'_> =
+        serde_json::from_str(text).map_err(|e| VerifyError::NotAnEnvelope(e.to_string()))?;
+    if head.event_id.is_empty() {
+        return Err(VerifyError::NotAnEnvelope("eventId is empty".into()));
+    }
+    Ok(Verified {
+        timestamp: matched.timestamp,
+        secret: matched.secret,
+        event_id: head.event_id.into_owned(),
+        event_type: head.event_type.into_owned(),
+        delivery_id: head.id.map(Cow::into_owned).unwrap_or_default(),
+        tenant: None,
+    })
 }
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secrets: Vec<&str> = self.keys.iter().map(|k| k.masked.as_str()).collect();
         f.debug_struct("Verifier")
-            .field("secrets", &secrets)
+            .field("secrets", &self.secrets)
             .field("tolerance_secs", &self.tolerance_secs)
             .finish_non_exhaustive()
     }

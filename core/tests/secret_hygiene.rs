@@ -25,6 +25,8 @@ use tracing::{Event, Metadata, Subscriber, span};
 // Random-looking, so no five-character piece of them occurs in a log line by chance.
 const CURRENT: &str = "whsec_Qz7pK2mVx9LrT4nW8bYc3HfJ6dGsE1uA";
 const PREVIOUS: &str = "whsec_oL5eNq8XwR2tZj4HbM7cV1kYpD9fGu3S";
+/// The secret a running gate's `Secrets` handle is rotated to.
+const ROTATED: &str = "whsec_Bm3TxW9qLc6VzR1nHe8KpY4jDa7FgS2u";
 /// The part of every secret that is public: the dashboard shows it, and so does `Debug`.
 const PUBLIC_PREFIX: &str = "whsec_";
 const NOW: u64 = 1_717_250_400;
@@ -410,6 +412,57 @@ async fn every_outcome(seen: &mut Seen) {
     seen.print(&SignatureHeader::parse(&h).unwrap());
     seen.print(&Secret::new(CURRENT).unwrap());
     seen.print(&Secret::try_from(PREVIOUS.to_owned()).unwrap());
+
+    // Changing the secrets of the running gate logs, and shows, masked secrets only.
+    let secrets = memory.secrets().clone();
+    secrets.rotate(Secret::new(ROTATED).unwrap());
+    seen.print(&secrets);
+    let b = body("evt_rotated");
+    let h = seen.sign(ROTATED, &b, NOW);
+    let Admission::Process { ticket, .. } = seen.admit(&memory, &[&h], &b).await else {
+        panic!("the rotated secret was refused");
+    };
+    ticket.finish(204).await;
+    secrets.set(
+        Secret::new(CURRENT).unwrap(),
+        [
+            Secret::new(ROTATED).unwrap(),
+            Secret::new(PREVIOUS).unwrap(),
+        ],
+    );
+    seen.print(&secrets);
+    seen.print(&secrets.masked());
+    seen.print(&memory);
+    assert!(secrets.remove_previous(&Secret::new(ROTATED).unwrap()));
+
+    // Many tenants: a known one, an unknown one, a failed lookup.
+    let tenants = mapping_webhooks::Tenants::new(|tenant: String| async move {
+        match tenant.as_str() {
+            "acme" => Ok(Some(mapping_webhooks::Secrets::new(Secret::new(ROTATED)?))),
+            "down" => Err(mapping_webhooks::ResolveError::new("connection refused")),
+            _ => Ok(None),
+        }
+    });
+    let gate = Gate::for_tenants(tenants, mapping_webhooks::TenantFrom::PathSegment(0))
+        .clock(ManualClock::at_secs(NOW));
+    seen.print(&gate);
+    for (tenant, secret) in [("acme", ROTATED), ("nobody", ROTATED), ("down", CURRENT)] {
+        let b = body(&format!("evt_tenant_{tenant}"));
+        let h = seen.sign(secret, &b, NOW);
+        let unsigned = UnsignedHeaders::default();
+        let head = gate.check_head([h.as_bytes()], None, unsigned).unwrap();
+        seen.print(&head);
+        match gate.check_tenant(head, Some(tenant), unsigned).await {
+            Ok(head) => match gate.admit_checked(head, unsigned, &b).await {
+                Admission::Process { verified, ticket } => {
+                    seen.print(&verified);
+                    ticket.finish(204).await;
+                }
+                Admission::Reply(reply) => panic!("acme refused: {}", reply.reason()),
+            },
+            Err(reply) => seen.reply(&reply),
+        }
+    }
 }
 
 /// Every piece of `secret` longer than four characters that is not only its public
@@ -456,6 +509,10 @@ fn no_secret_or_signature_in_logs_debug_or_display() {
         "could not mark a processed webhook as done",
         "could not free a dedup claim",
         "del_hygiene",
+        "webhook secret rotated",
+        "webhook secrets set",
+        "unknown tenant",
+        "tenant lookup failed",
     ] {
         assert!(
             logs.contains(expected),
@@ -466,7 +523,7 @@ fn no_secret_or_signature_in_logs_debug_or_display() {
     assert!(seen.signatures.len() > 20, "{}", seen.signatures.len());
 
     let mut forbidden: Vec<String> = Vec::new();
-    for secret in [CURRENT, PREVIOUS] {
+    for secret in [CURRENT, PREVIOUS, ROTATED] {
         forbidden.push(secret.to_owned());
         forbidden.push(hex(secret.as_bytes()));
         forbidden.extend(secret_pieces(secret).into_iter().map(str::to_owned));

@@ -5,10 +5,14 @@
 //!
 //! - `axum_receiver`: `POST /hooks/mapping` behind `mapping-webhooks-tower`;
 //! - `actix_receiver`: the same route and output behind `mapping-webhooks-actix`;
+//! - `sender`: signs an envelope and posts it, like the dashboard's Test button;
+//! - `rotate`: rotates a destination's secret through the API and rewrites the
+//!   receivers' secrets file ([`secrets_file`]), which they reload while running;
+//! - `tenants_receiver`: one endpoint for many Mapping.Travel accounts,
+//!   `POST /hooks/mapping/{tenant}`, each tenant's secrets from a file;
 //! - `inbox_receiver`: the same route and output, through a durable inbox (SQLite by
 //!   default, Postgres when `DATABASE_URL` says so): stored first, processed by a worker;
-//! - `inbox`: lists, shows, replays and purges the inbox's deliveries;
-//! - `sender`: signs an envelope and posts it, like the dashboard's Test button.
+//! - `inbox`: lists, shows, replays and purges the inbox's deliveries.
 //!
 //! Quick start, in two terminals:
 //!
@@ -19,6 +23,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,9 +32,14 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use mapping_webhooks::{ConfigError, Gate, Secret, Verified};
+use mapping_webhooks::{Gate, MetricsObserver, Secret, Secrets, Verified};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+pub mod secrets_file;
+
+use secrets_file::SecretsFile;
 
 /// The secret the examples use when `MAPPING_WEBHOOK_SECRET` is not set, and the one the
 /// sender signs with by default. It is public: never use it for a real endpoint.
@@ -57,10 +67,19 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 #[non_exhaustive]
 pub struct ReceiverConfig {
     /// `MAPPING_WEBHOOK_SECRET`, or [`DEV_SECRET`] when it is unset or empty and the
-    /// receiver listens on a loopback address.
+    /// receiver listens on a loopback address; empty when the secrets come from
+    /// [`secret_file`](Self::secret_file).
     pub secret: String,
     /// `MAPPING_WEBHOOK_SECRET_PREVIOUS`, during a rotation.
     pub previous_secret: Option<String>,
+    /// `MAPPING_WEBHOOK_SECRET_FILE`: the secrets come from this file (one per line, the
+    /// current one first) and are reloaded when it changes; the two variables above are
+    /// then not used.
+    pub secret_file: Option<PathBuf>,
+    /// `MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS`, else
+    /// [`DEFAULT_POLL_INTERVAL`](secrets_file::DEFAULT_POLL_INTERVAL): how often the
+    /// secrets file is checked for changes; `0` checks only on `SIGHUP`.
+    pub secret_file_poll: Option<Duration>,
     /// `BIND_ADDR`; else `0.0.0.0:$PORT` when `PORT` is set (as hosting platforms do);
     /// else [`DEFAULT_BIND_ADDR`].
     pub bind_addr: SocketAddr,
@@ -72,6 +91,9 @@ pub struct ReceiverConfig {
     pub header_timeout: Duration,
     /// `MAX_CONNECTIONS`, else [`DEFAULT_MAX_CONNECTIONS`]: connections open at once.
     pub max_connections: usize,
+    /// `METRICS_ADDR`: where to serve `GET /metrics` for Prometheus, on its own
+    /// listener. Unset (the default): no metrics are recorded or served.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for ReceiverConfig {
@@ -82,10 +104,12 @@ impl std::fmt::Debug for ReceiverConfig {
                 "previous_secret",
                 &self.previous_secret.as_ref().map(|_| "••••"),
             )
+            .field("secret_file", &self.secret_file)
             .field("bind_addr", &self.bind_addr)
             .field("dev_secret", &self.dev_secret)
             .field("header_timeout", &self.header_timeout)
             .field("max_connections", &self.max_connections)
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }
@@ -110,9 +134,22 @@ impl ReceiverConfig {
     /// As [`from_env`](Self::from_env).
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        let (secret, dev_secret) = match set("MAPPING_WEBHOOK_SECRET") {
-            Some(secret) => (secret, false),
-            None => (DEV_SECRET.to_owned(), true),
+        let secret_file = set("MAPPING_WEBHOOK_SECRET_FILE").map(PathBuf::from);
+        if secret_file.is_some()
+            && (set("MAPPING_WEBHOOK_SECRET").is_some()
+                || set("MAPPING_WEBHOOK_SECRET_PREVIOUS").is_some())
+        {
+            return Err(
+                "MAPPING_WEBHOOK_SECRET_FILE is set, and so is MAPPING_WEBHOOK_SECRET \
+                        or MAPPING_WEBHOOK_SECRET_PREVIOUS: set only one way of giving the \
+                        secrets (the file holds the current secret first, then previous ones)"
+                    .to_owned(),
+            );
+        }
+        let (secret, dev_secret) = match (set("MAPPING_WEBHOOK_SECRET"), &secret_file) {
+            (Some(secret), _) => (secret, false),
+            (None, Some(_)) => (String::new(), false),
+            (None, None) => (DEV_SECRET.to_owned(), true),
         };
         let bind_addr = match (set("BIND_ADDR"), set("PORT")) {
             (Some(addr), _) => addr.trim().parse().map_err(|e| {
@@ -153,28 +190,95 @@ impl ReceiverConfig {
             }
             None => DEFAULT_MAX_CONNECTIONS,
         };
+        let secret_file_poll = match set("MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS") {
+            None => Some(secrets_file::DEFAULT_POLL_INTERVAL),
+            Some(value) => match value.trim().parse::<u64>() {
+                Ok(0) => None,
+                Ok(secs) => Some(Duration::from_secs(secs)),
+                Err(_) => {
+                    return Err(format!(
+                        "MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS={value:?} is not a whole number \
+                         of seconds (0: reload only on SIGHUP)"
+                    ));
+                }
+            },
+        };
+        let metrics_addr = set("METRICS_ADDR")
+            .map(|addr| {
+                addr.trim().parse().map_err(|e| {
+                    format!("METRICS_ADDR={addr:?} is not an address like 127.0.0.1:9000: {e}")
+                })
+            })
+            .transpose()?;
         Ok(Self {
             secret,
             previous_secret: set("MAPPING_WEBHOOK_SECRET_PREVIOUS"),
+            secret_file,
+            secret_file_poll,
             bind_addr,
             dev_secret,
             header_timeout,
             max_connections,
+            metrics_addr,
         })
     }
 
-    /// The core's [`Gate`] for these secrets, with every other option at its default:
-    /// both receivers wrap it in their framework's middleware.
+    /// The secrets handle: from the secrets file when one is configured (with the file,
+    /// to [watch](SecretsFile::watch) it), else from the environment.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::EmptySecret`] for a blank secret.
-    pub fn gate(&self) -> Result<Gate, ConfigError> {
-        let mut gate = Gate::new(Secret::new(&self.secret)?);
-        if let Some(previous) = &self.previous_secret {
-            gate = gate.previous_secret(Secret::new(previous)?);
+    /// A message when the file cannot be read or holds no secret, or a secret is blank.
+    pub fn secrets(&self) -> Result<(Secrets, Option<SecretsFile>), String> {
+        if let Some(path) = &self.secret_file {
+            let (file, secrets) = SecretsFile::load(path)?;
+            return Ok((secrets, Some(file)));
         }
-        Ok(gate)
+        let mut secrets = Secrets::new(Secret::new(&self.secret).map_err(|e| e.to_string())?);
+        if let Some(previous) = &self.previous_secret {
+            secrets = secrets.previous_secret(Secret::new(previous).map_err(|e| e.to_string())?);
+        }
+        Ok((secrets, None))
+    }
+
+    /// The core's [`Gate`] for these secrets, with every other option at its default:
+    /// both receivers wrap it in their framework's middleware. Change the secrets while
+    /// it runs through [`Gate::secrets`].
+    ///
+    /// # Errors
+    ///
+    /// As [`secrets`](Self::secrets).
+    pub fn gate(&self) -> Result<(Gate, Option<SecretsFile>), String> {
+        let (secrets, file) = self.secrets()?;
+        Ok((Gate::from_secrets(secrets), file))
+    }
+
+    /// Starts watching the secrets file, if there is one, on the current tokio runtime
+    /// (see [`SecretsFile::watch`]).
+    pub fn watch_secrets_file(&self, file: Option<SecretsFile>, secrets: &Secrets) {
+        if let Some(file) = file {
+            tokio::spawn(file.watch(secrets.clone(), self.secret_file_poll));
+        }
+    }
+
+    /// With `METRICS_ADDR` set: installs the Prometheus recorder (histogram buckets from
+    /// 10 µs to 30 s for the `_seconds` metrics), adds a [`MetricsObserver`] to `gate`,
+    /// and returns the handle that renders `/metrics`. Without it: `gate` unchanged, no
+    /// handle.
+    ///
+    /// # Errors
+    ///
+    /// When a recorder is already installed.
+    pub fn observe(&self, gate: Gate) -> Result<(Gate, Option<PrometheusHandle>), String> {
+        if self.metrics_addr.is_none() {
+            return Ok((gate, None));
+        }
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+            .and_then(PrometheusBuilder::install_recorder)
+            .map_err(|e| format!("cannot install the Prometheus recorder: {e}"))?;
+        // The recorder first, then the observer: it registers its handles with it.
+        Ok((gate.observer(MetricsObserver::new()), Some(handle)))
     }
 
     /// Says loudly, on stderr, when the development secret is in use.
@@ -197,6 +301,45 @@ impl ReceiverConfig {
     }
 }
 
+/// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM
+/// (what `kill`, systemd, Docker and Kubernetes send). Logs which, and that the receiver
+/// now finishes the requests in progress before it exits.
+///
+/// # Panics
+///
+/// When the signal handlers cannot be installed (outside a tokio runtime).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    let which = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    };
+    #[cfg(not(unix))]
+    let which = {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    };
+    tracing::info!(
+        "{which} received: shutting down gracefully, finishing the requests in progress"
+    );
+}
+/// The histogram buckets of the `_seconds` metrics: verification takes microseconds,
+/// a store call up to its 2 s timeout, a handler up to the sender's 30 s.
+pub const SECONDS_BUCKETS: [f64; 14] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
+];
+
+/// How often the receivers run the Prometheus recorder's upkeep (it folds recorded
+/// histogram samples into their buckets, so memory stays bounded between scrapes).
+pub const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// The path the metrics listener serves.
+pub const METRICS_PATH: &str = "/metrics";
+
 /// Sends logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -210,15 +353,19 @@ pub fn init_tracing() {
 
 /// The JSON line printed for a processed event.
 pub fn event_line(verified: &Verified, api_version: &str) -> String {
-    EventLine {
-        event_id: &verified.event_id,
-        event_type: &verified.event_type,
-        delivery_id: &verified.delivery_id,
-        api_version,
-        signed_at: verified.timestamp,
-        secret: &verified.secret.to_string(),
+    let mut line = serde_json::json!({
+        "eventId": verified.event_id,
+        "type": verified.event_type,
+        "deliveryId": verified.delivery_id,
+        "apiVersion": api_version,
+        "signedAt": verified.timestamp,
+        "secret": verified.secret.to_string(),
+    });
+    // The tenants receiver's events say whose they are.
+    if let Some(tenant) = &verified.tenant {
+        line["tenant"] = tenant.as_str().into();
     }
-    .to_string()
+    line.to_string()
 }
 
 /// The fields of [`event_line`], for a receiver that has them apart (the inbox worker
@@ -347,6 +494,7 @@ mod tests {
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.header_timeout, Duration::from_secs(5));
         assert_eq!(c.max_connections, 512);
+        assert_eq!(c.metrics_addr, None);
         assert!(!format!("{c:?}").contains(DEV_SECRET));
     }
 
@@ -359,11 +507,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.header_timeout, Duration::from_secs(2));
         assert_eq!(c.max_connections, 64);
+        let c = ReceiverConfig::from_lookup(env(&[("METRICS_ADDR", "127.0.0.1:9000")])).unwrap();
+        assert_eq!(
+            c.metrics_addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9000)))
+        );
         for (name, value) in [
             ("HEADER_TIMEOUT_SECS", "0"),
             ("HEADER_TIMEOUT_SECS", "1.5"),
             ("MAX_CONNECTIONS", "0"),
             ("MAX_CONNECTIONS", "many"),
+            ("METRICS_ADDR", "9000"),
         ] {
             let e = ReceiverConfig::from_lookup(env(&[(name, value)])).unwrap_err();
             assert!(e.contains(name), "{e}");
@@ -378,7 +532,7 @@ mod tests {
             ("MAPPING_WEBHOOK_SECRET_PREVIOUS", "whsec_old"),
         ]))
         .unwrap();
-        let gate = c.gate().unwrap();
+        let (gate, _) = c.gate().unwrap();
         let body = br#"{"eventId":"evt_1","type":"mapping.completed"}"#;
         for (secret, matched) in [
             ("whsec_new", MatchedSecret::Current),
@@ -390,6 +544,46 @@ mod tests {
         }
         let header = Signer::new(Secret::new("whsec_other").unwrap()).sign_now(body);
         assert!(gate.verifier().verify(&header, body).is_err());
+    }
+
+    #[test]
+    fn reads_the_secrets_file_setting() {
+        let c = ReceiverConfig::from_lookup(env(&[
+            ("MAPPING_WEBHOOK_SECRET_FILE", "/run/secrets/webhook"),
+            ("BIND_ADDR", "0.0.0.0:3000"),
+        ]))
+        .unwrap();
+        assert!(
+            !c.dev_secret,
+            "a file is a real secret: any address is fine"
+        );
+        assert_eq!(c.secret_file, Some("/run/secrets/webhook".into()));
+        assert_eq!(c.secret_file_poll, Some(Duration::from_secs(1)));
+        let c = ReceiverConfig::from_lookup(env(&[
+            ("MAPPING_WEBHOOK_SECRET_FILE", "/s"),
+            ("MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(c.secret_file_poll, None, "0: only on SIGHUP");
+        for vars in [
+            &[
+                ("MAPPING_WEBHOOK_SECRET_FILE", "/s"),
+                ("MAPPING_WEBHOOK_SECRET", "whsec_x"),
+            ][..],
+            &[
+                ("MAPPING_WEBHOOK_SECRET_FILE", "/s"),
+                ("MAPPING_WEBHOOK_SECRET_PREVIOUS", "whsec_x"),
+            ],
+            &[("MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS", "soon")],
+        ] {
+            let e = ReceiverConfig::from_lookup(env(vars)).unwrap_err();
+            assert!(e.contains("MAPPING_WEBHOOK_SECRET_FILE"), "{vars:?}: {e}");
+        }
+        // A file that cannot be read stops the receiver from starting.
+        let c =
+            ReceiverConfig::from_lookup(env(&[("MAPPING_WEBHOOK_SECRET_FILE", "/nonexistent/s")]))
+                .unwrap();
+        assert!(c.gate().unwrap_err().contains("/nonexistent/s"));
     }
 
     #[test]

@@ -2,42 +2,26 @@
 //! configuration, drive it with the example sender, and read the event line it prints.
 //! One table of receivers, so the same sender is shown to drive each of them.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use mapping_webhooks::{Secret, Signer};
 use mapping_webhooks_examples::{DEV_SECRET, WEBHOOK_PATH};
 
-/// Every example receiver: the binary and its path from Cargo.
-const RECEIVERS: [(&str, &str); 3] = [
-    ("axum_receiver", env!("CARGO_BIN_EXE_axum_receiver")),
-    ("actix_receiver", env!("CARGO_BIN_EXE_actix_receiver")),
+mod support;
+use support::{RECEIVERS, Receiver, free_port};
+
+/// The receivers of the quick start: the shared ones and `inbox_receiver` (which has no
+/// rotation, tenants or metrics, so the other tests leave it out).
+const QUICK_START: [(&str, &str); 3] = [
+    RECEIVERS[0],
+    RECEIVERS[1],
     ("inbox_receiver", env!("CARGO_BIN_EXE_inbox_receiver")),
 ];
-
-/// A receiver process, killed when dropped.
-struct Receiver {
-    child: Child,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Starts `binary` as the README says, with only `BIND_ADDR` set (to a free port), and
 /// `DATABASE_URL` (read by `inbox_receiver` only) to a temporary file rather than
@@ -87,7 +71,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn the_sender_drives_every_receiver() {
-    for (name, binary) in RECEIVERS {
+    for (name, binary) in QUICK_START {
         let (mut receiver, addr) = start(binary);
         // Lines arrive through a channel, so a missing one fails the test instead of
         // blocking it.
@@ -158,7 +142,7 @@ fn the_sender_drives_every_receiver() {
 
 #[test]
 fn without_a_secret_a_public_address_is_refused() {
-    for (name, binary) in RECEIVERS {
+    for (name, binary) in QUICK_START {
         // What a hosting platform does: PORT set, the secret forgotten.
         let child = Command::new(binary)
             .env_remove("MAPPING_WEBHOOK_SECRET")
@@ -190,5 +174,121 @@ fn without_a_secret_a_public_address_is_refused() {
             stderr.contains("MAPPING_WEBHOOK_SECRET is not set") && stderr.contains("0.0.0.0"),
             "{name}: {stderr}"
         );
+    }
+}
+
+#[test]
+fn copies_of_one_event_exit_0_with_one_processed() {
+    for (name, binary) in RECEIVERS {
+        let (_receiver, addr) = start(binary);
+        let event_id = format!("evt_copies_{name}");
+        // The README's command: one copy runs, the others are duplicates or in flight.
+        let copies = send(&addr, &["--copies", "5", "--event-id", &event_id]);
+        let out = text(&copies.stdout);
+        assert!(copies.status.success(), "{name}: {out}");
+        assert!(out.contains("5 copies: 1 processed"), "{name}: {out}");
+        // Again: all five are duplicates, and that is a success too.
+        let again = send(&addr, &["--copies", "5", "--event-id", &event_id]);
+        let out = text(&again.stdout);
+        assert!(again.status.success(), "{name}: {out}");
+        assert!(out.contains("0 processed, 5 duplicate"), "{name}: {out}");
+    }
+}
+
+#[test]
+fn sender_help_describes_the_flags_and_exits_0() {
+    let help = Command::new(env!("CARGO_BIN_EXE_sender"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let out = text(&help.stdout);
+    for flag in [
+        "--url",
+        "--secret",
+        "--event ",
+        "--event-id",
+        "--copies",
+        "--timestamp-offset",
+        "--retry",
+        "--time-scale",
+        "--help",
+    ] {
+        assert!(out.contains(flag), "{flag} missing from: {out}");
+    }
+}
+
+/// Ctrl-C and SIGTERM both stop a receiver gracefully: a request whose body is still
+/// arriving when the signal comes is processed and answered, then the process exits 0.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_and_sigterm_stop_every_receiver_gracefully() {
+    for (name, binary) in RECEIVERS {
+        for (signal, said) in [("TERM", "SIGTERM received"), ("INT", "Ctrl-C received")] {
+            let (mut receiver, addr) = start(binary);
+            let body = format!(
+                r#"{{"id":"del_stop","eventId":"evt_stop_{name}_{signal}","type":"mapping.completed","data":{{"mappingJobId":"job_1","status":"COMPLETED","rowCount":1}}}}"#
+            );
+            let signature = Signer::new(Secret::new(DEV_SECRET).unwrap()).sign_now(body.as_bytes());
+            let mut stream = TcpStream::connect(&addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let (first, rest) = body.split_at(body.len() / 2);
+            write!(
+                stream,
+                "POST {WEBHOOK_PATH} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+                 x-webhook-signature: {signature}\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\
+                 connection: close\r\n\r\n",
+                body.len()
+            )
+            .unwrap();
+            stream.flush().unwrap();
+            // `100 Continue` says the server took the request and waits for its body
+            // (hyper sends it when the layer starts reading, actix-http on the head).
+            let mut interim = Vec::new();
+            let mut byte = [0u8; 1];
+            while !interim.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                interim.push(byte[0]);
+            }
+            assert!(
+                interim.starts_with(b"HTTP/1.1 100"),
+                "{name}: {}",
+                text(&interim)
+            );
+            // The request is in progress (its body half sent) when the signal comes.
+            stream.write_all(first.as_bytes()).unwrap();
+            stream.flush().unwrap();
+            thread::sleep(Duration::from_millis(100));
+            let killed = Command::new("kill")
+                .args([&format!("-{signal}"), &receiver.child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+            thread::sleep(Duration::from_millis(300));
+            stream.write_all(rest.as_bytes()).unwrap();
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            assert!(
+                answer.starts_with("HTTP/1.1 204"),
+                "{name} on SIG{signal}: the request in progress was not finished: {answer:?}"
+            );
+            // Bounded polling until it exits, by itself and with success.
+            let mut status = None;
+            for _ in 0..400 {
+                status = receiver.child.try_wait().unwrap();
+                if status.is_some() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(25));
+            }
+            let status = status.unwrap_or_else(|| panic!("{name} still runs after SIG{signal}"));
+            assert!(status.success(), "{name} on SIG{signal}: {status}");
+            let mut stderr = String::new();
+            let mut err = receiver.child.stderr.take().unwrap();
+            err.read_to_string(&mut stderr).unwrap();
+            assert!(stderr.contains(said), "{name}: {stderr}");
+        }
     }
 }

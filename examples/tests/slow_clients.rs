@@ -11,17 +11,15 @@
 #![cfg(unix)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use mapping_webhooks_examples::WEBHOOK_PATH;
 
-const RECEIVERS: [(&str, &str); 2] = [
-    ("axum_receiver", env!("CARGO_BIN_EXE_axum_receiver")),
-    ("actix_receiver", env!("CARGO_BIN_EXE_actix_receiver")),
-];
+mod support;
+use support::{RECEIVERS, Receiver, free_port};
 
 /// The receiver's limits for this test.
 const HEADER_TIMEOUT_SECS: &str = "1";
@@ -43,26 +41,6 @@ const TRICKLE_EVERY: Duration = Duration::from_millis(400);
 /// Generous: on a loaded machine, with 200 connections passing through a cap of 64 one
 /// header timeout at a time, all are closed within a few seconds.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(20);
-
-/// A receiver process, killed when dropped.
-struct Receiver {
-    child: Child,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Starts `binary` with the test's limits, through `sh` to lower its file-descriptor
 /// limit. Its stderr is collected by a thread, returned when the process ends.

@@ -6,10 +6,15 @@ use mapping_webhooks::{ManualClock, MatchedSecret, OnStoreError};
 use serde_json::Value;
 
 use crate::{
-    AppSpec, Behaviour, Client, CountingStore, Dedup, Failure, PREVIOUS_SECRET, ROUTE_HOOKS,
-    ROUTE_JSON, ROUTE_TYPED, ROUTE_UNLAYERED, SECRET, deliver_at_once, envelope, event_id,
-    matched_current, now, raw_exchange, sign, wait_for,
+    AppSpec, Behaviour, Client, CountingStore, Dedup, Failure, HANDLER_COMPLETED, HANDLER_RESOLVED,
+    PREVIOUS_SECRET, ROUTE_ANY, ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED,
+    ROUTE_UNLAYERED, SECRET, deliver_at_once, envelope, envelope_of, event_id, matched_current,
+    now, raw_exchange, sign, wait_for,
 };
+
+const COMPLETED_DATA: &str =
+    r#"{"mappingJobId":"job_1","status":"COMPLETED","rowCount":4821,"exportFileId":"ef_1"}"#;
+const RESOLVED_DATA: &str = r#"{"mappingJobId":"job_1","errorId":"err_1"}"#;
 
 async fn refused_without_handler(
     spawn: impl AsyncFn(AppSpec) -> crate::App,
@@ -196,8 +201,18 @@ pub async fn two_mib_body_is_413(spawn: impl AsyncFn(AppSpec) -> crate::App) {
     body.extend_from_slice(b", \"pad\":\"");
     body.resize(2 * 1024 * 1024 - 2, b'x');
     body.extend_from_slice(b"\"}");
-    let answer = Client::new(&app).deliver(ROUTE_HOOKS, body).await;
-    assert_eq!(answer.status, 413, "{answer:?}");
+    // Over a raw socket, reading while writing: the server answers 413 on the declared
+    // length and closes, and an HTTP client still writing the body may see the reset
+    // before the answer.
+    let head = format!(
+        "POST {ROUTE_HOOKS} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         x-webhook-signature: {}\r\ncontent-length: {}\r\n\r\n",
+        app.addr(),
+        sign(SECRET, &body, now()),
+        body.len()
+    );
+    let status = raw_exchange(&app, head.as_bytes(), Some(&body)).await;
+    assert_eq!(status, Some(413));
     assert_eq!(probe.calls(), 0);
 }
 
@@ -252,6 +267,14 @@ pub async fn oversized_content_length_is_refused_before_reading(
     );
     let status = raw_exchange(&app, head.as_bytes(), None).await;
     assert_eq!(status, Some(413));
+    // The declared length is checked first, before the signature header.
+    let unsigned = format!(
+        "POST {ROUTE_HOOKS} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         content-length: 1073741824\r\n\r\n",
+        app.addr(),
+    );
+    let status = raw_exchange(&app, unsigned.as_bytes(), None).await;
+    assert_eq!(status, Some(413), "without a signature header");
     assert_eq!(probe.calls(), 0);
 }
 
@@ -584,6 +607,288 @@ pub async fn custom_tolerance_is_applied(spawn: impl AsyncFn(AppSpec) -> crate::
         assert_eq!(
             answer.status, status,
             "timestamp {ts} vs now {T}: {answer:?}"
+        );
+    }
+}
+
+/// Asserts that `event_id` is remembered as done: a new copy is answered 200 "already
+/// processed", so the sender would not retry it.
+async fn assert_done(client: &Client, route: &str, body: &[u8]) {
+    let again = client.deliver_until_not_in_flight(route, body).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert!(again.body.contains("already processed"), "{again:?}");
+}
+
+/// The typed extractor of one payload type (`MappingCompleted`) acknowledges an event of
+/// another subscribed type (2xx, remembered as done) without running the handler: the
+/// sender must never retry it until it is dead.
+pub async fn typed_extractor_acknowledges_another_type(spawn: impl AsyncFn(AppSpec) -> crate::App) {
+    let spec = AppSpec::new();
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    // Its data would even parse as MappingCompleted: the type alone decides.
+    let body = envelope_of("mapping.error.resolved", &event_id("other"), COMPLETED_DATA);
+    let answer = client.deliver(ROUTE_TYPED, body.clone()).await;
+    assert!((200..300).contains(&answer.status), "{answer:?}");
+    assert!(answer.body.contains("mapping.error.resolved"), "{answer:?}");
+    assert_eq!(
+        probe.calls(),
+        0,
+        "the handler is for mapping.completed only"
+    );
+    assert_done(&client, ROUTE_TYPED, &body).await;
+    assert_eq!(probe.calls(), 0);
+}
+
+/// The extractor of the `Event` enum takes every type: the known ones typed, any other
+/// one kept, each handled once.
+pub async fn event_extractor_takes_every_type(spawn: impl AsyncFn(AppSpec) -> crate::App) {
+    let spec = AppSpec::new();
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let deliveries = [
+        ("mapping.completed", COMPLETED_DATA),
+        ("mapping.error.resolved", RESOLVED_DATA),
+        ("export.expired", r#"{"exportFileId":"ef_1"}"#),
+    ];
+    for (event_type, data) in deliveries {
+        let answer = client
+            .deliver(ROUTE_ANY, envelope_of(event_type, &event_id("any"), data))
+            .await;
+        assert_eq!(answer.status, 200, "{event_type}: {answer:?}");
+    }
+    let seen = probe.seen();
+    assert_eq!(seen.len(), 3);
+    for ((event_type, data), seen) in deliveries.iter().zip(&seen) {
+        assert_eq!(seen.route, ROUTE_ANY);
+        assert_eq!(seen.verified.as_ref().unwrap().event_type, *event_type);
+        let envelope: Value = serde_json::from_slice(&seen.body).unwrap();
+        assert_eq!(envelope["type"], *event_type);
+        assert_eq!(
+            envelope["data"],
+            serde_json::from_str::<Value>(data).unwrap()
+        );
+    }
+}
+
+/// The adapter's `EventRouter` runs exactly the handler registered for the event's type,
+/// once, with its payload.
+pub async fn dispatch_runs_exactly_the_registered_handler(
+    spawn: impl AsyncFn(AppSpec) -> crate::App,
+) {
+    let spec = AppSpec::new();
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let completed = envelope_of("mapping.completed", &event_id("dispatch"), COMPLETED_DATA);
+    let answer = client.deliver(ROUTE_EVENTS, completed.clone()).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let resolved = envelope_of(
+        "mapping.error.resolved",
+        &event_id("dispatch"),
+        RESOLVED_DATA,
+    );
+    let answer = client.deliver(ROUTE_EVENTS, resolved.clone()).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let seen = probe.seen();
+    let routes: Vec<&str> = seen.iter().map(|s| s.route).collect();
+    assert_eq!(routes, [HANDLER_COMPLETED, HANDLER_RESOLVED]);
+    let first: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(first["data"]["rowCount"], 4821);
+    let second: Value = serde_json::from_slice(&seen[1].body).unwrap();
+    assert_eq!(second["data"]["errorId"], "err_1");
+    // Each is done: a copy runs no handler.
+    assert_done(&client, ROUTE_EVENTS, &completed).await;
+    assert_done(&client, ROUTE_EVENTS, &resolved).await;
+    assert_eq!(probe.calls(), 2);
+}
+
+/// A type without a handler (and no fallback) is acknowledged with a 2xx, runs no
+/// handler, and is remembered as done: never refused, so never retried until dead.
+pub async fn dispatch_acknowledges_an_unregistered_type(
+    spawn: impl AsyncFn(AppSpec) -> crate::App,
+) {
+    let spec = AppSpec::new();
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let body = envelope_of("export.expired", &event_id("unregistered"), "{}");
+    let answer = client.deliver(ROUTE_EVENTS, body.clone()).await;
+    assert!((200..300).contains(&answer.status), "{answer:?}");
+    assert_eq!(probe.calls(), 0);
+    assert_done(&client, ROUTE_EVENTS, &body).await;
+    assert_eq!(probe.calls(), 0);
+}
+
+/// A registered type whose payload does not match its handler's type → 422, no handler
+/// runs, and the event stays retryable (a fixed deploy still gets it).
+pub async fn dispatch_payload_mismatch_is_422_and_retryable(
+    spawn: impl AsyncFn(AppSpec) -> crate::App,
+) {
+    let spec = AppSpec::new();
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let id = event_id("dispatch_bad");
+    let bad = envelope_of("mapping.completed", &id, r#"{"rowCount":"many"}"#);
+    let answer = client.deliver(ROUTE_EVENTS, bad).await;
+    assert_eq!(answer.status, 422, "{answer:?}");
+    assert_eq!(probe.calls(), 0);
+    let fixed = envelope_of("mapping.completed", &id, COMPLETED_DATA);
+    let retry = client
+        .deliver_until_not_in_flight(ROUTE_EVENTS, &fixed)
+        .await;
+    assert_eq!(
+        retry.status, 200,
+        "the event must stay retryable: {retry:?}"
+    );
+    let routes: Vec<&str> = probe.seen().iter().map(|s| s.route).collect();
+    assert_eq!(routes, [HANDLER_COMPLETED]);
+}
+
+/// The adapter's `clock(..)` also drives the default store: a done event is forgotten
+/// once the manual clock passes the store's TTL (24 h), and processed again.
+pub async fn clock_drives_the_default_store_s_ttl(spawn: impl AsyncFn(AppSpec) -> crate::App) {
+    const T: u64 = 1_800_000_000;
+    let clock = ManualClock::at_secs(T);
+    let spec = AppSpec::new().clock(clock.clone());
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let body = envelope(&event_id("ttl"), "del_ttl");
+    let first = client
+        .deliver_signed(ROUTE_HOOKS, SECRET, body.clone(), T)
+        .await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let copy = client
+        .deliver_signed(ROUTE_HOOKS, SECRET, body.clone(), T)
+        .await;
+    assert!(copy.body.contains("already processed"), "{copy:?}");
+    clock.advance(Duration::from_secs(24 * 3600 + 1));
+    let later = client
+        .deliver_signed(ROUTE_HOOKS, SECRET, body, T + 24 * 3600 + 1)
+        .await;
+    assert_eq!(later.status, 200, "{later:?}");
+    assert_eq!(
+        probe.calls(),
+        2,
+        "the store's TTL must follow the adapter's clock"
+    );
+}
+
+/// An observer hears each request's outcome exactly once, with its reason: the refusals
+/// the adapter finds while reading the body (413 while streaming, 408) as well as the
+/// gate's own, a handler that panics (reported as `panicked` where the adapter catches
+/// it, `dropped` where the panic unwinds through it), the copies in flight while its
+/// claim is freed, the processed retry and the duplicate. The claims in flight return
+/// to zero.
+pub async fn observer_hears_each_outcome_once(spawn: impl AsyncFn(AppSpec) -> crate::App) {
+    use mapping_webhooks::{HandlerEnd, Outcome, Refusal};
+
+    let observer = crate::CountingObserver::default();
+    let spec = AppSpec::new()
+        .behaviour(Behaviour::fail_first(1, Failure::Panic))
+        .body_limit(64 * 1024)
+        .read_timeout(Duration::from_millis(300))
+        .observer(observer.clone());
+    let app = spawn(spec).await;
+    let client = Client::new(&app);
+    let mut expected = 0;
+
+    // The handler panics.
+    let body = envelope(&event_id("observed"), "d");
+    let signature = sign(SECRET, &body, now());
+    let first = client
+        .try_post(
+            ROUTE_HOOKS,
+            &[("x-webhook-signature", &signature)],
+            body.clone(),
+        )
+        .await;
+    assert!(first.as_ref().is_none_or(|a| a.status == 500), "{first:?}");
+    expected += 1;
+    // Retried until its claim is freed (a dropped ticket frees it in the background).
+    let mut in_flight = 0;
+    let retry = loop {
+        let answer = client.deliver(ROUTE_HOOKS, body.clone()).await;
+        expected += 1;
+        if answer.status != 409 {
+            break answer;
+        }
+        in_flight += 1;
+        assert!(in_flight < 200, "the claim was never freed");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(retry.status, 200);
+    assert_eq!(client.deliver(ROUTE_HOOKS, body).await.status, 200);
+    expected += 1;
+
+    // 413 while the chunked body streams.
+    let head = format!(
+        "POST {ROUTE_HOOKS} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         x-webhook-signature: t={},v1={}\r\ntransfer-encoding: chunked\r\n\r\n",
+        app.addr(),
+        now(),
+        "0".repeat(64)
+    );
+    let more = format!("1000\r\n{}\r\n", "x".repeat(4096)).repeat(32);
+    let status = raw_exchange(&app, head.as_bytes(), Some(more.as_bytes())).await;
+    assert_eq!(status, Some(413));
+    expected += 1;
+
+    // 408: a body shorter than its declared length, never finished.
+    let stalled = envelope(&event_id("stalled"), "d");
+    let head = format!(
+        "POST {ROUTE_HOOKS} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         x-webhook-signature: {}\r\ncontent-length: {}\r\n\r\n",
+        app.addr(),
+        sign(SECRET, &stalled, now()),
+        stalled.len()
+    );
+    let status = raw_exchange(&app, head.as_bytes(), Some(&stalled[..10])).await;
+    assert!(matches!(status, None | Some(408)), "{status:?}");
+    expected += 1;
+
+    // A forged one.
+    let forged = envelope(&event_id("forged"), "d");
+    let answer = client
+        .deliver_signed(ROUTE_HOOKS, "whsec_forger", forged, now())
+        .await;
+    assert_eq!(answer.status, 401);
+    expected += 1;
+
+    wait_for("every outcome reported", || {
+        observer.outcomes().len() >= expected
+    })
+    .await;
+    wait_for("no claim in flight", || observer.claims_in_flight() == 0).await;
+    let outcomes = observer.outcomes();
+    assert_eq!(outcomes.len(), expected, "{outcomes:?}");
+    let count = |wanted: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| wanted(o)).count();
+    let handled = |o: &Outcome, ends: &[HandlerEnd]| matches!(o, Outcome::Handled(h) if ends.contains(&h.end) && !h.store_error);
+    assert_eq!(
+        count(&|o| handled(o, &[HandlerEnd::Panicked, HandlerEnd::Dropped])),
+        1,
+        "the panic, once: {outcomes:?}"
+    );
+    assert_eq!(
+        count(&|o| handled(o, &[HandlerEnd::Status(200)])),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(count(&|o| *o == Outcome::InFlight), in_flight);
+    assert_eq!(count(&|o| *o == Outcome::Duplicate), 1);
+    for refusal in [
+        Refusal::BodyTooLarge,
+        Refusal::ReadTimeout,
+        Refusal::SignatureMismatch,
+    ] {
+        assert_eq!(
+            count(&|o| *o == Outcome::Refused(refusal)),
+            1,
+            "{refusal:?} once: {outcomes:?}"
         );
     }
 }

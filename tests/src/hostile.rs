@@ -85,6 +85,40 @@ async fn read_status(reader: &mut (impl AsyncRead + Unpin)) -> Option<u16> {
         .and_then(|code| code.parse().ok())
 }
 
+/// Reads responses until a final one (not 1xx). Returns whether a `100 Continue` came
+/// first, and the final status (`None`: the server closed without one). Panics if the
+/// server neither answers nor closes.
+async fn read_final_status(reader: &mut (impl AsyncRead + Unpin)) -> (bool, Option<u16>) {
+    let read = async {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        let mut continued = false;
+        loop {
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                let status: Option<u16> = head
+                    .strip_prefix("HTTP/1.1 ")
+                    .and_then(|rest| rest.get(..3))
+                    .and_then(|code| code.parse().ok());
+                match status {
+                    Some(100..=199) => {
+                        continued |= status == Some(100);
+                        buf.drain(..end + 4);
+                    }
+                    other => return (continued, other),
+                }
+            }
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => return (continued, None),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(HANG, read)
+        .await
+        .expect("the server neither answered nor closed the connection")
+}
+
 /// Sends `head`, then `body` one byte per [`TRICKLE_PAUSE`] until the server answers or
 /// closes, keeping the connection open after the last byte. Returns the status (`None`:
 /// closed without an answer) and how many body bytes had been sent by then.
@@ -622,6 +656,171 @@ pub async fn forged_event_id_does_not_block_the_real_event(
     assert_eq!(probe.seen()[0].body, real);
 }
 
+/// A request head refused before its body matters: what it is, its signature headers
+/// (name, value), and the status it gets.
+struct BadHead {
+    what: &'static str,
+    headers: Vec<(&'static str, Vec<u8>)>,
+    status: u16,
+}
+
+impl BadHead {
+    /// Its headers, then `more`, as [`request_head`] takes them.
+    fn with<'a>(&'a self, more: &[(&'a str, &'a [u8])]) -> Vec<(&'a str, &'a [u8])> {
+        let mut all: Vec<(&str, &[u8])> = self.headers.iter().map(|(n, v)| (*n, &v[..])).collect();
+        all.extend_from_slice(more);
+        all
+    }
+}
+
+/// Heads with no signature header, a malformed one, two, and a valid one outside the
+/// window either way.
+fn bad_heads(body: &[u8]) -> Vec<BadHead> {
+    let valid = sign(SECRET, body, now()).into_bytes();
+    let sig = "x-webhook-signature";
+    let bad = |what, headers, status| BadHead {
+        what,
+        headers,
+        status,
+    };
+    vec![
+        bad("no signature header", vec![], 400),
+        bad(
+            "a malformed signature header",
+            vec![(sig, b"t=soon,v1=nothing".to_vec())],
+            400,
+        ),
+        bad(
+            "two signature headers",
+            vec![(sig, valid.clone()), (sig, valid)],
+            400,
+        ),
+        bad(
+            "a stale timestamp",
+            vec![(sig, sign(SECRET, body, now() - 3600).into_bytes())],
+            401,
+        ),
+        bad(
+            "a future timestamp",
+            vec![(sig, sign(SECRET, body, now() + 3600).into_bytes())],
+            401,
+        ),
+    ]
+}
+
+/// A request head with `Expect: 100-continue` and a missing, malformed, repeated or
+/// out-of-window signature header is refused without its body: no byte of it is ever
+/// sent, and the answer is the header's 400 or 401, not the 408 of a server that waited
+/// for the body. On hyper no `100 Continue` comes first (it is sent only when the body is
+/// read); actix-web answers `100` itself before the middleware runs, so there a `100`
+/// may come first, followed by the same refusal. A valid delivery asking for `100`
+/// gets it, sends its body, and is processed.
+pub async fn unauthenticated_expect_continue_is_refused_without_the_body(
+    spawn: impl AsyncFn(AppSpec) -> crate::App,
+) {
+    let spec = AppSpec::new().read_timeout(READ_TIMEOUT);
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let body = envelope(&event_id("expect"), "del_expect");
+    let length = body.len().to_string();
+    for bad in bad_heads(&body) {
+        let (what, expected) = (bad.what, bad.status);
+        let all = bad.with(&[
+            ("content-length", length.as_bytes()),
+            ("expect", b"100-continue"),
+        ]);
+        let head = request_head(&app, ROUTE_HOOKS, &all);
+        let mut stream = TcpStream::connect(app.addr()).await.expect("connect");
+        stream.write_all(&head).await.expect("write the head");
+        let (continued, status) = read_final_status(&mut stream).await;
+        assert!(
+            app.sends_continue_itself || !continued,
+            "{what}: the server answered 100 Continue, then {status:?}"
+        );
+        assert_eq!(
+            status,
+            Some(expected),
+            "{what} with Expect: 100-continue (408 means the server waited for the body)"
+        );
+    }
+
+    // A valid delivery that waits for the 100 before sending its body.
+    let signature = sign(SECRET, &body, now());
+    let head = request_head(
+        &app,
+        ROUTE_HOOKS,
+        &[
+            ("x-webhook-signature", signature.as_bytes()),
+            ("content-length", length.as_bytes()),
+            ("expect", b"100-continue"),
+        ],
+    );
+    let mut stream = TcpStream::connect(app.addr()).await.expect("connect");
+    stream.write_all(&head).await.expect("write the head");
+    let mut first = [0u8; 25];
+    tokio::time::timeout(HANG, stream.read_exact(&mut first))
+        .await
+        .expect("the server answered 100 Continue")
+        .expect("read 100 Continue");
+    assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(&body).await.expect("write the body");
+    assert_eq!(read_status(&mut stream).await, Some(200));
+    assert_eq!(probe.calls(), 1, "only the valid delivery ran");
+    assert_eq!(probe.seen()[0].body, body);
+}
+
+/// A request with a missing, malformed, repeated or out-of-window signature header that
+/// declares a large body (900 KiB, under the 1 MiB limit), sends 64 KiB of it and
+/// stalls, is answered with the header's 400 or 401 at once: not the 408 a server waiting
+/// for (and buffering) the body would give after its read timeout. The same goes for a
+/// chunked body that never ends.
+pub async fn unauthenticated_large_body_is_refused_without_waiting_for_it(
+    spawn: impl AsyncFn(AppSpec) -> crate::App,
+) {
+    const DECLARED: usize = 900 * 1024;
+    const SENT: usize = 64 * 1024;
+    let spec = AppSpec::new().read_timeout(READ_TIMEOUT);
+    let probe = spec.probe.clone();
+    let app = spawn(spec).await;
+    let body = envelope(&event_id("stalled"), "del_stalled");
+    let declared = DECLARED.to_string();
+    let mut partial = body.clone();
+    partial.resize(SENT, b' ');
+    let mut chunked = format!("{SENT:x}\r\n").into_bytes();
+    chunked.extend_from_slice(&partial);
+    chunked.extend_from_slice(b"\r\n");
+    let framings: [(&str, &[u8], &[u8]); 2] = [
+        ("content-length", declared.as_bytes(), &partial),
+        ("transfer-encoding", b"chunked", &chunked),
+    ];
+    for bad in bad_heads(&body) {
+        let (what, expected) = (bad.what, bad.status);
+        for (framing, value, sent) in framings {
+            let head = request_head(&app, ROUTE_HOOKS, &bad.with(&[(framing, value)]));
+            let stream = TcpStream::connect(app.addr()).await.expect("connect");
+            let (mut reader, mut writer) = stream.into_split();
+            let sent = sent.to_vec();
+            let writing = tokio::spawn(async move {
+                // The server may answer and close before taking it all: that is fine.
+                if writer.write_all(&head).await.is_ok() {
+                    let _ = writer.write_all(&sent).await;
+                }
+                // Then stall, the connection open.
+                std::future::pending::<()>().await;
+            });
+            let status = read_status(&mut reader).await;
+            writing.abort();
+            assert_eq!(
+                status,
+                Some(expected),
+                "{what}, {framing} body stalled (408 means the server waited for the body)"
+            );
+        }
+    }
+    still_serving(&app, &probe).await;
+    never_handled(&probe, &partial);
+}
+
 /// Instantiates every case in [`hostile`](crate::hostile) as a `#[tokio::test]` for one
 /// adapter. [`conformance_suite!`](crate::conformance_suite) calls it.
 #[macro_export]
@@ -640,6 +839,8 @@ macro_rules! hostile_suite {
             replay_within_the_window_is_deduplicated,
             replay_after_the_window_is_refused,
             forged_event_id_does_not_block_the_real_event,
+            unauthenticated_expect_continue_is_refused_without_the_body,
+            unauthenticated_large_body_is_refused_without_waiting_for_it,
         );
     };
     (@cases $spawn:path; $($case:ident),* $(,)?) => {

@@ -16,27 +16,33 @@
 //! | `POST /hooks` | yes | the raw body (`Bytes`) and the `Verified` from the request extensions | `probe.handle(ROUTE_HOOKS, Some(verified), body)` |
 //! | `POST /json` | yes | the framework's JSON extractor of `Box<serde_json::value::RawValue>`, and the `Verified` | `probe.handle(ROUTE_JSON, Some(verified), raw.get() bytes)` |
 //! | `POST /typed` | yes | the adapter's typed extractor of `MappingCompleted` | `probe.handle(ROUTE_TYPED, Some(meta), serde_json::to_vec(&envelope))` |
+//! | `POST /t/{tenant}` | yes, built with `for_tenants(spec.tenants, TenantFrom::PathSegment(1))`, only when the spec has tenants | as `/hooks` | `probe.handle(ROUTE_TENANTS, Some(verified), body)` |
+//! | `POST /k/{tenant}` | as `/t/{tenant}`, plus `.tenant_key(..)`: the framework's own way to read `{tenant}` | as `/hooks` | `probe.handle(ROUTE_TENANT_KEY, Some(verified), body)` |
 //! | `POST /unlayered` | **no** | the typed extractor (must refuse: 500 naming `WebhookVerify`) | `probe.handle(ROUTE_UNLAYERED, None, ..)` |
+//! | `POST /any` | yes | the typed extractor of the `Event` enum | `probe.handle(ROUTE_ANY, Some(meta), serde_json::to_vec(&envelope))` |
+//! | `POST /events` | yes | the adapter's `EventRouter`: `on::<MappingCompleted>` and `on_type("mapping.error.resolved", …)` taking `VerifiedEvent` (`Value`), no fallback | `probe.handle(HANDLER_COMPLETED` or `HANDLER_RESOLVED, Some(meta), serde_json::to_vec(&envelope))` |
 //!
 //! Each handler answers with the status `probe.handle` returns and an empty body. The
-//! adapter applies the spec's settings: `secret`, `previous_secret`, `tolerance`,
-//! `body_limit`, `read_timeout`, `clock`, `on_store_error`, and `dedup`
+//! adapter applies the spec's settings: `secret` (or `secrets`, a shared handle built
+//! with `from_secrets`), `previous_secret`, `tolerance`, `body_limit`, `read_timeout`,
+//! `clock`, `on_store_error`, and `dedup`
 //! ([`Dedup::Memory`]: the default store; [`Dedup::Off`]: no dedup;
 //! [`Dedup::Failing`]: [`FailingStore`];
-//! [`Dedup::User`]: the given [`CountingStore`]). A handler panic must become a 500
+//! [`Dedup::User`]: the given [`CountingStore`]), and `observer` (the adapter's
+//! `observer` builder method). A handler panic must become a 500
 //! through the framework's usual catch-panic mechanism (tower-http's `CatchPanicLayer`
 //! outside the layer for axum; actix-web catches panics itself, or not: then the
 //! connection drops, which the panic case also accepts).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use mapping_webhooks::{
-    Begin, Claim, DedupStore, ManualClock, MatchedSecret, MemoryStore, OnStoreError, Secret,
-    Signer, StoreError, Verified,
+    Begin, Claim, DedupStore, ManualClock, MatchedSecret, MemoryStore, Observer, OnStoreError,
+    Outcome, Secret, Secrets, Signer, StoreError, Tenants, Verified,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -44,6 +50,8 @@ use tokio::net::TcpStream;
 pub mod cases;
 pub mod hostile;
 pub mod inbox_cases;
+pub mod rotation;
+pub mod tenants;
 
 /// The secret every case signs with, unless it says otherwise.
 pub const SECRET: &str = "whsec_conformance_current_0123456789abcdef";
@@ -58,6 +66,22 @@ pub const ROUTE_JSON: &str = "/json";
 pub const ROUTE_TYPED: &str = "/typed";
 /// A route with the typed extractor but without the adapter.
 pub const ROUTE_UNLAYERED: &str = "/unlayered";
+/// The route whose handler takes the typed extractor of the `Event` enum: every type.
+pub const ROUTE_ANY: &str = "/any";
+/// The route served by the adapter's `EventRouter`.
+pub const ROUTE_EVENTS: &str = "/events";
+/// What the `EventRouter`'s `mapping.completed` handler passes as its route.
+pub const HANDLER_COMPLETED: &str = "/events on mapping.completed";
+/// What the `EventRouter`'s `mapping.error.resolved` handler passes as its route.
+pub const HANDLER_RESOLVED: &str = "/events on mapping.error.resolved";
+/// The prefix of the tenant route, `POST /t/{tenant}`, served when the spec has
+/// [`tenants`](AppSpec::tenants): the adapter is built with `for_tenants(tenants,
+/// TenantFrom::PathSegment(1))` and the handler extracts raw bytes, as on [`ROUTE_HOOKS`].
+pub const ROUTE_TENANTS: &str = "/t";
+/// The prefix of a second tenant route, `POST /k/{tenant}`, whose adapter takes the
+/// tenant key with its own `tenant_key` function, in the framework's terms (axum: from
+/// the request's `Parts`; actix-web: `match_info().get("tenant")`).
+pub const ROUTE_TENANT_KEY: &str = "/k";
 
 /// How an adapter's app is configured for one case.
 #[derive(Debug, Clone)]
@@ -65,6 +89,11 @@ pub const ROUTE_UNLAYERED: &str = "/unlayered";
 pub struct AppSpec {
     /// The current secret.
     pub secret: String,
+    /// A secrets handle the case keeps to change the secrets while the app runs; when
+    /// set, the adapter is built from it (`from_secrets`) instead of from `secret`.
+    pub secrets: Option<Secrets>,
+    /// Tenants: the app also serves [`ROUTE_TENANTS`]`/{tenant}` for them.
+    pub tenants: Option<Tenants>,
     /// A previous secret, accepted during rotation.
     pub previous_secret: Option<String>,
     /// The tolerance, if not the default.
@@ -81,12 +110,16 @@ pub struct AppSpec {
     pub on_store_error: OnStoreError,
     /// What the handlers do; shared with the test, which reads what they saw.
     pub probe: Probe,
+    /// An observer for the adapter's `observer` builder method, if any.
+    pub observer: Option<CountingObserver>,
 }
 
 impl Default for AppSpec {
     fn default() -> Self {
         Self {
             secret: SECRET.into(),
+            secrets: None,
+            tenants: None,
             previous_secret: None,
             tolerance: None,
             body_limit: None,
@@ -95,6 +128,7 @@ impl Default for AppSpec {
             dedup: Dedup::Memory,
             on_store_error: OnStoreError::default(),
             probe: Probe::new(Behaviour::default()),
+            observer: None,
         }
     }
 }
@@ -109,6 +143,20 @@ impl AppSpec {
     #[must_use]
     pub fn behaviour(mut self, behaviour: Behaviour) -> Self {
         self.probe = Probe::new(behaviour);
+        self
+    }
+
+    /// Builds the adapter from this secrets handle.
+    #[must_use]
+    pub fn secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
+    /// Also serves [`ROUTE_TENANTS`]`/{tenant}` for these tenants.
+    #[must_use]
+    pub fn tenants(mut self, tenants: Tenants) -> Self {
+        self.tenants = Some(tenants);
         self
     }
 
@@ -151,6 +199,13 @@ impl AppSpec {
     #[must_use]
     pub fn dedup(mut self, dedup: Dedup) -> Self {
         self.dedup = dedup;
+        self
+    }
+
+    /// Sets the observer.
+    #[must_use]
+    pub fn observer(mut self, observer: CountingObserver) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -220,6 +275,40 @@ impl DedupStore for CountingStore {
 
     async fn abandon(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
         self.inner.abandon(key, claim).await
+    }
+}
+
+/// An observer that keeps every outcome and counts the claims in flight (clones share
+/// both).
+#[derive(Debug, Clone, Default)]
+pub struct CountingObserver {
+    outcomes: Arc<Mutex<Vec<Outcome>>>,
+    claims: Arc<AtomicI64>,
+}
+
+impl CountingObserver {
+    /// Every outcome reported so far, in order.
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        self.outcomes.lock().unwrap().clone()
+    }
+
+    /// Claims started and not yet ended.
+    pub fn claims_in_flight(&self) -> i64 {
+        self.claims.load(Ordering::SeqCst)
+    }
+}
+
+impl Observer for CountingObserver {
+    fn outcome(&self, outcome: Outcome) {
+        self.outcomes.lock().unwrap().push(outcome);
+    }
+
+    fn claim_started(&self) {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn claim_ended(&self) {
+        self.claims.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -361,6 +450,10 @@ impl Probe {
 pub struct App {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    /// Whether the HTTP server answers `Expect: 100-continue` with `100 Continue` itself,
+    /// before the adapter sees the request (see
+    /// [`server_sends_continue`](Self::server_sends_continue)).
+    pub sends_continue_itself: bool,
     _guard: Box<dyn Send>,
 }
 
@@ -369,8 +462,20 @@ impl App {
     pub fn new(url: String, guard: impl Send + 'static) -> Self {
         Self {
             url,
+            sends_continue_itself: false,
             _guard: Box::new(guard),
         }
+    }
+
+    /// Says that the server answers `Expect: 100-continue` with `100 Continue` before
+    /// the adapter can decide (actix-web's `HttpServer` does, from actix-http's default
+    /// expect service). The cases then accept a `100` before a refusal; without this,
+    /// a refusal must come with no `100` before it (hyper sends it only when the body
+    /// is first read).
+    #[must_use]
+    pub fn server_sends_continue(mut self) -> Self {
+        self.sends_continue_itself = true;
+        self
     }
 
     /// The host and port, for raw TCP.
@@ -381,7 +486,10 @@ impl App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("url", &self.url).finish()
+        f.debug_struct("App")
+            .field("url", &self.url)
+            .field("sends_continue_itself", &self.sends_continue_itself)
+            .finish()
     }
 }
 
@@ -400,6 +508,14 @@ pub fn envelope(event_id: &str, delivery_id: &str) -> Vec<u8> {
         "{{ \"type\" : \"mapping.completed\", \"eventId\":\"{event_id}\",\n  \"id\":\"{delivery_id}\", \
          \"apiVersion\":\"2026-06-01\", \"createdAt\":\"2026-06-07T12:01:00Z\",\n  \"data\": {{\"rowCount\": 4821, \
          \"mappingJobId\":\"job_01HZ\",   \"status\":\"COMPLETED\", \"exportFileId\":\"ef_01HZ\", \"note\":\"caf\\u00e9\"}} }}"
+    )
+    .into_bytes()
+}
+
+/// A delivery body of `event_type` with `data` (JSON text) for `event_id`.
+pub fn envelope_of(event_type: &str, event_id: &str, data: &str) -> Vec<u8> {
+    format!(
+        r#"{{"id":"del_{event_id}","eventId":"{event_id}","type":"{event_type}","apiVersion":"2026-06-01","data":{data}}}"#
     )
     .into_bytes()
 }
@@ -563,13 +679,22 @@ pub fn assert_processed_once(statuses: &[u16]) {
 
 /// Sends raw bytes on a fresh connection and reads the response head's status line
 /// (or `None` if the server closed without answering).
+///
+/// The bytes are written while the answer is read: a server may answer and close before
+/// taking them all (a 413 by `Content-Length`), and a client that insisted on writing
+/// first would meet a reset connection instead of the answer.
 pub async fn raw_exchange(app: &App, request: &[u8], then_send: Option<&[u8]>) -> Option<u16> {
-    let mut stream = TcpStream::connect(app.addr()).await.expect("connect");
-    stream.write_all(request).await.expect("write request head");
-    if let Some(more) = then_send {
-        // The server may answer and close before taking it all: that is fine.
-        let _ = stream.write_all(more).await;
-    }
+    let stream = TcpStream::connect(app.addr()).await.expect("connect");
+    let (mut stream, mut writer) = stream.into_split();
+    let mut bytes = request.to_vec();
+    bytes.extend_from_slice(then_send.unwrap_or_default());
+    let writing = tokio::spawn(async move {
+        // Errors are fine: the answer (or its absence) is what the case checks.
+        let _ = writer.write_all(&bytes).await;
+        // Keep the write side open until the answer is read.
+        std::future::pending::<()>().await;
+    });
+    let _abort = AbortOnDrop(writing);
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -587,6 +712,15 @@ pub async fn raw_exchange(app: &App, request: &[u8], then_send: Option<&[u8]>) -
     line.strip_prefix("HTTP/1.1 ")
         .and_then(|rest| rest.get(..3))
         .and_then(|code| code.parse().ok())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Polls `condition` every 10 ms, at most 500 times; panics with `what` if it never held.
@@ -614,6 +748,8 @@ pub fn matched_current(verified: &Verified) -> bool {
 macro_rules! conformance_suite {
     ($spawn:path) => {
         $crate::hostile_suite!($spawn);
+        $crate::rotation_suite!($spawn);
+        $crate::tenant_suite!($spawn);
         $crate::conformance_suite!(@cases $spawn;
             valid_delivery_is_processed_once,
             duplicate_is_acknowledged_without_the_handler,
@@ -645,8 +781,15 @@ macro_rules! conformance_suite {
             typed_extractor_gives_the_envelope,
             typed_extractor_mismatch_is_422_and_retryable,
             extractor_without_the_layer_is_500,
+            typed_extractor_acknowledges_another_type,
+            event_extractor_takes_every_type,
+            dispatch_runs_exactly_the_registered_handler,
+            dispatch_acknowledges_an_unregistered_type,
+            dispatch_payload_mismatch_is_422_and_retryable,
+            clock_drives_the_default_store_s_ttl,
             tolerance_edges_are_inclusive,
             custom_tolerance_is_applied,
+            observer_hears_each_outcome_once,
         );
     };
     (@cases $spawn:path; $($case:ident),* $(,)?) => {

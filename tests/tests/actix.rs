@@ -7,9 +7,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use mapping_webhooks::{DedupStore, MappingCompleted, Verified};
-use mapping_webhooks_actix::{VerifiedEvent, WebhookVerify};
+use mapping_webhooks_actix::{Event, EventRouter, TenantFrom, VerifiedEvent, WebhookVerify};
 use mapping_webhooks_conformance::{
-    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED,
+    App, AppSpec, Dedup, FailingStore, HANDLER_COMPLETED, HANDLER_RESOLVED, Probe, ROUTE_ANY,
+    ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANT_KEY, ROUTE_TENANTS, ROUTE_TYPED,
     ROUTE_UNLAYERED, conformance_suite,
 };
 use serde_json::value::RawValue;
@@ -19,7 +20,11 @@ fn respond(code: u16) -> HttpResponse {
 }
 
 async fn spawn_actix_app(spec: AppSpec) -> App {
-    let mut verify = WebhookVerify::new(&spec.secret).on_store_error(spec.on_store_error);
+    let mut verify = match &spec.secrets {
+        Some(secrets) => WebhookVerify::from_secrets(secrets.clone()),
+        None => WebhookVerify::new(&spec.secret),
+    }
+    .on_store_error(spec.on_store_error);
     if let Some(previous) = &spec.previous_secret {
         verify = verify.previous_secret(previous);
     }
@@ -35,20 +40,32 @@ async fn spawn_actix_app(spec: AppSpec) -> App {
     if let Some(timeout) = spec.read_timeout {
         verify = verify.read_timeout(timeout);
     }
+    if let Some(observer) = spec.observer.clone() {
+        verify = verify.observer(observer);
+    }
     let probe = spec.probe.clone();
+    let tenants = spec
+        .tenants
+        .map(|tenants| WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1)));
     let (url, handle) = match spec.dedup {
-        Dedup::Memory => serve(probe, verify).await,
-        Dedup::Off => serve(probe, verify.without_dedup()).await,
-        Dedup::Failing => serve(probe, verify.dedup(FailingStore)).await,
-        Dedup::User(store) => serve(probe, verify.dedup(store)).await,
+        Dedup::Memory => serve(probe, verify, tenants).await,
+        Dedup::Off => serve(probe, verify.without_dedup(), tenants).await,
+        Dedup::Failing => serve(probe, verify.dedup(FailingStore), tenants).await,
+        Dedup::User(store) => serve(probe, verify.dedup(store), tenants).await,
         _ => unreachable!("a dedup choice this suite does not know"),
     };
-    App::new(url, StopOnDrop(handle))
+    // actix-http answers `Expect: 100-continue` before any middleware runs, and
+    // actix-web's `HttpServer` offers no way to change its expect service.
+    App::new(url, StopOnDrop(handle)).server_sends_continue()
 }
 
 /// Serves the app on 127.0.0.1:0 from its own thread: actix-web runs its own runtime
 /// (a `System`) and worker threads, separate from the test's tokio runtime.
-async fn serve<D: DedupStore>(probe: Probe, verify: WebhookVerify<D>) -> (String, ServerHandle) {
+async fn serve<D: DedupStore>(
+    probe: Probe,
+    verify: WebhookVerify<D>,
+    tenants: Option<WebhookVerify>,
+) -> (String, ServerHandle) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -73,6 +90,34 @@ async fn serve<D: DedupStore>(probe: Probe, verify: WebhookVerify<D>) -> (String
                             .route(web::post().to(typed)),
                     )
                     .service(web::resource(ROUTE_UNLAYERED).route(web::post().to(unlayered)))
+                    .service(
+                        web::resource(ROUTE_ANY)
+                            .wrap(verify.clone())
+                            .route(web::post().to(any)),
+                    )
+                    .service(
+                        web::resource(ROUTE_EVENTS)
+                            .wrap(verify.clone())
+                            .route(web::post().to(events(probe.clone()))),
+                    )
+                    .configure(|config| {
+                        if let Some(tenants) = &tenants {
+                            config.service(
+                                web::resource(format!("{ROUTE_TENANTS}/{{tenant}}"))
+                                    .wrap(tenants.clone())
+                                    .route(web::post().to(tenant_hook)),
+                            );
+                            // The same tenants, the key from the matched path parameter.
+                            let keyed = tenants.clone().tenant_key(|req| {
+                                req.match_info().get("tenant").map(str::to_owned)
+                            });
+                            config.service(
+                                web::resource(format!("{ROUTE_TENANT_KEY}/{{tenant}}"))
+                                    .wrap(keyed)
+                                    .route(web::post().to(tenant_key_hook)),
+                            );
+                        }
+                    })
             })
             .workers(2)
             .disable_signals()
@@ -100,6 +145,32 @@ async fn hooks(
     )
 }
 
+async fn tenant_hook(
+    probe: web::Data<Probe>,
+    meta: web::ReqData<Verified>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let body = Bytes::copy_from_slice(&body);
+    respond(
+        probe
+            .handle(ROUTE_TENANTS, Some(meta.into_inner()), body)
+            .await,
+    )
+}
+
+async fn tenant_key_hook(
+    probe: web::Data<Probe>,
+    meta: web::ReqData<Verified>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let body = Bytes::copy_from_slice(&body);
+    respond(
+        probe
+            .handle(ROUTE_TENANT_KEY, Some(meta.into_inner()), body)
+            .await,
+    )
+}
+
 async fn json(
     probe: web::Data<Probe>,
     meta: web::ReqData<Verified>,
@@ -117,6 +188,32 @@ async fn typed(probe: web::Data<Probe>, event: VerifiedEvent<MappingCompleted>) 
     let (envelope, meta) = event.into_parts();
     let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
     respond(probe.handle(ROUTE_TYPED, Some(meta), body).await)
+}
+
+async fn any(probe: web::Data<Probe>, event: VerifiedEvent<Event>) -> HttpResponse {
+    let (envelope, meta) = event.into_parts();
+    let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+    respond(probe.handle(ROUTE_ANY, Some(meta), body).await)
+}
+
+/// The documented router: a typed handler, a handler by type name with `web::Data`.
+fn events(probe: Probe) -> EventRouter {
+    EventRouter::new()
+        .on(move |event: VerifiedEvent<MappingCompleted>| {
+            let probe = probe.clone();
+            async move {
+                let (envelope, meta) = event.into_parts();
+                let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+                respond(probe.handle(HANDLER_COMPLETED, Some(meta), body).await)
+            }
+        })
+        .on_type("mapping.error.resolved", resolved)
+}
+
+async fn resolved(probe: web::Data<Probe>, event: VerifiedEvent) -> HttpResponse {
+    let (envelope, meta) = event.into_parts();
+    let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+    respond(probe.handle(HANDLER_RESOLVED, Some(meta), body).await)
 }
 
 async fn unlayered(

@@ -7,10 +7,11 @@ use bytes::Bytes;
 use http::StatusCode;
 use mapping_webhooks::{MappingCompleted, Verified};
 use mapping_webhooks_conformance::{
-    App, AppSpec, Dedup, FailingStore, Probe, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TYPED,
+    App, AppSpec, Dedup, FailingStore, HANDLER_COMPLETED, HANDLER_RESOLVED, Probe, ROUTE_ANY,
+    ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANT_KEY, ROUTE_TENANTS, ROUTE_TYPED,
     ROUTE_UNLAYERED, conformance_suite,
 };
-use mapping_webhooks_tower::{VerifiedEvent, WebhookVerify};
+use mapping_webhooks_tower::{Event, EventRouter, TenantFrom, VerifiedEvent, WebhookVerify};
 use serde_json::value::RawValue;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -19,7 +20,11 @@ fn status(code: u16) -> StatusCode {
 }
 
 async fn spawn_axum_app(spec: AppSpec) -> App {
-    let mut layer = WebhookVerify::new(&spec.secret).on_store_error(spec.on_store_error);
+    let mut layer = match &spec.secrets {
+        Some(secrets) => WebhookVerify::from_secrets(secrets.clone()),
+        None => WebhookVerify::new(&spec.secret),
+    }
+    .on_store_error(spec.on_store_error);
     if let Some(previous) = &spec.previous_secret {
         layer = layer.previous_secret(previous);
     }
@@ -35,6 +40,9 @@ async fn spawn_axum_app(spec: AppSpec) -> App {
     if let Some(timeout) = spec.read_timeout {
         layer = layer.read_timeout(timeout);
     }
+    if let Some(observer) = spec.observer.clone() {
+        layer = layer.observer(observer);
+    }
     let probe = spec.probe.clone();
     let app = match spec.dedup {
         Dedup::Memory => routes(probe, layer),
@@ -42,6 +50,39 @@ async fn spawn_axum_app(spec: AppSpec) -> App {
         Dedup::Failing => routes(probe, layer.dedup(FailingStore)),
         Dedup::User(store) => routes(probe, layer.dedup(store)),
         _ => unreachable!("a dedup choice this suite does not know"),
+    };
+    let app = match spec.tenants {
+        Some(tenants) => {
+            let layer = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1));
+            // The same tenants, the key taken by a function of the request's parts.
+            let keyed = layer.clone().tenant_key(|parts| {
+                let rest = parts.uri.path().strip_prefix(ROUTE_TENANT_KEY)?;
+                Some(rest.trim_start_matches('/').to_owned())
+            });
+            let hook = |p: Probe, route: &'static str| {
+                move |Extension(meta): Extension<Verified>, body: Bytes| {
+                    let p = p.clone();
+                    async move { status(p.handle(route, Some(meta), body).await) }
+                }
+            };
+            app.merge(
+                Router::new()
+                    .route(
+                        &format!("{ROUTE_TENANTS}/{{tenant}}"),
+                        post(hook(spec.probe.clone(), ROUTE_TENANTS)),
+                    )
+                    .route_layer(layer),
+            )
+            .merge(
+                Router::new()
+                    .route(
+                        &format!("{ROUTE_TENANT_KEY}/{{tenant}}"),
+                        post(hook(spec.probe.clone(), ROUTE_TENANT_KEY)),
+                    )
+                    .route_layer(keyed),
+            )
+        }
+        None => app,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -73,10 +114,39 @@ fn routes<D: mapping_webhooks::DedupStore>(probe: Probe, layer: WebhookVerify<D>
             }
         }
     };
-    // `layer` for two routes, `route_layer` for the typed one: both documented ways.
+    let p = probe.clone();
+    let any = move |event: VerifiedEvent<Event>| {
+        let p = p.clone();
+        async move {
+            let (envelope, meta) = event.into_parts();
+            let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+            status(p.handle(ROUTE_ANY, Some(meta), body).await)
+        }
+    };
+    let (p1, p2) = (probe.clone(), probe.clone());
+    let events = EventRouter::new()
+        .on(move |event: VerifiedEvent<MappingCompleted>| {
+            let p = p1.clone();
+            async move {
+                let (envelope, meta) = event.into_parts();
+                let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+                status(p.handle(HANDLER_COMPLETED, Some(meta), body).await)
+            }
+        })
+        .on_type("mapping.error.resolved", move |event: VerifiedEvent| {
+            let p = p2.clone();
+            async move {
+                let (envelope, meta) = event.into_parts();
+                let body = Bytes::from(serde_json::to_vec(&envelope).unwrap());
+                status(p.handle(HANDLER_RESOLVED, Some(meta), body).await)
+            }
+        });
+    // `layer` for most routes, `route_layer` for the typed one: both documented ways.
     let verified = Router::new()
         .route(ROUTE_HOOKS, post(hooks))
         .route(ROUTE_JSON, post(json))
+        .route(ROUTE_ANY, post(any))
+        .route(ROUTE_EVENTS, post(events))
         .layer(layer.clone());
     let typed_route = Router::new()
         .route(ROUTE_TYPED, post(typed(probe.clone(), ROUTE_TYPED)))

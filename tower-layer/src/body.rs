@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 /// The request body the inner service receives: the raw bytes the signature was
 /// verified over, unchanged.
 ///
-/// It is an ordinary [`Body`], so axum's `Json<T>`, `Bytes` and `String` extractors work
+/// It is an ordinary [`Body`](https://docs.rs/http-body/1/http_body/trait.Body.html), so axum's `Json<T>`, `Bytes` and `String` extractors work
 /// behind the layer; a plain hyper or tower service can take the bytes without
 /// collecting them with [`into_bytes`](Self::into_bytes).
 #[derive(Clone, Default)]

@@ -7,32 +7,51 @@ use axum::extract::FromRequest;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use mapping_webhooks::{Envelope, Verified};
-use serde::de::DeserializeOwned;
+use mapping_webhooks::{Envelope, FromEventData, PayloadError, SystemClock, Verified};
 use serde_json::Value;
 
 /// A webhook that passed [`WebhookVerify`](crate::WebhookVerify): the envelope, with its
 /// `data` parsed as `T` from the verified bytes, and the verified metadata.
 ///
+/// `T` decides which events the handler takes:
+///
+/// - [`Event`](crate::Event) takes **every** event type: match on it. This is the way to
+///   receive a destination's events, which all arrive at one URL.
+/// - [`MappingCompleted`](crate::MappingCompleted) or
+///   [`MappingErrorResolved`](crate::MappingErrorResolved) takes only its own type. Another
+///   type is acknowledged (200, logged at `warn`) without running the handler, so the
+///   sender does not retry it; route by type with [`EventRouter`](crate::EventRouter) to
+///   handle several.
+/// - `serde_json::Value` (the default) or your own type takes any type whose `data`
+///   parses as `T`.
+///
 /// ```
 /// use axum::{Router, http::StatusCode, routing::post};
-/// use mapping_webhooks::MappingCompleted;
-/// use mapping_webhooks_tower::{VerifiedEvent, WebhookVerify};
+/// use mapping_webhooks_tower::{Event, VerifiedEvent, WebhookVerify};
 ///
-/// async fn on_completed(event: VerifiedEvent<MappingCompleted>) -> StatusCode {
-///     println!("job {} has {} rows", event.envelope.data.mapping_job_id, event.envelope.data.row_count);
+/// async fn on_event(event: VerifiedEvent<Event>) -> StatusCode {
+///     match &event.envelope.data {
+///         Event::MappingCompleted(job) => println!("job {} has {} rows", job.mapping_job_id, job.row_count),
+///         Event::MappingErrorResolved(resolved) => println!("resolved: {}", resolved.data),
+///         other => println!("{}: nothing to do", other.event_type()),
+///     }
 ///     StatusCode::NO_CONTENT
 /// }
 ///
 /// let app: Router = Router::new()
-///     .route("/hooks/mapping", post(on_completed))
+///     .route("/hooks/mapping", post(on_event))
 ///     .layer(WebhookVerify::new("whsec_test"));
 /// ```
 ///
 /// It refuses with 500 (and logs an error) on a route without the layer, so a
-/// misconfigured router never treats an unverified body as verified; and with 422 when
-/// the payload does not match `T`, which leaves the event retryable (the handler did
-/// not answer 2xx), so a deploy that fixes `T` still receives it.
+/// misconfigured router never treats an unverified body as verified. When the payload of
+/// a type it takes does not match `T`, it answers 422: the event stays retryable (the
+/// handler did not answer 2xx), so a deploy that fixes `T` within the sender's retries
+/// (about 36 minutes) still receives it, and a delivery that stays unreadable shows as
+/// dead in the dashboard instead of being acknowledged unread.
+///
+/// Build one with [`new`](Self::new) or [`from_envelope`](Self::from_envelope) to unit-test
+/// a handler without the layer.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct VerifiedEvent<T = Value> {
@@ -43,6 +62,41 @@ pub struct VerifiedEvent<T = Value> {
 }
 
 impl<T> VerifiedEvent<T> {
+    /// An event from its parts, for tests of a handler (only the layer's extractor means
+    /// the request was verified).
+    pub fn new(envelope: Envelope<T>, verified: Verified) -> Self {
+        Self { envelope, verified }
+    }
+
+    /// An event as the layer would give it for `envelope`, signed now with the current
+    /// secret: for unit tests of a handler.
+    ///
+    /// ```
+    /// use axum::http::StatusCode;
+    /// use mapping_webhooks_tower::{Envelope, MAPPING_COMPLETED, MappingCompleted, VerifiedEvent};
+    ///
+    /// async fn on_completed(event: VerifiedEvent<MappingCompleted>) -> StatusCode {
+    ///     if event.envelope.data.row_count > 0 { StatusCode::NO_CONTENT } else { StatusCode::UNPROCESSABLE_ENTITY }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let job = MappingCompleted::new("job_1", "COMPLETED", 4821, None);
+    /// let event = VerifiedEvent::from_envelope(Envelope::new("del_1", "evt_1", MAPPING_COMPLETED, job));
+    /// assert_eq!(event.verified.event_id, "evt_1");
+    /// assert_eq!(on_completed(event).await, StatusCode::NO_CONTENT);
+    /// # });
+    /// ```
+    pub fn from_envelope(envelope: Envelope<T>) -> Self {
+        use mapping_webhooks::Clock;
+        let verified = Verified::new(
+            envelope.event_id.clone(),
+            envelope.event_type.clone(),
+            envelope.id.clone(),
+            SystemClock.now_secs(),
+        );
+        Self { envelope, verified }
+    }
+
     /// The envelope and the metadata.
     pub fn into_parts(self) -> (Envelope<T>, Verified) {
         (self.envelope, self.verified)
@@ -51,18 +105,14 @@ impl<T> VerifiedEvent<T> {
 
 impl<T, S> FromRequest<S> for VerifiedEvent<T>
 where
-    T: DeserializeOwned,
+    T: FromEventData,
     S: Send + Sync,
 {
     type Rejection = VerifiedEventRejection;
 
     async fn from_request(mut request: Request<Body>, _state: &S) -> Result<Self, Self::Rejection> {
         let Some(verified) = request.extensions_mut().remove::<Verified>() else {
-            tracing::error!(
-                path = request.uri().path(),
-                "VerifiedEvent used on a route without the WebhookVerify layer; refused with 500"
-            );
-            return Err(VerifiedEventRejection::MissingLayer);
+            return Err(VerifiedEventRejection::missing_layer(request.uri().path()));
         };
         // The layer already bounded and buffered the body: this takes its one frame.
         let bytes = request
@@ -71,8 +121,23 @@ where
             .await
             .map_err(VerifiedEventRejection::BodyRead)?
             .to_bytes();
-        match serde_json::from_slice(&bytes) {
+        match Envelope::from_verified_body(&bytes) {
             Ok(envelope) => Ok(Self { envelope, verified }),
+            Err(PayloadError::OtherType {
+                expected,
+                event_type,
+            }) => {
+                tracing::warn!(
+                    event_type,
+                    expected,
+                    event_id = verified.event_id,
+                    "webhook event type not taken by this handler; acknowledged (200) without running it. Take VerifiedEvent<Event> or use an EventRouter to handle every subscribed type"
+                );
+                Err(VerifiedEventRejection::OtherEventType {
+                    expected,
+                    event_type,
+                })
+            }
             Err(error) => {
                 tracing::warn!(
                     %error,
@@ -80,30 +145,52 @@ where
                     delivery_id = verified.delivery_id,
                     "verified webhook payload does not match the handler's type; answered 422, the event stays retryable"
                 );
-                Err(VerifiedEventRejection::InvalidPayload(error))
+                Err(VerifiedEventRejection::InvalidPayload(match error {
+                    PayloadError::Invalid(e) => e,
+                    other => serde::de::Error::custom(other),
+                }))
             }
         }
     }
 }
 
-/// Why [`VerifiedEvent`] refused a request.
+/// Why [`VerifiedEvent`] did not run the handler. Each variant is a response, with the
+/// status [`status`](Self::status) gives.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum VerifiedEventRejection {
     /// The request did not pass through [`WebhookVerify`](crate::WebhookVerify): the
     /// router is misconfigured. (500)
     MissingLayer,
-    /// The verified envelope's payload does not match the handler's type. (422)
+    /// The event is of another type than the one the handler's payload type belongs to.
+    /// (200: acknowledged, so the sender does not retry an event nobody here handles)
+    OtherEventType {
+        /// The type the handler takes.
+        expected: &'static str,
+        /// The event's type.
+        event_type: String,
+    },
+    /// The verified envelope's payload does not match the handler's type. (422, so the
+    /// sender retries it)
     InvalidPayload(serde_json::Error),
     /// The body could not be read. (400)
     BodyRead(axum::Error),
 }
 
 impl VerifiedEventRejection {
+    pub(crate) fn missing_layer(path: &str) -> Self {
+        tracing::error!(
+            path,
+            "VerifiedEvent used on a route without the WebhookVerify layer; refused with 500"
+        );
+        Self::MissingLayer
+    }
+
     /// The status it answers with.
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::OtherEventType { .. } => StatusCode::OK,
             Self::InvalidPayload(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BodyRead(_) => StatusCode::BAD_REQUEST,
         }
@@ -116,6 +203,13 @@ impl fmt::Display for VerifiedEventRejection {
             Self::MissingLayer => f.write_str(
                 "VerifiedEvent needs the WebhookVerify layer on this route: add `.layer(WebhookVerify::new(secret))` (or `.route_layer(..)`) to the router serving it",
             ),
+            Self::OtherEventType {
+                expected,
+                event_type,
+            } => write!(
+                f,
+                "event type {event_type:?} acknowledged without running the handler, which takes only {expected:?}"
+            ),
             Self::InvalidPayload(e) => {
                 write!(f, "webhook payload does not match the expected type: {e}")
             }
@@ -127,7 +221,7 @@ impl fmt::Display for VerifiedEventRejection {
 impl std::error::Error for VerifiedEventRejection {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::MissingLayer => None,
+            Self::MissingLayer | Self::OtherEventType { .. } => None,
             Self::InvalidPayload(e) => Some(e),
             Self::BodyRead(e) => Some(e),
         }

@@ -1,4 +1,4 @@
-//! The builder: [`WebhookVerify`], a tower [`Layer`].
+//! The builder: [`WebhookVerify`], a tower [`Layer`](https://docs.rs/tower-layer/0.3/tower_layer/trait.Layer.html).
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,14 +7,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Response;
 use mapping_webhooks::{
-    Clock, ConfigError, DedupStore, Gate, MemoryStore, OnStoreError, Reply, Secret,
+    Clock, ConfigError, DedupStore, Gate, MemoryStore, Observer, OnStoreError, Reply, Secret,
+    Secrets, TenantFrom, Tenants,
 };
 use tower_layer::Layer;
 
 use crate::reject::{JsonReject, OnReject, PlainTextReject};
 use crate::service::WebhookVerifyService;
 
-/// A tower [`Layer`] that verifies, deduplicates and acknowledges Mapping.Travel
+/// A tower [`Layer`](https://docs.rs/tower-layer/0.3/tower_layer/trait.Layer.html) that verifies, deduplicates and acknowledges Mapping.Travel
 /// webhooks before the inner service (your handler) sees them.
 ///
 /// Cheap to clone: the configuration sits behind an [`Arc`]. `D` is the dedup store
@@ -38,7 +39,12 @@ use crate::service::WebhookVerifyService;
 pub struct WebhookVerify<D = MemoryStore, R = PlainTextReject> {
     gate: Arc<Gate<D>>,
     on_reject: Arc<R>,
+    tenant_key: Option<Arc<TenantKeyFn>>,
 }
+
+/// A function taking a request's tenant key from its head (see
+/// [`WebhookVerify::tenant_key`]).
+pub(crate) type TenantKeyFn = dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync;
 
 impl WebhookVerify {
     /// A layer for `secret` (the whole string the dashboard showed, `whsec_` included),
@@ -62,6 +68,32 @@ impl WebhookVerify {
     pub fn try_new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         Ok(Self::from_gate(Gate::new(Secret::new(secret)?)))
     }
+
+    /// A layer reading `secrets`, a handle the app keeps to change the secrets while the
+    /// server runs, without rebuilding the router:
+    ///
+    /// ```
+    /// use mapping_webhooks_tower::{Secret, Secrets, WebhookVerify};
+    ///
+    /// let secrets = Secrets::new(Secret::new("whsec_current")?);
+    /// let layer = WebhookVerify::from_secrets(secrets.clone());
+    /// // Later, on a reloaded secrets file or an admin call: the next request sees it.
+    /// secrets.rotate(Secret::new("whsec_next")?);
+    /// # let _ = layer;
+    /// # Ok::<(), mapping_webhooks_tower::ConfigError>(())
+    /// ```
+    pub fn from_secrets(secrets: Secrets) -> Self {
+        Self::from_gate(Gate::from_secrets(secrets))
+    }
+
+    /// A layer for many tenants on one route: each request's tenant key is taken as
+    /// `from` says (for `/hooks/mapping/{tenant}`, `TenantFrom::PathSegment(2)`), and
+    /// its secrets from `tenants`, before the body is read. An unknown tenant is answered
+    /// 404, a failed lookup 503; dedup keys are per tenant, and
+    /// [`Verified::tenant`](mapping_webhooks::Verified::tenant) names it.
+    pub fn for_tenants(tenants: Tenants, from: TenantFrom) -> Self {
+        Self::from_gate(Gate::for_tenants(tenants, from))
+    }
 }
 
 impl<D: DedupStore> WebhookVerify<D> {
@@ -70,6 +102,7 @@ impl<D: DedupStore> WebhookVerify<D> {
         Self {
             gate: Arc::new(gate),
             on_reject: Arc::new(PlainTextReject),
+            tenant_key: None,
         }
     }
 }
@@ -79,11 +112,14 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         WebhookVerify {
             gate: Arc::new(f(Arc::unwrap_or_clone(self.gate))),
             on_reject: self.on_reject,
+            tenant_key: self.tenant_key,
         }
     }
 
     /// Also accepts signatures made with a previous secret, for the rotation window
-    /// (about five minutes after a rotation). May be called more than once.
+    /// (about five minutes after a rotation). May be called more than once. It is added
+    /// to the layer's [`Secrets`] (shared with the layer's clones) and does not expire; to
+    /// rotate while the server runs, use [`secrets`](Self::secrets) instead.
     ///
     /// # Panics
     ///
@@ -147,9 +183,21 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         self.map_gate(|g| g.on_store_error(policy))
     }
 
-    /// Reads the time from `clock` instead of the system clock (for tests).
+    /// Reads the time from `clock` instead of the system clock (for tests, with a
+    /// [`ManualClock`](crate::ManualClock)): the signature window, and the leases
+    /// and TTLs of the default [`MemoryStore`], which is rebuilt on this clock. A store
+    /// passed with [`dedup`](Self::dedup) keeps its own clock (see
+    /// [`MemoryStoreBuilder::clock`](crate::MemoryStoreBuilder::clock)).
     pub fn clock(self, clock: impl Clock) -> Self {
         self.map_gate(|g| g.clock(clock))
+    }
+
+    /// Reports each request's outcome (exactly once) and the time taken by
+    /// verification, the store and the handler to `observer`; see
+    /// [`mapping_webhooks::observe`]. With the `metrics` feature,
+    /// `MetricsObserver` records them with the `metrics` crate.
+    pub fn observer(self, observer: impl Observer) -> Self {
+        self.map_gate(|g| g.observer(observer))
     }
 
     /// Builds the responses the layer gives itself with `f`.
@@ -179,6 +227,7 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         WebhookVerify {
             gate: self.gate,
             on_reject: Arc::new(on_reject),
+            tenant_key: self.tenant_key,
         }
     }
 
@@ -187,9 +236,38 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         self.reject_with(JsonReject)
     }
 
+    /// Takes each request's tenant key with `f`, from the request's head, instead of the
+    /// [`TenantFrom`] given to [`for_tenants`](WebhookVerify::for_tenants) (which this
+    /// replaces; without tenants the key is not used). `None` is an unknown tenant (404).
+    ///
+    /// ```
+    /// use mapping_webhooks_tower::{ResolveError, Secrets, TenantFrom, Tenants, WebhookVerify};
+    ///
+    /// let tenants = Tenants::new(|_tenant: String| async { Ok::<Option<Secrets>, ResolveError>(None) });
+    /// // acme.hooks.example.com -> "acme"
+    /// let layer = WebhookVerify::for_tenants(tenants, TenantFrom::Host).tenant_key(|parts| {
+    ///     let host = parts.headers.get(http::header::HOST)?.to_str().ok()?;
+    ///     Some(host.split('.').next()?.to_owned())
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn tenant_key<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.tenant_key = Some(Arc::new(f));
+        self
+    }
+
     /// The gate holding the configuration.
     pub fn gate(&self) -> &Gate<D> {
         &self.gate
+    }
+
+    /// The secrets handle every request reads: clone it to [`rotate`](Secrets::rotate)
+    /// or [`set`](Secrets::set) the secrets while the server runs.
+    pub fn secrets(&self) -> &Secrets {
+        self.gate.secrets()
     }
 }
 
@@ -198,6 +276,7 @@ impl<D, R> Clone for WebhookVerify<D, R> {
         Self {
             gate: Arc::clone(&self.gate),
             on_reject: Arc::clone(&self.on_reject),
+            tenant_key: self.tenant_key.clone(),
         }
     }
 }
@@ -207,6 +286,7 @@ impl<D, R> fmt::Debug for WebhookVerify<D, R> {
         f.debug_struct("WebhookVerify")
             .field("gate", &self.gate)
             .field("on_reject", &format_args!("<fn>"))
+            .field("tenant_key", &self.tenant_key.as_ref().map(|_| "<fn>"))
             .finish()
     }
 }
@@ -215,7 +295,12 @@ impl<S, D, R> Layer<S> for WebhookVerify<D, R> {
     type Service = WebhookVerifyService<S, D, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        WebhookVerifyService::new(inner, Arc::clone(&self.gate), Arc::clone(&self.on_reject))
+        WebhookVerifyService::new(
+            inner,
+            Arc::clone(&self.gate),
+            Arc::clone(&self.on_reject),
+            self.tenant_key.clone(),
+        )
     }
 }
 

@@ -1,20 +1,88 @@
 //! Verify and deduplicate [Mapping.Travel](https://mapping.travel) webhooks in axum,
 //! hyper and any tower stack.
 //!
-//! [`WebhookVerify`] is a tower [`Layer`](tower_layer::Layer). Put it on the webhook
+//! ```toml
+//! [dependencies]
+//! mapping-webhooks-tower = "0.1"
+//! axum = "0.8"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
+//!
+//! This crate alone is enough: it re-exports what a receiver and its tests name from the
+//! core crate, `mapping-webhooks` ([`Event`], [`Envelope`], [`Signer`], [`ManualClock`],
+//! [`ConfigError`], …).
+//!
+//! # One handler for every event
+//!
+//! A destination posts every event it subscribes to (`mapping.completed`,
+//! `mapping.error.resolved`, …) to one URL. Take [`VerifiedEvent<Event>`](VerifiedEvent)
+//! and match on the type:
+//!
+//! ```
+//! use axum::{Router, http::StatusCode, routing::post};
+//! use mapping_webhooks_tower::{Event, VerifiedEvent, WebhookVerify};
+//!
+//! async fn on_event(event: VerifiedEvent<Event>) -> StatusCode {
+//!     // Runs once per eventId. Answer 2xx only when the work is done: anything else is retried.
+//!     match &event.envelope.data {
+//!         Event::MappingCompleted(job) => println!("job {} has {} rows", job.mapping_job_id, job.row_count),
+//!         Event::MappingErrorResolved(resolved) => println!("resolved: {}", resolved.data),
+//!         // A type this app does not handle: acknowledge it, or the sender retries it.
+//!         other => println!("{}: nothing to do", other.event_type()),
+//!     }
+//!     StatusCode::NO_CONTENT
+//! }
+//!
+//! # fn secret() -> String { "whsec_test".into() }
+//! let app: Router = Router::new()
+//!     .route("/hooks/mapping", post(on_event))
+//!     .layer(WebhookVerify::new(secret()));
+//! ```
+//!
+//! Or give each type its own handler with an [`EventRouter`]: a type without one is
+//! acknowledged (200) and logged, never refused.
+//!
+//! ```
+//! use axum::{Router, http::StatusCode, routing::post};
+//! use mapping_webhooks_tower::{EventRouter, MappingCompleted, VerifiedEvent, WebhookVerify};
+//!
+//! async fn on_completed(event: VerifiedEvent<MappingCompleted>) -> StatusCode {
+//!     println!("{} rows", event.envelope.data.row_count);
+//!     StatusCode::NO_CONTENT
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/hooks/mapping", post(EventRouter::new().on(on_completed)))
+//!     .layer(WebhookVerify::new("whsec_test"));
+//! ```
+//!
+//! A handler taking `VerifiedEvent<MappingCompleted>` alone takes only that type; any
+//! other is acknowledged without running it. Behind the layer, axum's own extractors see
+//! the verified bytes (`Json<T>`, `Bytes`, `String`), and `Extension<Verified>` gives the
+//! [`Verified`] metadata alone.
+//!
+//! Unit-test a handler with [`VerifiedEvent::from_envelope`], and the whole app with
+//! [`testing::SignedRequest`].
+//!
+//! # What a request goes through
+//!
+//! [`WebhookVerify`] is a tower [`Layer`](https://docs.rs/tower-layer/0.3/tower_layer/trait.Layer.html). Put it on the webhook
 //! route and every request goes through the core's [`Gate`]
 //! before your handler runs:
 //!
-//! 1. a declared `Content-Length` over the body limit (default 1 MiB) is answered 413
-//!    before any byte is read; otherwise the raw body is read up to the limit (413 as
-//!    soon as it is passed, the rest is not buffered) within the read timeout (408);
-//! 2. the `X-Webhook-Signature` is checked against those raw bytes: missing, repeated or
-//!    malformed header 400, stale or future timestamp or wrong signature 401, a correctly
-//!    signed body that is not an envelope 400;
+//! 1. the request head is checked before any byte of the body is read (and, as hyper
+//!    sends `100 Continue` only when the body is first read, before an
+//!    `Expect: 100-continue` is answered): a declared `Content-Length` over the body
+//!    limit (default 1 MiB) 413; a missing, repeated or malformed `X-Webhook-Signature`
+//!    400; a timestamp outside the tolerance (stale or future) 401;
+//! 2. only then is the raw body read up to the limit (413 as soon as it is passed, the
+//!    rest is not buffered) within the read timeout (408), and the signature checked
+//!    against those raw bytes: a wrong signature 401, a correctly signed body that is not
+//!    an envelope 400;
 //! 3. the event is claimed in the dedup store on its `eventId` (only now, so a forged
 //!    request never touches the store): already processed → 200 without running the
 //!    handler; another copy in flight → 409 with `Retry-After`; store down → 503 (or,
-//!    if you choose [`OnStoreError::PassThrough`](mapping_webhooks::OnStoreError), the
+//!    if you choose [`OnStoreError::PassThrough`](OnStoreError), the
 //!    handler runs unchecked);
 //! 4. your handler gets the request with the **same bytes** as its body (so `Json<T>`,
 //!    `Bytes` and `String` work unchanged) and the [`Verified`]
@@ -29,38 +97,10 @@
 //! [`on_reject`](WebhookVerify::on_reject). Each is logged once, by the core, as a
 //! `tracing` event.
 //!
-//! # axum
-//!
-//! ```
-//! use axum::{Extension, Json, Router, http::StatusCode, routing::post};
-//! use mapping_webhooks::Verified;
-//! use mapping_webhooks_tower::{VerifiedEvent, WebhookVerify};
-//!
-//! // The typed extractor: the envelope and the metadata.
-//! async fn on_event(event: VerifiedEvent) -> StatusCode {
-//!     println!("{} {}", event.verified.event_type, event.envelope.event_id);
-//!     StatusCode::NO_CONTENT
-//! }
-//!
-//! // Or axum's own extractors, behind the layer, with the metadata from the extensions.
-//! async fn on_json(Extension(meta): Extension<Verified>, Json(body): Json<serde_json::Value>) {
-//!     println!("{} {}", meta.event_id, body["data"]);
-//! }
-//!
-//! # fn secret() -> String { "whsec_test".into() }
-//! let app: Router = Router::new()
-//!     .route("/hooks/mapping", post(on_event))
-//!     .route("/hooks/raw", post(on_json))
-//!     .layer(WebhookVerify::new(secret()));
-//! ```
-//!
-//! `Router::route_layer` works the same, and limits the layer to the routes added
-//! before it. The [`VerifiedEvent`] extractor needs the default `axum` feature;
-//! without it this crate does not depend on axum.
-//!
 //! # hyper 1 and plain tower
 //!
-//! The service accepts any request body and hands the inner service a
+//! Without the default `axum` feature this crate does not depend on axum (no
+//! [`VerifiedEvent`] or [`EventRouter`] then). The service accepts any request body and hands the inner service a
 //! `Request<`[`VerifiedBody`]`>`. With hyper, wrap the stack with hyper-util's
 //! `TowerToHyperService`:
 //!
@@ -69,8 +109,7 @@
 //! use http::{Request, Response};
 //! use hyper_util::rt::TokioIo;
 //! use hyper_util::service::TowerToHyperService;
-//! use mapping_webhooks::Verified;
-//! use mapping_webhooks_tower::{VerifiedBody, WebhookVerify};
+//! use mapping_webhooks_tower::{Verified, VerifiedBody, WebhookVerify};
 //! use tower::ServiceBuilder;
 //!
 //! async fn handle(request: Request<VerifiedBody>) -> Result<Response<String>, Infallible> {
@@ -101,6 +140,39 @@
 //! [`ResponseBody`], which is either the inner body or its own short reply. The read
 //! timeout uses tokio's timer, so the runtime needs it enabled (`#[tokio::main]` does).
 //!
+//! # Rotating the secret while the server runs
+//!
+//! The layer reads a shared [`Secrets`] handle on every request (one atomic load, no
+//! lock); change it and the next request uses the new secrets, with no rebuilt router:
+//!
+//! ```
+//! use mapping_webhooks_tower::{Secret, Secrets, WebhookVerify};
+//!
+//! let layer = WebhookVerify::new("whsec_old_0123456789abcdef0123456789");
+//! let secrets: Secrets = layer.secrets().clone(); // or WebhookVerify::from_secrets(..)
+//! // On a reloaded secrets file, an admin call...: the old one stays accepted for 10 min.
+//! secrets.rotate(Secret::new("whsec_new_fedcba9876543210fedcba9876")?);
+//! # Ok::<(), mapping_webhooks_tower::ConfigError>(())
+//! ```
+//!
+//! # Many tenants on one endpoint
+//!
+//! One route for many Mapping.Travel accounts, each with its own secrets from your
+//! resolver, cached; the tenant is looked up before the body is read (unknown: 404,
+//! lookup failed: 503), and dedup keys are per tenant:
+//!
+//! ```
+//! use mapping_webhooks_tower::{ResolveError, Secret, Secrets, TenantFrom, Tenants, WebhookVerify};
+//!
+//! let tenants = Tenants::new(|tenant: String| async move {
+//!     // A database or secret-manager lookup; None for an unknown tenant.
+//!     Ok::<_, ResolveError>((tenant == "acme").then(|| Secrets::new(Secret::new("whsec_acme").unwrap())))
+//! });
+//! // /hooks/mapping/{tenant}: the tenant is the third path segment.
+//! let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(2));
+//! # let _ = verify;
+//! ```
+//!
 //! # Deduplication across replicas
 //!
 //! The default [`MemoryStore`] is right for one process.
@@ -108,6 +180,12 @@
 //! as the core's `RedisStore` (this crate's `redis` feature re-exports it); turn
 //! deduplication off with [`without_dedup`](WebhookVerify::without_dedup) only if the
 //! handler is idempotent on its own.
+//!
+//! # Tests
+//!
+//! [`WebhookVerify::clock`] with a [`ManualClock`] drives the signature window and the
+//! default store's leases and TTLs, so tests never sleep; [`testing::SignedRequest`]
+//! signs a request at a given time.
 
 mod body;
 #[cfg(feature = "axum")]
@@ -116,21 +194,41 @@ mod extract;
 mod inbox;
 mod layer;
 pub mod reject;
+#[cfg(feature = "axum")]
+mod router;
 mod service;
+pub mod testing;
 
 pub use body::{ResponseBody, VerifiedBody};
 #[cfg(feature = "axum")]
-pub use extract::{VerifiedEvent, VerifiedEventRejection};
+pub use extract::VerifiedEvent;
+#[cfg(feature = "axum")]
+pub use extract::VerifiedEventRejection;
 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 pub use inbox::{InboxFuture, InboxService};
 pub use layer::WebhookVerify;
-/// The core's types a receiver names, so one dependency is enough for most apps.
+// Inlined, so the pages (and the links to them) exist in this crate's own docs.
+#[cfg(feature = "metrics")]
+#[doc(inline)]
+pub use mapping_webhooks::MetricsObserver;
+#[doc(inline)]
+pub use mapping_webhooks::dedup::MemoryStoreBuilder;
+#[doc(inline)]
 pub use mapping_webhooks::{
-    DedupStore, Envelope, Gate, MappingCompleted, MatchedSecret, MemoryStore, OnStoreError, Reply,
-    Verified,
+    Admission, Begin, CheckedHead, Claim, Clock, ConfigError, DEFAULT_BODY_LIMIT,
+    DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Envelope,
+    Event, EventPayload, FromEventData, Gate, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
+    MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
+    MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
+    SIGNATURE_HEADER, Secret, Secrets, SignatureMatch, Signer, StoreError, SystemClock, TTL_RANGE,
+    Ticket, UnsignedHeaders, Verified, Verifier, VerifyError, dedup,
 };
-/// The Redis store, for receivers that run on several replicas.
 #[cfg(feature = "redis")]
+#[doc(inline)]
 pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
+#[doc(inline)]
+pub use mapping_webhooks::{ResolveError, SecretsResolver, TenantFrom, Tenants};
 pub use reject::{JsonReject, OnReject, PlainTextReject};
+#[cfg(feature = "axum")]
+pub use router::{EventHandler, EventRouter};
 pub use service::{ResponseFuture, WebhookVerifyService};

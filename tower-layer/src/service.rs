@@ -15,8 +15,10 @@ use mapping_webhooks::{
     SIGNATURE_HEADER, UnsignedHeaders, VerifyError,
 };
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::body::{ReadError, ResponseBody, VerifiedBody, read_limited};
+use crate::layer::TenantKeyFn;
 use crate::reject::{OnReject, PlainTextReject};
 
 /// The service [`WebhookVerify`](crate::WebhookVerify) wraps around your handler.
@@ -29,14 +31,21 @@ pub struct WebhookVerifyService<S, D = MemoryStore, R = PlainTextReject> {
     inner: S,
     gate: Arc<Gate<D>>,
     on_reject: Arc<R>,
+    tenant_key: Option<Arc<TenantKeyFn>>,
 }
 
 impl<S, D, R> WebhookVerifyService<S, D, R> {
-    pub(crate) fn new(inner: S, gate: Arc<Gate<D>>, on_reject: Arc<R>) -> Self {
+    pub(crate) fn new(
+        inner: S,
+        gate: Arc<Gate<D>>,
+        on_reject: Arc<R>,
+        tenant_key: Option<Arc<TenantKeyFn>>,
+    ) -> Self {
         Self {
             inner,
             gate,
             on_reject,
+            tenant_key,
         }
     }
 
@@ -62,6 +71,7 @@ impl<S: Clone, D, R> Clone for WebhookVerifyService<S, D, R> {
             inner: self.inner.clone(),
             gate: Arc::clone(&self.gate),
             on_reject: Arc::clone(&self.on_reject),
+            tenant_key: self.tenant_key.clone(),
         }
     }
 }
@@ -101,8 +111,9 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let gate = Arc::clone(&self.gate);
         let on_reject = Arc::clone(&self.on_reject);
+        let tenant_key = self.tenant_key.clone();
         ResponseFuture {
-            inner: Box::pin(receive(inner, gate, on_reject, request)),
+            inner: Box::pin(receive(inner, gate, on_reject, tenant_key, request)),
         }
     }
 }
@@ -112,6 +123,7 @@ async fn receive<S, B, ResBody, D, R>(
     mut inner: S,
     gate: Arc<Gate<D>>,
     on_reject: Arc<R>,
+    tenant_key: Option<Arc<TenantKeyFn>>,
     request: Request<B>,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
@@ -128,9 +140,31 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .or_else(|| body.size_hint().exact());
-    if let Err(reply) = gate.check_content_length(declared, unsigned) {
-        return answer(reply);
-    }
+    let signatures = parts
+        .headers
+        .get_all(SIGNATURE_HEADER)
+        .iter()
+        .map(HeaderValue::as_bytes);
+    // Before the body is polled: hyper answers `Expect: 100-continue` only then, so a
+    // request refused here is never sent a 100, and none of its body is read.
+    let head = match gate.check_head(signatures, declared, unsigned) {
+        Ok(head) => head,
+        Err(reply) => return answer(reply),
+    };
+    // Many tenants: the tenant's secrets, still before the body is read.
+    let custom = match (&tenant_key, gate.tenant_from()) {
+        (Some(f), Some(_)) => f(&parts),
+        _ => None,
+    };
+    let tenant = match (&custom, gate.tenant_from()) {
+        (Some(key), _) => Some(key.as_str()),
+        (None, Some(from)) if tenant_key.is_none() => from.key(parts.uri.path(), host(&parts)),
+        _ => None,
+    };
+    let head = match gate.check_tenant(head, tenant, unsigned).await {
+        Ok(head) => head,
+        Err(reply) => return answer(reply),
+    };
     let limit = gate.get_body_limit();
     let read = tokio::time::timeout(gate.get_read_timeout(), read_limited(body, limit, declared));
     let bytes = match read.await {
@@ -145,22 +179,17 @@ where
             return answer(gate.refuse(VerifyError::BodyRead { timed_out: true }, unsigned));
         }
     };
-    let signatures = parts
-        .headers
-        .get_all(SIGNATURE_HEADER)
-        .iter()
-        .map(HeaderValue::as_bytes);
-    let (verified, ticket) = match gate.admit(signatures, unsigned, &bytes).await {
+    let (verified, ticket) = match gate.admit_checked(head, unsigned, &bytes).await {
         Admission::Process { verified, ticket } => (verified, ticket),
         Admission::Reply(reply) => return answer(reply),
     };
     parts.extensions.insert(verified);
     // If the inner future panics or this future is dropped (client gone, a timeout
-    // layer), the ticket is dropped unfinished and frees the claim itself.
-    match inner
-        .call(Request::from_parts(parts, VerifiedBody::new(bytes)))
-        .await
-    {
+    // layer), the ticket is dropped unfinished and frees the claim itself. The handler
+    // runs inside the delivery's span.
+    let span = ticket.span().clone();
+    let call = span.in_scope(|| inner.call(Request::from_parts(parts, VerifiedBody::new(bytes))));
+    match call.instrument(span).await {
         Ok(response) => {
             ticket.finish(response.status().as_u16()).await;
             Ok(response.map(ResponseBody::inner))
@@ -170,6 +199,15 @@ where
             Err(error)
         }
     }
+}
+
+/// The request's host: the URI's authority (HTTP/2, absolute-form), else `Host`.
+fn host(parts: &http::request::Parts) -> Option<&str> {
+    parts
+        .uri
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| parts.headers.get(http::header::HOST)?.to_str().ok())
 }
 
 pub(crate) fn unsigned_headers(headers: &HeaderMap) -> UnsignedHeaders<'_> {
@@ -232,6 +270,13 @@ mod tests {
             .unwrap()
     }
 
+    /// A POST carrying a signature that is valid now (for some body: these bodies are
+    /// refused before their signature would be compared).
+    fn with_fresh_signature() -> http::request::Builder {
+        let header = Signer::new(Secret::new(SECRET).unwrap()).sign_now(b"{}");
+        Request::post("/").header(SIGNATURE_HEADER, header)
+    }
+
     /// A body that never finishes.
     struct Stalled;
 
@@ -258,7 +303,7 @@ mod tests {
             self: Pin<&mut Self>,
             _cx: &mut Context<'_>,
         ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-            panic!("the body was read although its declared length is over the limit")
+            panic!("the body was read although the request head was refused")
         }
     }
 
@@ -279,6 +324,98 @@ mod tests {
 
     async fn ok(_: Request<VerifiedBody>) -> Result<Response<VerifiedBody>, Infallible> {
         Ok(Response::new(VerifiedBody::default()))
+    }
+
+    /// Records the fields of every `webhook` span, as `name=value`.
+    #[derive(Clone, Default)]
+    struct SpanFields(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl tracing::field::Visit for SpanFields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{}={value:?}", field.name()));
+        }
+
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{}={value}", field.name()));
+        }
+    }
+
+    impl<S> tracing_subscriber::Layer<S> for SpanFields
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if attrs.metadata().name() == "webhook" {
+                attrs.record(&mut self.clone());
+            }
+        }
+
+        fn on_record(
+            &self,
+            id: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if ctx.span(id).is_some_and(|span| span.name() == "webhook") {
+                values.record(&mut self.clone());
+            }
+        }
+    }
+
+    impl SpanFields {
+        /// Installs a registry with this layer as the thread's default subscriber.
+        fn install(&self) -> tracing::subscriber::DefaultGuard {
+            use tracing_subscriber::layer::SubscriberExt;
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(self.clone()))
+        }
+
+        fn fields(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    /// The name of the span the code calling this runs in.
+    fn current_span() -> Option<&'static str> {
+        tracing::Span::current().metadata().map(|m| m.name())
+    }
+
+    #[tokio::test]
+    async fn the_handler_runs_inside_the_delivery_span() {
+        let spans = SpanFields::default();
+        let _guard = spans.install();
+        let service = ServiceBuilder::new()
+            .layer(WebhookVerify::new(SECRET))
+            .service_fn(|_: Request<VerifiedBody>| async {
+                let span = current_span();
+                tracing::info!("the handler logs");
+                Ok::<_, Infallible>(Response::new(VerifiedBody::new(Bytes::from(
+                    span.unwrap_or("none"),
+                ))))
+            });
+        let response = service.oneshot(signed("evt_span")).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "webhook", "the handler ran outside the delivery span");
+        let fields = spans.fields();
+        for field in [
+            "event_id=evt_span",
+            "delivery_id=del_1",
+            "event_type=mapping.completed",
+            "outcome=processed",
+            "reason=2xx",
+        ] {
+            assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
+        }
     }
 
     #[tokio::test]
@@ -321,12 +458,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_bad_signature_header_is_refused_with_the_body_unread() {
+        let service = ServiceBuilder::new()
+            .layer(WebhookVerify::new(SECRET))
+            .service_fn(ok);
+        let stale = Signer::new(Secret::new(SECRET).unwrap()).sign(b"{}", 1_000_000_000);
+        for (request, status) in [
+            (Request::post("/"), 400),
+            (Request::post("/").header(SIGNATURE_HEADER, "t=soon"), 400),
+            (with_fresh_signature().header(SIGNATURE_HEADER, "t=1"), 400),
+            (Request::post("/").header(SIGNATURE_HEADER, stale), 401),
+        ] {
+            let request = request
+                .header(CONTENT_LENGTH, "1000")
+                .body(Untouchable)
+                .unwrap();
+            let response = service.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), status);
+        }
+    }
+
+    #[tokio::test]
     async fn a_stalled_body_times_out_with_408() {
         let service = ServiceBuilder::new()
             .layer(WebhookVerify::new(SECRET).read_timeout(Duration::from_millis(20)))
             .service_fn(ok);
         let response = service
-            .oneshot(Request::post("/").body(Stalled).unwrap())
+            .oneshot(with_fresh_signature().body(Stalled).unwrap())
             .await
             .unwrap();
         assert_eq!(response.status(), 408);
@@ -338,7 +496,7 @@ mod tests {
             .layer(WebhookVerify::new(SECRET))
             .service_fn(ok);
         let response = service
-            .oneshot(Request::post("/").body(Broken).unwrap())
+            .oneshot(with_fresh_signature().body(Broken).unwrap())
             .await
             .unwrap();
         assert_eq!(response.status(), 400);

@@ -6,7 +6,11 @@
 
 use std::fmt::Write as _;
 
+use std::sync::Arc;
+
+use hmac::digest::{CtOutput, Output};
 use hmac::{Hmac, KeyInit, Mac};
+use mapping_webhooks::{Clock, DEFAULT_TOLERANCE, SignatureHeader, SystemClock};
 use sha2::Sha256;
 
 /// The secret every benchmark signs with (the dashboard's format).
@@ -114,4 +118,67 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{b:02x}");
     }
     out
+}
+
+/// The signature check as it was before the [`Secrets`](mapping_webhooks::Secrets)
+/// handle: the same steps as `Verifier::verify_signature`, over keys fixed when it is
+/// built. `verify/signature` (through the handle) is measured against it in the same run,
+/// and `secrets_handle` interleaves the two.
+pub struct FixedKeys {
+    keys: Vec<Hmac<Sha256>>,
+    tolerance_secs: u64,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for FixedKeys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FixedKeys {
+    pub fn new() -> Self {
+        Self {
+            keys: vec![Hmac::new_from_slice(SECRET.as_bytes()).expect("any key length")],
+            tolerance_secs: DEFAULT_TOLERANCE.as_secs(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    pub fn verify_signature(&self, header: &str, body: &[u8]) -> Result<usize, &'static str> {
+        let header = SignatureHeader::parse(header).map_err(|_| "malformed")?;
+        let timestamp = header.timestamp();
+        let now = self.clock.now_secs();
+        if now.saturating_sub(timestamp) > self.tolerance_secs
+            || timestamp.saturating_sub(now) > self.tolerance_secs
+        {
+            return Err("window");
+        }
+        for (index, key) in self.keys.iter().enumerate() {
+            let mut mac = key.clone();
+            let mut prefix = [0u8; 21];
+            mac.update(timestamp_prefix(timestamp, &mut prefix));
+            mac.update(body);
+            let expected = mac.finalize();
+            for signature in header.signatures() {
+                if expected == CtOutput::new(Output::<Hmac<Sha256>>::from(*signature)) {
+                    return Ok(index);
+                }
+            }
+        }
+        Err("mismatch")
+    }
+}
+
+fn timestamp_prefix(mut timestamp: u64, buf: &mut [u8; 21]) -> &[u8] {
+    let mut start = buf.len() - 1;
+    buf[start] = b'.';
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (timestamp % 10) as u8;
+        timestamp /= 10;
+        if timestamp == 0 {
+            return &buf[start..];
+        }
+    }
 }

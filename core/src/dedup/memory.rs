@@ -2,23 +2,22 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use moka::Expiry;
-use moka::ops::compute::Op;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
+use sha2::{Digest, Sha256};
 
-use super::{Begin, Claim, DEFAULT_LEASE, DEFAULT_TTL, DedupStore, StoreError};
+use super::{Begin, Claim, DEFAULT_LEASE, DEFAULT_TTL, DedupStore, StoreError, late_complete};
 use crate::{Clock, ConfigError};
 
 /// The default number of events a [`MemoryStore`] remembers (in flight and done).
 ///
-/// Measured (`benches/peers`, `store_memory`): about 60 MB resident when full of
-/// 30-character event ids, and about 82 MB in the worst case, ids of 128 characters
-/// (longer ones are hashed to 71; a namespace adds its length); moka costs about 550
-/// bytes an entry here, against about 100 for a plain `HashSet<String>` of the same
-/// ids.
+/// Measured (`benches/peers`, `store_memory`): about 39 MB resident when full and
+/// evicting, whatever the length of the event ids (the store keeps a fixed-size
+/// fingerprint of each key, not the key): about 390 bytes an entry, so the worst case of
+/// a capacity `c` is about `c × 390` bytes (378 MB for a million).
 ///
 /// Size the capacity to the events you receive per [TTL](MemoryStoreBuilder::time_to_live):
 /// 100,000 covers about 1.2 events a second for the default day. Past the bound the store
@@ -38,7 +37,18 @@ pub const DEFAULT_CAPACITY: u64 = 100_000;
 /// policy), so the newest events are always kept: an event claimed or completed within
 /// the last `capacity / 2` events is never processed again while its lease or TTL lasts.
 /// An event forgotten early is processed again if the sender retries it, so size the
-/// capacity to the events received per TTL (see [`DEFAULT_CAPACITY`]).
+/// capacity to the events received per TTL (see [`DEFAULT_CAPACITY`]). Expired entries
+/// are not dropped on a timer: they wait, harmless, for eviction, and a new claim of the
+/// same event reuses them.
+///
+/// # Keys
+///
+/// The store keeps the first 128 bits of each key's SHA-256, not the key: entries have one
+/// size whatever the `eventId`. Keys still carry their namespace (see
+/// [`Gate::key_for`](crate::Gate::key_for)). Two distinct keys share a fingerprint with a
+/// probability of at most n² / 2¹²⁹ for n keys held: about 10⁻²⁷ for a full store of a
+/// million; finding such a pair on purpose takes about 2⁶⁴ SHA-256 computations, and only
+/// the sender, who holds the secret, chooses the ids that reach the store.
 ///
 /// # Time
 ///
@@ -62,65 +72,51 @@ pub const DEFAULT_CAPACITY: u64 = 100_000;
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: Cache<String, Slot, KeyHasher>,
-    lease: Duration,
-    ttl: Duration,
+    cache: Cache<u128, Arc<Cell>, KeyHasher>,
+    lease: u64,
+    ttl: u64,
     capacity: u64,
     clock: Arc<dyn Clock>,
 }
 
-/// The cache's hasher. Under a flood of new events moka rehashes its table often (every
-/// eviction leaves a tombstone), and SipHash was a third of a claim's cost there;
-/// foldhash is several times faster on short keys. Its weaker resistance to chosen
-/// collisions does not matter here: keys are `eventId`s from bodies whose signature was
-/// already verified, so only the sender, who holds the secret, chooses them.
+/// The cache's hasher. Keys are already uniform fingerprints, and under a flood of new
+/// events moka rehashes its table often (every eviction leaves a tombstone): SipHash
+/// would be a large part of a claim's cost for no gain. foldhash's weaker resistance to
+/// chosen collisions does not matter on SHA-256 output.
 type KeyHasher = foldhash::fast::RandomState;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Slot {
-    /// Held by `claim` until `until` (milliseconds on the store's clock).
-    InFlight { claim: Claim, until: u64 },
-    /// Processed; remembered until `until`.
-    Done { until: u64 },
+/// One event's state, changed in place with compare-and-swap: a claim's completion or
+/// release is a read of the cache and an atomic swap here, not a second cache write.
+///
+/// The word packs, from the top bit down: `done` (1 bit), `until` (43 bits: milliseconds
+/// on the store's clock; saturates about 278 years on) and a `tag` (20 bits of the
+/// claim). A claim *is* the word its `begin` wrote, so a stale claim can never complete or
+/// release another's: a take-over writes a later `until` (the old one had passed), and
+/// after a release a new claim differs in its `until` or, within the same millisecond, in
+/// its random tag. `0` is a free slot (expired long ago).
+#[derive(Debug)]
+struct Cell(AtomicU64);
+
+const DONE: u64 = 1 << 63;
+const TAG_BITS: u32 = 20;
+const UNTIL_MAX: u64 = (1 << 43) - 1;
+
+fn word(done: bool, until: u64, tag: u64) -> u64 {
+    (u64::from(done) << 63) | (until.min(UNTIL_MAX) << TAG_BITS) | (tag & ((1 << TAG_BITS) - 1))
 }
 
-impl Slot {
-    fn live(&self, now: u64) -> bool {
-        match *self {
-            Self::InFlight { until, .. } | Self::Done { until } => until > now,
-        }
-    }
+fn until_of(word: u64) -> u64 {
+    (word & !DONE) >> TAG_BITS
 }
 
-/// Lets moka drop entries at the same moments our own clock would: in-flight entries
-/// after the lease, done entries after the TTL.
-struct SlotExpiry {
-    lease: Duration,
-    ttl: Duration,
-}
-
-impl SlotExpiry {
-    fn of(&self, slot: &Slot) -> Option<Duration> {
-        Some(match slot {
-            Slot::InFlight { .. } => self.lease,
-            Slot::Done { .. } => self.ttl,
-        })
-    }
-}
-
-impl Expiry<String, Slot> for SlotExpiry {
-    fn expire_after_create(&self, _: &String, slot: &Slot, _: Instant) -> Option<Duration> {
-        self.of(slot)
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &String,
-        slot: &Slot,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        self.of(slot)
+/// What a word means at `now`.
+fn state(word: u64, now: u64) -> Begin {
+    if until_of(word) <= now {
+        Begin::New(Claim::from_u128(0))
+    } else if word & DONE != 0 {
+        Begin::Done
+    } else {
+        Begin::InFlight
     }
 }
 
@@ -156,7 +152,8 @@ impl MemoryStoreBuilder {
     }
 
     /// Reads the time from `clock` instead of the default monotonic clock (for tests of
-    /// leases and TTLs without sleeping). The store only uses differences of its readings.
+    /// leases and TTLs without sleeping). The store only uses differences of its readings,
+    /// which must stay below 2⁴³ milliseconds (a wall clock does until the year 2248).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -179,19 +176,19 @@ impl MemoryStoreBuilder {
             // used more often than its victim, so it would drop fresh claims and fresh
             // "done" records: exactly the events a retry is about to repeat.
             .eviction_policy(EvictionPolicy::lru())
-            .expire_after(SlotExpiry {
-                lease: self.lease,
-                ttl: self.ttl,
-            })
             .build_with_hasher(KeyHasher::default());
         Ok(MemoryStore {
             cache,
-            lease: self.lease,
-            ttl: self.ttl,
+            lease: millis(self.lease),
+            ttl: millis(self.ttl),
             capacity: self.capacity,
             clock: self.clock,
         })
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The store's default clock: milliseconds since the store was configured, from
@@ -212,6 +209,25 @@ impl fmt::Debug for MemoryStoreBuilder {
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
+}
+
+/// A key's fingerprint: the first 128 bits of its SHA-256.
+fn fingerprint(key: &str) -> u128 {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut first = [0; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(first)
+}
+
+/// How a claim ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Completion {
+    /// The claim still held the event: now done.
+    OnTime,
+    /// The lease had run out, nobody took over: done all the same.
+    Late,
+    /// Another claim took the event over, or it was already done: left as it is.
+    Superseded,
 }
 
 impl MemoryStore {
@@ -238,101 +254,86 @@ impl MemoryStore {
         self.cache.entry_count()
     }
 
-    fn millis(d: Duration) -> u64 {
-        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-    }
-
     fn begin_now(&self, key: &str) -> Begin {
         let now = self.clock.now_millis();
-        let claim = Claim::random();
-        let held = Slot::InFlight {
-            claim,
-            until: now.saturating_add(Self::millis(self.lease)),
-        };
+        let random = Claim::random().as_u128();
+        let held = word(false, now.saturating_add(self.lease), random as u64);
+        // The claim carries the word it wrote (low half) and random bits (high half).
+        let claim = Claim::from_u128((random >> 64 << 64) | u128::from(held));
         // `or_insert_with` is atomic per key, and unlike a plain `insert` a full cache
         // does not refuse the new key.
-        let entry = self.cache.entry_by_ref(key).or_insert_with(|| held);
+        let entry = self
+            .cache
+            .entry(fingerprint(key))
+            .or_insert_with(|| Arc::new(Cell(AtomicU64::new(held))));
         if entry.is_fresh() {
             return Begin::New(claim);
         }
-        let found = entry.into_value();
-        if found.live(now) {
-            return match found {
-                Slot::InFlight { .. } => Begin::InFlight,
-                Slot::Done { .. } => Begin::Done,
-            };
-        }
-        // Expired on our clock but not yet dropped by moka: take it over, unless a
-        // concurrent caller already did.
-        let mut outcome = Begin::InFlight;
-        self.cache.entry_by_ref(key).and_compute_with(|current| {
-            match current.map(|e| e.into_value()) {
-                Some(slot) if slot.live(now) => {
-                    if let Slot::Done { .. } = slot {
-                        outcome = Begin::Done;
-                    }
-                    Op::Nop
-                }
-                _ => {
-                    outcome = Begin::New(claim);
-                    Op::Put(held)
-                }
+        let cell = entry.into_value();
+        let mut current = cell.0.load(Ordering::Acquire);
+        loop {
+            match state(current, now) {
+                Begin::New(_) => {}
+                found => return found,
             }
-        });
-        outcome
+            // Expired or released: take it over, unless a concurrent caller did first.
+            match cell
+                .0
+                .compare_exchange(current, held, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Begin::New(claim),
+                Err(changed) => current = changed,
+            }
+        }
     }
 
-    /// Marks `key` done; false when the claim had already run out (and a warning says so).
-    fn complete_now(&self, key: &str, claim: Claim) -> bool {
+    /// Marks `key` done if `claim` still holds it (a warning says when it was too late).
+    fn complete_now(&self, key: &str, claim: Claim) -> Completion {
         let now = self.clock.now_millis();
-        let done = Slot::Done {
-            until: now.saturating_add(Self::millis(self.ttl)),
+        let held = claim.as_u128() as u64;
+        let done = word(true, now.saturating_add(self.ttl), held);
+        let fingerprint = fingerprint(key);
+        let Some(cell) = self.cache.get(&fingerprint) else {
+            // Evicted while the handler ran: still remember it is done.
+            late_complete(key, "its claim had been evicted");
+            self.cache
+                .insert(fingerprint, Arc::new(Cell(AtomicU64::new(done))));
+            return Completion::Late;
         };
-        let mut on_time = false;
-        self.cache.entry_by_ref(key).and_compute_with(|current| {
-            match current.map(|e| e.into_value()) {
-                Some(Slot::InFlight { claim: held, until }) if held == claim => {
-                    if until > now {
-                        on_time = true;
-                    } else {
-                        late_complete(key, "its claim had expired");
-                    }
-                    Op::Put(done)
-                }
-                // Expired (or evicted) while the handler ran: still remember it is done.
-                None => {
-                    late_complete(key, "its claim had expired");
-                    Op::Put(done)
-                }
-                Some(Slot::InFlight { .. }) => {
-                    late_complete(key, "another copy took the event over and is running");
-                    Op::Nop
-                }
-                Some(Slot::Done { .. }) => {
-                    late_complete(key, "another copy already processed it");
-                    Op::Nop
-                }
+        match cell
+            .0
+            .compare_exchange(held, done, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) if until_of(held) > now => Completion::OnTime,
+            Ok(_) => {
+                late_complete(key, "its claim had expired");
+                Completion::Late
             }
-        });
-        on_time
+            Err(found) => {
+                late_complete(
+                    key,
+                    if found & DONE != 0 && until_of(found) > now {
+                        "another copy already processed it"
+                    } else {
+                        "another copy took the event over"
+                    },
+                );
+                Completion::Superseded
+            }
+        }
     }
 
     fn abandon_now(&self, key: &str, claim: Claim) {
-        self.cache.entry_by_ref(key).and_compute_with(|current| {
-            match current.map(|e| e.into_value()) {
-                Some(Slot::InFlight { claim: held, .. }) if held == claim => Op::Remove,
-                _ => Op::Nop,
+        if let Some(cell) = self.cache.get(&fingerprint(key)) {
+            let held = claim.as_u128() as u64;
+            // Only an in-flight word of ours: a late abandon never undoes a completion.
+            if held & DONE == 0 {
+                let _ = cell
+                    .0
+                    .compare_exchange(held, 0, Ordering::AcqRel, Ordering::Relaxed);
             }
-        });
+        }
     }
-}
-
-/// The handler outlived its lease: a retry may have run it a second time.
-fn late_complete(key: &str, what: &str) {
-    tracing::warn!(
-        key,
-        "a webhook handler finished after its dedup lease ran out and {what}; keep handlers well under the lease"
-    );
 }
 
 impl Default for MemoryStore {
@@ -345,8 +346,8 @@ impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("capacity", &self.capacity)
-            .field("lease", &self.lease)
-            .field("ttl", &self.ttl)
+            .field("lease", &Duration::from_millis(self.lease))
+            .field("ttl", &Duration::from_millis(self.ttl))
             .finish_non_exhaustive()
     }
 }
@@ -357,7 +358,7 @@ impl DedupStore for MemoryStore {
     }
 
     async fn complete(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
-        let _on_time = self.complete_now(key, claim);
+        self.complete_now(key, claim);
         Ok(())
     }
 
@@ -453,27 +454,24 @@ mod tests {
     }
 
     #[test]
-    fn moka_itself_drops_expired_entries() {
-        let s = MemoryStore::builder()
-            .lease(Duration::from_secs(1))
-            .build()
-            .unwrap();
+    fn expired_entries_are_reused_in_place() {
+        let clock = ManualClock::at_secs(1000);
+        let s = store(&clock);
+        let first = claim_of(s.begin_now("e"));
+        clock.advance(Duration::from_secs(60));
+        let second = claim_of(s.begin_now("e"));
+        assert_ne!(first, second);
+        assert_eq!(s.complete_now("e", second), Completion::OnTime);
+        clock.advance(Duration::from_secs(3600));
         claim_of(s.begin_now("e"));
         assert_eq!(s.entry_count(), 1);
-        // moka's timer wheel ticks about once a second: poll, bounded, for the drop.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while s.entry_count() > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert_eq!(s.entry_count(), 0, "expired claim still held");
-        assert!(matches!(s.begin_now("e"), Begin::New(_)));
     }
 
-    #[test]
-    fn concurrent_begins_yield_exactly_one_new() {
-        let s = MemoryStore::new();
-        let barrier = Arc::new(std::sync::Barrier::new(16));
-        let handles: Vec<_> = (0..16)
+    /// `threads` threads released at once each try to claim keys `k0`..`k199`; how many
+    /// claims were granted in all.
+    fn concurrent_claims(s: &MemoryStore, threads: usize) -> usize {
+        let barrier = Arc::new(std::sync::Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let (s, barrier) = (s.clone(), barrier.clone());
                 std::thread::spawn(move || {
@@ -484,7 +482,12 @@ mod tests {
                 })
             })
             .collect();
-        let news: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    }
+
+    #[test]
+    fn concurrent_begins_yield_exactly_one_new() {
+        let news = concurrent_claims(&MemoryStore::new(), 16);
         assert_eq!(news, 200, "each of 200 keys must be claimed exactly once");
     }
 
@@ -559,19 +562,19 @@ mod tests {
         let clock = ManualClock::at_secs(1000);
         let s = store(&clock);
         let on_time = claim_of(s.begin_now("a"));
-        assert!(s.complete_now("a", on_time));
+        assert_eq!(s.complete_now("a", on_time), Completion::OnTime);
         // Ran past its lease, nobody took over: remembered as done all the same.
         let slow = claim_of(s.begin_now("b"));
         clock.advance(Duration::from_secs(61));
-        assert!(!s.complete_now("b", slow));
+        assert_eq!(s.complete_now("b", slow), Completion::Late);
         assert_eq!(s.begin_now("b"), Begin::Done);
         // Ran past its lease and a retry took the event over: the retry's claim stands.
         let first = claim_of(s.begin_now("c"));
         clock.advance(Duration::from_secs(61));
         let retry = claim_of(s.begin_now("c"));
-        assert!(!s.complete_now("c", first));
+        assert_eq!(s.complete_now("c", first), Completion::Superseded);
         assert_eq!(s.begin_now("c"), Begin::InFlight);
-        assert!(s.complete_now("c", retry));
+        assert_eq!(s.complete_now("c", retry), Completion::OnTime);
     }
 
     #[test]
@@ -620,5 +623,105 @@ mod tests {
         b().lease(*crate::LEASE_RANGE.start()).build().unwrap();
         b().lease(*crate::LEASE_RANGE.end()).build().unwrap();
         b().time_to_live(*crate::TTL_RANGE.end()).build().unwrap();
+    }
+
+    #[test]
+    fn concurrent_take_overs_of_expired_claims_yield_exactly_one_new() {
+        let clock = ManualClock::at_secs(1000);
+        let s = store(&clock);
+        for i in 0..200 {
+            claim_of(s.begin_now(&format!("k{i}")));
+        }
+        clock.advance(Duration::from_secs(60));
+        let news = concurrent_claims(&s, 8);
+        assert_eq!(
+            news, 200,
+            "each expired key must be taken over exactly once"
+        );
+    }
+
+    /// The store against a plain model of the protocol, on random sequences of claims,
+    /// completions and releases (stale ones included) and clock steps.
+    mod model {
+        use std::collections::HashMap;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Begin(u8),
+            Complete(usize),
+            Abandon(usize),
+            Advance(u64),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                3 => (0..4u8).prop_map(Op::Begin),
+                2 => any::<usize>().prop_map(Op::Complete),
+                1 => any::<usize>().prop_map(Op::Abandon),
+                1 => (0..90_000u64).prop_map(Op::Advance),
+            ]
+        }
+
+        /// The model's record of a key: in flight under a claim (by index) or done.
+        #[derive(Clone, Copy)]
+        enum Held {
+            InFlight(usize),
+            Done,
+        }
+
+        proptest! {
+            #[test]
+            fn the_store_follows_the_protocol(ops in proptest::collection::vec(op(), 1..80)) {
+                let clock = ManualClock::at_secs(1000);
+                let s = store(&clock);
+                let (lease, ttl) = (60_000, 3_600_000);
+                let mut model: HashMap<u8, (Held, u64)> = HashMap::new();
+                let mut claims: Vec<(u8, Claim)> = Vec::new();
+                for op in ops {
+                    let now = clock.now_millis();
+                    match op {
+                        Op::Begin(k) => {
+                            let got = s.begin_now(&format!("k{k}"));
+                            let want = match model.get(&k) {
+                                Some((Held::InFlight(_), until)) if *until > now => Begin::InFlight,
+                                Some((Held::Done, until)) if *until > now => Begin::Done,
+                                _ => Begin::New(Claim::from_u128(0)),
+                            };
+                            match (got, want) {
+                                (Begin::New(claim), Begin::New(_)) => {
+                                    model.insert(k, (Held::InFlight(claims.len()), now + lease));
+                                    claims.push((k, claim));
+                                }
+                                (got, want) => prop_assert_eq!(got, want),
+                            }
+                        }
+                        Op::Complete(i) if !claims.is_empty() => {
+                            let (k, claim) = claims[i % claims.len()];
+                            s.complete_now(&format!("k{k}"), claim);
+                            if let Some((Held::InFlight(held), _)) = model.get(&k)
+                                && *held == i % claims.len()
+                            {
+                                model.insert(k, (Held::Done, now + ttl));
+                            }
+                        }
+                        Op::Abandon(i) if !claims.is_empty() => {
+                            let (k, claim) = claims[i % claims.len()];
+                            s.abandon_now(&format!("k{k}"), claim);
+                            if let Some((Held::InFlight(held), _)) = model.get(&k)
+                                && *held == i % claims.len()
+                            {
+                                model.remove(&k);
+                            }
+                        }
+                        Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),
+                        _ => {}
+                    }
+                }
+            }
+        }
     }
 }

@@ -73,6 +73,15 @@ pub(crate) fn check_lease_and_ttl(lease: Duration, ttl: Duration) -> Result<(), 
     Ok(())
 }
 
+/// Warns that a handler finished after its lease ran out (a retry may have run it a
+/// second time): every store says so in the same words.
+fn late_complete(key: &str, what: &str) {
+    tracing::warn!(
+        key,
+        "a webhook handler finished after its dedup lease ran out and {what}; keep handlers well under the lease"
+    );
+}
+
 /// A store that remembers which events are being processed or are done.
 ///
 /// Implementations must make [`begin`](Self::begin) atomic: of many concurrent calls

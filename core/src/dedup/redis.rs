@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use super::{Begin, Claim, DEFAULT_LEASE, DEFAULT_TTL, DedupStore, StoreError};
+use super::{Begin, Claim, DEFAULT_LEASE, DEFAULT_TTL, DedupStore, StoreError, late_complete};
 
 /// The default prefix of every key the store writes.
 pub const DEFAULT_PREFIX: &str = "mapping-webhooks:";
@@ -28,15 +28,34 @@ return 1
 ";
 
 /// Marks `KEYS[1]` done for `ARGV[2]` ms if claim `ARGV[1]` holds it, or nothing does
-/// (the claim expired while the handler ran). Returns 1 when it did.
+/// (the claim expired while the handler ran), and says which: see [`Completed`].
 const COMPLETE: &str = r"
 local found = redis.call('GET', KEYS[1])
 if found == ARGV[1] or not found then
   redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
+  if found then
+    return 0
+  end
   return 1
 end
-return 0
+if found == 'done' then
+  return 3
+end
+return 2
 ";
+
+/// What a `complete` found: the `COMPLETE` script's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Completed {
+    /// 0: our claim still held the key; it is now done.
+    OnTime,
+    /// 1: the key was gone (our claim expired, or was evicted); it is now done anyway.
+    Expired,
+    /// 2: another claim holds the key (a retry took the event over); left alone.
+    TakenOver,
+    /// 3: the key was already done (a retry processed the event); left alone.
+    AlreadyDone,
+}
 
 /// Deletes `KEYS[1]` if claim `ARGV[1]` still holds it. Returns 1 when it did.
 const ABANDON: &str = r"
@@ -45,6 +64,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 ";
+
+/// How many times the store tries to release the claim of a `begin` that got no answer
+/// (see [`RedisStore::release_detached`]), and the pause before the second try (doubled each time):
+/// with the default timeout, about 10 s in all.
+const RELEASE_ATTEMPTS: u32 = 4;
+const RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(250);
 
 /// A [`DedupStore`] in Redis, shared by every replica of a receiver.
 ///
@@ -79,9 +104,18 @@ return 0
 /// - `begin`: a Lua script runs `SET key <claim> NX PX <lease>` and, when the key exists,
 ///   reads it to tell an event in flight from one done;
 /// - `complete`: a Lua script replaces our claim (or a key that expired meanwhile) with
-///   `done` for the TTL, and leaves anything else alone;
+///   `done` for the TTL, and leaves anything else alone; when the claim no longer held
+///   the key (the handler outlived its lease), the store logs a warning;
 /// - `abandon`: a Lua script deletes the key only if it still holds our claim, so a late
 ///   `abandon` never frees a claim a retry took over after the lease.
+///
+/// A `begin` that gets no answer (it timed out, or its future was dropped) may still run
+/// on the server later, for instance once a paused or stalled Redis goes on, and take a
+/// claim nobody holds. So the store then releases the claim it was taking, in the
+/// background: the same compare-and-delete as `abandon`, sent after the `begin` on the
+/// same connection, so the sender's next retry is processed instead of getting 409 for
+/// the whole lease. A `complete` that times out is left alone: Redis usually still runs
+/// it, and if not, the claim expires after its lease.
 ///
 /// The scripts are sent once (`SCRIPT LOAD` in [`build`](RedisStoreBuilder::build)) and
 /// then called by their SHA-1 (`EVALSHA`); after a server restart the first call
@@ -265,6 +299,83 @@ impl RedisStore {
         }
     }
 
+    /// Marks `key` done if `claim` still holds it or nothing does, and warns when the
+    /// handler finished after its lease ran out.
+    async fn complete_now(&self, key: &str, claim: Claim) -> Result<Completed, StoreError> {
+        let completed = match self
+            .run(&self.scripts.complete, key, claim, millis(self.ttl))
+            .await?
+        {
+            0 => Completed::OnTime,
+            1 => Completed::Expired,
+            3 => Completed::AlreadyDone,
+            _ => Completed::TakenOver,
+        };
+        match completed {
+            Completed::OnTime => {}
+            Completed::Expired => late_complete(key, "its claim had expired"),
+            Completed::TakenOver => {
+                late_complete(key, "another copy took the event over and is running");
+            }
+            Completed::AlreadyDone => late_complete(key, "another copy already processed it"),
+        }
+        Ok(completed)
+    }
+
+    /// Releases, in the background, the claim that a `begin` without an answer may still
+    /// take on the server.
+    ///
+    /// The release must run on the server *after* the `begin` it undoes, or it would find
+    /// nothing to delete and the late `begin` would then block the key for the whole
+    /// lease. That holds because:
+    ///
+    /// - both go through the store's one multiplexed connection, which writes commands
+    ///   to the socket in the order they were queued, and Redis runs one connection's
+    ///   commands in that order (a paused or frozen server queues them, then runs them
+    ///   in order);
+    /// - this is called only once the `begin` future is gone (the timeout dropped it, or
+    ///   its caller did), so every command of the `begin` (its `EVALSHA`, and the `EVAL`
+    ///   that follows a `NOSCRIPT`) is either queued ahead of the release or never sent.
+    ///
+    /// The one exception: when the connection breaks and the manager opens a new one in
+    /// between, the release goes over the new connection and may run first; the claim
+    /// then expires after its lease. A release that fails itself (a timeout while the
+    /// server is still stalled, which may drop it unsent) is tried again, at most
+    /// [`RELEASE_ATTEMPTS`] times. Releasing more than needed is harmless: the claim is
+    /// fresh and random, so it can only delete what this very `begin` took.
+    fn release_detached(&self, key: &str, claim: Claim) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let store = self.clone();
+            let key = key.to_owned();
+            runtime.spawn(async move { store.release(&key, claim).await });
+        } else {
+            tracing::warn!(
+                key,
+                "no runtime to release the claim of an unanswered dedup begin; it expires after its lease"
+            );
+        }
+    }
+
+    async fn release(&self, key: &str, claim: Claim) {
+        let mut pause = RELEASE_FIRST_PAUSE;
+        for attempt in 1..=RELEASE_ATTEMPTS {
+            match self.run(&self.scripts.abandon, key, claim, 0).await {
+                Ok(_) => return,
+                Err(error) if attempt == RELEASE_ATTEMPTS => {
+                    tracing::warn!(
+                        %error,
+                        key,
+                        "could not release the claim of an unanswered dedup begin; it expires after its lease"
+                    );
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
+    }
+
     /// Sends the scripts to the server, so requests only call them by hash.
     async fn load_scripts(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
@@ -304,9 +415,50 @@ fn failed(error: redis::RedisError, timeout: Duration) -> StoreError {
     }
 }
 
-/// Whole milliseconds, at least 1 (Redis refuses an expiry of 0).
+/// Whether a failed call may still have run on the server: anything but a refused
+/// connection (nothing was sent) or an error answer from the server (it did not run).
+fn may_have_run(error: &StoreError) -> bool {
+    match error {
+        StoreError::Backend(error) => {
+            error
+                .downcast_ref::<redis::RedisError>()
+                .is_none_or(|error| {
+                    !error.is_connection_refusal()
+                        && !matches!(error.kind(), redis::ErrorKind::Server(_))
+                })
+        }
+        StoreError::Timeout(_) | StoreError::Config(_) => true,
+    }
+}
+
+/// A claim a `begin` is taking: released when the call ends without a definite answer,
+/// or its future is dropped mid-call (see [`RedisStore::release_detached`]).
+struct Taking<'a> {
+    store: &'a RedisStore,
+    key: &'a str,
+    claim: Option<Claim>,
+}
+
+impl Taking<'_> {
+    /// The server answered: nothing to release.
+    fn answered(&mut self) {
+        self.claim = None;
+    }
+}
+
+impl Drop for Taking<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.store.release_detached(self.key, claim);
+        }
+    }
+}
+
+/// Whole milliseconds. The builder keeps leases and TTLs within
+/// [`LEASE_RANGE`](super::LEASE_RANGE) and [`TTL_RANGE`](super::TTL_RANGE), so the expiries
+/// sent are never 0 (which Redis refuses) nor past what it can add to its clock.
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl RedisStoreBuilder {
@@ -439,10 +591,26 @@ async fn connect(client: Client, timeout: Duration) -> Result<ConnectionManager,
 impl DedupStore for RedisStore {
     async fn begin(&self, key: &str) -> Result<Begin, StoreError> {
         let claim = Claim::random();
-        match self
+        // Armed before the script is sent: if this future is dropped mid-call, or the call
+        // fails in a way that leaves it unknown whether the script ran, the claim it may
+        // yet take is released.
+        let mut taking = Taking {
+            store: self,
+            key,
+            claim: Some(claim),
+        };
+        let answer = self
             .run(&self.scripts.begin, key, claim, millis(self.lease))
-            .await?
-        {
+            .await;
+        let definite = match &answer {
+            Ok(_) => true,
+            Err(error) => !may_have_run(error),
+        };
+        if definite {
+            taking.answered();
+        }
+        drop(taking);
+        match answer? {
             0 => Ok(Begin::New(claim)),
             2 => Ok(Begin::Done),
             _ => Ok(Begin::InFlight),
@@ -450,17 +618,7 @@ impl DedupStore for RedisStore {
     }
 
     async fn complete(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
-        let marked = self
-            .run(&self.scripts.complete, key, claim, millis(self.ttl))
-            .await?;
-        if marked == 0 {
-            tracing::warn!(
-                key,
-                lease = ?self.lease,
-                "the handler outlived its dedup lease and another request took the event over; \
-                 it may have been processed twice: raise the lease"
-            );
-        }
+        let _completed = self.complete_now(key, claim).await?;
         Ok(())
     }
 
@@ -502,9 +660,111 @@ impl fmt::Debug for RedisStoreBuilder {
     }
 }
 
+/// A real `redis-server` for the tests below that need the store's internals.
+#[cfg(test)]
+#[path = "../../tests/redis_store/server.rs"]
+mod test_server;
+
 #[cfg(test)]
 mod tests {
+    use super::test_server::RedisServer;
     use super::*;
+
+    fn claim_of(begin: Begin) -> Claim {
+        match begin {
+            Begin::New(claim) => claim,
+            other => panic!("expected New, got {other:?}"),
+        }
+    }
+
+    /// Polls `check` every 25 ms until it returns `Some`, for at most 10 s.
+    async fn eventually<T, F: Future<Output = Option<T>>>(
+        what: &str,
+        mut check: impl FnMut() -> F,
+    ) -> T {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(found) = check().await {
+                return found;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_complete_after_the_lease_is_reported_late() {
+        let Some(server) = RedisServer::start("a_complete_after_the_lease_is_reported_late") else {
+            return;
+        };
+        // Two replicas, each with its own connection, and the shortest lease.
+        let replica = || async {
+            RedisStore::builder(server.url())
+                .lease(*super::super::LEASE_RANGE.start())
+                .build()
+                .await
+                .unwrap()
+        };
+        let (a, b) = (replica().await, replica().await);
+        let redis = Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let get = |key: &'static str| {
+            let mut redis = redis.clone();
+            async move {
+                redis::cmd("GET")
+                    .arg(format!("mapping-webhooks:{key}"))
+                    .query_async::<Option<String>>(&mut redis)
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // A's handler outlives its lease; a retry on B takes the event over.
+        let slow = claim_of(a.begin("evt").await.unwrap());
+        let retry = eventually("a retry takes the event over", || async {
+            match b.begin("evt").await.unwrap() {
+                Begin::New(claim) => Some(claim),
+                _ => None,
+            }
+        })
+        .await;
+        // A finishes: reported late, and the retry's claim is left alone.
+        assert_eq!(
+            a.complete_now("evt", slow).await.unwrap(),
+            Completed::TakenOver
+        );
+        assert_eq!(get("evt").await, Some(retry.to_string()));
+        // B finishes in time: done.
+        assert_eq!(
+            b.complete_now("evt", retry).await.unwrap(),
+            Completed::OnTime
+        );
+        assert_eq!(get("evt").await.as_deref(), Some("done"));
+        // A late complete of a done event changes nothing, and is reported too.
+        assert_eq!(
+            a.complete_now("evt", slow).await.unwrap(),
+            Completed::AlreadyDone
+        );
+        assert_eq!(a.begin("evt").await.unwrap(), Begin::Done);
+
+        // A claim that expired with nobody taking over: still recorded done, but late.
+        let alone = claim_of(a.begin("evt_2").await.unwrap());
+        eventually("the lease runs out", || async {
+            get("evt_2").await.is_none().then_some(())
+        })
+        .await;
+        assert_eq!(
+            a.complete_now("evt_2", alone).await.unwrap(),
+            Completed::Expired
+        );
+        assert_eq!(b.begin("evt_2").await.unwrap(), Begin::Done);
+    }
 
     #[test]
     fn tokens_are_the_claims_hex() {
@@ -517,10 +777,10 @@ mod tests {
     }
 
     #[test]
-    fn expiries_are_whole_positive_milliseconds() {
-        assert_eq!(millis(Duration::ZERO), 1);
+    fn expiries_are_whole_milliseconds() {
         assert_eq!(millis(Duration::from_micros(2500)), 2);
         assert_eq!(millis(DEFAULT_TTL), 86_400_000);
+        assert_eq!(millis(*super::super::TTL_RANGE.end()), 31_622_400_000);
     }
 
     #[test]

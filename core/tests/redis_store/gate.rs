@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mapping_webhooks::{
-    Admission, DedupStore, Gate, OnStoreError, RedisStore, Reply, Secret, Signer, Ticket,
-    UnsignedHeaders,
+    Admission, DedupStore, Gate, LEASE_RANGE, OnStoreError, RedisStore, Reply, Secret, Signer,
+    Ticket, UnsignedHeaders,
 };
 
 use super::server::RedisServer;
@@ -128,7 +128,7 @@ async fn a_crashed_claimant_lets_a_retry_through_after_the_lease() {
     let Some(server) = RedisServer::start("a_crashed_claimant_lets_a_retry_through") else {
         return;
     };
-    let [a, b] = replicas(&server, Duration::from_millis(300), OnStoreError::Reject).await;
+    let [a, b] = replicas(&server, *LEASE_RANGE.start(), OnStoreError::Reject).await;
     let body = body("evt_crash");
     // Replica A crashes mid-handler: its ticket is neither finished nor dropped.
     std::mem::forget(ticket_of(deliver(&a, &body).await));

@@ -57,3 +57,16 @@ async fn eventually<T, F: Future<Output = Option<T>>>(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Makes `redis-server` hold every client's commands for `pause` (`CLIENT PAUSE .. ALL`):
+/// they are queued, and run once the pause ends, as on a server stalled by a slow command
+/// or a failover.
+async fn pause_clients(redis: &mut redis::aio::MultiplexedConnection, pause: Duration) {
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(u64::try_from(pause.as_millis()).unwrap())
+        .arg("ALL")
+        .query_async::<()>(redis)
+        .await
+        .expect("CLIENT PAUSE");
+}

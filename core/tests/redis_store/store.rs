@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mapping_webhooks::{Begin, DedupStore, RedisStore, StoreError};
+use mapping_webhooks::{Begin, DedupStore, LEASE_RANGE, RedisStore, StoreError, TTL_RANGE};
 use redis::AsyncCommands;
 
 use super::server::RedisServer;
-use super::{claim_of, eventually, inspector, store_on};
+use super::{claim_of, eventually, inspector, pause_clients, store_on};
 
 #[tokio::test]
 async fn begin_complete_abandon() {
@@ -88,7 +88,7 @@ async fn a_late_abandon_or_complete_cannot_touch_someone_elses_claim() {
     let Some(server) = RedisServer::start("a_late_abandon_cannot_free_someone_elses_claim") else {
         return;
     };
-    let store = store_on(&server, |b| b.lease(Duration::from_millis(200))).await;
+    let store = store_on(&server, |b| b.lease(*LEASE_RANGE.start())).await;
     let old = claim_of(store.begin("evt").await.unwrap());
     // The first claimant stalls past its lease; a retry takes the event over.
     let new = eventually(Duration::from_secs(10), "lease expiry", || async {
@@ -121,7 +121,7 @@ async fn an_expired_lease_lets_a_retry_through() {
     let Some(server) = RedisServer::start("an_expired_lease_lets_a_retry_through") else {
         return;
     };
-    let store = store_on(&server, |b| b.lease(Duration::from_millis(300))).await;
+    let store = store_on(&server, |b| b.lease(*LEASE_RANGE.start())).await;
     let crashed = claim_of(store.begin("evt").await.unwrap());
     assert_eq!(store.begin("evt").await.unwrap(), Begin::InFlight);
     let retry = eventually(Duration::from_secs(10), "lease expiry", || async {
@@ -140,7 +140,7 @@ async fn done_events_are_forgotten_after_the_ttl() {
     let Some(server) = RedisServer::start("done_events_are_forgotten_after_the_ttl") else {
         return;
     };
-    let store = store_on(&server, |b| b.time_to_live(Duration::from_millis(300))).await;
+    let store = store_on(&server, |b| b.time_to_live(*TTL_RANGE.start())).await;
     let claim = claim_of(store.begin("evt").await.unwrap());
     store.complete("evt", claim).await.unwrap();
     assert_eq!(store.begin("evt").await.unwrap(), Begin::Done);
@@ -383,4 +383,139 @@ fn build_lazy_outside_a_runtime_is_an_error_not_a_panic() {
         .build_lazy()
         .expect_err("no runtime");
     assert!(error.to_string().contains("tokio runtime"), "{error}");
+}
+
+/// What a retry gets while a claim left behind (or not) by an interrupted `begin` is in
+/// the way: `Some` once it is processed.
+async fn retry_processed(store: &RedisStore, key: &str) -> Option<mapping_webhooks::Claim> {
+    match store.begin(key).await {
+        Ok(Begin::New(claim)) => Some(claim),
+        Ok(Begin::InFlight) | Err(_) => None,
+        Ok(Begin::Done) => panic!("an event nobody completed is done"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_that_timed_out_releases_the_claim_it_was_taking() {
+    let Some(server) = RedisServer::start("a_begin_that_timed_out_releases_its_claim") else {
+        return;
+    };
+    let timeout = Duration::from_millis(200);
+    // A lease far longer than the test: only the release can let the retry through.
+    let lease = Duration::from_secs(60);
+    let store = store_on(&server, |b| b.timeout(timeout).lease(lease)).await;
+    let mut redis = inspector(&server).await;
+
+    // The server holds our script past the timeout, then runs it: it takes a claim that
+    // nobody was told about.
+    pause_clients(&mut redis, Duration::from_millis(1500)).await;
+    match store.begin("evt").await {
+        Err(StoreError::Timeout(after)) => assert_eq!(after, timeout),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // The sender's retry is processed once the server answers again, not after the lease.
+    let retry = eventually(Duration::from_secs(15), "the retry is processed", || {
+        retry_processed(&store, "evt")
+    })
+    .await;
+    let held: String = redis.get("mapping-webhooks:evt").await.unwrap();
+    assert_eq!(held, retry.to_string(), "the key holds the retry's claim");
+    store.complete("evt", retry).await.unwrap();
+    assert_eq!(store.begin("evt").await.unwrap(), Begin::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_dropped_mid_call_releases_the_claim_it_was_taking() {
+    let Some(server) = RedisServer::start("a_begin_dropped_mid_call_releases_its_claim") else {
+        return;
+    };
+    // The store would wait 5 s; the caller (a request cancelled by its client, a
+    // framework's own timeout) gives up after 200 ms and drops the call.
+    let store = store_on(&server, |b| {
+        b.timeout(Duration::from_secs(5))
+            .lease(Duration::from_secs(60))
+    })
+    .await;
+    let mut redis = inspector(&server).await;
+
+    pause_clients(&mut redis, Duration::from_millis(1500)).await;
+    tokio::time::timeout(Duration::from_millis(200), store.begin("evt"))
+        .await
+        .expect_err("begin answered while the server was paused");
+    let retry = eventually(Duration::from_secs(15), "the retry is processed", || {
+        retry_processed(&store, "evt")
+    })
+    .await;
+    let held: String = redis.get("mapping-webhooks:evt").await.unwrap();
+    assert_eq!(held, retry.to_string(), "the key holds the retry's claim");
+}
+
+#[tokio::test]
+async fn leases_and_ttls_out_of_range_are_refused_before_connecting() {
+    use mapping_webhooks::ConfigError;
+    // Nothing listens on port 1: the builder refuses before it tries to connect.
+    let builder = || RedisStore::builder("redis://127.0.0.1:1/");
+    let huge = Duration::MAX;
+    let cases = [
+        (
+            builder().lease(Duration::ZERO),
+            ConfigError::Lease(Duration::ZERO),
+        ),
+        (builder().lease(huge), ConfigError::Lease(huge)),
+        (
+            builder().lease(*LEASE_RANGE.end() + Duration::from_millis(1)),
+            ConfigError::Lease(*LEASE_RANGE.end() + Duration::from_millis(1)),
+        ),
+        (
+            builder().time_to_live(Duration::ZERO),
+            ConfigError::TimeToLive(Duration::ZERO),
+        ),
+        (builder().time_to_live(huge), ConfigError::TimeToLive(huge)),
+    ];
+    for (configured, expected) in cases {
+        match configured.build().await {
+            Err(StoreError::Config(error)) => assert_eq!(error, expected),
+            other => panic!("expected {expected:?}, got {other:?}"),
+        }
+    }
+    match builder().lease(Duration::ZERO).build_lazy() {
+        Err(StoreError::Config(ConfigError::Lease(lease))) => assert_eq!(lease, Duration::ZERO),
+        other => panic!("build_lazy accepted a zero lease: {other:?}"),
+    }
+    match builder().time_to_live(huge).build_lazy() {
+        Err(StoreError::Config(ConfigError::TimeToLive(ttl))) => assert_eq!(ttl, huge),
+        other => panic!("build_lazy accepted a huge TTL: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_edges_of_the_lease_and_ttl_ranges_work() {
+    let Some(server) = RedisServer::start("the_edges_of_the_lease_and_ttl_ranges_work") else {
+        return;
+    };
+    let mut redis = inspector(&server).await;
+    let edges = [
+        (*LEASE_RANGE.start(), *TTL_RANGE.start()),
+        (*LEASE_RANGE.end(), *TTL_RANGE.end()),
+    ];
+    for (lease, ttl) in edges {
+        let store = store_on(&server, |b| b.lease(lease).time_to_live(ttl)).await;
+        let key = format!("evt_{}", lease.as_secs());
+        let redis_key = format!("mapping-webhooks:{key}");
+        let claim = claim_of(store.begin(&key).await.unwrap());
+        let left: u64 = redis.pttl(&redis_key).await.unwrap();
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap();
+        assert!(
+            left <= lease_ms && left + 10_000 > lease_ms,
+            "lease {lease:?}: {left} ms left"
+        );
+        store.complete(&key, claim).await.unwrap();
+        let left: u64 = redis.pttl(&redis_key).await.unwrap();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap();
+        assert!(
+            left <= ttl_ms && left + 10_000 > ttl_ms,
+            "ttl {ttl:?}: {left} ms left"
+        );
+        assert_eq!(store.begin(&key).await.unwrap(), Begin::Done);
+    }
 }

@@ -7,11 +7,16 @@
 //! The same configuration and output as `axum_receiver`, so the same `sender` drives
 //! both: `MAPPING_WEBHOOK_SECRET` (without it, the public development secret is used,
 //! and said so loudly, but only on a loopback address: anywhere else the receiver
-//! refuses to start), `MAPPING_WEBHOOK_SECRET_PREVIOUS` (during a rotation),
+//! refuses to start), `MAPPING_WEBHOOK_SECRET_PREVIOUS` (during a rotation), or
+//! `MAPPING_WEBHOOK_SECRET_FILE` (one secret per line, the current one first; reloaded
+//! when it changes, checked every `MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS` (default 1),
+//! and on `SIGHUP`),
 //! `BIND_ADDR` (default `127.0.0.1:3000`; `PORT` alone binds `0.0.0.0:$PORT`), `RUST_LOG`
 //! (default `info`), `HEADER_TIMEOUT_SECS` (default 5: the time allowed for a request's
-//! headers), `MAX_CONNECTIONS` (default 512 open at once). Each processed event prints
-//! one JSON line on stdout; logs go to stderr.
+//! headers), `MAX_CONNECTIONS` (default 512 open at once), `METRICS_ADDR` (unset by
+//! default: when set, Prometheus metrics are served there on `GET /metrics`). Each
+//! processed event prints one JSON line on stdout; logs go to stderr. Ctrl-C or SIGTERM
+//! stops it gracefully: it stops accepting and finishes the requests in progress.
 
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
@@ -19,13 +24,23 @@ use std::time::Duration;
 
 use actix_web::http::KeepAlive;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use mapping_webhooks_actix::{VerifiedEvent, WebhookVerify};
-use mapping_webhooks_examples::{ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event};
+use mapping_webhooks_actix::{Event, VerifiedEvent, WebhookVerify};
+use mapping_webhooks_examples::{
+    METRICS_PATH, METRICS_UPKEEP, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event,
+    shutdown_signal,
+};
+use metrics_exporter_prometheus::PrometheusHandle;
 
-/// Runs once per event (duplicates are answered by the middleware). Answer 2xx only once
-/// the work is done: anything else makes the sender retry, and the middleware lets the
-/// retry in.
-async fn on_event(event: VerifiedEvent) -> HttpResponse {
+/// Runs once per event, for every subscribed type (duplicates are answered by the
+/// middleware). Answer 2xx only once the work is done: anything else makes the sender
+/// retry, and the middleware lets the retry in.
+async fn on_event(event: VerifiedEvent<Event>) -> HttpResponse {
+    match &event.envelope.data {
+        Event::MappingCompleted(_job) => { /* e.g. fetch the export file */ }
+        Event::MappingErrorResolved(_resolved) => { /* e.g. clear an alert */ }
+        // A type this receiver does not know yet: acknowledged, or it would be retried.
+        _other => {}
+    }
     print_event(&event.verified, &event.envelope.api_version);
     HttpResponse::NoContent().finish()
 }
@@ -41,13 +56,31 @@ async fn main() -> ExitCode {
         }
     };
     config.warn_if_dev_secret();
-    let verify = match config.gate() {
-        Ok(gate) => WebhookVerify::from_gate(gate),
+    let gate = match config.gate() {
+        Ok((gate, secrets_file)) => {
+            // Reloads the secrets file, if any, while the server runs.
+            config.watch_secrets_file(secrets_file, gate.secrets());
+            config.observe(gate)
+        }
+        Err(error) => Err(error),
+    };
+    let (gate, metrics) = match gate {
+        Ok(observed) => observed,
         Err(error) => {
             tracing::error!("{error}");
             return ExitCode::FAILURE;
         }
     };
+    let verify = WebhookVerify::from_gate(gate);
+    if let (Some(handle), Some(addr)) = (metrics, config.metrics_addr) {
+        match serve_metrics(handle, addr, &config) {
+            Ok(()) => tracing::info!("serving metrics on http://{addr}{METRICS_PATH}"),
+            Err(error) => {
+                tracing::error!("cannot listen on {addr}: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
 
     // actix counts connections per worker: share the cap among them.
     let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
@@ -75,6 +108,9 @@ async fn main() -> ExitCode {
     // At most max_connections open at once: past it, clients wait in the listen queue.
     .workers(workers)
     .max_connections(config.max_connections.div_ceil(workers))
+    // Ctrl-C and SIGTERM both stop it gracefully (actix-web's own handling makes Ctrl-C
+    // a forced stop that drops the requests in progress).
+    .shutdown_signal(shutdown_signal())
     .bind(config.bind_addr);
     let server = match server {
         Ok(server) => server,
@@ -87,12 +123,54 @@ async fn main() -> ExitCode {
         "receiving webhooks on http://{}{WEBHOOK_PATH}",
         config.bind_addr
     );
-    // Stops gracefully on Ctrl-C (actix-web handles the signals).
     match server.run().await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             tracing::error!("server failed: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Serves `GET /metrics` on its own listener (one worker, the same header timeout),
+/// and runs the recorder's upkeep; both on the current actix system.
+fn serve_metrics(
+    handle: PrometheusHandle,
+    addr: std::net::SocketAddr,
+    config: &ReceiverConfig,
+) -> std::io::Result<()> {
+    let upkeep = handle.clone();
+    actix_web::rt::spawn(async move {
+        let mut every = actix_web::rt::time::interval(METRICS_UPKEEP);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let server = HttpServer::new(move || {
+        let handle = handle.clone();
+        App::new().route(
+            METRICS_PATH,
+            web::get().to(move || {
+                let body = handle.render();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("text/plain; version=0.0.4")
+                        .body(body)
+                }
+            }),
+        )
+    })
+    .workers(1)
+    // The webhook server handles the signals; this one ends with the process.
+    .disable_signals()
+    .client_request_timeout(config.header_timeout)
+    .keep_alive(KeepAlive::Disabled)
+    .bind(addr)?
+    .run();
+    actix_web::rt::spawn(server);
+    Ok(())
 }

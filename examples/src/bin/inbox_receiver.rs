@@ -15,8 +15,8 @@
 //!   or to see deliveries wait in the inbox).
 //!
 //! The worker prints the same JSON line per processed event as the other receivers, on
-//! stdout; logs go to stderr. Ctrl-C stops accepting, lets running handlers finish, and
-//! exits.
+//! stdout; logs go to stderr. Ctrl-C or SIGTERM stops accepting, lets running handlers
+//! finish, and exits.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::post_service;
 use mapping_webhooks_examples::{
-    EventLine, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_line, serve_axum,
+    EventLine, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_line, serve_axum, shutdown_signal,
 };
 use mapping_webhooks_inbox::{Delivery, Inbox, InboxError};
 use mapping_webhooks_tower::InboxService;
@@ -98,10 +98,7 @@ async fn main() -> ExitCode {
         "receiving webhooks on http://{}{WEBHOOK_PATH} into the inbox",
         config.bind_addr
     );
-    serve_axum(listener, app, &config, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await;
+    serve_axum(listener, app, &config, shutdown_signal()).await;
     let _ = stop.send(true);
     if let Some(worker) = worker {
         match worker.await {

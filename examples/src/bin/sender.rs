@@ -1,24 +1,6 @@
 //! Signs a webhook envelope the way Mapping.Travel does and POSTs it, like the
 //! dashboard's Test button. With no arguments it targets the example receiver with the
-//! development secret.
-//!
-//! ```text
-//! cargo run -p mapping-webhooks-examples --bin sender -- [options]
-//!
-//!   --url URL                where to POST (default http://127.0.0.1:3000/hooks/mapping)
-//!   --secret SECRET          signing secret (default $MAPPING_WEBHOOK_SECRET, else the
-//!                            development secret)
-//!   --event TYPE             event type (default mapping.completed)
-//!   --event-id ID            eventId (default a new evt_… id); reuse one to test dedup
-//!   --copies N               send N copies of the event in parallel (default 1)
-//!   --timestamp-offset SECS  shift the signed timestamp, e.g. -400 (stale) or 400 (future)
-//!   --retry                  on failure, retry after 1 m, 5 m and 30 m like the sender
-//!   --time-scale F           divide those waits by F (e.g. 60: 1 s, 5 s, 30 s)
-//! ```
-//!
-//! Each attempt prints its status on stdout. The exit status is 0 when every copy got a
-//! 2xx. Plain HTTP only: it is meant for local receivers (use the dashboard's Test button
-//! for a deployed HTTPS endpoint).
+//! development secret. `sender --help` lists the options (see [`HELP`]).
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +19,46 @@ const RETRY_AFTER_SECS: [u64; 3] = [60, 5 * 60, 30 * 60];
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 const USAGE: &str = "usage: sender [--url URL] [--secret SECRET] [--event TYPE] [--event-id ID] \
-[--copies N] [--timestamp-offset SECS] [--retry] [--time-scale F]";
+[--copies N] [--timestamp-offset SECS] [--retry] [--time-scale F] (--help for details)";
+
+/// What `--help` prints.
+const HELP: &str = "\
+Signs a webhook like Mapping.Travel does and POSTs it, like the dashboard's Test button.
+
+usage: cargo run -p mapping-webhooks-examples --bin sender -- [OPTIONS]
+
+Options (each also as --flag=value):
+  --url URL                Where to POST, plain http:// only.
+                           [default: http://127.0.0.1:3000/hooks/mapping]
+  --secret SECRET          The signing secret, the whole whsec_... string.
+                           [default: $MAPPING_WEBHOOK_SECRET, else the public
+                           development secret the example receivers use]
+  --event TYPE             The event type: mapping.completed (with the documented
+                           payload), mapping.error.resolved or any other (with {} as
+                           data). [default: mapping.completed]
+  --event-id ID            The eventId. Reuse one to see deduplication.
+                           [default: a new evt_... id]
+  --copies N               Sends N copies of the event at once, each a delivery with
+                           its own id. [default: 1]
+  --timestamp-offset SECS  Shifts the signed timestamp by SECS seconds: -400 is stale,
+                           400 is in the future (both refused, 401). [default: 0]
+  --retry                  On a failure, retries after 1 m, 5 m and 30 m, as the real
+                           sender does (4 attempts in all).
+  --time-scale F           Divides those waits by F (60: 1 s, 5 s, 30 s). [default: 1]
+  -h, --help               Prints this help.
+
+Each attempt prints its status and the receiver's answer. A copy ends as:
+  processed    a 2xx from the handler;
+  duplicate    200 \"event already processed\": the handler did not run again;
+  in flight    409: another copy was being processed at that moment (the real
+               sender retries it later, and it is then a duplicate);
+  failed       anything else, or no answer.
+
+Exit status: 0 when every copy is processed, duplicate or in flight, at most one was
+processed, and an in-flight copy's twin was processed in this run (so --copies 5 on a
+new event exits 0 with one processed, the rest duplicates or in flight); 1 otherwise;
+2 for a usage error.
+";
 
 struct Options {
     url: String,
@@ -61,7 +82,14 @@ impl std::fmt::Debug for Options {
     }
 }
 
-fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+/// What the command line asks for.
+#[derive(Debug)]
+enum Command {
+    Send(Options),
+    Help,
+}
+
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut options = Options {
         url: format!("http://{DEFAULT_BIND_ADDR}{WEBHOOK_PATH}"),
         secret: std::env::var("MAPPING_WEBHOOK_SECRET")
@@ -114,7 +142,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
                     .filter(|f: &f64| f.is_finite() && *f > 0.0)
                     .ok_or("--time-scale needs a positive number, such as 60")?;
             }
-            "-h" | "--help" => return Err(USAGE.to_owned()),
+            "-h" | "--help" => return Ok(Command::Help),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
@@ -125,13 +153,65 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
             options.url
         ));
     }
-    Ok(options)
+    Ok(Command::Send(options))
+}
+
+/// How one copy ended, from its last attempt's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// A 2xx from the handler.
+    Processed,
+    /// 200 "event already processed": the handler did not run again.
+    Duplicate,
+    /// 409: another copy was being processed.
+    InFlight,
+    /// Any other answer, or none.
+    Failed,
+}
+
+impl Outcome {
+    fn of(status: u16, body: &str) -> Self {
+        match status {
+            200 if body.contains("already processed") => Self::Duplicate,
+            200..=299 => Self::Processed,
+            409 => Self::InFlight,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// The copies' outcomes, as a line to print and whether the run succeeded (see [`HELP`]).
+fn summarise(outcomes: &[Outcome]) -> (String, bool) {
+    let count = |o: Outcome| outcomes.iter().filter(|x| **x == o).count();
+    let (processed, duplicate, in_flight, failed) = (
+        count(Outcome::Processed),
+        count(Outcome::Duplicate),
+        count(Outcome::InFlight),
+        count(Outcome::Failed),
+    );
+    let ok = failed == 0 && processed <= 1 && (in_flight == 0 || processed == 1);
+    let mut line = format!(
+        "{} cop{}: {processed} processed, {duplicate} duplicate, {in_flight} in flight (409: \
+         another copy was being processed), {failed} failed",
+        outcomes.len(),
+        if outcomes.len() == 1 { "y" } else { "ies" },
+    );
+    if processed > 1 {
+        line.push_str(": more than one copy was processed, deduplication did not work");
+    } else if in_flight > 0 && processed == 0 {
+        line.push_str(": no copy of this run was processed");
+    }
+    (line, ok)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let options = match parse(std::env::args().skip(1)) {
-        Ok(options) => options,
+        Ok(Command::Send(options)) => options,
+        Ok(Command::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);
@@ -173,28 +253,27 @@ async fn main() -> ExitCode {
             deliver(&options, &signer, &http, &created_at, copy).await
         }));
     }
-    let mut acknowledged = 0;
+    let mut outcomes = Vec::with_capacity(options.copies);
     for copy in copies {
-        if copy.await.unwrap_or(false) {
-            acknowledged += 1;
-        }
+        outcomes.push(copy.await.unwrap_or(Outcome::Failed));
     }
-    if acknowledged == options.copies {
+    let (summary, ok) = summarise(&outcomes);
+    println!("{summary}");
+    if ok {
         ExitCode::SUCCESS
     } else {
-        println!("{acknowledged} of {} copies got a 2xx", options.copies);
         ExitCode::FAILURE
     }
 }
 
-/// Delivers one copy, retrying on the sender's schedule if asked. True once a 2xx came.
+/// Delivers one copy, retrying on the sender's schedule if asked, and says how it ended.
 async fn deliver(
     options: &Options,
     signer: &Signer,
     http: &reqwest::Client,
     created_at: &str,
     copy: usize,
-) -> bool {
+) -> Outcome {
     let attempts = if options.retry {
         1 + RETRY_AFTER_SECS.len()
     } else {
@@ -211,6 +290,7 @@ async fn deliver(
     } else {
         Value::Object(serde_json::Map::new())
     };
+    let mut outcome = Outcome::Failed;
     for attempt in 1..=attempts {
         if attempt > 1 {
             let wait =
@@ -247,9 +327,16 @@ async fn deliver(
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
                 let text: String = text.trim().chars().take(200).collect();
-                println!("{label}: {status} ({took:.0?}) {text}");
+                outcome = Outcome::of(status.as_u16(), &text);
+                let what = match outcome {
+                    Outcome::Processed => "processed",
+                    Outcome::Duplicate => "duplicate",
+                    Outcome::InFlight => "in flight",
+                    Outcome::Failed => "failed",
+                };
+                println!("{label}: {status} ({took:.0?}) {what}: {text}");
                 if status.is_success() {
-                    return true;
+                    return outcome;
                 }
             }
             Err(error) => {
@@ -261,10 +348,11 @@ async fn deliver(
                     source = cause.source();
                 }
                 println!("{label}: no answer ({took:.0?}): {why}");
+                outcome = Outcome::Failed;
             }
         }
     }
-    false
+    outcome
 }
 
 fn now_secs() -> u64 {
@@ -314,7 +402,64 @@ mod tests {
     use super::*;
 
     fn args(list: &[&str]) -> Result<Options, String> {
-        parse(list.iter().map(|s| (*s).to_owned()))
+        match parse(list.iter().map(|s| (*s).to_owned()))? {
+            Command::Send(options) => Ok(options),
+            Command::Help => Err("help".to_owned()),
+        }
+    }
+
+    #[test]
+    fn help_describes_every_flag() {
+        assert!(matches!(parse(["--help".to_owned()]), Ok(Command::Help)));
+        assert!(matches!(parse(["-h".to_owned()]), Ok(Command::Help)));
+        // Every flag the parser takes (read from its own source) is in the help.
+        let source = include_str!("sender.rs");
+        let parser = &source[source.find("match flag.as_str()").unwrap()..];
+        let parser = &parser[..parser.find("other =>").unwrap()];
+        let flags: Vec<&str> = parser
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.starts_with('-') && !s.contains(' '))
+            .collect();
+        assert!(flags.len() >= 10, "{flags:?}");
+        for flag in flags {
+            assert!(HELP.contains(flag), "--help does not describe {flag}");
+        }
+    }
+
+    #[test]
+    fn outcomes_follow_the_receiver_s_answers() {
+        assert_eq!(Outcome::of(204, ""), Outcome::Processed);
+        assert_eq!(
+            Outcome::of(200, "event already processed"),
+            Outcome::Duplicate
+        );
+        assert_eq!(Outcome::of(409, "being processed"), Outcome::InFlight);
+        assert_eq!(
+            Outcome::of(401, "signature does not match"),
+            Outcome::Failed
+        );
+    }
+
+    #[test]
+    fn copies_succeed_when_exactly_one_ran() {
+        use Outcome::{Duplicate, Failed, InFlight, Processed};
+        // The README's --copies 5: one processed, the rest duplicates or in flight.
+        let (line, ok) = summarise(&[Processed, InFlight, Duplicate, InFlight, Duplicate]);
+        assert!(ok, "{line}");
+        assert!(
+            line.contains("1 processed, 2 duplicate, 2 in flight"),
+            "{line}"
+        );
+        // The same event again: all duplicates.
+        assert!(summarise(&[Duplicate, Duplicate]).1);
+        assert!(summarise(&[Processed]).1);
+        // Processed twice, a failure, or only in-flight copies: not what dedup promises.
+        assert!(!summarise(&[Processed, Processed]).1);
+        assert!(!summarise(&[Processed, Failed]).1);
+        assert!(!summarise(&[InFlight]).1);
+        assert!(!summarise(&[InFlight, Duplicate]).1);
     }
 
     #[test]

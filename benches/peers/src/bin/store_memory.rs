@@ -141,6 +141,16 @@ fn main() {
         mb(moka.growth),
         per_moka / per_set
     );
+    // The budget: 3,000,000 ids through a store of 1,000,000, so it is full and
+    // has been evicting for two million events when measured.
+    let big = measure("moka", 3 * MILLION, MILLION, 30);
+    println!(
+        "| `MemoryStore` (capacity 1,000,000) fed 3,000,000 ids of 30 chars | {} (most seen {}) | **{}** | {:.0} | |",
+        big.entries,
+        big.most,
+        mb(big.growth),
+        big.growth as f64 / big.entries as f64
+    );
     let fed = measure("moka", 3 * DEFAULT_CAPACITY, DEFAULT_CAPACITY, 30);
     println!(
         "| default `MemoryStore` ({DEFAULT_CAPACITY}) fed {} ids of 30 chars | {} (most seen {}) | {} | {:.0} | |",
@@ -152,22 +162,23 @@ fn main() {
     );
     let worst = measure("moka", 3 * DEFAULT_CAPACITY, DEFAULT_CAPACITY, 128);
     println!(
-        "| default `MemoryStore` ({DEFAULT_CAPACITY}) fed {} ids of 128 chars (longest kept as is) | {} (most seen {}) | **{}** | {:.0} | |",
+        "| default `MemoryStore` ({DEFAULT_CAPACITY}) fed {} ids of 128 chars (the store keeps a fingerprint) | {} (most seen {}) | **{}** | {:.0} | |",
         3 * DEFAULT_CAPACITY,
         worst.entries,
         worst.most,
         mb(worst.growth),
         worst.growth as f64 / worst.entries as f64
     );
-    let within = fed.most <= DEFAULT_CAPACITY && worst.most <= DEFAULT_CAPACITY;
+    let within =
+        fed.most <= DEFAULT_CAPACITY && worst.most <= DEFAULT_CAPACITY && big.most <= MILLION;
     println!();
     println!(
         "bound held when fed 3x capacity: {}",
         if within { "yes" } else { "NO" }
     );
     println!(
-        "goal (<= 400 MB for 1,000,000 ids): {}",
-        if moka.growth <= 400_000_000 {
+        "goal (<= 400 MB with 3,000,000 ids fed into capacity 1,000,000): {}",
+        if big.growth <= 400_000_000 {
             "met"
         } else {
             "missed"

@@ -1,0 +1,189 @@
+//! What a user's tests need, from this crate alone: signed test requests at a given time,
+//! a manual clock that drives the window and the default store, and handlers unit-tested
+//! without the middleware.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpResponse, test, web};
+use mapping_webhooks_actix::testing::SignedRequest;
+use mapping_webhooks_actix::{
+    Clock, Envelope, Event, EventRouter, MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED, ManualClock,
+    MappingCompleted, MappingErrorResolved, Verified, VerifiedEvent, WebhookVerify,
+};
+
+const SECRET: &str = "whsec_actix_testing_0123456789abcdef";
+const T: u64 = 1_717_250_400;
+
+async fn hook(event: VerifiedEvent<Event>) -> HttpResponse {
+    match event.envelope.data {
+        Event::MappingCompleted(job) if job.row_count == 0 => {
+            HttpResponse::UnprocessableEntity().finish()
+        }
+        _ => HttpResponse::NoContent().finish(),
+    }
+}
+
+fn completed(event_id: &str, rows: u64) -> Envelope<MappingCompleted> {
+    let job = MappingCompleted::new("job_1", "COMPLETED", rows, None);
+    Envelope::new("del_1", event_id, MAPPING_COMPLETED, job)
+}
+
+#[actix_web::test]
+async fn a_signed_request_at_a_manual_time_is_processed_once() {
+    let clock = ManualClock::at_secs(T);
+    let app = test::init_service(
+        App::new().service(
+            web::resource("/hooks/mapping")
+                .wrap(WebhookVerify::new(SECRET).clock(clock.clone()))
+                .route(web::post().to(hook)),
+        ),
+    )
+    .await;
+    let signed = || {
+        SignedRequest::new(&completed("evt_1", 10), SECRET)
+            .uri("/hooks/mapping")
+            .signed_at(clock.now_secs())
+            .build()
+            .to_request()
+    };
+    let first = test::call_service(&app, signed()).await;
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+    let copy = test::call_service(&app, signed()).await;
+    assert_eq!(copy.status(), StatusCode::OK, "a copy is acknowledged");
+    // The manual clock drives the default store: past its TTL the event is forgotten.
+    clock.advance(Duration::from_secs(24 * 3600 + 1));
+    let later = test::call_service(&app, signed()).await;
+    assert_eq!(later.status(), StatusCode::NO_CONTENT, "processed again");
+    // Signed at the old time: outside the window of the manual clock.
+    let stale = SignedRequest::new(&completed("evt_2", 10), SECRET)
+        .uri("/hooks/mapping")
+        .signed_at(T)
+        .build()
+        .to_request();
+    assert_eq!(
+        test::call_service(&app, stale).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[actix_web::test]
+async fn the_request_carries_the_sender_s_headers_and_body() {
+    let envelope = completed("evt_h", 3);
+    let signed = SignedRequest::new(&envelope, SECRET).signed_at(T);
+    let signature = signed.signature();
+    let request = signed.build().to_http_request();
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(header("x-webhook-signature"), signature);
+    assert!(signature.starts_with(&format!("t={T},v1=")));
+    assert_eq!(header("x-webhook-event"), MAPPING_COMPLETED);
+    assert_eq!(header("x-webhook-delivery"), "del_1");
+    assert_eq!(header("content-type"), "application/json");
+}
+
+#[actix_web::test]
+async fn handlers_are_unit_tested_without_the_middleware() {
+    let event = VerifiedEvent::from_envelope(completed("evt_u", 0));
+    assert_eq!(event.verified.event_id, "evt_u");
+    assert_eq!(event.verified.event_type, MAPPING_COMPLETED);
+    let job = MappingCompleted::new("job_1", "COMPLETED", 0, None);
+    let typed = VerifiedEvent::new(
+        Envelope::new(
+            "del_1",
+            "evt_u",
+            MAPPING_COMPLETED,
+            Event::MappingCompleted(job),
+        ),
+        Verified::new("evt_u", MAPPING_COMPLETED, "del_1", T),
+    );
+    assert_eq!(hook(typed).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let resolved = VerifiedEvent::from_envelope(Envelope::new(
+        "del_2",
+        "evt_r",
+        MAPPING_ERROR_RESOLVED,
+        Event::MappingErrorResolved(MappingErrorResolved::new(serde_json::json!({}))),
+    ));
+    assert_eq!(hook(resolved).await.status(), StatusCode::NO_CONTENT);
+}
+
+#[actix_web::test]
+async fn the_router_without_the_middleware_is_500() {
+    let router = EventRouter::new()
+        .on(|_: VerifiedEvent<MappingCompleted>| async { HttpResponse::Ok().finish() });
+    let app = test::init_service(App::new().route("/hooks/mapping", web::post().to(router))).await;
+    let request = SignedRequest::new(&completed("evt_x", 1), SECRET)
+        .uri("/hooks/mapping")
+        .build()
+        .to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[actix_web::test]
+async fn the_router_s_fallback_takes_the_types_without_a_handler() {
+    let router = EventRouter::new()
+        .on(|_: VerifiedEvent<MappingCompleted>| async { HttpResponse::NoContent().finish() })
+        .fallback(|event: VerifiedEvent| async move {
+            HttpResponse::Accepted().body(event.envelope.event_type)
+        });
+    let app = test::init_service(
+        App::new().service(
+            web::resource("/hooks/mapping")
+                .wrap(WebhookVerify::new(SECRET))
+                .route(web::post().to(router)),
+        ),
+    )
+    .await;
+    let body = r#"{"id":"d","eventId":"evt_f","type":"export.expired","data":{}}"#;
+    let request = SignedRequest::from_body(body, SECRET).uri("/hooks/mapping");
+    let response = test::call_service(&app, request.build().to_request()).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(test::read_body(response).await, "export.expired");
+    let request = SignedRequest::new(&completed("evt_c", 1), SECRET).uri("/hooks/mapping");
+    let response = test::call_service(&app, request.build().to_request()).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+/// A payload type of the user's, for an event type this crate does not know.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportExpired {
+    export_file_id: String,
+}
+
+impl mapping_webhooks_actix::EventPayload for ExportExpired {
+    const EVENT_TYPE: &'static str = "export.expired";
+}
+
+#[actix_web::test]
+async fn the_router_routes_a_user_s_own_payload_type() {
+    let router = EventRouter::new().on(|event: VerifiedEvent<ExportExpired>| async move {
+        HttpResponse::Accepted().body(event.envelope.data.export_file_id)
+    });
+    let app = test::init_service(
+        App::new().service(
+            web::resource("/hooks/mapping")
+                .wrap(WebhookVerify::new(SECRET))
+                .route(web::post().to(router)),
+        ),
+    )
+    .await;
+    let body =
+        r#"{"id":"d","eventId":"evt_e","type":"export.expired","data":{"exportFileId":"ef_9"}}"#;
+    let request = SignedRequest::from_body(body, SECRET).uri("/hooks/mapping");
+    let response = test::call_service(&app, request.build().to_request()).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(test::read_body(response).await, "ef_9");
+    // No handler for mapping.completed here: acknowledged, not refused.
+    let request = SignedRequest::new(&completed("evt_n", 1), SECRET).uri("/hooks/mapping");
+    let response = test::call_service(&app, request.build().to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
