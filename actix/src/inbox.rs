@@ -65,7 +65,9 @@ async fn accept(inbox: &Inbox, req: &HttpRequest, payload: web::Payload) -> Acce
     let headers = req.headers();
     let unsigned = unsigned_headers(headers);
     let declared = content_length(headers);
-    if let Err(refused) = inbox.check_content_length(declared, unsigned) {
+    let signatures = || headers.get_all(SIGNATURE).map(|value| value.as_bytes());
+    // The head first: a refused one is answered without reading the body.
+    if let Err(refused) = inbox.check_head(signatures(), declared, unsigned) {
         return refused;
     }
     let mut payload = payload.into_inner();
@@ -81,6 +83,5 @@ async fn accept(inbox: &Inbox, req: &HttpRequest, payload: web::Payload) -> Acce
             return inbox.refuse(VerifyError::BodyRead { timed_out: true }, unsigned);
         }
     };
-    let signatures = headers.get_all(SIGNATURE).map(|value| value.as_bytes());
-    inbox.accept(signatures, unsigned, &body).await
+    inbox.accept(signatures(), unsigned, &body).await
 }

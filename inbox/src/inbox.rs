@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mapping_webhooks::{
-    Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, MatchedSecret, Secret,
-    SystemClock, UnsignedHeaders, Verifier, VerifyError,
+    Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate, MatchedSecret, Reply,
+    Secret, SystemClock, UnsignedHeaders, Verifier, VerifyError,
 };
 use tokio::sync::Notify;
 
@@ -39,6 +39,8 @@ pub struct Inbox {
 pub(crate) struct Shared {
     pub(crate) db: Db,
     pub(crate) verifier: Verifier,
+    /// The core's gate, without a store, for its check of the request head.
+    pub(crate) gate: Gate,
     pub(crate) namespace: String,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) body_limit: usize,
@@ -52,6 +54,8 @@ pub(crate) struct Shared {
 #[must_use]
 pub struct InboxBuilder {
     verifier: Verifier,
+    secrets: Vec<Secret>,
+    tolerance: Option<Duration>,
     namespace: String,
     clock: Option<Arc<dyn Clock>>,
     body_limit: usize,
@@ -67,8 +71,11 @@ impl Inbox {
     ///
     /// [`ConfigError::EmptySecret`] when the secret is empty or blank.
     pub fn builder(secret: impl AsRef<[u8]>) -> Result<InboxBuilder, ConfigError> {
+        let secret = Secret::new(secret)?;
         Ok(InboxBuilder {
-            verifier: Verifier::new(Secret::new(secret)?),
+            verifier: Verifier::new(secret.clone()),
+            secrets: vec![secret],
+            tolerance: None,
             namespace: String::new(),
             clock: None,
             body_limit: DEFAULT_BODY_LIMIT,
@@ -203,6 +210,32 @@ impl Inbox {
         Acceptance::Refused(error)
     }
 
+    /// Checks what a request's head says, before any byte of its body is read, with the
+    /// core's [`Gate::check_head`]: the declared length (413), then exactly one
+    /// well-formed signature header (400) whose timestamp is within the tolerance (401).
+    /// An adapter calls this first and reads the body only when it passes.
+    ///
+    /// # Errors
+    ///
+    /// The [`Acceptance::Refused`] to answer with.
+    pub fn check_head<'h>(
+        &self,
+        signatures: impl IntoIterator<Item = &'h [u8]>,
+        content_length: Option<u64>,
+        unsigned: UnsignedHeaders<'_>,
+    ) -> Result<(), Acceptance> {
+        match self
+            .shared
+            .gate
+            .check_head(signatures, content_length, unsigned)
+        {
+            Ok(_head) => Ok(()),
+            Err(Reply::Refused(error)) => Err(Acceptance::Refused(error)),
+            // A gate without a store refuses nothing else on the head.
+            Err(_) => Err(Acceptance::Unavailable),
+        }
+    }
+
     /// Refuses a declared `Content-Length` over the limit before any byte is read.
     ///
     /// # Errors
@@ -250,7 +283,9 @@ impl InboxBuilder {
     ///
     /// [`ConfigError::EmptySecret`] when the secret is empty or blank.
     pub fn previous_secret(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        self.verifier = self.verifier.previous_secret(Secret::new(secret)?);
+        let secret = Secret::new(secret)?;
+        self.verifier = self.verifier.previous_secret(secret.clone());
+        self.secrets.push(secret);
         Ok(self)
     }
 
@@ -258,6 +293,7 @@ impl InboxBuilder {
     /// minutes).
     pub fn tolerance(mut self, tolerance: Duration) -> Self {
         self.verifier = self.verifier.tolerance(tolerance);
+        self.tolerance = Some(tolerance);
         self
     }
 
@@ -328,12 +364,29 @@ impl InboxBuilder {
     /// [`InboxError::Database`] when the schema cannot be created.
     pub async fn pool(self, db: Db) -> Result<Inbox, InboxError> {
         db.migrate().await?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        // The same secrets, tolerance, clock and limit as the verifier; the store is
+        // dropped last (`clock` would rebuild the default one).
+        let mut secrets = self.secrets.into_iter();
+        let mut gate = Gate::new(secrets.next().expect("the current secret"));
+        for previous in secrets {
+            gate = gate.previous_secret(previous);
+        }
+        if let Some(tolerance) = self.tolerance {
+            gate = gate.tolerance(tolerance);
+        }
+        let gate = gate
+            .clock(Arc::clone(&clock))
+            .body_limit(self.body_limit)
+            .map_err(|e| InboxError::config(e.to_string()))?
+            .without_dedup();
         Ok(Inbox {
             shared: Arc::new(Shared {
                 db,
                 verifier: self.verifier,
+                gate,
                 namespace: self.namespace,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                clock,
                 body_limit: self.body_limit,
                 read_timeout: self.read_timeout,
                 accepted: Notify::new(),

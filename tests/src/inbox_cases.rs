@@ -325,6 +325,34 @@ pub async fn inbox_slow_body_is_408(spawn: impl AsyncFn(Inbox) -> App) {
     assert_eq!(app.stored().await, 0);
 }
 
+/// A bad signature header is refused on the head, before the body is read: answered at
+/// once although the body never comes (with a 30 s read timeout).
+pub async fn inbox_bad_head_is_refused_before_the_body(spawn: impl AsyncFn(Inbox) -> App) {
+    let spec = InboxSpec {
+        read_timeout: Some(Duration::from_secs(30)),
+        ..InboxSpec::default()
+    };
+    let app = spec.start(spawn).await;
+    for (signature, status) in [
+        (format!("t={},v1=not-hex", now()), 400),
+        (format!("t={},v1={}", now() - 301, "0".repeat(64)), 401),
+    ] {
+        let head = format!(
+            "POST {ROUTE_INBOX} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+             x-webhook-signature: {signature}\r\ncontent-length: 100\r\n\r\n",
+            app.app.addr(),
+        );
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            raw_exchange(&app.app, head.as_bytes(), None),
+        )
+        .await
+        .expect("answered without waiting for the body");
+        assert_eq!(answer, Some(status), "{signature}");
+    }
+    assert_eq!(app.stored().await, 0);
+}
+
 /// The database is gone → 503, so the sender retries.
 pub async fn inbox_store_down_is_503(spawn: impl AsyncFn(Inbox) -> App) {
     let app = InboxSpec::default().start(spawn).await;
@@ -355,6 +383,7 @@ macro_rules! inbox_suite {
             inbox_tolerance_edges_are_inclusive,
             inbox_limits_are_enforced,
             inbox_slow_body_is_408,
+            inbox_bad_head_is_refused_before_the_body,
             inbox_store_down_is_503,
         );
     };

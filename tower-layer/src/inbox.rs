@@ -104,7 +104,15 @@ async fn accept<B: Body>(inbox: &Inbox, request: Request<B>) -> Acceptance {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .or_else(|| body.size_hint().exact());
-    if let Err(refused) = inbox.check_content_length(declared, unsigned) {
+    let signatures = || {
+        parts
+            .headers
+            .get_all(SIGNATURE_HEADER)
+            .iter()
+            .map(HeaderValue::as_bytes)
+    };
+    // The head first: a refused one is answered without reading the body.
+    if let Err(refused) = inbox.check_head(signatures(), declared, unsigned) {
         return refused;
     }
     let limit = inbox.body_limit();
@@ -121,12 +129,7 @@ async fn accept<B: Body>(inbox: &Inbox, request: Request<B>) -> Acceptance {
             return inbox.refuse(VerifyError::BodyRead { timed_out: true }, unsigned);
         }
     };
-    let signatures = parts
-        .headers
-        .get_all(SIGNATURE_HEADER)
-        .iter()
-        .map(HeaderValue::as_bytes);
-    inbox.accept(signatures, unsigned, &bytes).await
+    inbox.accept(signatures(), unsigned, &bytes).await
 }
 
 fn respond(acceptance: &Acceptance) -> Response<ResponseBody<VerifiedBody>> {
