@@ -18,23 +18,16 @@
 //! stops it gracefully: it stops accepting and finishes the requests in progress.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use mapping_webhooks_examples::{
     METRICS_PATH, METRICS_UPKEEP, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event,
-    shutdown_signal,
+    serve_axum, shutdown_signal,
 };
 use mapping_webhooks_tower::{Event, VerifiedEvent, WebhookVerify};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 /// Runs once per event, for every subscribed type (duplicates are answered by the layer).
 /// Answer 2xx only once the work is done: anything else makes the sender retry, and the
@@ -115,69 +108,11 @@ async fn main() -> ExitCode {
         );
         let config = config.clone();
         tokio::spawn(async move {
-            serve(listener, metrics, &config, std::future::pending()).await;
+            serve_axum(listener, metrics, &config, std::future::pending()).await;
         });
         tracing::info!("serving metrics on http://{addr}{METRICS_PATH}");
     }
-    serve(listener, app, &config, shutdown_signal()).await;
+    serve_axum(listener, app, &config, shutdown_signal()).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
-}
-
-/// Serves `app` with hyper directly, as `axum::serve` sets no timer: without one, hyper
-/// has no header timeout, and slow or idle clients hold their connections for ever.
-///
-/// - A client has `config.header_timeout` to send a request's headers, on a new
-///   connection and, from the end of the last response, on a kept-alive one: an idle
-///   connection is closed after that long too. (The body has the layer's read timeout.)
-/// - At most `config.max_connections` connections are open at once; the next clients
-///   wait in the listen queue until one closes.
-/// - On `shutdown`, it stops accepting, closes idle connections, and waits for the
-///   requests in progress.
-async fn serve(
-    listener: TcpListener,
-    app: Router,
-    config: &ReceiverConfig,
-    shutdown: impl Future<Output = ()>,
-) {
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout);
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        // A slot first, then a connection: past the cap, clients wait in the kernel's
-        // queue instead of taking file descriptors.
-        let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = async {
-                let slot = slots.clone().acquire_owned().await.expect("never closed");
-                (slot, listener.accept().await)
-            } => accepted,
-        };
-        let (stream, slot) = match accepted {
-            (slot, Ok((stream, _peer))) => (stream, slot),
-            (_, Err(error)) => {
-                // Out of file descriptors, or a connection reset before it was accepted:
-                // wait a little rather than spin.
-                tracing::warn!("accept failed: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            // Errors are the client's (a header timeout, a reset): nothing to do.
-            if let Err(error) = connection.await {
-                tracing::debug!("connection closed: {error}");
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    tracing::info!("shutting down: finishing the requests in progress");
-    graceful.shutdown().await;
 }
