@@ -15,10 +15,9 @@
 //! secret.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -29,6 +28,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing;
 use mapping_webhooks::{Secret, Signer};
 use mapping_webhooks_examples::WEBHOOK_PATH;
+
+mod support;
+use support::{Logged as Receiver, collect};
 
 const OLD: &str = "whsec_Qz7pK2mVx9LrT4nW8bYc3HfJ6dGsE1uA";
 const NEW: &str = "whsec_oL5eNq8XwR2tZj4HbM7cV1kYpD9fGu3S";
@@ -70,32 +72,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// A receiver process, its stdout (event lines) and stderr (logs) collected as they come.
-struct Receiver {
-    child: Child,
-    addr: String,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
 }
 
 fn free_addr() -> String {

@@ -2,45 +2,21 @@
 //! secret and are deduplicated per tenant; an unknown tenant is 404 and a tenant added
 //! to the file is served after `SIGHUP`, without a restart.
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mapping_webhooks::{Secret, Signer};
 use mapping_webhooks_examples::WEBHOOK_PATH;
 
+mod support;
+use support::{Logged as Receiver, collect};
+
 const ACME: &str = "whsec_Tn4xQ8vLm2Rk7Wc1Yp5Hd9Fs3Gj6Bz0Ea";
 const GLOBEX: &str = "whsec_Vh6nK1pZr8Xe3Ld7Qm2Wc5Tb9Gy4Sf0Ju";
 const INITECH: &str = "whsec_Pq3Wz8Lk1Nv6Rx2Hc7Ym4Bt9Ds5Gf0Ae";
 const WAIT: Duration = Duration::from_secs(30);
-
-struct Receiver {
-    child: Child,
-    addr: String,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
 
 fn now() -> u64 {
     SystemTime::now()
