@@ -67,9 +67,10 @@ async fn accept(inbox: &Inbox, req: &HttpRequest, payload: web::Payload) -> Acce
     let declared = content_length(headers);
     let signatures = || headers.get_all(SIGNATURE).map(|value| value.as_bytes());
     // The head first: a refused one is answered without reading the body.
-    if let Err(refused) = inbox.check_head(signatures(), declared, unsigned) {
-        return refused;
-    }
+    let head = match inbox.check_head(signatures(), declared, unsigned) {
+        Ok(head) => head,
+        Err(refused) => return refused,
+    };
     let mut payload = payload.into_inner();
     let read = actix_web::rt::time::timeout(
         inbox.read_timeout(),
@@ -83,5 +84,7 @@ async fn accept(inbox: &Inbox, req: &HttpRequest, payload: web::Payload) -> Acce
             return inbox.refuse(VerifyError::BodyRead { timed_out: true }, unsigned);
         }
     };
-    inbox.accept(signatures(), unsigned, &body).await
+    // A head that passed has exactly one signature header.
+    let header = signatures().next().unwrap_or_default();
+    inbox.accept_checked(head, header, unsigned, &body).await
 }

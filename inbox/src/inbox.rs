@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mapping_webhooks::{
-    Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate, MatchedSecret, Reply,
-    Secret, SystemClock, UnsignedHeaders, Verifier, VerifyError,
+    Admission, CheckedHead, Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate,
+    Reply, Secret, SystemClock, UnsignedHeaders, Verifier, VerifyError,
 };
 use tokio::sync::Notify;
 
@@ -116,7 +116,8 @@ impl Inbox {
         i64::try_from(self.shared.clock.now_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Verifies a request and stores it.
+    /// Verifies a request and stores it: [`check_head`](Self::check_head) (with the
+    /// body's length as the declared one), then [`accept_checked`](Self::accept_checked).
     ///
     /// `signatures` are the values of every `X-Webhook-Signature` header (none or more
     /// than one is refused); `body` is the raw body, read within
@@ -129,26 +130,35 @@ impl Inbox {
         body: &[u8],
     ) -> Acceptance {
         let mut signatures = signatures.into_iter();
-        let header = match (signatures.next(), signatures.next()) {
-            (Some(header), None) => header,
-            (None, _) => return self.refuse(VerifyError::MissingHeader, unsigned),
-            (Some(_), Some(_)) => return self.refuse(VerifyError::RepeatedHeader, unsigned),
-        };
-        if body.len() > self.shared.body_limit {
-            let limit = self.shared.body_limit;
-            return self.refuse(VerifyError::BodyTooLarge { limit }, unsigned);
+        let (first, second) = (signatures.next(), signatures.next());
+        let length = u64::try_from(body.len()).unwrap_or(u64::MAX);
+        match self.check_head(first.into_iter().chain(second), Some(length), unsigned) {
+            // A head that passed has exactly one signature header: `first`.
+            Ok(head) => match first {
+                Some(header) => self.accept_checked(head, header, unsigned, body).await,
+                None => Acceptance::Refused(VerifyError::MissingHeader),
+            },
+            Err(refused) => refused,
         }
-        let verified = match self.shared.verifier.verify(header, body) {
-            Ok(verified) => verified,
-            Err(error) => return self.refuse(error, unsigned),
+    }
+
+    /// Verifies the body of a request whose head passed [`check_head`](Self::check_head)
+    /// and stores it. `header` is that request's `X-Webhook-Signature` value, stored as
+    /// received so the delivery can be [re-verified](Self::reverify) later. As in the
+    /// inline adapters, the timestamp window is not checked again: it was checked with
+    /// the head, and the body read that followed is bounded by the read timeout.
+    pub async fn accept_checked(
+        &self,
+        head: CheckedHead,
+        header: &[u8],
+        unsigned: UnsignedHeaders<'_>,
+        body: &[u8],
+    ) -> Acceptance {
+        // The gate has no store: it only verifies (and logs a refusal).
+        let verified = match self.shared.gate.admit_checked(head, unsigned, body).await {
+            Admission::Process { verified, .. } => verified,
+            Admission::Reply(reply) => return Acceptance::from_reply(reply),
         };
-        if let MatchedSecret::Previous(index) = verified.secret {
-            tracing::info!(
-                previous_secret = index,
-                event_id = verified.event_id,
-                "webhook signed with a previous secret; remove it once this no longer appears"
-            );
-        }
         // A parsed header is ASCII: the lossy conversion never changes it.
         let header = String::from_utf8_lossy(header);
         let now = self.now_millis();
@@ -198,16 +208,9 @@ impl Inbox {
     }
 
     /// Logs a refusal found by the adapter itself (the body was too large or could not
-    /// be read) and turns it into an answer.
+    /// be read) and turns it into an answer, as the core's [`Gate::refuse`] does.
     pub fn refuse(&self, error: VerifyError, unsigned: UnsignedHeaders<'_>) -> Acceptance {
-        tracing::warn!(
-            status = error.status(),
-            reason = error.reason(),
-            delivery_id = unsigned.delivery_id,
-            event_type = unsigned.event_type,
-            "webhook refused"
-        );
-        Acceptance::Refused(error)
+        Acceptance::from_reply(self.shared.gate.refuse(error, unsigned))
     }
 
     /// Checks what a request's head says, before any byte of its body is read, with the
@@ -217,23 +220,18 @@ impl Inbox {
     ///
     /// # Errors
     ///
-    /// The [`Acceptance::Refused`] to answer with.
+    /// The [`Acceptance::Refused`] to answer with. The [`CheckedHead`] goes to
+    /// [`accept_checked`](Self::accept_checked) with the body.
     pub fn check_head<'h>(
         &self,
         signatures: impl IntoIterator<Item = &'h [u8]>,
         content_length: Option<u64>,
         unsigned: UnsignedHeaders<'_>,
-    ) -> Result<(), Acceptance> {
-        match self
-            .shared
+    ) -> Result<CheckedHead, Acceptance> {
+        self.shared
             .gate
             .check_head(signatures, content_length, unsigned)
-        {
-            Ok(_head) => Ok(()),
-            Err(Reply::Refused(error)) => Err(Acceptance::Refused(error)),
-            // A gate without a store refuses nothing else on the head.
-            Err(_) => Err(Acceptance::Unavailable),
-        }
+            .map_err(Acceptance::from_reply)
     }
 
     /// Refuses a declared `Content-Length` over the limit before any byte is read.
@@ -423,6 +421,15 @@ pub enum Acceptance {
 }
 
 impl Acceptance {
+    /// The answer for a reply of the inbox's store-less gate: a refusal, or (never seen
+    /// without a store or tenants) unavailable.
+    fn from_reply(reply: Reply) -> Self {
+        match reply {
+            Reply::Refused(error) => Self::Refused(error),
+            _ => Self::Unavailable,
+        }
+    }
+
     /// The HTTP status to answer with.
     pub fn status(&self) -> u16 {
         match self {

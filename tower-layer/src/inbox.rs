@@ -112,9 +112,10 @@ async fn accept<B: Body>(inbox: &Inbox, request: Request<B>) -> Acceptance {
             .map(HeaderValue::as_bytes)
     };
     // The head first: a refused one is answered without reading the body.
-    if let Err(refused) = inbox.check_head(signatures(), declared, unsigned) {
-        return refused;
-    }
+    let head = match inbox.check_head(signatures(), declared, unsigned) {
+        Ok(head) => head,
+        Err(refused) => return refused,
+    };
     let limit = inbox.body_limit();
     let read = tokio::time::timeout(inbox.read_timeout(), read_limited(body, limit, declared));
     let bytes = match read.await {
@@ -129,7 +130,9 @@ async fn accept<B: Body>(inbox: &Inbox, request: Request<B>) -> Acceptance {
             return inbox.refuse(VerifyError::BodyRead { timed_out: true }, unsigned);
         }
     };
-    inbox.accept(signatures(), unsigned, &bytes).await
+    // A head that passed has exactly one signature header.
+    let header = signatures().next().unwrap_or_default();
+    inbox.accept_checked(head, header, unsigned, &bytes).await
 }
 
 fn respond(acceptance: &Acceptance) -> Response<ResponseBody<VerifiedBody>> {
