@@ -233,27 +233,6 @@ impl Inbox {
             .check_head(signatures, content_length, unsigned)
             .map_err(Acceptance::from_reply)
     }
-
-    /// Refuses a declared `Content-Length` over the limit before any byte is read.
-    ///
-    /// # Errors
-    ///
-    /// A 413 [`Acceptance::Refused`] when `content_length` is over the limit.
-    pub fn check_content_length(
-        &self,
-        content_length: Option<u64>,
-        unsigned: UnsignedHeaders<'_>,
-    ) -> Result<(), Acceptance> {
-        match content_length {
-            Some(len) if len > self.shared.body_limit as u64 => Err(self.refuse(
-                VerifyError::BodyTooLarge {
-                    limit: self.shared.body_limit,
-                },
-                unsigned,
-            )),
-            _ => Ok(()),
-        }
-    }
 }
 
 const INSERT: &str = "INSERT INTO mapping_webhooks_inbox \
