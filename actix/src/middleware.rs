@@ -1,4 +1,6 @@
-//! The `WebhookVerify` middleware: its builder ([`Transform`]) and its [`Service`].
+//! The `WebhookVerify` middleware: its builder (an actix-web
+//! [`Transform`](https://docs.rs/actix-web/4/actix_web/dev/trait.Transform.html)) and its
+//! [`Service`](https://docs.rs/actix-web/4/actix_web/dev/trait.Service.html).
 
 use std::any::Any;
 use std::fmt;
@@ -278,8 +280,8 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     }
 
     /// Reports each request's outcome (exactly once) and the time taken by
-    /// verification, the store and the handler to `observer`; see
-    /// [`mapping_webhooks::observe`]. With the `metrics` feature,
+    /// verification, the store and the handler to `observer` (an [`Observer`](crate::Observer),
+    /// or a closure taking an [`Outcome`](crate::Outcome)). With the `metrics` feature,
     /// `MetricsObserver` records them with the `metrics` crate.
     pub fn observer(mut self, observer: impl Observer) -> Self {
         self.gate = self.gate.observer(observer);
@@ -384,7 +386,9 @@ where
     }
 }
 
-/// The [`Service`] built by [`WebhookVerify`] around a route's service.
+/// The actix-web
+/// [`Service`](https://docs.rs/actix-web/4/actix_web/dev/trait.Service.html)
+/// built by [`WebhookVerify`] around a route's service.
 pub struct WebhookVerifyService<S, D = MemoryStore, R = RejectFn> {
     service: Rc<S>,
     shared: Rc<WebhookVerify<D, R>>,

@@ -18,8 +18,9 @@ use tower_service::Service;
 use crate::body::{ReadError, ResponseBody, VerifiedBody, read_limited};
 use crate::service::unsigned_headers;
 
-/// A tower [`Service`] that stores every verified delivery in an [`Inbox`] and answers
-/// at once; a [`Worker`](mapping_webhooks_inbox::Worker) processes it afterwards.
+/// A tower [`Service`](https://docs.rs/tower-service/0.3/tower_service/trait.Service.html)
+/// that stores every verified delivery in an [`Inbox`] and answers at once; a
+/// [`Worker`](mapping_webhooks_inbox::Worker) processes it afterwards.
 ///
 /// Mount it with axum's `route_service`:
 ///

@@ -193,8 +193,8 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     }
 
     /// Reports each request's outcome (exactly once) and the time taken by
-    /// verification, the store and the handler to `observer`; see
-    /// [`mapping_webhooks::observe`]. With the `metrics` feature,
+    /// verification, the store and the handler to `observer` (an [`Observer`](crate::Observer),
+    /// or a closure taking an [`Outcome`](crate::Outcome)). With the `metrics` feature,
     /// `MetricsObserver` records them with the `metrics` crate.
     pub fn observer(self, observer: impl Observer) -> Self {
         self.map_gate(|g| g.observer(observer))

@@ -214,6 +214,10 @@ pub use mapping_webhooks::MetricsObserver;
 #[doc(inline)]
 pub use mapping_webhooks::dedup::MemoryStoreBuilder;
 #[doc(inline)]
+pub use mapping_webhooks::observe::{
+    Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOperation,
+};
+#[doc(inline)]
 pub use mapping_webhooks::{
     Admission, Begin, CheckedHead, Claim, Clock, ConfigError, DEFAULT_BODY_LIMIT,
     DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Envelope,
