@@ -170,8 +170,8 @@ pub use mapping_webhooks::{
     Event, EventPayload, FromEventData, Gate, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
     MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
     MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
-    SIGNATURE_HEADER, Secret, SignatureMatch, Signer, StoreError, SystemClock, TTL_RANGE, Ticket,
-    UnsignedHeaders, Verified, Verifier, VerifyError, dedup,
+    SIGNATURE_HEADER, Secret, SignatureMatch, SignedDelivery, Signer, StoreError, SystemClock,
+    TTL_RANGE, Ticket, UnsignedHeaders, Verified, Verifier, VerifyError, dedup,
 };
 #[cfg(feature = "redis")]
 #[doc(inline)]

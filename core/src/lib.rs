@@ -106,7 +106,7 @@ pub use metrics_observer::MetricsObserver;
 pub use observe::{Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOperation};
 pub use secret::Secret;
 pub use secrets::{DEFAULT_PREVIOUS_EXPIRY, Secrets};
-pub use sign::Signer;
+pub use sign::{SignedDelivery, Signer};
 pub use tenants::{
     DEFAULT_TENANT_CAPACITY, DEFAULT_TENANT_TTL, MAX_TENANT_KEY_LEN, ResolveError, SecretsResolver,
     TenantFrom, Tenants,

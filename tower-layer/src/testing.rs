@@ -35,15 +35,13 @@
 //! # });
 //! ```
 
-use http::header::CONTENT_TYPE;
 use http::{Method, Request};
-use mapping_webhooks::{
-    Clock, DELIVERY_HEADER, EVENT_HEADER, Envelope, SIGNATURE_HEADER, Secret, Signer, SystemClock,
-};
+use mapping_webhooks::{Envelope, SignedDelivery};
 use serde::Serialize;
 
 /// A POST signed like the sender's: `X-Webhook-Signature` over the exact body, with
-/// `X-Webhook-Event`, `X-Webhook-Delivery` and `Content-Type: application/json`.
+/// `X-Webhook-Event`, `X-Webhook-Delivery` and `Content-Type: application/json`: a
+/// [`SignedDelivery`](crate::SignedDelivery) and the path to post it to.
 ///
 /// [`build`](Self::build) gives an `http::Request<String>`, which axum's `Router` and
 /// [`WebhookVerify`](crate::WebhookVerify) accept directly (for `oneshot`), and which
@@ -51,12 +49,8 @@ use serde::Serialize;
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct SignedRequest {
-    body: String,
-    signer: Signer,
-    timestamp: Option<u64>,
+    delivery: SignedDelivery,
     uri: String,
-    event_type: Option<String>,
-    delivery_id: Option<String>,
 }
 
 impl SignedRequest {
@@ -66,12 +60,7 @@ impl SignedRequest {
     ///
     /// When `secret` is empty or blank, or `envelope` cannot be serialised.
     pub fn new<T: Serialize>(envelope: &Envelope<T>, secret: impl AsRef<[u8]>) -> Self {
-        let body = serde_json::to_string(envelope)
-            .unwrap_or_else(|e| panic!("SignedRequest: the envelope does not serialise: {e}"));
-        let mut request = Self::from_body(body, secret);
-        request.event_type = Some(envelope.event_type.clone());
-        request.delivery_id = Some(envelope.id.clone());
-        request
+        Self::from(SignedDelivery::new(envelope, secret))
     }
 
     /// A request carrying exactly `body` (malformed JSON included), signed with `secret`.
@@ -80,15 +69,7 @@ impl SignedRequest {
     ///
     /// When `secret` is empty or blank.
     pub fn from_body(body: impl Into<String>, secret: impl AsRef<[u8]>) -> Self {
-        let secret = Secret::new(secret).unwrap_or_else(|e| panic!("SignedRequest: {e}"));
-        Self {
-            body: body.into(),
-            signer: Signer::new(secret),
-            timestamp: None,
-            uri: "/".to_owned(),
-            event_type: None,
-            delivery_id: None,
-        }
+        Self::from(SignedDelivery::from_body(body, secret))
     }
 
     /// The path (and query) to post to (default `/`).
@@ -100,14 +81,13 @@ impl SignedRequest {
     /// Signs at `timestamp` (Unix seconds) instead of now: pair it with a
     /// [`ManualClock`](crate::ManualClock) given to [`WebhookVerify::clock`](crate::WebhookVerify::clock).
     pub fn signed_at(mut self, timestamp: u64) -> Self {
-        self.timestamp = Some(timestamp);
+        self.delivery = self.delivery.signed_at(timestamp);
         self
     }
 
     /// The `X-Webhook-Signature` value this request will carry.
     pub fn signature(&self) -> String {
-        let timestamp = self.timestamp.unwrap_or_else(|| SystemClock.now_secs());
-        self.signer.sign(self.body.as_bytes(), timestamp)
+        self.delivery.signature()
     }
 
     /// The request.
@@ -118,17 +98,23 @@ impl SignedRequest {
     pub fn build(self) -> Request<String> {
         let mut builder = Request::builder()
             .method(Method::POST)
-            .uri(self.uri.as_str())
-            .header(CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, self.signature());
-        if let Some(event_type) = &self.event_type {
-            builder = builder.header(EVENT_HEADER, event_type.as_str());
-        }
-        if let Some(delivery_id) = self.delivery_id.as_deref().filter(|id| !id.is_empty()) {
-            builder = builder.header(DELIVERY_HEADER, delivery_id);
+            .uri(self.uri.as_str());
+        for (name, value) in self.delivery.headers() {
+            builder = builder.header(name, value);
         }
         builder
-            .body(self.body)
+            .body(self.delivery.into_body())
             .unwrap_or_else(|e| panic!("SignedRequest: {e}"))
+    }
+}
+
+/// A request for the delivery, posted to `/` until [`uri`](SignedRequest::uri) says
+/// otherwise.
+impl From<SignedDelivery> for SignedRequest {
+    fn from(delivery: SignedDelivery) -> Self {
+        Self {
+            delivery,
+            uri: "/".to_owned(),
+        }
     }
 }
