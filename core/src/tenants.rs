@@ -1,12 +1,15 @@
 //! One endpoint, many tenants: each tenant's secrets, looked up by a key taken from the
 //! request and cached.
 
+use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use tokio::sync::OnceCell;
 
 use crate::{ConfigError, Secrets};
 
@@ -46,14 +49,16 @@ where
 }
 
 /// A resolver could not answer: the request is answered 503 and the sender retries.
-#[derive(Debug)]
-pub struct ResolveError(Box<dyn Error + Send + Sync>);
+///
+/// Cheap to clone: the requests that waited for one lookup all get its error.
+#[derive(Debug, Clone)]
+pub struct ResolveError(Arc<dyn Error + Send + Sync>);
 
 impl ResolveError {
     /// Wraps the lookup's error. Make sure its message carries no secret or credential:
     /// it is logged.
     pub fn new(error: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
-        Self(error.into())
+        Self(Arc::from(error.into()))
     }
 }
 
@@ -97,6 +102,10 @@ impl<R: SecretsResolver> DynResolver for R {
 /// takes effect at once; when the resolver would now answer differently (a tenant added
 /// or removed, its secrets replaced in the database), call [`invalidate`](Self::invalidate).
 ///
+/// Concurrent requests for a tenant that is not cached share one lookup: when a
+/// tenant's entry expires under load, the resolver is asked once, not once per request
+/// (and a failed lookup's error goes to every request that waited for it).
+///
 /// ```
 /// use mapping_webhooks::{Gate, ResolveError, Secret, Secrets, TenantFrom, Tenants};
 ///
@@ -117,7 +126,12 @@ impl<R: SecretsResolver> DynResolver for R {
 pub struct Tenants {
     resolver: Arc<dyn DynResolver>,
     cache: moka::sync::Cache<Box<str>, Option<Secrets>>,
+    /// The lookups running now, one per tenant, which concurrent misses wait for.
+    flights: Arc<Mutex<HashMap<Box<str>, Arc<Flight>>>>,
 }
+
+/// One lookup, awaited by every request that missed the cache while it ran.
+type Flight = OnceCell<Result<Option<Secrets>, ResolveError>>;
 
 impl Tenants {
     /// Tenants looked up by `resolver`, cached for [`DEFAULT_TENANT_TTL`], at most
@@ -135,16 +149,22 @@ impl Tenants {
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
+            flights: Arc::default(),
         }
     }
 
     /// Forgets what the cache holds for `tenant`: the next request looks it up again.
+    ///
+    /// A lookup already running when this is called is not waited for by later
+    /// requests: they start their own.
     pub fn invalidate(&self, tenant: &str) {
+        self.flights().remove(tenant);
         self.cache.invalidate(tenant);
     }
 
     /// Forgets every cached tenant.
     pub fn invalidate_all(&self) {
+        self.flights().clear();
         self.cache.invalidate_all();
     }
 
@@ -157,9 +177,36 @@ impl Tenants {
         if let Some(cached) = self.cache.get(tenant) {
             return Ok(cached);
         }
-        let found = self.resolver.lookup(tenant).await?;
-        self.cache.insert(tenant.into(), found.clone());
-        Ok(found)
+        let flight = self.flights().entry(tenant.into()).or_default().clone();
+        // Runs the lookup once; the others wait for its answer. If the request running
+        // it is dropped, a waiting one runs it instead.
+        let answer = flight
+            .get_or_init(|| async {
+                // A lookup that ended just before this flight began cached its answer.
+                if let Some(cached) = self.cache.get(tenant) {
+                    return Ok(cached);
+                }
+                let found = self.resolver.lookup(tenant).await?;
+                self.cache.insert(tenant.into(), found.clone());
+                Ok(found)
+            })
+            .await
+            .clone();
+        // The flight is over: the next miss (after an error, an invalidation or the TTL)
+        // starts a new one. Each request that waited tries; the first removes it.
+        let mut flights = self.flights();
+        if flights
+            .get(tenant)
+            .is_some_and(|current| Arc::ptr_eq(current, &flight))
+        {
+            flights.remove(tenant);
+        }
+        answer
+    }
+
+    fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<Flight>>> {
+        // Nothing panics while holding the lock; a poisoned map is still consistent.
+        self.flights.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The cached answer for `tenant`, without asking the resolver.
@@ -253,6 +300,116 @@ mod tests {
         assert!(tenants.secrets_for("down").await.is_err());
         assert!(tenants.secrets_for("down").await.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 5);
+    }
+
+    /// A resolver that counts its calls and answers only when `release` is notified.
+    fn held() -> (Tenants, Arc<AtomicUsize>, Arc<tokio::sync::Notify>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (seen, gate) = (calls.clone(), release.clone());
+        let tenants = Tenants::new(move |tenant: String| {
+            let (seen, gate) = (seen.clone(), gate.clone());
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                gate.notified().await;
+                match tenant.as_str() {
+                    "acme" => Ok(Some(Secrets::new(Secret::new("whsec_acme").unwrap()))),
+                    _ => Err(ResolveError::new("database unreachable")),
+                }
+            }
+        });
+        (tenants, calls, release)
+    }
+
+    /// Lets every spawned task run until it waits (the runtime has one thread).
+    async fn settle() {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn concurrent_misses_share_one_lookup_and_its_error() {
+        let (tenants, calls, release) = held();
+        for tenant in ["acme", "down"] {
+            let before = calls.load(Ordering::SeqCst);
+            let waiting: Vec<_> = (0..50)
+                .map(|_| {
+                    let tenants = tenants.clone();
+                    tokio::spawn(async move { tenants.secrets_for(tenant).await })
+                })
+                .collect();
+            settle().await;
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                before + 1,
+                "{tenant}: one lookup"
+            );
+            release.notify_waiters();
+            for task in waiting {
+                let answer = task.await.unwrap();
+                assert_eq!(answer.is_ok(), tenant == "acme", "{tenant}");
+            }
+            assert_eq!(calls.load(Ordering::SeqCst), before + 1, "{tenant}");
+        }
+        // The answer is cached; the error is not, and its flight is over.
+        assert!(tenants.secrets_for("acme").await.unwrap().is_some());
+        let retry = tokio::spawn({
+            let tenants = tenants.clone();
+            async move { tenants.secrets_for("down").await }
+        });
+        settle().await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "a new lookup after an error"
+        );
+        release.notify_waiters();
+        assert!(retry.await.unwrap().is_err());
+        assert!(tenants.flights().is_empty());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_dropped_lookup_is_taken_over_by_a_waiting_request() {
+        let (tenants, calls, release) = held();
+        let first = tokio::spawn({
+            let tenants = tenants.clone();
+            async move { tenants.secrets_for("acme").await }
+        });
+        settle().await;
+        let second = tokio::spawn({
+            let tenants = tenants.clone();
+            async move { tenants.secrets_for("acme").await }
+        });
+        settle().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // The request running the lookup goes away (its client disconnected).
+        first.abort();
+        settle().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the waiting one looks up");
+        release.notify_waiters();
+        assert!(second.await.unwrap().unwrap().is_some());
+        assert!(tenants.flights().is_empty());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn after_invalidate_requests_do_not_wait_for_the_old_lookup() {
+        let (tenants, calls, release) = held();
+        let old = tokio::spawn({
+            let tenants = tenants.clone();
+            async move { tenants.secrets_for("acme").await }
+        });
+        settle().await;
+        tenants.invalidate("acme");
+        let new = tokio::spawn({
+            let tenants = tenants.clone();
+            async move { tenants.secrets_for("acme").await }
+        });
+        settle().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "a lookup of its own");
+        release.notify_waiters();
+        assert!(old.await.unwrap().unwrap().is_some());
+        assert!(new.await.unwrap().unwrap().is_some());
     }
 
     #[test]
