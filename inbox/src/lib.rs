@@ -68,6 +68,9 @@ mod db;
 mod delivery;
 mod error;
 mod inbox;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod observe;
 mod operate;
 mod worker;
 
@@ -75,11 +78,20 @@ pub use db::Db;
 pub use delivery::{Delivery, DeliveryInfo, State, StoredDelivery, UnknownState};
 pub use error::InboxError;
 pub use inbox::{Acceptance, Inbox, InboxBuilder};
+#[cfg(feature = "metrics")]
+pub use metrics::WorkerMetrics;
+pub use observe::{Attempt, AttemptResult, WorkerObserver};
 pub use operate::DEFAULT_RETENTION;
 #[cfg(feature = "postgres")]
 pub use worker::PgTransaction;
 pub use worker::{
-    DEFAULT_CONCURRENCY, DEFAULT_HANDLER_TIMEOUT, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, Worker,
+    DEFAULT_CONCURRENCY, DEFAULT_HANDLER_TIMEOUT, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS,
+    STATES_EVERY, Worker,
 };
 
-pub use mapping_webhooks::{Envelope, Event, UnsignedHeaders, Verified, VerifyError};
+/// The core's observer for the accept path, re-exported (feature `metrics`).
+#[cfg(feature = "metrics")]
+pub use mapping_webhooks::MetricsObserver;
+pub use mapping_webhooks::{
+    Envelope, Event, Observer, Outcome, Secret, Secrets, UnsignedHeaders, Verified, VerifyError,
+};
