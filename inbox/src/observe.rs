@@ -6,7 +6,7 @@
 //! ([`InboxBuilder::observer`](crate::InboxBuilder::observer)); the worker, which runs
 //! later and elsewhere, with this one ([`Worker::observer`](crate::Worker::observer)).
 //! Every method has a no-op default; a closure taking an [`Attempt`] is an observer too.
-//! With the `metrics` feature, [`WorkerMetrics`](crate::WorkerMetrics) records them all
+//! With the `metrics` feature, `WorkerMetrics` records them all
 //! with the `metrics` facade.
 
 use std::collections::HashMap;

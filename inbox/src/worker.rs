@@ -175,7 +175,7 @@ impl Worker {
     /// Reports each attempt's result and duration, each done delivery's lag since it
     /// was accepted, and (while [running](Self::run)) the deliveries by state every
     /// [`STATES_EVERY`], to `observer` (see [`WorkerObserver`]; with the `metrics`
-    /// feature, [`WorkerMetrics`](crate::WorkerMetrics)). Without one, the worker reads
+    /// feature, `WorkerMetrics`). Without one, the worker reads
     /// no extra clock and counts nothing.
     pub fn observer(mut self, observer: impl WorkerObserver) -> Self {
         self.observer = Some(Arc::new(observer));
