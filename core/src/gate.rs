@@ -919,6 +919,24 @@ impl<D: DedupStore> Ticket<D> {
         self.end(HandlerEnd::Panicked).await;
     }
 
+    /// Ends the ticket of a request that no handler runs for here, because a durable
+    /// store took it over (the inbox: [`Outcome::Queued`] once stored for its worker,
+    /// [`Outcome::Duplicate`] for an event stored before, [`Outcome::StoreUnavailable`]
+    /// when storing failed): reports `outcome` to the span and the observer instead of a
+    /// handler's end, without reading a clock. Meant for a gate without dedup; a claim,
+    /// if one is held, is freed as a dropped ticket's is.
+    pub fn hand_over(mut self, outcome: Outcome) {
+        self.reported = true;
+        record(&self.span, outcome);
+        if let Some(observed) = self.observed.take() {
+            if let Some(held) = self.claim.take() {
+                held.store.abandon_detached(held.key, held.claim);
+                observed.observer.claim_ended();
+            }
+            observed.observer.outcome(outcome);
+        }
+    }
+
     async fn end(mut self, end: HandlerEnd) {
         // The handler's end is the store call's start: one clock read for both.
         let ended = self.observed.as_ref().map(|_| Instant::now());

@@ -191,6 +191,7 @@ fn every_outcome() -> impl Iterator<Item = Outcome> {
         Outcome::Duplicate,
         Outcome::InFlight,
         Outcome::StoreUnavailable,
+        Outcome::Queued,
         handled(HandlerEnd::Succeeded, true),
     ]
     .into_iter()
@@ -200,13 +201,14 @@ fn every_outcome() -> impl Iterator<Item = Outcome> {
 
 /// The index of an outcome's counter, without comparing strings.
 fn slot(outcome: &Outcome) -> usize {
-    const HANDLED: usize = 4;
+    const HANDLED: usize = 5;
     const REFUSED: usize = HANDLED + ENDS.len();
     match outcome {
         Outcome::Duplicate => 0,
         Outcome::InFlight => 1,
         Outcome::StoreUnavailable => 2,
-        Outcome::Handled(h) if h.store_error => 3,
+        Outcome::Queued => 3,
+        Outcome::Handled(h) if h.store_error => 4,
         Outcome::Handled(h) => {
             HANDLED
                 + match h.end {
@@ -490,6 +492,15 @@ mod tests {
         async fn abandon(&self, _: &str, _: crate::Claim) -> Result<(), crate::StoreError> {
             Err(crate::StoreError::backend("down"))
         }
+    }
+
+    #[test]
+    fn a_delivery_queued_by_the_inbox_has_its_own_series() {
+        let recorder = TestRecorder::default();
+        let observer = metrics::with_local_recorder(&recorder, MetricsObserver::new);
+        observer.outcome(Outcome::Queued);
+        assert_eq!(recorder.requests("queued", "stored"), 1);
+        assert_eq!(recorder.total_requests(), 1);
     }
 
     #[test]

@@ -94,13 +94,16 @@ pub enum Outcome {
     StoreUnavailable,
     /// The request was refused (4xx) before the handler.
     Refused(Refusal),
+    /// Verified and stored for later processing (the durable inbox answered 202): no
+    /// handler ran in the request; the inbox's worker reports its attempts on its own.
+    Queued,
 }
 
 impl Outcome {
     /// A stable, low-cardinality name: `processed` (the handler answered 2xx),
     /// `handler_failed` (any other status, an error, a panic or a dropped future),
-    /// `duplicate`, `in_flight`, `refused`, or `store_error` (answered 503, or passed
-    /// through to the handler).
+    /// `duplicate`, `in_flight`, `refused`, `store_error` (answered 503, or passed
+    /// through to the handler), or `queued` (stored by the durable inbox for its worker).
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Handled(h) if h.store_error => "store_error",
@@ -110,13 +113,15 @@ impl Outcome {
             Self::InFlight => "in_flight",
             Self::StoreUnavailable => "store_error",
             Self::Refused(_) => "refused",
+            Self::Queued => "queued",
         }
     }
 
     /// A stable, low-cardinality reason within [`as_str`](Self::as_str): the
     /// [`Refusal`] for `refused`; `store_unavailable` or `passed_through` for
     /// `store_error`; the status class (`2xx` … `5xx`, `1xx`), `error`, `panicked` or
-    /// `dropped` for a handler; `already_processed` and `in_flight` otherwise.
+    /// `dropped` for a handler; `stored` for `queued`; `already_processed` and
+    /// `in_flight` otherwise.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Handled(h) if h.store_error => "passed_through",
@@ -125,6 +130,7 @@ impl Outcome {
             Self::InFlight => "in_flight",
             Self::StoreUnavailable => "store_unavailable",
             Self::Refused(r) => r.as_str(),
+            Self::Queued => "stored",
         }
     }
 }
@@ -620,6 +626,45 @@ mod tests {
         let heard = recorder.take();
         assert_eq!(heard.len(), 2, "{heard:?}");
         assert!(handled(HandlerEnd::Dropped, false)(&heard[1]));
+    }
+
+    #[tokio::test]
+    async fn a_ticket_handed_over_reports_that_outcome_once() {
+        let recorder = Recorder::default();
+        // The inbox's gate: no dedup; the ticket is handed over once the row is stored.
+        let gate = self::gate(&recorder, Flaky::default()).without_dedup();
+        for outcome in [
+            Outcome::Queued,
+            Outcome::Duplicate,
+            Outcome::StoreUnavailable,
+        ] {
+            let t = ticket(admit(&gate, SECRET, &body("evt_queued")).await);
+            t.hand_over(outcome);
+            assert_eq!(
+                recorder.take(),
+                [
+                    Heard::Verification(Some(MatchedSecret::Current)),
+                    Heard::Outcome(outcome)
+                ]
+            );
+        }
+        assert_eq!(
+            (Outcome::Queued.as_str(), Outcome::Queued.reason()),
+            ("queued", "stored")
+        );
+
+        // With a claim held, it is freed (never completed) and the claim reported ended.
+        let gate = self::gate(&recorder, Flaky::default());
+        let t = ticket(admit(&gate, SECRET, &body("evt_claimed")).await);
+        recorder.take();
+        t.hand_over(Outcome::Queued);
+        assert_eq!(
+            recorder.take(),
+            [Heard::ClaimEnded, Heard::Outcome(Outcome::Queued)]
+        );
+        tokio::task::yield_now().await;
+        let t = ticket(admit(&gate, SECRET, &body("evt_claimed")).await);
+        t.succeeded().await;
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mapping_webhooks::{
     Admission, CheckedHead, Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate,
-    Reply, Secret, SystemClock, UnsignedHeaders, Verifier, VerifyError,
+    Observer, Outcome, Reply, Secret, Secrets, SystemClock, UnsignedHeaders, VerifyError,
 };
 use tokio::sync::Notify;
 
@@ -16,7 +16,8 @@ use crate::db::{DEFAULT_ACQUIRE_TIMEOUT, Db, on_pool};
 /// A durable inbox for one webhook endpoint: every verified delivery is stored in a
 /// database before it is acknowledged, then processed by a [`Worker`](crate::Worker).
 ///
-/// Cheap to clone: clones share the pool, the verifier and the wake-up signal.
+/// Cheap to clone: clones share the pool, the [`Secrets`], the observer and the
+/// wake-up signal.
 ///
 /// ```no_run
 /// use mapping_webhooks_inbox::Inbox;
@@ -38,8 +39,8 @@ pub struct Inbox {
 
 pub(crate) struct Shared {
     pub(crate) db: Db,
-    pub(crate) verifier: Verifier,
-    /// The core's gate, without a store, for its check of the request head.
+    /// The core's gate, without a store: it checks the head, verifies the body against
+    /// the [`Secrets`] as they are at each request, and reports to the observer.
     pub(crate) gate: Gate,
     pub(crate) namespace: String,
     pub(crate) clock: Arc<dyn Clock>,
@@ -49,12 +50,13 @@ pub(crate) struct Shared {
     pub(crate) accepted: Notify,
 }
 
-/// Builds an [`Inbox`]: [`Inbox::builder`], the settings, then [`connect`](Self::connect)
-/// or [`pool`](Self::pool).
+/// Builds an [`Inbox`]: [`Inbox::builder`] (or [`Inbox::builder_from_secrets`]), the
+/// settings, then [`connect`](Self::connect) or [`pool`](Self::pool).
 #[must_use]
 pub struct InboxBuilder {
-    verifier: Verifier,
-    secrets: Vec<Secret>,
+    secrets: Secrets,
+    /// Sets the observer on the gate (kept as the concrete type: one dispatch per call).
+    observer: Option<Box<dyn FnOnce(Gate) -> Gate + Send + Sync>>,
     tolerance: Option<Duration>,
     namespace: String,
     clock: Option<Arc<dyn Clock>>,
@@ -71,10 +73,37 @@ impl Inbox {
     ///
     /// [`ConfigError::EmptySecret`] when the secret is empty or blank.
     pub fn builder(secret: impl AsRef<[u8]>) -> Result<InboxBuilder, ConfigError> {
-        let secret = Secret::new(secret)?;
-        Ok(InboxBuilder {
-            verifier: Verifier::new(secret.clone()),
-            secrets: vec![secret],
+        Ok(Self::builder_from_secrets(Secrets::new(Secret::new(
+            secret,
+        )?)))
+    }
+
+    /// Starts building an inbox reading `secrets`, a handle the app keeps to change the
+    /// secrets while the inbox runs, as the core's
+    /// [`Gate::from_secrets`](mapping_webhooks::Gate::from_secrets) and the adapters'
+    /// `from_secrets` do: every request, and every [`reverify`](Self::reverify), uses the
+    /// secrets as they are at that moment. No restart, and the stored deliveries are
+    /// untouched.
+    ///
+    /// ```no_run
+    /// use mapping_webhooks_inbox::Inbox;
+    /// use mapping_webhooks::{Secret, Secrets};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let secrets = Secrets::new(Secret::new(std::env::var("MAPPING_WEBHOOK_SECRET")?)?);
+    /// let inbox = Inbox::builder_from_secrets(secrets.clone())
+    ///     .connect("sqlite://webhooks.db")
+    ///     .await?;
+    /// // Later, while requests are accepted (a reloaded secrets file, an admin call):
+    /// secrets.rotate(Secret::new(std::env::var("MAPPING_WEBHOOK_NEXT_SECRET")?)?);
+    /// // The old secret stays accepted for ten minutes (`Secrets::previous_expiry`).
+    /// # let _ = inbox;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder_from_secrets(secrets: Secrets) -> InboxBuilder {
+        InboxBuilder {
+            secrets,
+            observer: None,
             tolerance: None,
             namespace: String::new(),
             clock: None,
@@ -82,7 +111,15 @@ impl Inbox {
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_connections: None,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
-        })
+        }
+    }
+
+    /// The secrets handle this inbox reads on every request (and in
+    /// [`reverify`](Self::reverify)): clone it to [`rotate`](Secrets::rotate),
+    /// [`set`](Secrets::set) or [`remove_previous`](Secrets::remove_previous) while the
+    /// inbox runs. Clones of the inbox share it.
+    pub fn secrets(&self) -> &Secrets {
+        self.shared.gate.secrets()
     }
 
     /// The largest body an adapter reads for this inbox.
@@ -136,7 +173,7 @@ impl Inbox {
             // A head that passed has exactly one signature header: `first`.
             Ok(head) => match first {
                 Some(header) => self.accept_checked(head, header, unsigned, body).await,
-                None => Acceptance::Refused(VerifyError::MissingHeader),
+                None => self.refuse(VerifyError::MissingHeader, unsigned),
             },
             Err(refused) => refused,
         }
@@ -154,9 +191,10 @@ impl Inbox {
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Acceptance {
-        // The gate has no store: it only verifies (and logs a refusal).
-        let verified = match self.shared.gate.admit_checked(head, unsigned, body).await {
-            Admission::Process { verified, .. } => verified,
+        // The gate has no store: it only verifies (and logs and reports a refusal). Its
+        // ticket is handed over with what became of the row, the request's one outcome.
+        let (verified, ticket) = match self.shared.gate.admit_checked(head, unsigned, body).await {
+            Admission::Process { verified, ticket } => (verified, ticket),
             Admission::Reply(reply) => return Acceptance::from_reply(reply),
         };
         // A parsed header is ASCII: the lossy conversion never changes it.
@@ -185,6 +223,7 @@ impl Inbox {
                     "webhook stored in the inbox"
                 );
                 self.shared.accepted.notify_one();
+                ticket.hand_over(Outcome::Queued);
                 Acceptance::Stored { id }
             }
             Ok(None) => {
@@ -193,6 +232,7 @@ impl Inbox {
                     delivery_id = verified.delivery_id,
                     "webhook already in the inbox; acknowledged"
                 );
+                ticket.hand_over(Outcome::Duplicate);
                 Acceptance::Duplicate
             }
             Err(error) => {
@@ -202,6 +242,7 @@ impl Inbox {
                     delivery_id = verified.delivery_id,
                     "inbox database failed; answered 503 so the sender retries"
                 );
+                ticket.hand_over(Outcome::StoreUnavailable);
                 Acceptance::Unavailable
             }
         }
@@ -245,7 +286,7 @@ impl fmt::Debug for Inbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Inbox")
             .field("db", &self.shared.db)
-            .field("verifier", &self.shared.verifier)
+            .field("verifier", self.shared.gate.verifier())
             .field("namespace", &self.shared.namespace)
             .field("body_limit", &self.shared.body_limit)
             .field("read_timeout", &self.shared.read_timeout)
@@ -259,17 +300,17 @@ impl InboxBuilder {
     /// # Errors
     ///
     /// [`ConfigError::EmptySecret`] when the secret is empty or blank.
+    /// The secret is added to the inbox's [`Secrets`] (see
+    /// [`Secrets::previous_secret`]: it does not expire; remove it with
+    /// [`Secrets::remove_previous`] through [`Inbox::secrets`] once the rotation is over).
     pub fn previous_secret(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        let secret = Secret::new(secret)?;
-        self.verifier = self.verifier.previous_secret(secret.clone());
-        self.secrets.push(secret);
+        self.secrets = self.secrets.previous_secret(Secret::new(secret)?);
         Ok(self)
     }
 
     /// How far the signed timestamp may be from the clock, either way (default 5
     /// minutes).
     pub fn tolerance(mut self, tolerance: Duration) -> Self {
-        self.verifier = self.verifier.tolerance(tolerance);
         self.tolerance = Some(tolerance);
         self
     }
@@ -301,10 +342,29 @@ impl InboxBuilder {
     }
 
     /// Reads the time from `clock`: the signature window, received-at, retry times and
-    /// leases all follow it (a [`ManualClock`](mapping_webhooks::ManualClock) in tests).
-    pub fn clock(mut self, clock: impl Clock + Clone) -> Self {
-        self.verifier = self.verifier.clock(clock.clone());
+    /// leases all follow it (a [`ManualClock`](mapping_webhooks::ManualClock) in tests),
+    /// and so do the [`Secrets`]' expiry deadlines, as with the core's `Verifier::clock`.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Reports each [`accept`](Inbox::accept)'s outcome, exactly once, and how long
+    /// verification took, to `observer`: the core's [`Observer`], as the inline
+    /// adapters' `observer` does (the core's `MetricsObserver`, feature `metrics`, fits).
+    ///
+    /// - a refusal: [`Outcome::Refused`] with the same [`Refusal`](mapping_webhooks::Refusal)
+    ///   the inline gate reports (the head, then the body's signature and envelope);
+    /// - stored: [`Outcome::Queued`] (202), once the row is committed;
+    /// - an `eventId` stored before: [`Outcome::Duplicate`] (200);
+    /// - the database failed: [`Outcome::StoreUnavailable`] (503).
+    ///
+    /// A request whose future is dropped while its row is being written (the client went
+    /// away) is reported as a handler that was dropped. The worker's attempts are
+    /// reported by a [`WorkerObserver`](crate::WorkerObserver) instead. Without an
+    /// observer the accept path reads no clock.
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.observer = Some(Box::new(move |gate: Gate| gate.observer(observer)));
         self
     }
 
@@ -341,26 +401,30 @@ impl InboxBuilder {
     /// [`InboxError::Database`] when the schema cannot be created.
     pub async fn pool(self, db: Db) -> Result<Inbox, InboxError> {
         db.migrate().await?;
-        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        // The same secrets, tolerance, clock and limit as the verifier; the store is
-        // dropped last (`clock` would rebuild the default one).
-        let mut secrets = self.secrets.into_iter();
-        let mut gate = Gate::new(secrets.next().expect("the current secret"));
-        for previous in secrets {
-            gate = gate.previous_secret(previous);
-        }
+        // The secrets handle as given (the app may keep a clone to rotate); the store is
+        // dropped last (`clock` would rebuild the default one). A clock is set on the
+        // handle only when one was given, so the app's own stays otherwise.
+        let mut gate = Gate::from_secrets(self.secrets);
         if let Some(tolerance) = self.tolerance {
             gate = gate.tolerance(tolerance);
         }
+        let clock = match self.clock {
+            Some(clock) => {
+                gate = gate.clock(Arc::clone(&clock));
+                clock
+            }
+            None => Arc::new(SystemClock),
+        };
+        if let Some(observe) = self.observer {
+            gate = observe(gate);
+        }
         let gate = gate
-            .clock(Arc::clone(&clock))
             .body_limit(self.body_limit)
             .map_err(|e| InboxError::config(e.to_string()))?
             .without_dedup();
         Ok(Inbox {
             shared: Arc::new(Shared {
                 db,
-                verifier: self.verifier,
                 gate,
                 namespace: self.namespace,
                 clock,
@@ -375,7 +439,8 @@ impl InboxBuilder {
 impl fmt::Debug for InboxBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InboxBuilder")
-            .field("verifier", &self.verifier)
+            .field("secrets", &self.secrets)
+            .field("observer", &self.observer.is_some())
             .field("namespace", &self.namespace)
             .field("body_limit", &self.body_limit)
             .finish_non_exhaustive()

@@ -21,6 +21,20 @@
 //!   [`replay`](Inbox::replay), [`replay_dead`](Inbox::replay_dead),
 //!   [`purge`](Inbox::purge), [`prune`](Inbox::prune), and
 //!   [`reverify`](Inbox::reverify) a stored delivery against its stored header.
+//! - **Rotate** ([`Inbox::builder_from_secrets`], [`Inbox::secrets`]): the inbox reads a
+//!   core [`Secrets`] handle on every request, so the app rotates without a restart.
+//! - **Observe**: [`InboxBuilder::observer`] takes the core's [`Observer`] (one
+//!   [`Outcome`] per accept: [`Outcome::Queued`] once stored, `Duplicate`,
+//!   `StoreUnavailable`, or the gate's `Refused` reason, and the verification time);
+//!   [`Worker::observer`] takes a [`WorkerObserver`] (each [`Attempt`]'s
+//!   [`AttemptResult`] and duration, each done delivery's lag, the deliveries by state).
+//!   The `metrics` feature records both through the `metrics` facade: `MetricsObserver`
+//!   (re-exported from the core) and `WorkerMetrics`, whose series are
+//!   `mapping_webhooks_inbox_attempts_total{result}`,
+//!   `mapping_webhooks_inbox_attempt_duration_seconds`,
+//!   `mapping_webhooks_inbox_processing_lag_seconds` and
+//!   `mapping_webhooks_inbox_deliveries{state}`. Alert on dead deliveries above zero
+//!   and on a growing lag (or a growing `pending` count).
 //!
 //! # Databases
 //!
@@ -68,6 +82,9 @@ mod db;
 mod delivery;
 mod error;
 mod inbox;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod observe;
 mod operate;
 mod worker;
 
@@ -75,11 +92,20 @@ pub use db::Db;
 pub use delivery::{Delivery, DeliveryInfo, State, StoredDelivery, UnknownState};
 pub use error::InboxError;
 pub use inbox::{Acceptance, Inbox, InboxBuilder};
+#[cfg(feature = "metrics")]
+pub use metrics::WorkerMetrics;
+pub use observe::{Attempt, AttemptResult, WorkerObserver};
 pub use operate::DEFAULT_RETENTION;
 #[cfg(feature = "postgres")]
 pub use worker::PgTransaction;
 pub use worker::{
-    DEFAULT_CONCURRENCY, DEFAULT_HANDLER_TIMEOUT, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, Worker,
+    DEFAULT_CONCURRENCY, DEFAULT_HANDLER_TIMEOUT, DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS,
+    STATES_EVERY, Worker,
 };
 
-pub use mapping_webhooks::{Envelope, Event, UnsignedHeaders, Verified, VerifyError};
+/// The core's observer for the accept path, re-exported (feature `metrics`).
+#[cfg(feature = "metrics")]
+pub use mapping_webhooks::MetricsObserver;
+pub use mapping_webhooks::{
+    Envelope, Event, Observer, Outcome, Secret, Secrets, UnsignedHeaders, Verified, VerifyError,
+};
