@@ -13,18 +13,16 @@ use std::time::Duration;
 use mapping_webhooks::{Secret, Signer};
 use mapping_webhooks_examples::{DEV_SECRET, WEBHOOK_PATH};
 
-use crate::support::{Ran, Receiver, Tool, free_port};
+use crate::support::{Ran, Receiver, TempDir, Tool, free_port};
 
 /// Starts `binary` as the README says, with only `BIND_ADDR` set (to a free port), and
-/// `DATABASE_URL` (read by `inbox-receiver` only) to a temporary file rather than
-/// `webhooks.db` in the package's directory.
+/// `DATABASE_URL` (read by `inbox-receiver` only) to a file in a temporary folder rather
+/// than `webhooks.db` in the package's directory; the folder is removed with the
+/// receiver.
 fn start(binary: &str) -> (Receiver, String) {
     let addr = format!("127.0.0.1:{}", free_port());
-    let db = std::env::temp_dir().join(format!(
-        "mapping-webhooks-quick-start-{}-{}.db",
-        std::process::id(),
-        addr.rsplit(':').next().unwrap_or("0")
-    ));
+    let dir = TempDir::new("quick-start");
+    let db = dir.path().join("webhooks.db");
     let child = Command::new(binary)
         .env("DATABASE_URL", format!("sqlite://{}", db.display()))
         .env_remove("MAPPING_WEBHOOK_SECRET")
@@ -36,7 +34,10 @@ fn start(binary: &str) -> (Receiver, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("start {binary}: {e}"));
-    let receiver = Receiver { child };
+    let receiver = Receiver {
+        child,
+        dir: Some(dir),
+    };
     // Bounded polling until it listens.
     for _ in 0..400 {
         if TcpStream::connect(&addr).is_ok() {
@@ -137,7 +138,7 @@ pub fn without_a_secret_a_public_address_is_refused(name: &str, binary: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("start {binary}: {e}"));
-    let mut receiver = Receiver { child };
+    let mut receiver = Receiver { child, dir: None };
     // Bounded polling until it exits: one that serves instead fails here.
     let mut status = None;
     for _ in 0..600 {

@@ -69,7 +69,7 @@ fn start(binary: &str) -> (Receiver, String, thread::JoinHandle<String>) {
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let receiver = Receiver { child };
+    let receiver = Receiver { child, dir: None };
     for _ in 0..400 {
         if TcpStream::connect(&addr).is_ok() {
             return (receiver, addr, stderr);

@@ -10,11 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A receiver process, killed when dropped.
+/// A receiver process, killed when dropped; then its folder, if any, is removed.
 #[derive(Debug)]
 pub struct Receiver {
     /// The process.
     pub child: Child,
+    /// A folder of its own (its database), removed once the process is gone.
+    pub dir: Option<TempDir>,
 }
 
 impl Drop for Receiver {
