@@ -28,7 +28,7 @@ REDIS_PORT=${REDIS_PORT:-8479}
 
 cd "$(dirname "$0")/../.."
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
-cargo build --quiet --release -p mapping-webhooks-examples --bin load_target --bin load_presign
+cargo build --quiet --release -p load-test --bin load_target --bin load_presign
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 SERVER=""

@@ -1,0 +1,176 @@
+//! An actix-web app receiving Mapping.Travel webhooks on `POST /hooks/mapping`.
+//!
+//! ```text
+//! MAPPING_WEBHOOK_SECRET=whsec_... cargo run -p actix-receiver
+//! ```
+//!
+//! The same configuration and output as `axum-receiver`, so the same `sender` drives
+//! both: `MAPPING_WEBHOOK_SECRET` (without it, the public development secret is used,
+//! and said so loudly, but only on a loopback address: anywhere else the receiver
+//! refuses to start), `MAPPING_WEBHOOK_SECRET_PREVIOUS` (during a rotation), or
+//! `MAPPING_WEBHOOK_SECRET_FILE` (one secret per line, the current one first; reloaded
+//! when it changes, checked every `MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS` (default 1),
+//! and on `SIGHUP`),
+//! `BIND_ADDR` (default `127.0.0.1:3000`; `PORT` alone binds `0.0.0.0:$PORT`), `RUST_LOG`
+//! (default `info`), `HEADER_TIMEOUT_SECS` (default 5: the time allowed for a request's
+//! headers), `MAX_CONNECTIONS` (default 512 open at once), `METRICS_ADDR` (unset by
+//! default: when set, Prometheus metrics are served there on `GET /metrics`). Each
+//! processed event prints one JSON line on stdout; logs go to stderr. Ctrl-C or SIGTERM
+//! stops it gracefully: it stops accepting and finishes the requests in progress.
+
+use std::num::NonZeroUsize;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_web::http::KeepAlive;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use mapping_webhooks_actix::{Event, VerifiedEvent, WebhookVerify};
+use mapping_webhooks_examples::{
+    METRICS_PATH, METRICS_UPKEEP, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event,
+    shutdown_signal,
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+/// Runs once per event, for every subscribed type (duplicates are answered by the
+/// middleware). Answer 2xx only once the work is done: anything else makes the sender
+/// retry, and the middleware lets the retry in.
+async fn on_event(event: VerifiedEvent<Event>) -> HttpResponse {
+    match &event.envelope.data {
+        Event::MappingCompleted(_job) => { /* e.g. fetch the export file */ }
+        Event::MappingErrorResolved(_resolved) => { /* e.g. clear an alert */ }
+        // A type this receiver does not know yet: acknowledged, or it would be retried.
+        _other => {}
+    }
+    print_event(&event.verified, &event.envelope.api_version);
+    HttpResponse::NoContent().finish()
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let config = match ReceiverConfig::from_env() {
+        Ok(config) => config,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    config.warn_if_dev_secret();
+    let gate = match config.gate() {
+        Ok((gate, secrets_file)) => {
+            // Reloads the secrets file, if any, while the server runs.
+            config.watch_secrets_file(secrets_file, gate.secrets());
+            config.observe(gate)
+        }
+        Err(error) => Err(error),
+    };
+    let (gate, metrics) = match gate {
+        Ok(observed) => observed,
+        Err(error) => {
+            tracing::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let verify = WebhookVerify::from_gate(gate);
+    if let (Some(handle), Some(addr)) = (metrics, config.metrics_addr) {
+        match serve_metrics(handle, addr, &config) {
+            Ok(()) => tracing::info!("serving metrics on http://{addr}{METRICS_PATH}"),
+            Err(error) => {
+                tracing::error!("cannot listen on {addr}: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+
+    // actix counts connections per worker: share the cap among them.
+    let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    // Built once and cloned into every worker: the clones share one dedup store.
+    let server = HttpServer::new(move || {
+        App::new().service(
+            web::resource(WEBHOOK_PATH)
+                .wrap(verify.clone())
+                .route(web::post().to(on_event)),
+        )
+    })
+    // A sender that gave up (after 30 s) closes the connection: cancel its handler so
+    // the event is freed for the retry at once.
+    .h1_allow_half_closed(false)
+    // Slow clients: a request's headers within the header timeout. actix-http applies it
+    // to a connection's first request only: once a byte of a second request arrives on a
+    // kept-alive connection, no timer is left, so a client trickling that second head
+    // would hold the connection for ever. Hence one request per connection, which keeps
+    // no idle connection either: a new connection per delivery costs little. (The body
+    // has the middleware's read timeout.)
+    .client_request_timeout(config.header_timeout)
+    .keep_alive(KeepAlive::Disabled)
+    // A client that does not read our closing: dropped after a second.
+    .client_disconnect_timeout(Duration::from_secs(1))
+    // At most max_connections open at once: past it, clients wait in the listen queue.
+    .workers(workers)
+    .max_connections(config.max_connections.div_ceil(workers))
+    // Ctrl-C and SIGTERM both stop it gracefully (actix-web's own handling makes Ctrl-C
+    // a forced stop that drops the requests in progress).
+    .shutdown_signal(shutdown_signal())
+    .bind(config.bind_addr);
+    let server = match server {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::error!("cannot listen on {}: {error}", config.bind_addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        "receiving webhooks on http://{}{WEBHOOK_PATH}",
+        config.bind_addr
+    );
+    match server.run().await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!("server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves `GET /metrics` on its own listener (one worker, the same header timeout),
+/// and runs the recorder's upkeep; both on the current actix system.
+fn serve_metrics(
+    handle: PrometheusHandle,
+    addr: std::net::SocketAddr,
+    config: &ReceiverConfig,
+) -> std::io::Result<()> {
+    let upkeep = handle.clone();
+    actix_web::rt::spawn(async move {
+        let mut every = actix_web::rt::time::interval(METRICS_UPKEEP);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let server = HttpServer::new(move || {
+        let handle = handle.clone();
+        App::new().route(
+            METRICS_PATH,
+            web::get().to(move || {
+                let body = handle.render();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("text/plain; version=0.0.4")
+                        .body(body)
+                }
+            }),
+        )
+    })
+    .workers(1)
+    // The webhook server handles the signals; this one ends with the process.
+    .disable_signals()
+    .client_request_timeout(config.header_timeout)
+    .keep_alive(KeepAlive::Disabled)
+    .bind(addr)?
+    .run();
+    actix_web::rt::spawn(server);
+    Ok(())
+}

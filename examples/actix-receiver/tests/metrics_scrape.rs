@@ -1,0 +1,16 @@
+//! `METRICS_ADDR` on `actix-receiver` (see `examples_testkit::metrics_scrape`).
+
+use examples_testkit::metrics_scrape;
+
+const NAME: &str = "actix-receiver";
+const RECEIVER: &str = env!("CARGO_BIN_EXE_actix-receiver");
+
+#[test]
+fn counts_each_delivery_exactly() {
+    metrics_scrape::counts_each_delivery_exactly(NAME, RECEIVER);
+}
+
+#[test]
+fn without_metrics_addr_nothing_is_served() {
+    metrics_scrape::without_metrics_addr_nothing_is_served(NAME, RECEIVER);
+}

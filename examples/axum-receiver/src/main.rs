@@ -1,0 +1,118 @@
+//! An axum app receiving Mapping.Travel webhooks on `POST /hooks/mapping`.
+//!
+//! ```text
+//! MAPPING_WEBHOOK_SECRET=whsec_... cargo run -p axum-receiver
+//! ```
+//!
+//! Environment: `MAPPING_WEBHOOK_SECRET` (without it, the public development secret is
+//! used, and said so loudly, but only on a loopback address: anywhere else the receiver
+//! refuses to start), `MAPPING_WEBHOOK_SECRET_PREVIOUS` (during a rotation), or
+//! `MAPPING_WEBHOOK_SECRET_FILE` (one secret per line, the current one first; reloaded
+//! when it changes, checked every `MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS` (default 1),
+//! and on `SIGHUP`),
+//! `BIND_ADDR` (default `127.0.0.1:3000`; `PORT` alone binds `0.0.0.0:$PORT`), `RUST_LOG`
+//! (default `info`), `HEADER_TIMEOUT_SECS` (default 5: the time allowed for a request's
+//! headers), `MAX_CONNECTIONS` (default 512 open at once), `METRICS_ADDR` (unset by
+//! default: when set, Prometheus metrics are served there on `GET /metrics`). Each
+//! processed event prints one JSON line on stdout; logs go to stderr. Ctrl-C or SIGTERM
+//! stops it gracefully: it stops accepting and finishes the requests in progress.
+
+use std::process::ExitCode;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use mapping_webhooks_examples::{
+    METRICS_PATH, METRICS_UPKEEP, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event,
+    serve_axum, shutdown_signal,
+};
+use mapping_webhooks_tower::{Event, VerifiedEvent, WebhookVerify};
+use tokio::net::TcpListener;
+
+/// Runs once per event, for every subscribed type (duplicates are answered by the layer).
+/// Answer 2xx only once the work is done: anything else makes the sender retry, and the
+/// layer lets the retry in.
+async fn on_event(event: VerifiedEvent<Event>) -> StatusCode {
+    match &event.envelope.data {
+        Event::MappingCompleted(_job) => { /* e.g. fetch the export file */ }
+        Event::MappingErrorResolved(_resolved) => { /* e.g. clear an alert */ }
+        // A type this receiver does not know yet: acknowledged, or it would be retried.
+        _other => {}
+    }
+    print_event(&event.verified, &event.envelope.api_version);
+    StatusCode::NO_CONTENT
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let config = match ReceiverConfig::from_env() {
+        Ok(config) => config,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    config.warn_if_dev_secret();
+    let gate = match config.gate() {
+        Ok((gate, secrets_file)) => {
+            // Reloads the secrets file, if any, while the server runs.
+            config.watch_secrets_file(secrets_file, gate.secrets());
+            config.observe(gate)
+        }
+        Err(error) => Err(error),
+    };
+    let (gate, metrics) = match gate {
+        Ok(observed) => observed,
+        Err(error) => {
+            tracing::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let layer = WebhookVerify::from_gate(gate);
+    let app = Router::new()
+        .route(WEBHOOK_PATH, post(on_event))
+        .layer(layer);
+
+    let listener = match tokio::net::TcpListener::bind(config.bind_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!("cannot listen on {}: {error}", config.bind_addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        "receiving webhooks on http://{}{WEBHOOK_PATH}",
+        config.bind_addr
+    );
+    if let (Some(handle), Some(addr)) = (metrics, config.metrics_addr) {
+        // Its own listener, served like the webhooks (header timeout, connection cap).
+        let listener = match TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!("cannot listen on {addr}: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        let metrics = Router::new().route(
+            METRICS_PATH,
+            get(move || std::future::ready(handle.render())),
+        );
+        let config = config.clone();
+        tokio::spawn(async move {
+            serve_axum(listener, metrics, &config, std::future::pending()).await;
+        });
+        tracing::info!("serving metrics on http://{addr}{METRICS_PATH}");
+    }
+    serve_axum(listener, app, &config, shutdown_signal()).await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

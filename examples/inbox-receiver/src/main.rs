@@ -1,0 +1,124 @@
+//! A receiver that stores each delivery in a durable inbox, answers at once, and
+//! processes it in a background worker.
+//!
+//! ```text
+//! cargo run -p inbox-receiver
+//! cargo run -p sender
+//! ```
+//!
+//! Configured like the other receivers (`MAPPING_WEBHOOK_SECRET`,
+//! `MAPPING_WEBHOOK_SECRET_PREVIOUS`, `BIND_ADDR`/`PORT`, `HEADER_TIMEOUT_SECS`,
+//! `MAX_CONNECTIONS`, `RUST_LOG`), plus:
+//! - `DATABASE_URL`: `sqlite://webhooks.db` (in the working directory) by default, or a
+//!   `postgres://user:password@host/db` URL (the password is never logged);
+//! - `INBOX_WORKER=off`: accept and store only, process nothing (to process elsewhere,
+//!   or to see deliveries wait in the inbox).
+//!
+//! The worker prints the same JSON line per processed event as the other receivers, on
+//! stdout; logs go to stderr. Ctrl-C or SIGTERM stops accepting, lets running handlers
+//! finish, and exits.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post_service;
+use mapping_webhooks_examples::{
+    EventLine, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_line, serve_axum, shutdown_signal,
+};
+use mapping_webhooks_inbox::{Delivery, Inbox, InboxError};
+use mapping_webhooks_tower::InboxService;
+
+/// The default database: a file in the working directory.
+const DEFAULT_DATABASE_URL: &str = "sqlite://webhooks.db";
+
+/// The handler: here it prints the event line. A real one imports the export file; an
+/// error makes the worker retry it later.
+async fn on_event(delivery: Delivery) -> Result<(), std::convert::Infallible> {
+    let envelope = &delivery.envelope;
+    let line = EventLine {
+        event_id: &envelope.event_id,
+        event_type: &envelope.event_type,
+        delivery_id: &envelope.id,
+        api_version: &envelope.api_version,
+        signed_at: delivery.signed_at,
+        secret: &delivery.secret,
+    };
+    print_line(&line.to_string());
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let config = match ReceiverConfig::from_env() {
+        Ok(config) => config,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    config.warn_if_dev_secret();
+    let url = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let inbox = match open(&config, &url).await {
+        Ok(inbox) => inbox,
+        Err(error) => {
+            tracing::error!("cannot open the inbox: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(config.bind_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!("cannot listen on {}: {error}", config.bind_addr);
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = if std::env::var("INBOX_WORKER").as_deref() == Ok("off") {
+        tracing::info!("INBOX_WORKER=off: storing deliveries, processing none");
+        None
+    } else {
+        let mut stopped = stopped.clone();
+        let worker = inbox
+            .worker(on_event)
+            .shutdown_timeout(Duration::from_secs(10));
+        Some(tokio::spawn(worker.run_until(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })))
+    };
+
+    let app =
+        Router::new().route_service(WEBHOOK_PATH, post_service(InboxService::new(inbox.clone())));
+    tracing::info!(
+        "receiving webhooks on http://{}{WEBHOOK_PATH} into the inbox",
+        config.bind_addr
+    );
+    serve_axum(listener, app, &config, shutdown_signal()).await;
+    let _ = stop.send(true);
+    if let Some(worker) = worker {
+        match worker.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!("the worker stopped: {error}"),
+            Err(error) => tracing::error!("the worker failed: {error}"),
+        }
+    }
+    // Closing the pool checkpoints SQLite's write-ahead log into the database file.
+    inbox.close().await;
+    ExitCode::SUCCESS
+}
+
+async fn open(config: &ReceiverConfig, url: &str) -> Result<Inbox, InboxError> {
+    let mut builder =
+        Inbox::builder(&config.secret).map_err(|e| InboxError::Config(e.to_string()))?;
+    if let Some(previous) = &config.previous_secret {
+        builder = builder
+            .previous_secret(previous)
+            .map_err(|e| InboxError::Config(e.to_string()))?;
+    }
+    builder.connect(url).await
+}

@@ -1,0 +1,20 @@
+//! `inbox-receiver` killed with SIGKILL after its 2xx and before the processing, then
+//! restarted (see `examples_testkit::inbox_crash`).
+
+use examples_testkit::inbox_crash;
+
+const RECEIVER: &str = env!("CARGO_BIN_EXE_inbox-receiver");
+
+#[test]
+fn kill_9_after_2xx_then_restart_processes_every_accepted_delivery_once_sqlite() {
+    inbox_crash::kill_9_after_2xx_then_restart_processes_every_accepted_delivery_once_sqlite(
+        RECEIVER,
+    );
+}
+
+#[test]
+fn kill_9_after_2xx_then_restart_processes_every_accepted_delivery_once_postgres() {
+    inbox_crash::kill_9_after_2xx_then_restart_processes_every_accepted_delivery_once_postgres(
+        RECEIVER,
+    );
+}

@@ -1,0 +1,275 @@
+//! The inbox's accept cost against its floor, and the worker's throughput.
+//!
+//! ```text
+//! cargo run --release -p load-test --bin inbox_bench
+//! ```
+//!
+//! For SQLite (a temporary file, WAL, `synchronous=FULL`) and for Postgres (a server
+//! started for the run, on loopback, with Postgres's default durability), 32 concurrent
+//! senders call `Inbox::accept` with pre-signed, distinct events, and the same senders
+//! run the floor: a bare `INSERT` of the same row into an identical table through the
+//! same pool, without verification, `ON CONFLICT` or `RETURNING`. Rounds alternate
+//! (accept, floor, accept, floor, …) so both see the same machine. Then a worker with a
+//! no-op handler drains what was accepted. Measured in-process, without HTTP.
+
+#[path = "../../../../inbox/tests/support/postgres.rs"]
+mod postgres;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mapping_webhooks::{Secret, Signer, UnsignedHeaders};
+use mapping_webhooks_inbox::{Acceptance, Db, Delivery, Inbox, State};
+
+const SECRET: &str = "whsec_bench_0123456789abcdef0123456789";
+const SENDERS: usize = 32;
+const ROUNDS: usize = 3;
+
+struct Event {
+    header: String,
+    body: Vec<u8>,
+    event_id: String,
+}
+
+fn events(tag: &str, n: usize) -> Vec<Event> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let signer = Signer::new(Secret::new(SECRET).unwrap());
+    (0..n)
+        .map(|i| {
+            let event_id = format!("evt_{tag}_{i}");
+            let body = format!(
+                r#"{{"id":"del_{i}","eventId":"{event_id}","type":"mapping.completed","apiVersion":"2026-06-01","createdAt":"2026-06-07T12:01:00Z","data":{{"mappingJobId":"job_01HZ","status":"COMPLETED","rowCount":4821,"exportFileId":"ef_01HZ"}}}}"#
+            )
+            .into_bytes();
+            Event {
+                header: signer.sign(&body, now),
+                body,
+                event_id,
+            }
+        })
+        .collect()
+}
+
+/// Runs `op` over every event from `SENDERS` tasks; returns the sorted latencies and the
+/// wall time.
+async fn drive<F, Fut>(events: Arc<Vec<Event>>, op: F) -> (Vec<Duration>, Duration)
+where
+    F: Fn(Arc<Vec<Event>>, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..SENDERS)
+        .map(|_| {
+            let (events, next, op) = (events.clone(), next.clone(), op.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= events.len() {
+                        return latencies;
+                    }
+                    let t = Instant::now();
+                    op(events.clone(), i).await;
+                    latencies.push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let wall = start.elapsed();
+    all.sort();
+    (all, wall)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+const FLOOR_INSERT: &str = "INSERT INTO bench_floor \
+     (namespace, event_id, event_type, delivery_id, signed_at, secret, signature, body, \
+      received_at, state, attempts, due_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $9)";
+
+async fn floor_insert(db: &Db, e: &Event) {
+    let now = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    macro_rules! insert {
+        ($pool:expr) => {
+            sqlx::query(FLOOR_INSERT)
+                .bind("")
+                .bind(&e.event_id)
+                .bind("mapping.completed")
+                .bind("del_x")
+                .bind(1_i64)
+                .bind("current")
+                .bind(&e.header)
+                .bind(&e.body)
+                .bind(now)
+                .execute($pool)
+                .await
+                .expect("floor insert")
+        };
+    }
+    match db {
+        Db::Sqlite(pool) => {
+            insert!(pool);
+        }
+        Db::Postgres(pool) => {
+            insert!(pool);
+        }
+        _ => unreachable!(),
+    }
+}
+
+async fn create_floor(db: &Db, migration: &str) {
+    let sql = migration
+        .replace("mapping_webhooks_inbox_", "bench_floor_")
+        .replace("mapping_webhooks_inbox", "bench_floor");
+    match db {
+        Db::Sqlite(pool) => {
+            sqlx::raw_sql(&sql).execute(pool).await.unwrap();
+        }
+        Db::Postgres(pool) => {
+            sqlx::raw_sql(&sql).execute(pool).await.unwrap();
+        }
+        _ => unreachable!(),
+    }
+}
+
+async fn bench(name: &str, url: &str, migration: &str, per_round: usize) {
+    let inbox = Inbox::builder(SECRET)
+        .unwrap()
+        .max_connections(if url.starts_with("sqlite") { 4 } else { 16 })
+        .connect(url)
+        .await
+        .expect("connect");
+    create_floor(inbox.db(), migration).await;
+    let mut accept_lat = Vec::new();
+    let mut floor_lat = Vec::new();
+    let (mut accept_wall, mut floor_wall) = (Duration::ZERO, Duration::ZERO);
+    for round in 0..ROUNDS {
+        let evs = Arc::new(events(&format!("a{round}"), per_round));
+        let inbox2 = inbox.clone();
+        let (lat, wall) = drive(evs, move |evs, i| {
+            let inbox = inbox2.clone();
+            async move {
+                let e = &evs[i];
+                let answer = inbox
+                    .accept([e.header.as_bytes()], UnsignedHeaders::default(), &e.body)
+                    .await;
+                assert!(matches!(answer, Acceptance::Stored { .. }), "{answer:?}");
+            }
+        })
+        .await;
+        accept_lat.extend(lat);
+        accept_wall += wall;
+
+        let evs = Arc::new(events(&format!("f{round}"), per_round));
+        let db = inbox.db().clone();
+        let (lat, wall) = drive(evs, move |evs, i| {
+            let db = db.clone();
+            async move { floor_insert(&db, &evs[i]).await }
+        })
+        .await;
+        floor_lat.extend(lat);
+        floor_wall += wall;
+    }
+    accept_lat.sort();
+    floor_lat.sort();
+    let n = (per_round * ROUNDS) as f64;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (a50, a99) = (pct(&accept_lat, 0.5), pct(&accept_lat, 0.99));
+    let (f50, f99) = (pct(&floor_lat, 0.5), pct(&floor_lat, 0.99));
+    let (ars, frs) = (n / accept_wall.as_secs_f64(), n / floor_wall.as_secs_f64());
+    println!(
+        "| {name} | accept | {:.2} / {:.2} ms | {:.0} | **{:.2}x** |",
+        ms(a50),
+        ms(a99),
+        ars,
+        frs / ars
+    );
+    println!(
+        "| {name} | bare INSERT (floor) | {:.2} / {:.2} ms | {:.0} | 1.00x |",
+        ms(f50),
+        ms(f99),
+        frs
+    );
+
+    // The worker drains what was accepted, with a no-op handler.
+    let total = (per_round * ROUNDS) as u64;
+    let worker = inbox
+        .worker(|_d: Delivery| async { Ok::<(), std::convert::Infallible>(()) })
+        .concurrency(16)
+        .poll_interval(Duration::from_millis(5));
+    let start = Instant::now();
+    let task = tokio::spawn(worker.run());
+    loop {
+        let done = inbox
+            .counts()
+            .await
+            .unwrap()
+            .get(&State::Done)
+            .copied()
+            .unwrap_or(0);
+        if done == total {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "worker too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let wall = start.elapsed();
+    task.abort();
+    println!(
+        "| {name} | worker, no-op handler, concurrency 16 | – | {:.0} processed/s | – |",
+        total as f64 / wall.as_secs_f64()
+    );
+    inbox.close().await;
+}
+
+#[tokio::main]
+async fn main() {
+    let per_round: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    println!("| database | what | p50 / p99 | events/s | floor events/s ÷ this |");
+    println!("|---|---|---:|---:|---:|");
+    let path = postgres::temp_sqlite_path("bench");
+    bench(
+        "SQLite",
+        &format!("sqlite://{}", path.display()),
+        include_str!("../../../../inbox/migrations/sqlite/0001_inbox.sql"),
+        per_round,
+    )
+    .await;
+    postgres::remove_sqlite(&path);
+    match postgres::PostgresServer::start_durable("inbox_bench") {
+        Some(pg) => {
+            bench(
+                "Postgres",
+                &pg.url(),
+                include_str!("../../../../inbox/migrations/postgres/0001_inbox.sql"),
+                per_round,
+            )
+            .await;
+        }
+        None => println!("(Postgres skipped: not installed)"),
+    }
+}

@@ -1,0 +1,298 @@
+//! Rotates a delivery destination's signing secret, as an operator does, and rewrites the
+//! receivers' secrets file so they take the new secret without a restart.
+//!
+//! ```text
+//! MAPPING_API_TOKEN=... cargo run -p rotate -- \
+//!     --destination dest_01HZ... --secret-file /etc/mapping/webhook-secrets
+//!
+//!   --destination ID     the delivery destination (required)
+//!   --secret-file PATH   the receivers' secrets file (default $MAPPING_WEBHOOK_SECRET_FILE)
+//!   --api URL            the API's base URL (default https://api.mapping.travel)
+//! ```
+//!
+//! 1. Reads the secrets file: its first line is the secret in use, kept as the previous
+//!    one. Creates the temporary file next to it, so a folder it cannot write to fails
+//!    before the irreversible step.
+//! 2. Calls `POST {api}/api/v1/delivery-destinations/{id}/rotate-secret` with
+//!    `Authorization: Bearer $MAPPING_API_TOKEN` (an environment variable, so the token
+//!    is not in the process list or the shell history).
+//! 3. Reads the new secret from the response's `signingSecret` field. **Assumption:** the
+//!    documentation shows that field only in the create response and says the rotate
+//!    response "returns the new secret in plaintext once"; this reads it under the same
+//!    name. A response without it is an error that names the fields it did have (never
+//!    their values).
+//! 4. Writes the file atomically (temporary file, synced, renamed over it): the new
+//!    secret, then the old one. Receivers watching the file reload it within a second or
+//!    two; the old secret expires in them by itself ten minutes later.
+//!
+//! Only masked secrets are printed. The new secret exists only in the response: if
+//! writing the file fails after the call, the error says so, and the way out is to rotate
+//! again (the sender still signs with the old secret too, for about five minutes).
+//!
+//! The command is [`run`], here so that tests can run the same code in-process;
+//! `src/main.rs` calls it with the process's arguments, environment and output. The
+//! real API is HTTPS-only: build with `--features tls` to reach it.
+//!
+//! `https://` needs TLS, which this example is not built with by default (the examples
+//! keep no TLS stack): build it with `--features tls` (the system's OpenSSL), or point
+//! `--api` at a local plain-HTTP stand-in as the tests do.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mapping_webhooks::Secret;
+use mapping_webhooks_examples::secrets_file::{self, PendingWrite};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+const USAGE: &str =
+    "usage: MAPPING_API_TOKEN=... rotate --destination ID [--secret-file PATH] [--api URL]";
+const DEFAULT_API: &str = "https://api.mapping.travel";
+
+#[derive(Debug)]
+struct Options {
+    api: String,
+    destination: String,
+    secret_file: PathBuf,
+}
+
+fn parse(
+    args: impl IntoIterator<Item = String>,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Options, String> {
+    let mut api = DEFAULT_API.to_owned();
+    let mut destination = None;
+    let mut secret_file = var("MAPPING_WEBHOOK_SECRET_FILE").filter(|v| !v.trim().is_empty());
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg, None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--api" => api = value("--api")?,
+            "--destination" => destination = Some(value("--destination")?),
+            "--secret-file" => secret_file = Some(value("--secret-file")?),
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let destination = destination.ok_or_else(|| format!("--destination is required\n{USAGE}"))?;
+    // The id goes into the URL's path: keep it to the characters ids are made of.
+    if destination.is_empty()
+        || !destination
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "--destination {destination:?} is not a destination id such as dest_01HZ..."
+        ));
+    }
+    let secret_file = secret_file.map(PathBuf::from).ok_or_else(|| {
+        format!("--secret-file or MAPPING_WEBHOOK_SECRET_FILE is required\n{USAGE}")
+    })?;
+    Ok(Options {
+        api: api.trim_end_matches('/').to_owned(),
+        destination,
+        secret_file,
+    })
+}
+
+/// The part of the rotate response this reads (see the module docs for the assumption).
+#[derive(Deserialize)]
+struct RotateResponse<'a> {
+    #[serde(rename = "signingSecret", borrow)]
+    signing_secret: Option<Cow<'a, str>>,
+}
+
+async fn rotate(options: &Options, token: &str, out: &mut dyn Write) -> Result<(), String> {
+    // 1. The secret in use, and the temporary file, before anything irreversible.
+    let path = &options.secret_file;
+    let old = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the secrets file {}: {e}", path.display()))?,
+    );
+    let old_current = old
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "{} holds no secret: nothing to keep as the previous one",
+                path.display()
+            )
+        })?;
+    let old_masked = Secret::new(old_current)
+        .map_err(|e| e.to_string())?
+        .masked();
+    let pending = PendingWrite::create(path).map_err(|e| {
+        format!(
+            "cannot write next to {} ({e}); nothing was rotated",
+            path.display()
+        )
+    })?;
+
+    // 2. The call.
+    let url = format!(
+        "{}/api/v1/delivery-destinations/{}/rotate-secret",
+        options.api, options.destination
+    );
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?
+        .post(&url)
+        .bearer_auth(token)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| {
+            format!("POST {url} failed: {e}; nothing was rotated (or check the dashboard)")
+        })?;
+    let status = response.status();
+    let body = Zeroizing::new(
+        response
+            .bytes()
+            .await
+            .map_err(|e| format!("POST {url}: reading the answer failed: {e}"))?
+            .to_vec(),
+    );
+    if !status.is_success() {
+        // The body of a refusal carries no secret, but print only its start.
+        let text = String::from_utf8_lossy(&body);
+        let text: String = text.chars().take(200).collect();
+        return Err(format!(
+            "POST {url} answered {status}: {text}; nothing was rotated"
+        ));
+    }
+
+    // 3. The new secret.
+    let parsed: RotateResponse<'_> = serde_json::from_slice(&body).map_err(|e| {
+        format!("POST {url} answered {status}, but not with a JSON object ({e}). The secret may have been rotated: check the dashboard, and rotate again")
+    })?;
+    let Some(new) = parsed.signing_secret else {
+        let fields: Vec<String> =
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+        return Err(format!(
+            "POST {url} answered {status} without a signingSecret field (fields: {fields:?}). \
+             The secret was probably rotated: rotate again once this tool reads the right field"
+        ));
+    };
+    let new = Zeroizing::new(new.into_owned());
+    let new_secret = Secret::new(new.as_str()).map_err(|e| format!("the new secret: {e}"))?;
+    if new.contains(char::is_whitespace) {
+        return Err(
+            "the new secret contains white space, which a secrets file line cannot hold; \
+                    rotate again"
+                .to_owned(),
+        );
+    }
+
+    // 4. The file: new current, old previous.
+    pending.commit(&[new.as_str(), old_current]).map_err(|e| {
+        format!(
+            "the secret WAS rotated, but writing {} failed: {e}. Rotate again once the file \
+                 can be written (the sender accepts the old secret for about five minutes)",
+            path.display()
+        )
+    })?;
+    let _ = writeln!(
+        out,
+        "rotated {}: current {} (new), previous {} (expires by itself in the receivers)",
+        options.destination,
+        new_secret.masked(),
+        old_masked
+    );
+    let _ = writeln!(out, "wrote {}", path.display());
+    Ok(())
+}
+
+/// The `rotate` command: `args` without the program's name, `var` reads the environment
+/// (`MAPPING_API_TOKEN`, `MAPPING_WEBHOOK_SECRET_FILE`), and what it prints goes to `out`
+/// and `err`. Returns the exit status: 0 when rotated and written, 1 on an error, 2 on a
+/// usage mistake.
+///
+/// Runs on a runtime of its own: call it from outside any tokio runtime.
+pub fn run(
+    args: Vec<String>,
+    var: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let options = match parse(args, var) {
+        Ok(options) => options,
+        Err(message) => {
+            let _ = writeln!(err, "{message}");
+            return 2;
+        }
+    };
+    let Some(token) = var("MAPPING_API_TOKEN")
+        .filter(|t| !t.trim().is_empty())
+        .map(Zeroizing::new)
+    else {
+        let _ = writeln!(
+            err,
+            "MAPPING_API_TOKEN is not set: the API's bearer token\n{USAGE}"
+        );
+        return 2;
+    };
+    // The file's format is the receivers': check it parses the same way.
+    if let Err(error) = secrets_file::read(&options.secret_file) {
+        let _ = writeln!(err, "{error}");
+        return 1;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(rotate(&options, &token, out)) {
+        Ok(()) => 0,
+        Err(message) => {
+            let _ = writeln!(err, "{message}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn parses_flags_and_the_environment() {
+        let o = parse(
+            args(&["--destination", "dest_1", "--api=http://127.0.0.1:9/"]),
+            |name| (name == "MAPPING_WEBHOOK_SECRET_FILE").then(|| "/tmp/s".to_owned()),
+        )
+        .unwrap();
+        assert_eq!(o.api, "http://127.0.0.1:9");
+        assert_eq!(o.secret_file, PathBuf::from("/tmp/s"));
+        for bad in [
+            &["--api", "http://x"][..],
+            &["--destination", "../admin"],
+            &["--destination", "d", "--what"],
+        ] {
+            assert!(
+                parse(args(bad), |_| Some("/tmp/s".into())).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(parse(args(&["--destination", "d"]), |_| None).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! The `rotate` binary's failures leave the secrets file alone and print no secret,
+//! against a stand-in of the API (see `examples_testkit::rotation`). (The receiver
+//! packages' rotation tests run the same code, [`rotate::run`], in-process.)
+
+use examples_testkit::{Tool, rotation};
+
+#[test]
+fn rotate_failures_leave_the_file_alone_and_print_no_secret() {
+    rotation::rotate_failures_leave_the_file_alone_and_print_no_secret(Tool::Binary(env!(
+        "CARGO_BIN_EXE_rotate"
+    )));
+}

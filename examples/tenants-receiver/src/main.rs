@@ -1,0 +1,140 @@
+//! One endpoint for many Mapping.Travel accounts (tenants), with actix-web:
+//! `POST /hooks/mapping/{tenant}`, each tenant's secrets looked up in a file.
+//!
+//! ```text
+//! MAPPING_WEBHOOK_TENANTS_FILE=tenants.txt cargo run -p tenants-receiver
+//! ```
+//!
+//! The file has one line per tenant: its key, then its current secret, then any previous
+//! ones, separated by white space; blank lines and lines starting with `#` are ignored:
+//!
+//! ```text
+//! # tenant   current secret           previous secrets...
+//! acme       whsec_e1c5d3a0b2f4...
+//! globex     whsec_91aa07c3d5e6...    whsec_0b7d2e4f6a8c...
+//! ```
+//!
+//! The file stands in for a database: the resolver reads it on each lookup, and the
+//! middleware caches each answer (found or not) for `MAPPING_WEBHOOK_TENANTS_TTL_SECS`
+//! (default 60). `SIGHUP` forgets every cached tenant, so an edit applies at once. An
+//! unknown tenant is answered 404 before the body is read; a file that cannot be read
+//! answers 503 (the sender retries). Each processed event prints one JSON line on stdout,
+//! with its `tenant`. Also `BIND_ADDR` (default `127.0.0.1:3000`) and `RUST_LOG`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_web::http::KeepAlive;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use mapping_webhooks::{DEFAULT_TENANT_CAPACITY, DEFAULT_TENANT_TTL};
+use mapping_webhooks_actix::{
+    ResolveError, Secret, Secrets, TenantFrom, Tenants, VerifiedEvent, WebhookVerify,
+};
+use mapping_webhooks_examples::{DEFAULT_BIND_ADDR, init_tracing, print_event};
+use zeroize::Zeroizing;
+
+/// The route; the tenant is its third path segment.
+const ROUTE: &str = "/hooks/mapping/{tenant}";
+
+async fn on_event(event: VerifiedEvent) -> HttpResponse {
+    print_event(&event.verified, &event.envelope.api_version);
+    HttpResponse::NoContent().finish()
+}
+
+/// The lookup: the tenant's line in the file, if any.
+async fn lookup(path: PathBuf, tenant: String) -> Result<Option<Secrets>, ResolveError> {
+    // A small file, read at most once per tenant and TTL: a blocking read is fine here.
+    let text = Zeroizing::new(
+        std::fs::read_to_string(&path)
+            .map_err(|e| ResolveError::new(format!("cannot read {}: {e}", path.display())))?,
+    );
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        if fields.next() != Some(tenant.as_str()) {
+            continue;
+        }
+        let current = fields
+            .next()
+            .ok_or_else(|| ResolveError::new(format!("tenant {tenant:?} has no secret")))?;
+        let mut secrets = Secrets::new(Secret::new(current)?);
+        for previous in fields {
+            secrets = secrets.previous_secret(Secret::new(previous)?);
+        }
+        return Ok(Some(secrets));
+    }
+    Ok(None)
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let Some(path) = var("MAPPING_WEBHOOK_TENANTS_FILE").map(PathBuf::from) else {
+        tracing::error!("set MAPPING_WEBHOOK_TENANTS_FILE to the tenants file (see --help)");
+        return ExitCode::FAILURE;
+    };
+    let ttl = match var("MAPPING_WEBHOOK_TENANTS_TTL_SECS").map(|v| v.trim().parse::<u64>()) {
+        None => DEFAULT_TENANT_TTL,
+        Some(Ok(secs)) if secs > 0 => Duration::from_secs(secs),
+        Some(_) => {
+            tracing::error!("MAPPING_WEBHOOK_TENANTS_TTL_SECS is not a whole number of at least 1");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bind = var("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
+    let file = path.clone();
+    let tenants = Tenants::with_cache(
+        move |tenant: String| lookup(file.clone(), tenant),
+        DEFAULT_TENANT_CAPACITY,
+        ttl,
+    );
+    // SIGHUP: forget the cached answers, so an edited file applies at once.
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangup) => {
+            let tenants = tenants.clone();
+            actix_web::rt::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tenants.invalidate_all();
+                    tracing::info!("SIGHUP: forgot the cached tenants");
+                }
+            });
+        }
+        Err(error) => tracing::warn!("cannot listen for SIGHUP: {error}"),
+    }
+
+    let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(2));
+    let server = HttpServer::new(move || {
+        App::new().service(
+            web::resource(ROUTE)
+                .wrap(verify.clone())
+                .route(web::post().to(on_event)),
+        )
+    })
+    // As in actix-receiver: cancel a handler whose sender gave up, time out slow heads.
+    .h1_allow_half_closed(false)
+    .client_request_timeout(Duration::from_secs(5))
+    .keep_alive(KeepAlive::Disabled)
+    .bind(&bind);
+    let server = match server {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::error!("cannot listen on {bind}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        "receiving webhooks on http://{bind}/hooks/mapping/{{tenant}}, tenants from {}",
+        path.display()
+    );
+    match server.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

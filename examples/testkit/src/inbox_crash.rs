@@ -1,0 +1,184 @@
+//! `inbox-receiver` killed with SIGKILL after it answered 2xx and before it processed:
+//! after a restart, every accepted delivery is processed, once.
+//!
+//! The first run stores only (`INBOX_WORKER=off`), so the kill surely lands between the
+//! 2xx and the processing. On SQLite the receiver uses its default database,
+//! `webhooks.db` in its working directory (a temporary directory here); on Postgres, a
+//! server the test starts (skipped without Postgres unless it is required).
+
+#[path = "../../../inbox/tests/support/postgres.rs"]
+mod postgres;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mapping_webhooks::{Secret, Signer};
+use mapping_webhooks_examples::{DEV_SECRET, WEBHOOK_PATH};
+
+const EVENTS: usize = 50;
+
+struct Receiver(Child);
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(binary: &str, dir: &Path, addr: &str, db: Option<&str>, worker: bool) -> Receiver {
+    let mut command = Command::new(binary);
+    command.current_dir(dir).env_remove("DATABASE_URL");
+    if let Some(url) = db {
+        command.env("DATABASE_URL", url);
+    }
+    command
+        .env_remove("MAPPING_WEBHOOK_SECRET")
+        .env("BIND_ADDR", addr)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if !worker {
+        command.env("INBOX_WORKER", "off");
+    }
+    let receiver = Receiver(
+        command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {binary}: {e}")),
+    );
+    for _ in 0..400 {
+        if TcpStream::connect(addr).is_ok() {
+            return receiver;
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{binary} never listened on {addr}");
+}
+
+/// Posts a signed delivery of `event_id` and returns the status.
+fn deliver(addr: &str, event_id: &str) -> u16 {
+    let body = format!(
+        r#"{{"id":"del_{event_id}","eventId":"{event_id}","type":"mapping.completed","apiVersion":"2026-06-01","createdAt":"2026-06-07T12:01:00Z","data":{{"mappingJobId":"job_1","status":"COMPLETED","rowCount":1}}}}"#
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = Signer::new(Secret::new(DEV_SECRET).unwrap()).sign(body.as_bytes(), now);
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {WEBHOOK_PATH} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         x-webhook-signature: {header}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"))
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "mapping-webhooks-inbox-crash-{tag}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// On SQLite, the receiver's default database (`webhooks.db` in its working directory).
+pub fn kill_9_after_2xx_then_restart_processes_every_accepted_delivery_once_sqlite(binary: &str) {
+    let dir = temp_dir("sqlite");
+    crash_and_restart(binary, &dir, None);
+    assert!(
+        dir.join("webhooks.db").exists(),
+        "the default database file"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// On Postgres, a server started for the test (skipped without Postgres unless
+/// `MAPPING_WEBHOOKS_REQUIRE_POSTGRES=1`).
+pub fn kill_9_after_2xx_then_restart_processes_every_accepted_delivery_once_postgres(binary: &str) {
+    let Some(pg) = postgres::PostgresServer::start("inbox_crash_postgres") else {
+        return;
+    };
+    let dir = temp_dir("postgres");
+    crash_and_restart(binary, &dir, Some(&pg.url()));
+    assert!(
+        !dir.join("webhooks.db").exists(),
+        "stored in Postgres, not SQLite"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn crash_and_restart(binary: &str, dir: &Path, db: Option<&str>) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let ids: Vec<String> = (0..EVENTS).map(|i| format!("evt_crash_{i}")).collect();
+
+    // Accept every event, then SIGKILL: nothing processed, nothing flushed on exit.
+    let mut receiver = start(binary, dir, &addr, db, false);
+    for id in &ids {
+        assert_eq!(deliver(&addr, id), 202, "{id}");
+    }
+    receiver.0.kill().unwrap();
+    receiver.0.wait().unwrap();
+
+    // Restart with the worker: every accepted delivery is processed.
+    let mut receiver = start(binary, dir, &addr, db, true);
+    let stdout = receiver.0.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    while seen.len() < EVENTS {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("only {} of {EVENTS} processed", seen.len()));
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        *seen
+            .entry(event["eventId"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    // The sender's retries are acknowledged, not processed again.
+    for id in &ids {
+        assert_eq!(deliver(&addr, id), 200, "{id}");
+    }
+    // Give a second run of anything time to show.
+    thread::sleep(Duration::from_millis(500));
+    drop(receiver);
+    for line in lines.try_iter() {
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        *seen
+            .entry(event["eventId"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), EVENTS);
+    assert!(seen.values().all(|&n| n == 1), "processed twice: {seen:?}");
+}
