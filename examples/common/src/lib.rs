@@ -17,8 +17,11 @@
 //!   its `inbox` binary lists, shows, replays and purges the inbox's deliveries;
 //! - `load-test`: the load test's server and request signer, and the inbox benchmark.
 //!
-//! Features: `axum` adds `serve_axum` (axum, hyper and hyper-util), for the receivers
-//! served by axum; without it nothing here depends on a web framework.
+//! Features: `receiver` adds logging ([`init_tracing`]) and Prometheus metrics
+//! ([`ReceiverConfig::observe`]), for the receivers; `axum` adds `serve_axum` (axum,
+//! hyper and hyper-util), for the receivers served by axum. Without them nothing here
+//! depends on a web framework, a log subscriber or a metrics exporter (the sender and
+//! `rotate` use neither).
 //!
 //! Quick start, in two terminals:
 //!
@@ -32,7 +35,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mapping_webhooks::{Gate, MetricsObserver, Secret, Secrets, Verified};
+#[cfg(feature = "receiver")]
+use mapping_webhooks::MetricsObserver;
+use mapping_webhooks::{Gate, Secret, Secrets, Verified};
+#[cfg(feature = "receiver")]
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub mod secrets_file;
@@ -267,6 +273,7 @@ impl ReceiverConfig {
     /// # Errors
     ///
     /// When a recorder is already installed.
+    #[cfg(feature = "receiver")]
     pub fn observe(&self, gate: Gate) -> Result<(Gate, Option<PrometheusHandle>), String> {
         if self.metrics_addr.is_none() {
             return Ok((gate, None));
@@ -339,6 +346,7 @@ pub const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 pub const METRICS_PATH: &str = "/metrics";
 
 /// Sends logs to stderr, filtered by `RUST_LOG` (default `info`).
+#[cfg(feature = "receiver")]
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
