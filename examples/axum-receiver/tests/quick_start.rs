@@ -13,6 +13,11 @@ fn the_sender_drives_the_receiver() {
 }
 
 #[test]
+fn the_sender_reaches_the_receiver_over_https() {
+    quick_start::the_sender_reaches_the_receiver_over_https(NAME, RECEIVER, SENDER);
+}
+
+#[test]
 fn without_a_secret_a_public_address_is_refused() {
     quick_start::without_a_secret_a_public_address_is_refused(NAME, RECEIVER);
 }

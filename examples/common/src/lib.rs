@@ -21,7 +21,8 @@
 //! ([`ReceiverConfig::observe`]), for the receivers; `axum` adds `serve_axum` (axum,
 //! hyper and hyper-util), for the receivers served by axum. Without them nothing here
 //! depends on a web framework, a log subscriber or a metrics exporter (the sender and
-//! `rotate` use neither).
+//! `rotate` use neither). `client` adds their HTTP [`client`], and `https` its TLS
+//! (rustls).
 //!
 //! Quick start, in two terminals:
 //!
@@ -41,6 +42,8 @@ use mapping_webhooks::{Gate, Secret, Secrets, Verified};
 #[cfg(feature = "receiver")]
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod secrets_file;
 
 use secrets_file::SecretsFile;

@@ -8,6 +8,8 @@
 //!   --destination ID     the delivery destination (required)
 //!   --secret-file PATH   the receivers' secrets file (default $MAPPING_WEBHOOK_SECRET_FILE)
 //!   --api URL            the API's base URL (default https://api.mapping.travel)
+//!   --ca-cert FILE       also trust the certificate authorities in this PEM file
+//!                        (a proxy with a private CA; default: the system's only)
 //! ```
 //!
 //! 1. Reads the secrets file: its first line is the secret in use, kept as the previous
@@ -31,11 +33,8 @@
 //!
 //! The command is [`run`], here so that tests can run the same code in-process;
 //! `src/main.rs` calls it with the process's arguments, environment and output. The
-//! real API is HTTPS-only: build with `--features tls` to reach it.
-//!
-//! `https://` needs TLS, which this example is not built with by default (the examples
-//! keep no TLS stack): build it with `--features tls` (the system's OpenSSL), or point
-//! `--api` at a local plain-HTTP stand-in as the tests do.
+//! real API is HTTPS-only: the default `https` feature reaches it through rustls; the
+//! tests point `--api` at a local stand-in, over plain HTTP and over TLS.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -43,12 +42,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mapping_webhooks::Secret;
+use mapping_webhooks_examples::client::{check_url, describe, http_client};
 use mapping_webhooks_examples::secrets_file::{self, PendingWrite};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-const USAGE: &str =
-    "usage: MAPPING_API_TOKEN=... rotate --destination ID [--secret-file PATH] [--api URL]";
+const USAGE: &str = "usage: MAPPING_API_TOKEN=... rotate --destination ID [--secret-file PATH] \
+[--api URL] [--ca-cert FILE]";
 const DEFAULT_API: &str = "https://api.mapping.travel";
 
 #[derive(Debug)]
@@ -56,6 +56,7 @@ struct Options {
     api: String,
     destination: String,
     secret_file: PathBuf,
+    ca_cert: Option<PathBuf>,
 }
 
 fn parse(
@@ -63,6 +64,7 @@ fn parse(
     var: impl Fn(&str) -> Option<String>,
 ) -> Result<Options, String> {
     let mut api = DEFAULT_API.to_owned();
+    let mut ca_cert = None;
     let mut destination = None;
     let mut secret_file = var("MAPPING_WEBHOOK_SECRET_FILE").filter(|v| !v.trim().is_empty());
     let mut args = args.into_iter();
@@ -83,10 +85,12 @@ fn parse(
             "--api" => api = value("--api")?,
             "--destination" => destination = Some(value("--destination")?),
             "--secret-file" => secret_file = Some(value("--secret-file")?),
+            "--ca-cert" => ca_cert = Some(PathBuf::from(value("--ca-cert")?)),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
+    check_url("--api", &api)?;
     let destination = destination.ok_or_else(|| format!("--destination is required\n{USAGE}"))?;
     // The id goes into the URL's path: keep it to the characters ids are made of.
     if destination.is_empty()
@@ -105,6 +109,7 @@ fn parse(
         api: api.trim_end_matches('/').to_owned(),
         destination,
         secret_file,
+        ca_cert,
     })
 }
 
@@ -116,6 +121,8 @@ struct RotateResponse<'a> {
 }
 
 async fn rotate(options: &Options, token: &str, out: &mut dyn Write) -> Result<(), String> {
+    let http = http_client(Duration::from_secs(30), options.ca_cert.as_deref())
+        .map_err(|e| format!("{e}; nothing was rotated"))?;
     // 1. The secret in use, and the temporary file, before anything irreversible.
     let path = &options.secret_file;
     let old = Zeroizing::new(
@@ -147,17 +154,17 @@ async fn rotate(options: &Options, token: &str, out: &mut dyn Write) -> Result<(
         "{}/api/v1/delivery-destinations/{}/rotate-secret",
         options.api, options.destination
     );
-    let response = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?
+    let response = http
         .post(&url)
         .bearer_auth(token)
         .header("accept", "application/json")
         .send()
         .await
         .map_err(|e| {
-            format!("POST {url} failed: {e}; nothing was rotated (or check the dashboard)")
+            format!(
+                "POST {url} failed: {}; nothing was rotated (or check the dashboard)",
+                describe(&e)
+            )
         })?;
     let status = response.status();
     let body = Zeroizing::new(

@@ -1,5 +1,5 @@
-//! The `rotate` binary's failures leave the secrets file alone and print no secret,
-//! against a stand-in of the API (see `examples_testkit::rotation`). (The receiver
+//! The `rotate` binary's failures leave the secrets file alone and print no secret, and
+//! it reaches the API over HTTPS, against a stand-in of the API (see `examples_testkit::rotation`). (The receiver
 //! packages' rotation tests run the same code, [`rotate::run`], in-process.)
 
 use examples_testkit::{Tool, rotation};
@@ -9,4 +9,9 @@ fn rotate_failures_leave_the_file_alone_and_print_no_secret() {
     rotation::rotate_failures_leave_the_file_alone_and_print_no_secret(Tool::Binary(env!(
         "CARGO_BIN_EXE_rotate"
     )));
+}
+
+#[test]
+fn rotate_reaches_the_api_over_https() {
+    rotation::rotate_reaches_the_api_over_https(Tool::Binary(env!("CARGO_BIN_EXE_rotate")));
 }

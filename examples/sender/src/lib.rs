@@ -10,6 +10,7 @@
 //! `src/main.rs` calls it with the process's arguments, environment and output.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +18,7 @@ use mapping_webhooks::{
     DELIVERY_HEADER, EVENT_HEADER, Envelope, MAPPING_COMPLETED, MappingCompleted, SIGNATURE_HEADER,
     Secret, Signer,
 };
+use mapping_webhooks_examples::client::{check_url, describe, http_client};
 use mapping_webhooks_examples::{DEFAULT_BIND_ADDR, DEV_SECRET, WEBHOOK_PATH};
 use serde_json::Value;
 
@@ -26,7 +28,8 @@ const RETRY_AFTER_SECS: [u64; 3] = [60, 5 * 60, 30 * 60];
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 const USAGE: &str = "usage: sender [--url URL] [--secret SECRET] [--event TYPE] [--event-id ID] \
-[--copies N] [--timestamp-offset SECS] [--retry] [--time-scale F] (--help for details)";
+[--copies N] [--timestamp-offset SECS] [--retry] [--time-scale F] [--ca-cert FILE] \
+(--help for details)";
 
 /// What `--help` prints.
 pub const HELP: &str = "\
@@ -35,8 +38,12 @@ Signs a webhook like Mapping.Travel does and POSTs it, like the dashboard's Test
 usage: cargo run -p sender -- [OPTIONS]
 
 Options (each also as --flag=value):
-  --url URL                Where to POST, plain http:// only.
+  --url URL                Where to POST: http://, or https:// such as your deployed
+                           endpoint (the real sender posts only to https://).
                            [default: http://127.0.0.1:3000/hooks/mapping]
+  --ca-cert FILE           Also trusts the certificate authorities in this PEM file,
+                           for an https:// endpoint with a private or self-signed
+                           certificate. [default: the system's authorities only]
   --secret SECRET          The signing secret, the whole whsec_... string.
                            [default: $MAPPING_WEBHOOK_SECRET, else the public
                            development secret the example receivers use]
@@ -53,6 +60,9 @@ Options (each also as --flag=value):
                            sender does (4 attempts in all).
   --time-scale F           Divides those waits by F (60: 1 s, 5 s, 30 s). [default: 1]
   -h, --help               Prints this help.
+
+HTTPS needs the default `https` feature (rustls); a build with
+--no-default-features speaks http:// only.
 
 Each attempt prints its status and the receiver's answer. A copy ends as:
   processed    a 2xx from the handler;
@@ -76,6 +86,7 @@ struct Options {
     timestamp_offset: i64,
     retry: bool,
     time_scale: f64,
+    ca_cert: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Options {
@@ -111,6 +122,7 @@ fn parse(
         timestamp_offset: 0,
         retry: false,
         time_scale: 1.0,
+        ca_cert: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -151,17 +163,12 @@ fn parse(
                     .filter(|f: &f64| f.is_finite() && *f > 0.0)
                     .ok_or("--time-scale needs a positive number, such as 60")?;
             }
+            "--ca-cert" => options.ca_cert = Some(PathBuf::from(value("--ca-cert")?)),
             "-h" | "--help" => return Ok(Command::Help),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
-    if !options.url.starts_with("http://") {
-        return Err(format!(
-            "--url {:?}: this example sender speaks plain http:// only; use the dashboard's \
-             Test button for an HTTPS endpoint",
-            options.url
-        ));
-    }
+    check_url("--url", &options.url)?;
     Ok(Command::Send(options))
 }
 
@@ -242,21 +249,29 @@ pub fn run(
             return 2;
         }
     };
+    let http = match http_client(ANSWER_TIMEOUT, options.ca_cert.as_deref()) {
+        Ok(http) => http,
+        Err(error) => {
+            let _ = writeln!(err, "{error}");
+            return 2;
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let ok = runtime.block_on(send(options, signer, out));
+    let ok = runtime.block_on(send(options, signer, http, out));
     u8::from(!ok)
 }
 
 /// Sends the copies, printing each attempt's line on `out` as it comes, then the
 /// summary; says whether the run succeeded.
-async fn send(options: Options, signer: Signer, out: &mut dyn Write) -> bool {
-    let http = reqwest::Client::builder()
-        .timeout(ANSWER_TIMEOUT)
-        .build()
-        .expect("an HTTP client without TLS always builds");
+async fn send(
+    options: Options,
+    signer: Signer,
+    http: reqwest::Client,
+    out: &mut dyn Write,
+) -> bool {
     let _ = writeln!(
         out,
         "sending {} ({}) to {}{}",
@@ -375,13 +390,7 @@ async fn deliver(
                 }
             }
             Err(error) => {
-                // reqwest's own message is generic; its sources say what happened.
-                let mut why = error.to_string();
-                let mut source = std::error::Error::source(&error);
-                while let Some(cause) = source {
-                    why = format!("{why}: {cause}");
-                    source = cause.source();
-                }
+                let why = describe(&error);
                 let _ = lines.send(format!("{label}: no answer ({took:.0?}): {why}"));
                 outcome = Outcome::Failed;
             }
@@ -534,11 +543,13 @@ mod tests {
     fn mistakes_are_explained() {
         assert!(args(&["--copies", "0"]).unwrap_err().contains("--copies"));
         assert!(args(&["--bogus"]).unwrap_err().contains("unknown"));
-        assert!(
-            args(&["--url", "https://x"])
-                .unwrap_err()
-                .contains("http://")
-        );
+        assert!(args(&["--url", "ftp://x"]).unwrap_err().contains("http://"));
+        // https:// is taken when the build has HTTPS, and explained when it has not.
+        let https = args(&["--url", "https://hooks.example.com/mapping"]);
+        assert_eq!(https.is_ok(), cfg!(feature = "https"), "{https:?}");
+        if let Err(e) = https {
+            assert!(e.contains("https"), "{e}");
+        }
         assert!(args(&["--secret"]).unwrap_err().contains("needs a value"));
     }
 

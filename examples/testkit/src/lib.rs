@@ -16,7 +16,8 @@
 //! - [`rotation`]: the operator's rotation while deliveries flow, `SIGHUP`, and the
 //!   `rotate` command's failures;
 //! - [`tenants`]: the tenants receiver;
-//! - [`inbox_crash`]: the inbox receiver killed between its 2xx and the processing.
+//! - [`inbox_crash`]: the inbox receiver killed between its 2xx and the processing;
+//! - [`tls`]: an HTTPS endpoint in front of a receiver or the API's stand-in.
 
 pub mod inbox_crash;
 pub mod metrics_scrape;
@@ -25,5 +26,6 @@ pub mod rotation;
 pub mod slow_clients;
 pub mod support;
 pub mod tenants;
+pub mod tls;
 
 pub use support::{Ran, Tool};

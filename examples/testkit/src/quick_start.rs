@@ -14,6 +14,7 @@ use mapping_webhooks::{Secret, Signer};
 use mapping_webhooks_examples::{DEV_SECRET, WEBHOOK_PATH};
 
 use crate::support::{Ran, Receiver, TempDir, Tool, free_port};
+use crate::tls::{CA_CERT, tls_front};
 
 /// Starts `binary` as the README says, with only `BIND_ADDR` set (to a free port), and
 /// `DATABASE_URL` (read by `inbox-receiver` only) to a file in a temporary folder rather
@@ -122,6 +123,48 @@ pub fn the_sender_drives_the_receiver(name: &str, binary: &str, sender: Tool) {
         stderr.contains("DEVELOPMENT secret") && stderr.contains(DEV_SECRET),
         "{name}: {stderr}"
     );
+}
+
+/// The sender posts to an `https://` URL, as the real sender does to a deployed
+/// receiver behind TLS: while the endpoint's certificate authority is not trusted, the
+/// sender refuses the certificate, says so and exits 1, and nothing is processed; with
+/// it (`--ca-cert`), the event is processed once.
+pub fn the_sender_reaches_the_receiver_over_https(name: &str, binary: &str, sender: Tool) {
+    let (mut receiver, addr) = start(binary);
+    let stdout = receiver.child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let port = tls_front(addr.parse().unwrap());
+    let url = format!("https://localhost:{port}{WEBHOOK_PATH}");
+    let event_id = format!("evt_https_{name}");
+    let secret = [("MAPPING_WEBHOOK_SECRET", None)];
+
+    let untrusted = sender.run(&["--url", &url, "--event-id", &event_id], &secret);
+    assert!(!untrusted.success, "{name}: {}", untrusted.stdout);
+    assert!(
+        untrusted.stdout.contains("certificate"),
+        "{name}: {}",
+        untrusted.stdout
+    );
+
+    let trusted = sender.run(
+        &["--url", &url, "--ca-cert", CA_CERT, "--event-id", &event_id],
+        &secret,
+    );
+    assert!(trusted.success, "{name}: {}", trusted.stdout);
+    let line = lines
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{name} printed no event line"));
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["eventId"], event_id.as_str(), "{name}: {line}");
+    let _ = receiver.child.kill();
+    receiver.child.wait().unwrap();
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(rest.is_empty(), "{name} printed more event lines: {rest:?}");
 }
 
 /// Without a secret, a receiver asked to listen on a public address (`PORT` set, as on a

@@ -30,6 +30,7 @@ use mapping_webhooks::{Secret, Signer};
 use mapping_webhooks_examples::WEBHOOK_PATH;
 
 use crate::support::{Logged as Receiver, Ran, TempDir, Tool, collect};
+use crate::tls::{CA_CERT, tls_front};
 
 const OLD: &str = "whsec_Qz7pK2mVx9LrT4nW8bYc3HfJ6dGsE1uA";
 const NEW: &str = "whsec_oL5eNq8XwR2tZj4HbM7cV1kYpD9fGu3S";
@@ -505,4 +506,47 @@ pub fn rotate_failures_leave_the_file_alone_and_print_no_secret(rotate: Tool) {
     assert!(!out.success);
     assert!(out.stderr.contains("no secret"), "{}", out.stderr);
     assert_eq!(api.calls.load(Ordering::SeqCst), 0);
+}
+
+/// `rotate` reaches the API over HTTPS, as it must (the real API is HTTPS-only): with the
+/// API's certificate authority trusted (`--ca-cert`) the secret is rotated and written;
+/// without it the certificate is refused, nothing is called, and the file is unchanged.
+pub fn rotate_reaches_the_api_over_https(rotate: Tool) {
+    let dir = TempDir::new("rotate-https");
+    let file = dir.path().join("webhook-secrets");
+    std::fs::write(&file, format!("{OLD}\n")).unwrap();
+    let api = stand_in(Arc::default(), None);
+    let backend = api.url.trim_start_matches("http://").parse().unwrap();
+    let https = format!("https://localhost:{}", tls_front(backend));
+    let path = file.to_str().expect("a UTF-8 temporary path");
+    let args = [
+        "--api",
+        &https,
+        "--destination",
+        DESTINATION,
+        "--secret-file",
+        path,
+    ];
+    let env = [
+        ("MAPPING_WEBHOOK_SECRET_FILE", None),
+        ("MAPPING_API_TOKEN", Some(TOKEN)),
+    ];
+
+    let untrusted = rotate.run(&args, &env);
+    assert!(!untrusted.success);
+    let printed = untrusted.stdout + &untrusted.stderr;
+    assert!(printed.contains("certificate"), "{printed}");
+    assert!(printed.contains("nothing was rotated"), "{printed}");
+    assert_eq!(api.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("{OLD}\n"));
+
+    let trusted = rotate.run(&[&args[..], &["--ca-cert", CA_CERT]].concat(), &env);
+    let printed = trusted.stdout + &trusted.stderr;
+    assert!(trusted.success, "{printed}");
+    assert_no_secret(&printed);
+    assert_eq!(api.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        format!("{NEW}\n{OLD}\n")
+    );
 }
