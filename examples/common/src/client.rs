@@ -1,5 +1,5 @@
 //! The HTTP client of the sender and `rotate` (feature `client`): `http://`, and with
-//! the `https` feature `https://` through rustls, trusting the system's certificate
+//! the `https` feature `https://` through rustls (reqwest's own TLS), trusting the system's certificate
 //! authorities plus any given with `--ca-cert`.
 
 use std::path::Path;
@@ -17,9 +17,6 @@ pub fn http_client(timeout: Duration, ca_cert: Option<&Path>) -> Result<reqwest:
     let builder = reqwest::Client::builder().timeout(timeout);
     #[cfg(feature = "https")]
     let builder = {
-        // reqwest is built without a default crypto provider (aws-lc-rs would build a
-        // large C library): ring serves. An error means one is installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         match ca_cert {
             Some(path) => {
                 let pem = std::fs::read(path)

@@ -21,12 +21,16 @@ const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/localhost.key")
 /// `127.0.0.1`), and forwards each connection's decrypted bytes to `backend`, for as
 /// long as the test process lives. Returns the port.
 pub fn tls_front(backend: SocketAddr) -> u16 {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let certs = CertificateDer::pem_file_iter(CERT)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .expect("the test certificate");
     let key = PrivateKeyDer::from_pem_file(KEY).expect("the test key");
-    let config = rustls::ServerConfig::builder()
+    // The provider named, not the process's default: nothing here depends on which one
+    // another part of the test installed.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the provider's protocol versions")
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .expect("a TLS configuration");
