@@ -21,13 +21,11 @@ use std::process::ExitCode;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::post;
 use mapping_webhooks_examples::{
-    METRICS_PATH, METRICS_UPKEEP, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event,
-    serve_axum, shutdown_signal,
+    ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event, serve_axum, shutdown_signal,
 };
 use mapping_webhooks_tower::{Event, VerifiedEvent, WebhookVerify};
-use tokio::net::TcpListener;
 
 /// Runs once per event, for every subscribed type (duplicates are answered by the layer).
 /// Answer 2xx only once the work is done: anything else makes the sender retry, and the
@@ -85,32 +83,11 @@ async fn main() -> ExitCode {
         "receiving webhooks on http://{}{WEBHOOK_PATH}",
         config.bind_addr
     );
-    if let (Some(handle), Some(addr)) = (metrics, config.metrics_addr) {
-        // Its own listener, served like the webhooks (header timeout, connection cap).
-        let listener = match TcpListener::bind(addr).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::error!("cannot listen on {addr}: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let upkeep = handle.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(METRICS_UPKEEP);
-            loop {
-                every.tick().await;
-                upkeep.run_upkeep();
-            }
-        });
-        let metrics = Router::new().route(
-            METRICS_PATH,
-            get(move || std::future::ready(handle.render())),
-        );
-        let config = config.clone();
-        tokio::spawn(async move {
-            serve_axum(listener, metrics, &config, std::future::pending()).await;
-        });
-        tracing::info!("serving metrics on http://{addr}{METRICS_PATH}");
+    if let Some(handle) = metrics
+        && let Err(error) = config.serve_metrics(handle).await
+    {
+        tracing::error!("{error}");
+        return ExitCode::FAILURE;
     }
     serve_axum(listener, app, &config, shutdown_signal()).await;
     tracing::info!("stopped");

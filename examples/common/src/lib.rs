@@ -278,15 +278,65 @@ impl ReceiverConfig {
     /// When a recorder is already installed.
     #[cfg(feature = "receiver")]
     pub fn observe(&self, gate: Gate) -> Result<(Gate, Option<PrometheusHandle>), String> {
-        if self.metrics_addr.is_none() {
+        let Some(handle) = self.install_metrics()? else {
             return Ok((gate, None));
-        }
-        let handle = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
-            .and_then(PrometheusBuilder::install_recorder)
-            .map_err(|e| format!("cannot install the Prometheus recorder: {e}"))?;
+        };
         // The recorder first, then the observer: it registers its handles with it.
         Ok((gate.observer(MetricsObserver::new()), Some(handle)))
+    }
+
+    /// With `METRICS_ADDR` set: installs the Prometheus recorder (histogram buckets from
+    /// 10 µs to 30 s for the `_seconds` metrics) and returns the handle that renders
+    /// `/metrics`; build the observers afterwards. Without it: nothing, `None`.
+    ///
+    /// # Errors
+    ///
+    /// When a recorder is already installed.
+    #[cfg(feature = "receiver")]
+    pub fn install_metrics(&self) -> Result<Option<PrometheusHandle>, String> {
+        if self.metrics_addr.is_none() {
+            return Ok(None);
+        }
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+            .and_then(PrometheusBuilder::install_recorder)
+            .map(Some)
+            .map_err(|e| format!("cannot install the Prometheus recorder: {e}"))
+    }
+
+    /// Serves `handle`'s metrics on `GET /metrics` at `METRICS_ADDR` (if set), on a
+    /// listener of its own served like the webhooks (header timeout, connection cap),
+    /// and runs the recorder's upkeep; both in the background, for the process's life.
+    ///
+    /// # Errors
+    ///
+    /// When `METRICS_ADDR` cannot be listened on.
+    #[cfg(all(feature = "receiver", feature = "axum"))]
+    pub async fn serve_metrics(&self, handle: PrometheusHandle) -> Result<(), String> {
+        let Some(addr) = self.metrics_addr else {
+            return Ok(());
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        let metrics = axum::Router::new().route(
+            METRICS_PATH,
+            axum::routing::get(move || std::future::ready(handle.render())),
+        );
+        let config = self.clone();
+        tokio::spawn(async move {
+            serve_axum(listener, metrics, &config, std::future::pending()).await;
+        });
+        tracing::info!("serving metrics on http://{addr}{METRICS_PATH}");
+        Ok(())
     }
 
     /// Says loudly, on stderr, when the development secret is in use.

@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Configured like the other receivers (`MAPPING_WEBHOOK_SECRET`,
-//! `MAPPING_WEBHOOK_SECRET_PREVIOUS`, `BIND_ADDR`/`PORT`, `HEADER_TIMEOUT_SECS`,
-//! `MAX_CONNECTIONS`, `RUST_LOG`), plus:
+//! `MAPPING_WEBHOOK_SECRET_PREVIOUS` or `MAPPING_WEBHOOK_SECRET_FILE`, reloaded while it
+//! runs; `BIND_ADDR`/`PORT`, `HEADER_TIMEOUT_SECS`, `MAX_CONNECTIONS`, `RUST_LOG`,
+//! `METRICS_ADDR`, where the worker's metrics are served too), plus:
 //! - `DATABASE_URL`: `sqlite://webhooks.db` (in the working directory) by default, or a
 //!   `postgres://user:password@host/db` URL (the password is never logged);
 //! - `INBOX_WORKER=off`: accept and store only, process nothing (to process elsewhere,
@@ -26,7 +27,7 @@ use axum::routing::post_service;
 use mapping_webhooks_examples::{
     EventLine, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_line, serve_axum, shutdown_signal,
 };
-use mapping_webhooks_inbox::{Delivery, Inbox, InboxError};
+use mapping_webhooks_inbox::{Delivery, Inbox, MetricsObserver, WorkerMetrics};
 use mapping_webhooks_tower::InboxService;
 
 /// The default database: a file in the working directory.
@@ -63,13 +64,34 @@ async fn main() -> ExitCode {
         .ok()
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-    let inbox = match open(&config, &url).await {
+    let (secrets, secrets_file) = match config.secrets() {
+        Ok(secrets) => secrets,
+        Err(error) => {
+            tracing::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The recorder before the observers: they register their handles with it.
+    let metrics = match config.install_metrics() {
+        Ok(metrics) => metrics,
+        Err(error) => {
+            tracing::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut builder = Inbox::builder_from_secrets(secrets);
+    if metrics.is_some() {
+        builder = builder.observer(MetricsObserver::new());
+    }
+    let inbox = match builder.connect(&url).await {
         Ok(inbox) => inbox,
         Err(error) => {
             tracing::error!("cannot open the inbox: {error}");
             return ExitCode::FAILURE;
         }
     };
+    // Reloads the secrets file, if any, while the server runs.
+    config.watch_secrets_file(secrets_file, inbox.secrets());
     let listener = match tokio::net::TcpListener::bind(config.bind_addr).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -84,9 +106,12 @@ async fn main() -> ExitCode {
         None
     } else {
         let mut stopped = stopped.clone();
-        let worker = inbox
+        let mut worker = inbox
             .worker(on_event)
             .shutdown_timeout(Duration::from_secs(10));
+        if metrics.is_some() {
+            worker = worker.observer(WorkerMetrics::new());
+        }
         Some(tokio::spawn(worker.run_until(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         })))
@@ -98,6 +123,12 @@ async fn main() -> ExitCode {
         "receiving webhooks on http://{}{WEBHOOK_PATH} into the inbox",
         config.bind_addr
     );
+    if let Some(handle) = metrics
+        && let Err(error) = config.serve_metrics(handle).await
+    {
+        tracing::error!("{error}");
+        return ExitCode::FAILURE;
+    }
     serve_axum(listener, app, &config, shutdown_signal()).await;
     let _ = stop.send(true);
     if let Some(worker) = worker {
@@ -110,15 +141,4 @@ async fn main() -> ExitCode {
     // Closing the pool checkpoints SQLite's write-ahead log into the database file.
     inbox.close().await;
     ExitCode::SUCCESS
-}
-
-async fn open(config: &ReceiverConfig, url: &str) -> Result<Inbox, InboxError> {
-    let mut builder =
-        Inbox::builder(&config.secret).map_err(|e| InboxError::Config(e.to_string()))?;
-    if let Some(previous) = &config.previous_secret {
-        builder = builder
-            .previous_secret(previous)
-            .map_err(|e| InboxError::Config(e.to_string()))?;
-    }
-    builder.connect(url).await
 }

@@ -2,6 +2,7 @@
 //! with metrics on, send a known
 //! sequence of deliveries (valid, duplicate, concurrent copies, forged, stale, malformed,
 //! oversize, signed with the previous secret), scrape `/metrics` and check every count.
+//! `inbox-receiver` too, with its worker's metrics.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -10,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mapping_webhooks::{Secret, Signer};
 use mapping_webhooks_examples::{METRICS_PATH, WEBHOOK_PATH};
+
+use crate::support::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -34,8 +37,13 @@ fn free_addr() -> String {
 }
 
 async fn start(binary: &str) -> (Receiver, String, String) {
+    start_with(binary, &[]).await
+}
+
+async fn start_with(binary: &str, env: &[(&str, &str)]) -> (Receiver, String, String) {
     let (addr, metrics) = (free_addr(), free_addr());
     let child = Command::new(binary)
+        .envs(env.iter().copied())
         .env("MAPPING_WEBHOOK_SECRET", CURRENT)
         .env("MAPPING_WEBHOOK_SECRET_PREVIOUS", PREVIOUS)
         .env_remove("PORT")
@@ -375,4 +383,83 @@ async fn dashboard(binary: &str) {
     let (_, text) = exchange(&metrics, "GET", METRICS_PATH, &[], None, b"").await;
     let body = text.split_once("\r\n\r\n").unwrap().1;
     assert_eq!(queried, names(body));
+}
+
+/// `inbox-receiver` with metrics on: deliveries stored for the worker count as
+/// `queued`, a stored event sent again as `duplicate`, a forged one as refused; the
+/// worker's attempts and their lag are served from the same `/metrics`.
+pub fn inbox_counts_each_delivery_exactly(binary: &str) {
+    let dir = TempDir::new("inbox-metrics");
+    let database = format!("sqlite://{}", dir.path().join("webhooks.db").display());
+    runtime().block_on(async {
+        let (_receiver, addr, metrics) =
+            start_with(binary, &[("DATABASE_URL", database.as_str())]).await;
+        let scrape = || exchange(&metrics, "GET", METRICS_PATH, &[], None, b"");
+        let tag = std::process::id();
+        let (first, second) = (
+            envelope(&format!("evt_inbox_1_{tag}")),
+            envelope(&format!("evt_inbox_2_{tag}")),
+        );
+        assert_eq!(deliver(&addr, CURRENT, &first, now()).await, 202);
+        assert_eq!(deliver(&addr, PREVIOUS, &second, now()).await, 202);
+        assert_eq!(deliver(&addr, CURRENT, &first, now()).await, 200);
+        let forged = "whsec_not_the_receivers_secret_0123456789";
+        assert_eq!(deliver(&addr, forged, &second, now()).await, 401);
+
+        // The worker processes both (bounded polling of what it reports).
+        let done = |text: &str| {
+            value(
+                text,
+                "mapping_webhooks_inbox_attempts_total",
+                &[("result", "done")],
+            )
+        };
+        let mut text = scrape().await.1;
+        for _ in 0..300 {
+            if done(&text) >= 2.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            text = scrape().await.1;
+        }
+        let requests = |outcome, reason| {
+            value(
+                &text,
+                "mapping_webhooks_requests_total",
+                &[("outcome", outcome), ("reason", reason)],
+            )
+        };
+        assert_eq!(requests("queued", "stored"), 2.0, "{text}");
+        assert_eq!(requests("duplicate", "already_processed"), 1.0, "{text}");
+        assert_eq!(requests("refused", "signature_mismatch"), 1.0, "{text}");
+        assert_eq!(all_requests(&text), 4.0, "{text}");
+        assert_eq!(
+            value(&text, "mapping_webhooks_previous_secret_matches_total", &[]),
+            1.0
+        );
+        assert_eq!(done(&text), 2.0, "{text}");
+        for result in ["retry", "dead", "timed_out", "panicked", "unrecorded"] {
+            let attempts = value(
+                &text,
+                "mapping_webhooks_inbox_attempts_total",
+                &[("result", result)],
+            );
+            assert_eq!(attempts, 0.0, "{result}: {text}");
+        }
+        let lags = value(
+            &text,
+            "mapping_webhooks_inbox_processing_lag_seconds_count",
+            &[],
+        );
+        assert_eq!(lags, 2.0, "{text}");
+        // The deliveries by state: every series is there (set by the worker every 15 s).
+        for state in ["pending", "running", "done", "dead"] {
+            value(
+                &text,
+                "mapping_webhooks_inbox_deliveries",
+                &[("state", state)],
+            );
+        }
+        assert!(!text.contains("whsec_"), "a secret in the metrics");
+    });
 }

@@ -61,6 +61,14 @@ fn start(binary: &str, secret_file: &Path, poll_secs: &str) -> Receiver {
         .env_remove("MAPPING_WEBHOOK_SECRET_PREVIOUS")
         .env_remove("PORT")
         .env("MAPPING_WEBHOOK_SECRET_FILE", secret_file)
+        // Read by inbox-receiver only: its database next to the secrets file.
+        .env(
+            "DATABASE_URL",
+            format!(
+                "sqlite://{}",
+                secret_file.with_file_name("webhooks.db").display()
+            ),
+        )
         .env("MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS", poll_secs)
         .env("BIND_ADDR", &addr)
         .env("RUST_LOG", "info")
@@ -414,8 +422,10 @@ pub fn the_operator_rotates_while_deliveries_flow(name: &str, binary: &str, rota
 }
 
 /// With polling off, a changed file is not seen until `SIGHUP`, and a second `SIGHUP`
-/// with nothing changed changes nothing.
+/// with nothing changed changes nothing. (`inbox-receiver` answers 202 where the others
+/// answer 204.)
 pub fn sighup_reloads_the_file_when_polling_is_off(name: &str, binary: &str) {
+    let ok = if name == "inbox-receiver" { 202 } else { 204 };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -447,15 +457,15 @@ pub fn sighup_reloads_the_file_when_polling_is_off(name: &str, binary: &str) {
         .unwrap();
     assert!(hup.success());
     receiver.wait_for_log("reloaded the secrets file", 1);
-    assert_eq!(deliver(SIGN_NEW, "after"), 204, "{name}");
-    assert_eq!(deliver(SIGN_OLD, "old"), 204, "{name}");
+    assert_eq!(deliver(SIGN_NEW, "after"), ok, "{name}");
+    assert_eq!(deliver(SIGN_OLD, "old"), ok, "{name}");
     // A second SIGHUP with nothing changed changes nothing.
     Command::new("kill")
         .args(["-HUP", &receiver.child.id().to_string()])
         .status()
         .unwrap();
     receiver.wait_for_log("the secrets file is unchanged", 1);
-    assert_eq!(deliver(SIGN_OLD, "old_again"), 204, "{name}");
+    assert_eq!(deliver(SIGN_OLD, "old_again"), ok, "{name}");
 }
 
 /// The `rotate` command's failures (a wrong token, no token, a response without

@@ -11,18 +11,37 @@
 //! ```
 //!
 //! `DATABASE_URL` (default `sqlite://webhooks.db`) names the inbox; `reverify` needs
-//! `MAPPING_WEBHOOK_SECRET` (and `MAPPING_WEBHOOK_SECRET_PREVIOUS`) as the receiver has
-//! them. Exits 0 on success, 1 on an error, 2 on a usage mistake.
+//! the secrets as the receiver has them: `MAPPING_WEBHOOK_SECRET_FILE`, or
+//! `MAPPING_WEBHOOK_SECRET` (and `MAPPING_WEBHOOK_SECRET_PREVIOUS`). Exits 0 on success, 1 on an error, 2 on a usage mistake.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::path::Path;
+
 use mapping_webhooks_examples::DEV_SECRET;
-use mapping_webhooks_inbox::{DeliveryInfo, Inbox, State};
+use mapping_webhooks_examples::secrets_file::SecretsFile;
+use mapping_webhooks_inbox::{DeliveryInfo, Inbox, Secret, Secrets, State};
 
 const USAGE: &str = "usage: inbox counts | list STATE [--after ID] [--limit N] | show ID | \
                      replay ID | replay --dead | purge ID | purge --state STATE | \
                      prune [--days N] | reverify ID";
+
+/// The receiver's secrets: from its secrets file, else from the environment.
+fn secrets() -> Result<Secrets, String> {
+    if let Some(path) = std::env::var_os("MAPPING_WEBHOOK_SECRET_FILE").filter(|p| !p.is_empty()) {
+        return SecretsFile::load(Path::new(&path)).map(|(_, secrets)| secrets);
+    }
+    let secret = std::env::var("MAPPING_WEBHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEV_SECRET.to_owned());
+    let mut secrets = Secrets::new(Secret::new(secret).map_err(|e| e.to_string())?);
+    if let Ok(previous) = std::env::var("MAPPING_WEBHOOK_SECRET_PREVIOUS") {
+        secrets = secrets.previous_secret(Secret::new(previous).map_err(|e| e.to_string())?);
+    }
+    Ok(secrets)
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -31,21 +50,11 @@ async fn main() -> ExitCode {
         .ok()
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| "sqlite://webhooks.db".to_owned());
-    let secret = std::env::var("MAPPING_WEBHOOK_SECRET")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| DEV_SECRET.to_owned());
-    let mut builder = match Inbox::builder(&secret) {
-        Ok(builder) => builder,
-        Err(error) => return fail(&error.to_string()),
+    let secrets = match secrets() {
+        Ok(secrets) => secrets,
+        Err(error) => return fail(&error),
     };
-    if let Ok(previous) = std::env::var("MAPPING_WEBHOOK_SECRET_PREVIOUS") {
-        match builder.previous_secret(previous) {
-            Ok(b) => builder = b,
-            Err(error) => return fail(&error.to_string()),
-        }
-    }
-    let inbox = match builder.connect(&url).await {
+    let inbox = match Inbox::builder_from_secrets(secrets).connect(&url).await {
         Ok(inbox) => inbox,
         Err(error) => return fail(&format!("cannot open the inbox: {error}")),
     };
