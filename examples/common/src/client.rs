@@ -70,8 +70,8 @@ pub fn check_url(flag: &str, url: &str) -> Result<(), String> {
         Some("http") => Ok(()),
         Some("https") if cfg!(feature = "https") => Ok(()),
         Some("https") => Err(format!(
-            "{flag} {url:?}: this build has no HTTPS; build it with the default features \
-             (the `https` feature)"
+            "{flag} {url:?}: this build has no HTTPS; build it with the `https` feature \
+             (cargo run --features https …)"
         )),
         _ => Err(format!("{flag} {url:?}: give an http:// or https:// URL")),
     }
