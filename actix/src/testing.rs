@@ -44,7 +44,7 @@ use serde::Serialize;
 
 /// A POST signed like the sender's: `X-Webhook-Signature` over the exact body, with
 /// `X-Webhook-Event`, `X-Webhook-Delivery` and `Content-Type: application/json`: a
-/// [`SignedDelivery`](crate::SignedDelivery) and the path to post it to.
+/// [`SignedDelivery`] and the path to post it to.
 ///
 /// [`build`](Self::build) gives an actix-web
 /// [`TestRequest`](https://docs.rs/actix-web/4/actix_web/test/struct.TestRequest.html); turn it into a request with

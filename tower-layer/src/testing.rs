@@ -41,7 +41,7 @@ use serde::Serialize;
 
 /// A POST signed like the sender's: `X-Webhook-Signature` over the exact body, with
 /// `X-Webhook-Event`, `X-Webhook-Delivery` and `Content-Type: application/json`: a
-/// [`SignedDelivery`](crate::SignedDelivery) and the path to post it to.
+/// [`SignedDelivery`] and the path to post it to.
 ///
 /// [`build`](Self::build) gives an `http::Request<String>`, which axum's `Router` and
 /// [`WebhookVerify`](crate::WebhookVerify) accept directly (for `oneshot`), and which

@@ -56,15 +56,8 @@ async fn main() -> ExitCode {
         }
     };
     config.warn_if_dev_secret();
-    let gate = match config.gate() {
-        Ok((gate, secrets_file)) => {
-            // Reloads the secrets file, if any, while the server runs.
-            config.watch_secrets_file(secrets_file, gate.secrets());
-            config.observe(gate)
-        }
-        Err(error) => Err(error),
-    };
-    let (gate, metrics) = match gate {
+    // The secrets file, if any, is reloaded while the server runs.
+    let (gate, metrics) = match config.observed_gate() {
         Ok(observed) => observed,
         Err(error) => {
             tracing::error!("{error}");

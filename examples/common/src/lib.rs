@@ -285,6 +285,20 @@ impl ReceiverConfig {
         Ok((gate.observer(MetricsObserver::new()), Some(handle)))
     }
 
+    /// What both inline receivers start with: the [`gate`](Self::gate), its secrets file
+    /// watched while the server runs, and with `METRICS_ADDR` set an observer and the
+    /// handle that renders `/metrics` (see [`observe`](Self::observe)).
+    ///
+    /// # Errors
+    ///
+    /// As [`gate`](Self::gate) and [`observe`](Self::observe).
+    #[cfg(feature = "receiver")]
+    pub fn observed_gate(&self) -> Result<(Gate, Option<PrometheusHandle>), String> {
+        let (gate, secrets_file) = self.gate()?;
+        self.watch_secrets_file(secrets_file, gate.secrets());
+        self.observe(gate)
+    }
+
     /// With `METRICS_ADDR` set: installs the Prometheus recorder (histogram buckets from
     /// 10 µs to 30 s for the `_seconds` metrics) and returns the handle that renders
     /// `/metrics`; build the observers afterwards. Without it: nothing, `None`.
