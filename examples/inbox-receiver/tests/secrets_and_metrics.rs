@@ -1,5 +1,5 @@
 //! `inbox-receiver` reloads its secrets file on `SIGHUP` and serves the inbox's metrics
-//! on `METRICS_ADDR` (see `examples_testkit::rotation` and `metrics_scrape`).
+//! on `METRICS_ADDR`, which the dashboard's inbox row queries (see `examples_testkit::rotation` and `metrics_scrape`).
 
 use examples_testkit::{metrics_scrape, rotation};
 
@@ -15,4 +15,9 @@ fn sighup_reloads_the_file_when_polling_is_off() {
 #[test]
 fn counts_each_delivery_exactly() {
     metrics_scrape::inbox_counts_each_delivery_exactly(RECEIVER);
+}
+
+#[test]
+fn the_dashboard_queries_the_inbox_metrics() {
+    metrics_scrape::the_dashboard_queries_the_inbox_metrics(RECEIVER);
 }
