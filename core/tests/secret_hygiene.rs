@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use mapping_webhooks::{
     Admission, Begin, Claim, ConfigError, DedupStore, Gate, HeaderError, ManualClock,
-    MatchedSecret, OnStoreError, Reply, Secret, SignatureHeader, Signer, StoreError,
-    UnsignedHeaders, VerifyError,
+    MatchedSecret, OnStoreError, Reply, Secret, SignatureHeader, SignedDelivery, Signer,
+    StoreError, UnsignedHeaders, VerifyError,
 };
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
@@ -412,6 +412,10 @@ async fn every_outcome(seen: &mut Seen) {
     seen.print(&SignatureHeader::parse(&h).unwrap());
     seen.print(&Secret::new(CURRENT).unwrap());
     seen.print(&Secret::try_from(PREVIOUS.to_owned()).unwrap());
+    // A test delivery, before and after it is signed.
+    let delivery = SignedDelivery::from_body("{}", CURRENT).signed_at(NOW);
+    seen.print(&delivery);
+    seen.print(&delivery.headers().collect::<Vec<_>>());
 
     // Changing the secrets of the running gate logs, and shows, masked secrets only.
     let secrets = memory.secrets().clone();
