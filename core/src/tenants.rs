@@ -102,6 +102,11 @@ impl<R: SecretsResolver> DynResolver for R {
 /// takes effect at once; when the resolver would now answer differently (a tenant added
 /// or removed, its secrets replaced in the database), call [`invalidate`](Self::invalidate).
 ///
+/// A tenant's previous secrets expire on the clock of the [`Secrets`] the resolver
+/// returned ([`Secrets::clock`]; the system clock by default): the gate's own
+/// [`clock`](crate::Gate::clock) does not reach a handle the app owns, so a test with a
+/// manual clock gives it to the tenants' handles too.
+///
 /// Concurrent requests for a tenant that is not cached share one lookup: when a
 /// tenant's entry expires under load, the resolver is asked once, not once per request
 /// (and a failed lookup's error goes to every request that waited for it).
