@@ -827,6 +827,12 @@ where
 
 impl SpanFields {
     /// Installs a registry with this layer as the thread's default subscriber.
+    ///
+    /// Send one delivery before: tracing caches each callsite's interest when the
+    /// callsite is first hit, and a test on another thread hitting the span's callsite
+    /// while this subscriber is being installed can leave it cached as "never" (the span
+    /// then disabled here). Hit first on this thread, the callsite is registered before
+    /// the subscriber, whose installation rebuilds every registered callsite's interest.
     fn install(&self) -> tracing::subscriber::DefaultGuard {
         use tracing_subscriber::layer::SubscriberExt;
         tracing::subscriber::set_default(tracing_subscriber::registry().with(self.clone()))
@@ -845,7 +851,6 @@ fn current_span() -> Option<&'static str> {
 #[actix_web::test]
 async fn the_handler_runs_inside_the_delivery_span() {
     let spans = SpanFields::default();
-    let _guard = spans.install();
     let app = test::init_service(App::new().service(web::resource(HOOK).wrap(verify()).route(
         web::post().to(|| async {
             tracing::info!("the handler logs");
@@ -853,6 +858,13 @@ async fn the_handler_runs_inside_the_delivery_span() {
         }),
     )))
     .await;
+    // Registers the callsites before the subscriber (see `install`).
+    let warm_up = signed(HOOK, &body("evt_span_warm_up")).to_request();
+    assert_eq!(
+        test::call_service(&app, warm_up).await.status(),
+        StatusCode::OK
+    );
+    let _guard = spans.install();
     let response = test::call_service(&app, signed(HOOK, &body("evt_span")).to_request()).await;
     assert_eq!(response.status(), StatusCode::OK);
     let text = test::read_body(response).await;

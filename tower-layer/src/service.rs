@@ -375,6 +375,13 @@ mod tests {
 
     impl SpanFields {
         /// Installs a registry with this layer as the thread's default subscriber.
+        ///
+        /// Send one delivery before: tracing caches each callsite's interest when the
+        /// callsite is first hit, and a test on another thread hitting the span's
+        /// callsite while this subscriber is being installed can leave it cached as
+        /// "never" (the span then disabled here). Hit first on this thread, the callsite
+        /// is registered before the subscriber, whose installation rebuilds every
+        /// registered callsite's interest.
         fn install(&self) -> tracing::subscriber::DefaultGuard {
             use tracing_subscriber::layer::SubscriberExt;
             tracing::subscriber::set_default(tracing_subscriber::registry().with(self.clone()))
@@ -393,7 +400,6 @@ mod tests {
     #[tokio::test]
     async fn the_handler_runs_inside_the_delivery_span() {
         let spans = SpanFields::default();
-        let _guard = spans.install();
         let service = ServiceBuilder::new()
             .layer(WebhookVerify::new(SECRET))
             .service_fn(|_: Request<VerifiedBody>| async {
@@ -403,6 +409,10 @@ mod tests {
                     span.unwrap_or("none"),
                 ))))
             });
+        // Registers the callsites before the subscriber (see `install`).
+        let warm_up = service.clone().oneshot(signed("evt_span_warm_up")).await;
+        assert_eq!(warm_up.unwrap().status(), http::StatusCode::OK);
+        let _guard = spans.install();
         let response = service.oneshot(signed("evt_span")).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, "webhook", "the handler ran outside the delivery span");
