@@ -26,8 +26,7 @@ use actix_web::http::KeepAlive;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use mapping_webhooks_actix::{Event, VerifiedEvent, WebhookVerify};
 use mapping_webhooks_examples::{
-    METRICS_PATH, METRICS_UPKEEP, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event,
-    shutdown_signal,
+    METRICS_PATH, METRICS_UPKEEP, ReceiverConfig, WEBHOOK_PATH, print_event, shutdown_signal,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -47,15 +46,9 @@ async fn on_event(event: VerifiedEvent<Event>) -> HttpResponse {
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    let config = match ReceiverConfig::from_env() {
-        Ok(config) => config,
-        Err(message) => {
-            tracing::error!("{message}");
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = ReceiverConfig::start() else {
+        return ExitCode::FAILURE;
     };
-    config.warn_if_dev_secret();
     // The secrets file, if any, is reloaded while the server runs.
     let (gate, metrics) = match config.observed_gate() {
         Ok(observed) => observed,

@@ -23,7 +23,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
 use mapping_webhooks_examples::{
-    ReceiverConfig, WEBHOOK_PATH, init_tracing, print_event, serve_axum, shutdown_signal,
+    ReceiverConfig, WEBHOOK_PATH, print_event, serve_axum, shutdown_signal,
 };
 use mapping_webhooks_tower::{Event, VerifiedEvent, WebhookVerify};
 
@@ -43,15 +43,9 @@ async fn on_event(event: VerifiedEvent<Event>) -> StatusCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    let config = match ReceiverConfig::from_env() {
-        Ok(config) => config,
-        Err(message) => {
-            tracing::error!("{message}");
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = ReceiverConfig::start() else {
+        return ExitCode::FAILURE;
     };
-    config.warn_if_dev_secret();
     // The secrets file, if any, is reloaded while the server runs.
     let (gate, metrics) = match config.observed_gate() {
         Ok(observed) => observed,

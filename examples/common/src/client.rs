@@ -16,21 +16,17 @@ use std::time::Duration;
 pub fn http_client(timeout: Duration, ca_cert: Option<&Path>) -> Result<reqwest::Client, String> {
     let builder = reqwest::Client::builder().timeout(timeout);
     #[cfg(feature = "https")]
-    let builder = {
-        match ca_cert {
-            Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
-                let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                    .ok()
-                    .filter(|certs| !certs.is_empty())
-                    .ok_or_else(|| {
-                        format!("--ca-cert {}: no PEM certificate in it", path.display())
-                    })?;
-                builder.tls_certs_merge(certs)
-            }
-            None => builder,
+    let builder = match ca_cert {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|certs| !certs.is_empty())
+                .ok_or_else(|| format!("--ca-cert {}: no PEM certificate in it", path.display()))?;
+            builder.tls_certs_merge(certs)
         }
+        None => builder,
     };
     #[cfg(not(feature = "https"))]
     if let Some(path) = ca_cert {

@@ -17,12 +17,12 @@
 //!   its `inbox` binary lists, shows, replays and purges the inbox's deliveries;
 //! - `load-test`: the load test's server and request signer, and the inbox benchmark.
 //!
-//! Features: `receiver` adds logging ([`init_tracing`]) and Prometheus metrics
-//! ([`ReceiverConfig::observe`]), for the receivers; `axum` adds `serve_axum` (axum,
+//! Features: `receiver` adds logging (`init_tracing`) and Prometheus metrics
+//! (`ReceiverConfig::observe`), for the receivers; `axum` adds `serve_axum` (axum,
 //! hyper and hyper-util), for the receivers served by axum. Without them nothing here
 //! depends on a web framework, a log subscriber or a metrics exporter (the sender and
-//! `rotate` use neither). `client` adds their HTTP [`client`], and `https` its TLS
-//! (rustls).
+//! `rotate` use neither). `client` adds their HTTP client (module `client`), and
+//! `https` its TLS (rustls).
 //!
 //! Quick start, in two terminals:
 //!
@@ -351,6 +351,25 @@ impl ReceiverConfig {
         });
         tracing::info!("serving metrics on http://{addr}{METRICS_PATH}");
         Ok(())
+    }
+
+    /// What each receiver starts with: logs to stderr ([`init_tracing`]), the
+    /// configuration from the environment ([`from_env`](Self::from_env)), and the
+    /// development secret announced if it is in use. `None` once it has logged why the
+    /// configuration is refused.
+    #[cfg(feature = "receiver")]
+    pub fn start() -> Option<Self> {
+        init_tracing();
+        match Self::from_env() {
+            Ok(config) => {
+                config.warn_if_dev_secret();
+                Some(config)
+            }
+            Err(message) => {
+                tracing::error!("{message}");
+                None
+            }
+        }
     }
 
     /// Says loudly, on stderr, when the development secret is in use.

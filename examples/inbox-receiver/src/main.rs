@@ -25,7 +25,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::post_service;
 use mapping_webhooks_examples::{
-    EventLine, ReceiverConfig, WEBHOOK_PATH, init_tracing, print_line, serve_axum, shutdown_signal,
+    EventLine, ReceiverConfig, WEBHOOK_PATH, print_line, serve_axum, shutdown_signal,
 };
 use mapping_webhooks_inbox::{Delivery, Inbox, MetricsObserver, WorkerMetrics};
 use mapping_webhooks_tower::InboxService;
@@ -51,15 +51,9 @@ async fn on_event(delivery: Delivery) -> Result<(), std::convert::Infallible> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    let config = match ReceiverConfig::from_env() {
-        Ok(config) => config,
-        Err(message) => {
-            tracing::error!("{message}");
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = ReceiverConfig::start() else {
+        return ExitCode::FAILURE;
     };
-    config.warn_if_dev_secret();
     let url = std::env::var("DATABASE_URL")
         .ok()
         .filter(|u| !u.trim().is_empty())
