@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, Resource, web};
-use mapping_webhooks::VerifyError;
+use mapping_webhooks::{DUPLICATE_HEADER, VerifyError};
 use mapping_webhooks_inbox::{Acceptance, Inbox};
 
 use crate::middleware::{SIGNATURE, content_length, read_body, unsigned_headers};
@@ -54,11 +54,15 @@ pub fn inbox_resource(path: &str, inbox: Inbox) -> Resource {
 /// [`inbox_resource`]'s handler.
 pub async fn inbox_accept(inbox: &Inbox, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
     let acceptance = accept(inbox, req, payload).await;
-    HttpResponse::build(
+    let mut response = HttpResponse::build(
         StatusCode::from_u16(acceptance.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-    )
-    .content_type(ContentType::plaintext())
-    .body(acceptance.reason())
+    );
+    if acceptance.is_duplicate() {
+        response.insert_header((DUPLICATE_HEADER, "true"));
+    }
+    response
+        .content_type(ContentType::plaintext())
+        .body(acceptance.reason())
 }
 
 async fn accept(inbox: &Inbox, req: &HttpRequest, payload: web::Payload) -> Acceptance {

@@ -166,12 +166,13 @@ pub use mapping_webhooks::observe::{
 #[doc(inline)]
 pub use mapping_webhooks::{
     Admission, Begin, CheckedHead, Claim, Clock, ConfigError, DEFAULT_BODY_LIMIT,
-    DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Envelope,
-    Event, EventPayload, FromEventData, Gate, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
-    MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
-    MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
-    SIGNATURE_HEADER, Secret, SignatureMatch, SignedDelivery, Signer, StoreError, SystemClock,
-    TTL_RANGE, Ticket, UnsignedHeaders, Verified, Verifier, VerifyError, dedup,
+    DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE, DELIVERY_HEADER, DUPLICATE_HEADER, DUPLICATE_REASON,
+    DedupStore, EVENT_HEADER, Envelope, Event, EventPayload, FromEventData, Gate, HeaderError,
+    LEASE_RANGE, MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES,
+    ManualClock, MappingCompleted, MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError,
+    PayloadError, Reply, SIGNATURE_HEADER, Secret, SignatureMatch, SignedDelivery, Signer,
+    StoreError, SystemClock, TTL_RANGE, Ticket, UnsignedHeaders, Verified, Verifier, VerifyError,
+    dedup,
 };
 #[cfg(feature = "redis")]
 #[doc(inline)]

@@ -8,7 +8,7 @@
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
-use mapping_webhooks::Reply;
+use mapping_webhooks::{DUPLICATE_HEADER, Reply};
 
 /// The type of the default rejection function.
 pub type RejectFn = fn(&Reply) -> HttpResponse;
@@ -57,13 +57,17 @@ pub fn json(reply: &Reply) -> HttpResponse {
         .body(reply.to_json())
 }
 
-/// A response builder with the reply's status and `Retry-After`.
+/// A response builder with the reply's status, `Retry-After`, and
+/// `X-Webhook-Duplicate: true` on a duplicate.
 fn builder(reply: &Reply) -> actix_web::HttpResponseBuilder {
     // The core only produces valid statuses; the fallback can never be taken.
     let status = StatusCode::from_u16(reply.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = HttpResponse::build(status);
     if let Some(secs) = reply.retry_after() {
         response.insert_header((header::RETRY_AFTER, secs));
+    }
+    if reply.is_duplicate() {
+        response.insert_header((DUPLICATE_HEADER, "true"));
     }
     response
 }

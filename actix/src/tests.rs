@@ -210,7 +210,7 @@ async fn a_duplicate_is_acknowledged_without_running_the_handler() {
     let (status, reason) = send(&*app, signed(HOOK, &body)).await;
     assert_eq!(
         (status, reason.as_str()),
-        (StatusCode::OK, "event already processed")
+        (StatusCode::OK, "event already received")
     );
     assert_eq!(probe.calls(), 1);
 }

@@ -756,7 +756,9 @@ pub enum Admission<D: DedupStore> {
 pub enum Reply {
     /// The request was refused (4xx).
     Refused(VerifyError),
-    /// The event was already processed: 200, so the sender stops retrying.
+    /// The event was already processed: 200, so the sender stops retrying. Answered with
+    /// the body [`DUPLICATE_REASON`](crate::DUPLICATE_REASON) and the header
+    /// [`DUPLICATE_HEADER`](crate::DUPLICATE_HEADER), as every receiver answers a duplicate.
     AlreadyProcessed,
     /// Another copy of the event is being processed: 409 with `Retry-After`, so the
     /// sender retries and finds it done (or free again, if that copy failed).
@@ -786,7 +788,7 @@ impl Reply {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Refused(e) => e.reason(),
-            Self::AlreadyProcessed => "event already processed",
+            Self::AlreadyProcessed => crate::DUPLICATE_REASON,
             Self::InFlight => "event is being processed; retry later",
             Self::StoreUnavailable => "deduplication store unavailable; retry later",
             Self::UnknownTenant => "not found",
@@ -798,7 +800,7 @@ impl Reply {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Refused(e) => e.code(),
-            Self::AlreadyProcessed => "already_processed",
+            Self::AlreadyProcessed => "duplicate",
             Self::InFlight => "in_flight",
             Self::StoreUnavailable => "store_unavailable",
             Self::UnknownTenant => "not_found",
@@ -812,6 +814,12 @@ impl Reply {
             Self::InFlight => Some(RETRY_AFTER_SECS),
             _ => None,
         }
+    }
+
+    /// Whether this answers a copy of an event already received: the response then
+    /// carries [`DUPLICATE_HEADER`](crate::DUPLICATE_HEADER)`: true`.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Self::AlreadyProcessed)
     }
 
     /// The refusal, when this is one.
@@ -1098,7 +1106,7 @@ mod tests {
         assert_eq!(reply(admit(&gate, &b).await), Reply::InFlight);
         ticket.finish(204).await;
         let r = reply(admit(&gate, &b).await);
-        assert_eq!((r.status(), r.code()), (200, "already_processed"));
+        assert_eq!((r.status(), r.code()), (200, "duplicate"));
     }
 
     #[tokio::test]

@@ -119,3 +119,13 @@ pub const SIGNATURE_HEADER: &str = "x-webhook-signature";
 pub const EVENT_HEADER: &str = "x-webhook-event";
 /// The header naming the delivery attempt (not signed: a hint only).
 pub const DELIVERY_HEADER: &str = "x-webhook-delivery";
+/// The **response** header on every answer to a copy of an event already received:
+/// `X-Webhook-Duplicate: true`, with status 200 and the body [`DUPLICATE_REASON`].
+///
+/// Every receiver built on these crates answers a duplicate the same way, whether its
+/// handler runs inline (the event was processed) or in the durable inbox (the event was
+/// stored and is processed by its worker), so a client, a proxy or a test can tell a
+/// duplicate from a first delivery without parsing the body.
+pub const DUPLICATE_HEADER: &str = "x-webhook-duplicate";
+/// The body (and [`Reply::reason`]) of the answer to a duplicate: see [`DUPLICATE_HEADER`].
+pub const DUPLICATE_REASON: &str = "event already received";

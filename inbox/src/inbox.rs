@@ -456,7 +456,10 @@ pub enum Acceptance {
         /// The delivery's id in the inbox.
         id: i64,
     },
-    /// This `eventId` was accepted before: 200, so the sender stops retrying.
+    /// This `eventId` was accepted before: 200, so the sender stops retrying. Answered
+    /// as every receiver answers a duplicate: the body
+    /// [`DUPLICATE_REASON`](mapping_webhooks::DUPLICATE_REASON) and the header
+    /// [`DUPLICATE_HEADER`](mapping_webhooks::DUPLICATE_HEADER)`: true`.
     Duplicate,
     /// Refused (4xx): the signature, the window, the header or the body.
     Refused(VerifyError),
@@ -488,17 +491,23 @@ impl Acceptance {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Stored { .. } => "accepted",
-            Self::Duplicate => "event already accepted",
+            Self::Duplicate => mapping_webhooks::DUPLICATE_REASON,
             Self::Refused(e) => e.reason(),
             Self::Unavailable => "inbox database unavailable; retry later",
         }
+    }
+
+    /// Whether this answers a copy of an event already accepted: the response then
+    /// carries [`DUPLICATE_HEADER`](mapping_webhooks::DUPLICATE_HEADER)`: true`.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Self::Duplicate)
     }
 
     /// A short machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Stored { .. } => "accepted",
-            Self::Duplicate => "already_accepted",
+            Self::Duplicate => "duplicate",
             Self::Refused(e) => e.code(),
             Self::Unavailable => "inbox_unavailable",
         }

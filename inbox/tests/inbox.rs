@@ -76,7 +76,7 @@ async fn accept_stores_the_delivery_and_duplicates_are_200(backend: Backend) {
     assert_eq!(again, Acceptance::Duplicate);
     assert_eq!(
         (again.status(), again.reason()),
-        (200, "event already accepted")
+        (200, "event already received")
     );
     assert_eq!(
         inbox.counts().await.unwrap(),

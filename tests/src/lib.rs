@@ -542,8 +542,18 @@ pub struct Answer {
     pub status: u16,
     /// The `Retry-After` header, if any.
     pub retry_after: Option<String>,
+    /// Whether it carried `X-Webhook-Duplicate: true` (an answer to a duplicate).
+    pub duplicate: bool,
     /// The body, as text.
     pub body: String,
+}
+
+impl Answer {
+    /// Whether this is the answer every receiver gives a duplicate: 200, the header
+    /// `X-Webhook-Duplicate: true` and the body `event already received`.
+    pub fn is_duplicate(&self) -> bool {
+        self.status == 200 && self.duplicate && self.body == mapping_webhooks::DUPLICATE_REASON
+    }
 }
 
 /// A real HTTP client posting deliveries.
@@ -591,10 +601,15 @@ impl Client {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let duplicate = response
+            .headers()
+            .get(mapping_webhooks::DUPLICATE_HEADER)
+            .is_some_and(|v| v == "true");
         let body = response.text().await.unwrap_or_default();
         Some(Answer {
             status,
             retry_after,
+            duplicate,
             body,
         })
     }

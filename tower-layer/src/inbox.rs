@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
-use mapping_webhooks::{SIGNATURE_HEADER, VerifyError};
+use mapping_webhooks::{DUPLICATE_HEADER, SIGNATURE_HEADER, VerifyError};
 use mapping_webhooks_inbox::{Acceptance, Inbox};
 use tower_service::Service;
 
@@ -142,10 +142,14 @@ fn respond(acceptance: &Acceptance) -> Response<ResponseBody<VerifiedBody>> {
     )));
     *response.status_mut() =
         StatusCode::from_u16(acceptance.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if acceptance.is_duplicate() {
+        headers.insert(DUPLICATE_HEADER, HeaderValue::from_static("true"));
+    }
     response
 }
 

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
-use mapping_webhooks::Reply;
+use mapping_webhooks::{DUPLICATE_HEADER, Reply};
 
 /// Builds the response for a request the layer answers itself: a refusal (4xx), a
 /// duplicate (200), a copy already in flight (409) or an unavailable store (503).
@@ -26,8 +26,8 @@ where
     }
 }
 
-/// The default: the reply's status, its short reason as `text/plain`, and `Retry-After`
-/// where the reply has one.
+/// The default: the reply's status, its short reason as `text/plain`, `Retry-After`
+/// where the reply has one, and `X-Webhook-Duplicate: true` on a duplicate.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlainTextReject;
 
@@ -72,6 +72,9 @@ fn respond(reply: &Reply, content_type: &'static str, body: Bytes) -> Response<B
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Some(secs) = reply.retry_after() {
         headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if reply.is_duplicate() {
+        headers.insert(DUPLICATE_HEADER, HeaderValue::from_static("true"));
     }
     response
 }

@@ -84,7 +84,7 @@ async fn a_plain_hyper_server_verifies_and_deduplicates() {
     }
 
     let (status, text) = exchange(&addr, Some(&signer.sign_now(body)), body).await;
-    assert_eq!((status, text.as_str()), (200, "event already processed"));
+    assert_eq!((status, text.as_str()), (200, "event already received"));
     let (status, _) = exchange(&addr, None, body).await;
     assert_eq!(status, 400);
     assert_eq!(seen.lock().unwrap().len(), 1, "the handler ran once");

@@ -12,6 +12,17 @@ fn the_sender_drives_the_receiver() {
     quick_start::the_sender_drives_the_receiver(NAME, RECEIVER, Tool::InProcess(sender::run));
 }
 
+/// The inbox answers a duplicate as the inline receivers do (`X-Webhook-Duplicate`), so
+/// the sender counts the copies right.
+#[test]
+fn copies_of_one_event_exit_0_with_one_processed() {
+    quick_start::copies_of_one_event_exit_0_with_one_processed(
+        NAME,
+        RECEIVER,
+        Tool::InProcess(sender::run),
+    );
+}
+
 #[test]
 fn without_a_secret_a_public_address_is_refused() {
     quick_start::without_a_secret_a_public_address_is_refused(NAME, RECEIVER);

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mapping_webhooks::{
-    DELIVERY_HEADER, EVENT_HEADER, Envelope, MAPPING_COMPLETED, MappingCompleted, SIGNATURE_HEADER,
-    Secret, Signer,
+    DELIVERY_HEADER, DUPLICATE_HEADER, EVENT_HEADER, Envelope, MAPPING_COMPLETED, MappingCompleted,
+    SIGNATURE_HEADER, Secret, Signer,
 };
 use mapping_webhooks_examples::client::{check_url, describe, http_client};
 use mapping_webhooks_examples::{DEFAULT_BIND_ADDR, DEV_SECRET, WEBHOOK_PATH};
@@ -66,7 +66,8 @@ start's build short: cargo run -p sender --features https -- --url https://...
 
 Each attempt prints its status and the receiver's answer. A copy ends as:
   processed    a 2xx from the handler;
-  duplicate    200 \"event already processed\": the handler did not run again;
+  duplicate    200 with X-Webhook-Duplicate: true (the receiver had already
+               processed or stored this event): the handler did not run again;
   in flight    409: another copy was being processed at that moment (the real
                sender retries it later, and it is then a duplicate);
   failed       anything else, or no answer.
@@ -177,7 +178,9 @@ fn parse(
 enum Outcome {
     /// A 2xx from the handler.
     Processed,
-    /// 200 "event already processed": the handler did not run again.
+    /// 200 with `X-Webhook-Duplicate: true`, as every receiver answers a copy of an
+    /// event it already processed (inline) or stored (the inbox): the handler did not
+    /// run again.
     Duplicate,
     /// 409: another copy was being processed.
     InFlight,
@@ -186,9 +189,9 @@ enum Outcome {
 }
 
 impl Outcome {
-    fn of(status: u16, body: &str) -> Self {
+    fn of(status: u16, duplicate: bool) -> Self {
         match status {
-            200 if body.contains("already processed") => Self::Duplicate,
+            200 if duplicate => Self::Duplicate,
             200..=299 => Self::Processed,
             409 => Self::InFlight,
             _ => Self::Failed,
@@ -375,9 +378,13 @@ async fn deliver(
         match sent {
             Ok(response) => {
                 let status = response.status();
+                let duplicate = response
+                    .headers()
+                    .get(DUPLICATE_HEADER)
+                    .is_some_and(|v| v == "true");
                 let text = response.text().await.unwrap_or_default();
                 let text: String = text.trim().chars().take(200).collect();
-                outcome = Outcome::of(status.as_u16(), &text);
+                outcome = Outcome::of(status.as_u16(), duplicate);
                 let what = match outcome {
                     Outcome::Processed => "processed",
                     Outcome::Duplicate => "duplicate",
@@ -480,16 +487,11 @@ mod tests {
 
     #[test]
     fn outcomes_follow_the_receiver_s_answers() {
-        assert_eq!(Outcome::of(204, ""), Outcome::Processed);
-        assert_eq!(
-            Outcome::of(200, "event already processed"),
-            Outcome::Duplicate
-        );
-        assert_eq!(Outcome::of(409, "being processed"), Outcome::InFlight);
-        assert_eq!(
-            Outcome::of(401, "signature does not match"),
-            Outcome::Failed
-        );
+        assert_eq!(Outcome::of(204, false), Outcome::Processed);
+        assert_eq!(Outcome::of(200, false), Outcome::Processed);
+        assert_eq!(Outcome::of(200, true), Outcome::Duplicate);
+        assert_eq!(Outcome::of(409, false), Outcome::InFlight);
+        assert_eq!(Outcome::of(401, false), Outcome::Failed);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The README's quick start, for each example receiver: start it with no
 //! configuration, drive it with the example sender, and read the event line it prints.
 //! The same sender drives every receiver: `axum-receiver`, `actix-receiver` and
-//! `inbox-receiver` run these (the inbox receiver all but the `--copies` one).
+//! `inbox-receiver` run these (the inbox receiver all but the HTTPS one).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
