@@ -25,7 +25,7 @@
 //!
 //! The receivers load it at startup and then [watch](SecretsFile::watch) it: the file is
 //! checked every second (its size, modification time and inode, so an atomic replace is
-//! seen), and a change is applied once the file has stayed the same over two checks, so
+//! seen), and a change is applied once the next two checks find the file the same, so
 //! a file being written in place is not applied half-written. `SIGHUP` re-reads and
 //! applies it at once (the operator says it is complete). A changed file is applied with
 //! [`Secrets::replace`], so requests in flight finish with the secrets they started with
@@ -51,6 +51,10 @@ use zeroize::Zeroizing;
 /// How often [`SecretsFile::watch`] looks at the file when `MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS` is
 /// not set.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many polls in a row must see a change the same before it is applied: the one that
+/// noticed it and two more, so the file stayed unchanged for at least two intervals.
+const STABLE_POLLS: u32 = 3;
 
 /// The secrets a file holds: the current one, then the previous ones.
 #[derive(Debug)]
@@ -315,9 +319,10 @@ impl SecretsFile {
     /// dropped; spawn it. `SIGHUP` is taken over here, when this is called (so a signal
     /// sent once the server listens cannot end the process), which needs a tokio runtime.
     ///
-    /// A change seen by a poll is applied once the next poll finds the file unchanged
-    /// (same size, modification time, inode and text), so a file written in place is not
-    /// applied half-written; `SIGHUP` applies the file as it is, at once. A file whose
+    /// A change seen by a poll is applied once the next two polls find the file
+    /// unchanged (same size, modification time, inode and text; two to three seconds at
+    /// the default interval), so a file written in place, with a pause shorter than two
+    /// intervals, is not applied half-written; `SIGHUP` applies the file as it is, at once. A file whose
     /// text did not change is not applied again, so a previous secret that expired stays
     /// expired when the file is merely touched. A file that cannot be read or does not
     /// parse keeps the secrets already loaded; the reason is logged once (and on every
@@ -345,8 +350,8 @@ impl SecretsFile {
             mut applied,
         } = self;
         async move {
-            // A change seen by the last poll, applied if this one sees the same.
-            let mut pending: Option<(Option<Fingerprint>, Zeroizing<String>)> = None;
+            // A change seen by earlier polls, and how many saw it the same.
+            let mut pending: Option<(Option<Fingerprint>, Zeroizing<String>, u32)> = None;
             // Why the last read failed: tried again at every poll, logged once.
             let mut failed: Option<String> = None;
             loop {
@@ -397,15 +402,16 @@ impl SecretsFile {
                     }
                     continue;
                 }
-                let stable = pending
-                    .as_ref()
-                    .is_some_and(|(at, before)| *at == now && *before == text);
-                if !forced && !stable {
+                let seen_by = match &pending {
+                    Some((at, before, polls)) if *at == now && *before == text => polls + 1,
+                    _ => 1,
+                };
+                if !forced && seen_by < STABLE_POLLS {
                     tracing::debug!(
                         "the secrets file {} changed; applied once it stays the same",
                         path.display()
                     );
-                    pending = Some((now, text));
+                    pending = Some((now, text, seen_by));
                     continue;
                 }
                 pending = None;
