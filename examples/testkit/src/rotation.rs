@@ -208,6 +208,15 @@ struct StandIn {
 }
 
 fn stand_in(signing: Arc<AtomicU8>, answer: Option<(u16, String)>) -> StandIn {
+    stand_in_after(signing, answer, Duration::ZERO)
+}
+
+/// [`stand_in`], answering each call `delay` after it came.
+fn stand_in_after(
+    signing: Arc<AtomicU8>,
+    answer: Option<(u16, String)>,
+    delay: Duration,
+) -> StandIn {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -222,6 +231,7 @@ fn stand_in(signing: Arc<AtomicU8>, answer: Option<(u16, String)>) -> StandIn {
             let (signing, answer, counter) = (signing.clone(), answer.clone(), counter.clone());
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
                 let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
                 if auth != Some(&format!("Bearer {TOKEN}")) {
                     return (StatusCode::UNAUTHORIZED, "bad token".to_owned());
@@ -812,4 +822,111 @@ pub fn a_half_written_file_is_never_applied(name: &str, binary: &str) {
         "{name}: applied more than once"
     );
     assert_eq!(deliver(&receiver.addr, SIGN_NEW, "half_new"), 204, "{name}");
+}
+
+/// The `rotate` binary's arguments for `file`, against `api`.
+fn rotate_command(binary: &str, api: &str, file: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args(["--api", api, "--destination", DESTINATION, "--secret-file"])
+        .arg(file)
+        .env_remove("MAPPING_WEBHOOK_SECRET_FILE")
+        .env("MAPPING_API_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// What a finished `rotate` process printed: (success, stdout, stderr).
+fn outcome(child: std::process::Child) -> (bool, String, String) {
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A second `rotate` of the same file while one runs (its API call under way) fails
+/// before calling the API, and the first one's file is the result.
+pub fn a_second_rotate_while_one_runs_is_refused(rotate: &str) {
+    let dir = TempDir::new("rotate-lock");
+    let file = dir.path().join("webhook-secrets");
+    std::fs::write(&file, format!("{OLD}\n")).unwrap();
+    let api = stand_in_after(Arc::default(), None, Duration::from_secs(2));
+    let first = rotate_command(rotate, &api.url, &file).spawn().unwrap();
+    let deadline = Instant::now() + WAIT;
+    while api.calls.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the first rotate never called");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let (ok, out, err) = outcome(rotate_command(rotate, &api.url, &file).spawn().unwrap());
+    assert!(!ok, "the second rotate succeeded: {out}{err}");
+    assert!(err.contains("another rotation"), "{err}");
+    assert!(err.contains("nothing was rotated"), "{err}");
+    assert_no_secret(&(out + &err));
+    let (ok, out, err) = outcome(first);
+    assert!(ok, "{out}{err}");
+    assert_eq!(api.calls.load(Ordering::SeqCst), 1, "API calls");
+    assert_rotated(&file);
+    // The lock and the temporary file are gone.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+/// A secrets file that is a symbolic link: the link's target is rewritten, the link stays.
+pub fn rotate_through_a_symlink_rewrites_its_target(rotate: &str) {
+    let dir = TempDir::new("rotate-symlink");
+    std::fs::create_dir(dir.path().join("real")).unwrap();
+    let target = dir.path().join("real").join("webhook-secrets");
+    std::fs::write(&target, format!("{OLD}\n")).unwrap();
+    let link = dir.path().join("webhook-secrets");
+    std::os::unix::fs::symlink("real/webhook-secrets", &link).unwrap();
+    let api = stand_in(Arc::default(), None);
+    let (ok, out, err) = outcome(rotate_command(rotate, &api.url, &link).spawn().unwrap());
+    assert!(ok, "{out}{err}");
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(
+        meta.file_type().is_symlink(),
+        "the link was replaced by {meta:?}"
+    );
+    assert_rotated(&target);
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("real"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
+/// A write that fails after the API rotated (here: the file size limit, `RLIMIT_FSIZE`,
+/// with `SIGXFSZ` ignored, so writing fails with `EFBIG`) leaves the file alone and
+/// prints the new secret once, on stderr, with what to do with it.
+pub fn a_failed_write_after_the_rotation_shows_the_new_secret_once(rotate: &str) {
+    let dir = TempDir::new("rotate-efbig");
+    let file = dir.path().join("webhook-secrets");
+    std::fs::write(&file, format!("{OLD}\n")).unwrap();
+    let api = stand_in(Arc::default(), None);
+    let inner = rotate_command(rotate, &api.url, &file);
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("trap '' XFSZ; exec prlimit --fsize=16 -- \"$@\"")
+        .arg("sh")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_remove("MAPPING_WEBHOOK_SECRET_FILE")
+        .env("MAPPING_API_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (ok, out, err) = outcome(command.spawn().unwrap());
+    assert!(!ok, "{out}{err}");
+    assert_eq!(api.calls.load(Ordering::SeqCst), 1, "API calls");
+    assert!(
+        err.contains("WAS rotated") && err.contains("File too large"),
+        "{err}"
+    );
+    assert_eq!(err.matches(NEW).count(), 1, "the new secret, once: {err}");
+    assert!(!out.contains(NEW), "{out}");
+    assert!(!err.contains(OLD), "the old secret printed: {err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("{OLD}\n"));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
