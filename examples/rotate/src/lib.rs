@@ -207,10 +207,10 @@ async fn rotate(
     };
     let new = Zeroizing::new(new.into_owned());
     let new_secret = Secret::new(new.as_str()).map_err(|e| format!("the new secret: {e}"))?;
-    if new.contains(char::is_whitespace) {
+    if !new.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(
-            "the new secret contains white space, which a secrets file line cannot hold; \
-                    rotate again"
+            "the new secret contains white space or a character other than printable \
+             ASCII, which a secrets file line cannot hold; rotate again"
                 .to_owned(),
         );
     }
