@@ -1,9 +1,9 @@
 //! Where "now" comes from, so tests never sleep.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of wall-clock time, in milliseconds since the Unix epoch.
 ///
@@ -17,6 +17,15 @@ pub trait Clock: Send + Sync + 'static {
     fn now_secs(&self) -> u64 {
         self.now_millis() / 1000
     }
+
+    /// Milliseconds on a clock that moves at the pace of real time and does not jump
+    /// when the wall clock is set (from any origin): what deadlines inside one process
+    /// are measured on, such as a previous secret's expiry in
+    /// [`Secrets`](crate::Secrets). [`SystemClock`] reads [`Instant`]; the default reads
+    /// [`now_millis`](Self::now_millis), right for a clock that is never stepped.
+    fn monotonic_millis(&self) -> u64 {
+        self.now_millis()
+    }
 }
 
 /// A shared clock, so one clock can drive both the verifier and a store.
@@ -27,6 +36,10 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
 
     fn now_secs(&self) -> u64 {
         (**self).now_secs()
+    }
+
+    fn monotonic_millis(&self) -> u64 {
+        (**self).monotonic_millis()
     }
 }
 
@@ -48,9 +61,20 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     }
+
+    fn monotonic_millis(&self) -> u64 {
+        // Since the first reading in this process.
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        let elapsed = ORIGIN.get_or_init(Instant::now).elapsed();
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 /// A clock that only moves when told to; clones share the same time.
+///
+/// [`advance`](Self::advance) is time passing: it moves both the wall-clock reading and
+/// the [monotonic](Clock::monotonic_millis) one. [`set_secs`](Self::set_secs) is the wall
+/// clock being set (as `date -s` or an NTP step does): the monotonic reading stays.
 ///
 /// ```
 /// use std::time::Duration;
@@ -63,6 +87,7 @@ impl Clock for SystemClock {
 #[derive(Clone, Default)]
 pub struct ManualClock {
     millis: Arc<AtomicU64>,
+    monotonic: Arc<AtomicU64>,
 }
 
 impl ManualClock {
@@ -70,16 +95,19 @@ impl ManualClock {
     pub fn at_secs(secs: u64) -> Self {
         Self {
             millis: Arc::new(AtomicU64::new(secs.saturating_mul(1000))),
+            monotonic: Arc::new(AtomicU64::new(secs.saturating_mul(1000))),
         }
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward: time passes (both readings move).
     pub fn advance(&self, by: Duration) {
         let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
         self.millis.fetch_add(by, Ordering::SeqCst);
+        self.monotonic.fetch_add(by, Ordering::SeqCst);
     }
 
-    /// Sets the clock to `secs` seconds after the Unix epoch.
+    /// Sets the wall clock to `secs` seconds after the Unix epoch: a step, forward or
+    /// back, that the [monotonic](Clock::monotonic_millis) reading does not follow.
     pub fn set_secs(&self, secs: u64) {
         self.millis
             .store(secs.saturating_mul(1000), Ordering::SeqCst);
@@ -89,6 +117,10 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_millis(&self) -> u64 {
         self.millis.load(Ordering::SeqCst)
+    }
+
+    fn monotonic_millis(&self) -> u64 {
+        self.monotonic.load(Ordering::SeqCst)
     }
 }
 

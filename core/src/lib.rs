@@ -105,7 +105,7 @@ pub use header::{HeaderError, MAX_HEADER_LEN, MAX_SIGNATURES, SignatureHeader};
 pub use metrics_observer::MetricsObserver;
 pub use observe::{Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOperation};
 pub use secret::Secret;
-pub use secrets::{DEFAULT_PREVIOUS_EXPIRY, Secrets};
+pub use secrets::{DEFAULT_PREVIOUS_EXPIRY, Expiry, Secrets};
 pub use sign::{SignedDelivery, Signer};
 pub use tenants::{
     DEFAULT_TENANT_CAPACITY, DEFAULT_TENANT_TTL, MAX_TENANT_KEY_LEN, ResolveError, SecretsResolver,

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, Guard};
 
@@ -34,6 +34,11 @@ pub const DEFAULT_PREVIOUS_EXPIRY: Duration = Duration::from_secs(10 * 60);
 /// [`previous_expiry`](Self::previous_expiry) after that (default
 /// [ten minutes](DEFAULT_PREVIOUS_EXPIRY)): from then on it no longer verifies, with no
 /// background task (the deadline is compared with the clock when a request tries it).
+/// Deadlines are kept on the clock's [monotonic](Clock::monotonic_millis) reading
+/// ([`Instant`](std::time::Instant) for the system clock), so setting the wall clock
+/// forward or back neither ends a rotation early nor prolongs it; a deadline given as a
+/// wall-clock time ([`Expiry::At`], as a secrets file holds it) is converted once, when
+/// it is given. [`replace`](Self::replace) sets secrets with such deadlines.
 /// A previous secret given to the builder ([`previous_secret`](Self::previous_secret),
 /// as the adapters' `previous_secret` does) does not expire, as before this handle
 /// existed.
@@ -84,8 +89,9 @@ pub(crate) struct Key {
     secret: Secret,
     pub(crate) mac: HmacSha256,
     pub(crate) masked: String,
-    /// When this previous secret stops verifying, in the clock's milliseconds; `None`
-    /// for the current secret and for previous secrets given without an expiry.
+    /// When this previous secret stops verifying, in the clock's monotonic milliseconds
+    /// ([`Clock::monotonic_millis`]); `None` for the current secret and for previous
+    /// secrets given without an expiry.
     pub(crate) expires_at_ms: Option<u64>,
 }
 
@@ -210,6 +216,60 @@ impl Secrets {
         tracing::info!(secrets = ?self, "webhook secrets set");
     }
 
+    /// Replaces the secrets with `current`, then `previous` in the order given, each
+    /// previous secret with its own [`Expiry`]: what a reloaded secrets file does, whose
+    /// lines say when each previous secret ends.
+    ///
+    /// - [`Expiry::At`]: at that wall-clock time (read on this handle's clock once, now;
+    ///   a time already past drops the secret at once).
+    /// - [`Expiry::After`]: [`previous_expiry`](Self::previous_expiry) after that time,
+    ///   but never later than the deadline this handle already holds for the secret: a
+    ///   reload does not prolong a rotation.
+    /// - The old current secret, if it is not in the new list, stays accepted as the last
+    ///   previous one for [`previous_expiry`](Self::previous_expiry) from now, as after
+    ///   [`rotate`](Self::rotate): the secret in use is never dropped at once.
+    pub fn replace(&self, current: Secret, previous: impl IntoIterator<Item = (Secret, Expiry)>) {
+        let previous: Vec<(Secret, Expiry)> = previous.into_iter().collect();
+        self.change(|ring, now_ms| {
+            let wall_ms = ring.clock.now_millis();
+            // A wall-clock time as a monotonic deadline: the time left, from now.
+            let deadline = |at: Option<SystemTime>| {
+                let at_ms = at.map_or(0, |t| {
+                    t.duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                });
+                now_ms.saturating_add(at_ms.saturating_sub(wall_ms))
+            };
+            let mut keys: Vec<Key> = Vec::with_capacity(previous.len() + 2);
+            keys.push(Key::new(current.clone(), None));
+            for (secret, expiry) in &previous {
+                if keys.iter().any(|k| same(&k.secret, secret)) {
+                    continue;
+                }
+                let ends = match *expiry {
+                    Expiry::At(at) => deadline(Some(at)),
+                    Expiry::After(since) => {
+                        let ends = deadline(since.checked_add(ring.expiry));
+                        let held = ring.keys[1..]
+                            .iter()
+                            .find(|k| same(&k.secret, secret))
+                            .and_then(|k| k.expires_at_ms);
+                        held.map_or(ends, |held| held.min(ends))
+                    }
+                };
+                keys.push(Key::new(secret.clone(), Some(ends)));
+            }
+            let old = &ring.keys[0];
+            if !keys.iter().any(|k| same(&k.secret, &old.secret)) {
+                let mut old = old.clone();
+                old.expires_at_ms = Some(now_ms.saturating_add(millis(ring.expiry)));
+                keys.push(old);
+            }
+            keys
+        });
+        tracing::info!(secrets = ?self, "webhook secrets replaced");
+    }
+
     /// Stops accepting the previous secret `secret`. Returns whether it was held (the
     /// current secret is never removed: [`rotate`](Self::rotate) or [`set`](Self::set)
     /// replace it).
@@ -238,7 +298,7 @@ impl Secrets {
     /// the order they are tried: what a log line may show.
     pub fn masked(&self) -> Vec<String> {
         let ring = self.shared.ring.load();
-        let now_ms = ring.clock.now_millis();
+        let now_ms = ring.clock.monotonic_millis();
         ring.keys
             .iter()
             .filter(|k| k.live_at(now_ms))
@@ -258,7 +318,7 @@ impl Secrets {
         self.change(|ring, _| ring.keys.to_vec());
     }
 
-    /// Builds a new key list from the current ring and the clock's time, drops expired
+    /// Builds a new key list from the current ring and the clock's monotonic time, drops expired
     /// previous secrets from it, and swaps it in. Writers are serialised; readers keep
     /// the ring they loaded until they finish with it.
     fn change(&self, f: impl FnOnce(&Ring, u64) -> Vec<Key>) {
@@ -268,7 +328,7 @@ impl Secrets {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let ring = self.shared.ring.load_full();
-        let now_ms = ring.clock.now_millis();
+        let now_ms = ring.clock.monotonic_millis();
         let mut keys = f(&ring, now_ms);
         let mut index = 0;
         keys.retain(|k| {
@@ -299,6 +359,19 @@ impl Secrets {
     }
 }
 
+/// When a previous secret given to [`Secrets::replace`] stops verifying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Expiry {
+    /// At this wall-clock time: converted once, when given, into a deadline that wall
+    /// clock steps do not move. A time already past: the secret is not accepted.
+    At(SystemTime),
+    /// [`Secrets::previous_expiry`] after this wall-clock time (when the secret stopped
+    /// being the current one, as far as is known: a secrets file's modification time for
+    /// a line without a deadline), never later than a deadline already held.
+    After(SystemTime),
+}
+
 impl From<Secret> for Secrets {
     fn from(current: Secret) -> Self {
         Self::new(current)
@@ -318,7 +391,7 @@ fn same(a: &Secret, b: &Secret) -> bool {
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ring = self.shared.ring.load();
-        let now_ms = ring.clock.now_millis();
+        let now_ms = ring.clock.monotonic_millis();
         // The current secret first, then the previous ones still accepted; masked.
         let keys: Vec<String> = ring
             .keys
@@ -382,6 +455,91 @@ mod tests {
         assert_eq!(check(&v, B), Ok(MatchedSecret::Current));
         // The request that found it expired dropped it.
         assert_eq!(secrets.load().keys.len(), 1);
+    }
+
+    /// Signed at the clock's wall time, so the window check passes whatever the step.
+    fn check_now(
+        v: &Verifier,
+        clock: &ManualClock,
+        secret: &str,
+    ) -> Result<MatchedSecret, VerifyError> {
+        v.verify_signature(Signer::new(s(secret)).sign(BODY, clock.now_secs()), BODY)
+            .map(|m| m.secret)
+    }
+
+    #[test]
+    fn a_wall_clock_step_neither_ends_nor_prolongs_a_rotation() {
+        let (secrets, v, clock) = setup();
+        secrets.rotate(s(B));
+        // The wall clock jumps a day ahead (an NTP step): the rotation goes on.
+        clock.set_secs(NOW + 86_400);
+        assert_eq!(check_now(&v, &clock, A), Ok(MatchedSecret::Previous(0)));
+        // ... and back an hour before the rotation: it still ends on time.
+        clock.set_secs(NOW - 3_600);
+        clock.advance(DEFAULT_PREVIOUS_EXPIRY - Duration::from_millis(1));
+        assert_eq!(check_now(&v, &clock, A), Ok(MatchedSecret::Previous(0)));
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(
+            check_now(&v, &clock, A),
+            Err(VerifyError::SignatureMismatch)
+        );
+        assert_eq!(check_now(&v, &clock, B), Ok(MatchedSecret::Current));
+    }
+
+    #[test]
+    fn replace_takes_each_deadline_from_the_wall_clock_once() {
+        let (secrets, v, clock) = setup();
+        let wall = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        // B current, A until a minute from now, C's deadline passed a day ago.
+        secrets.replace(
+            s(B),
+            [
+                (s(A), Expiry::At(wall(NOW + 60))),
+                (s(C), Expiry::At(wall(NOW - 86_400))),
+            ],
+        );
+        assert_eq!(check_now(&v, &clock, B), Ok(MatchedSecret::Current));
+        assert_eq!(check_now(&v, &clock, A), Ok(MatchedSecret::Previous(0)));
+        assert_eq!(
+            check_now(&v, &clock, C),
+            Err(VerifyError::SignatureMismatch)
+        );
+        // Converted once: a wall-clock step does not move it, time passing does.
+        clock.set_secs(NOW + 86_400);
+        assert_eq!(check_now(&v, &clock, A), Ok(MatchedSecret::Previous(0)));
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(
+            check_now(&v, &clock, A),
+            Err(VerifyError::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn replace_never_prolongs_a_deadline_given_after_and_keeps_the_old_current() {
+        let (secrets, v, clock) = setup();
+        let since = UNIX_EPOCH + Duration::from_secs(NOW);
+        // A becomes previous by a file written now, without a deadline: ten minutes.
+        secrets.replace(s(B), [(s(A), Expiry::After(since))]);
+        clock.advance(Duration::from_secs(300));
+        // The same list again, "written" later (a touched file): no extension.
+        secrets.replace(
+            s(B),
+            [(s(A), Expiry::After(since + Duration::from_secs(300)))],
+        );
+        clock.advance(DEFAULT_PREVIOUS_EXPIRY - Duration::from_secs(300));
+        assert_eq!(
+            check_now(&v, &clock, A),
+            Err(VerifyError::SignatureMismatch)
+        );
+        // A current secret missing from the new list stays previous for the expiry.
+        secrets.replace(s(C), []);
+        assert_eq!(check_now(&v, &clock, C), Ok(MatchedSecret::Current));
+        assert_eq!(check_now(&v, &clock, B), Ok(MatchedSecret::Previous(0)));
+        clock.advance(DEFAULT_PREVIOUS_EXPIRY);
+        assert_eq!(
+            check_now(&v, &clock, B),
+            Err(VerifyError::SignatureMismatch)
+        );
     }
 
     #[test]

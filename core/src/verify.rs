@@ -290,7 +290,7 @@ impl Verifier {
         let mut expired = false;
         for (index, key) in ring.keys.iter().enumerate() {
             if let Some(deadline) = key.expires_at_ms
-                && *now_ms.get_or_insert_with(|| ring.clock.now_millis()) >= deadline
+                && *now_ms.get_or_insert_with(|| ring.clock.monotonic_millis()) >= deadline
             {
                 expired = true;
                 continue;

@@ -438,6 +438,17 @@ async fn every_outcome(seen: &mut Seen) {
     seen.print(&secrets.masked());
     seen.print(&memory);
     assert!(secrets.remove_previous(&Secret::new(ROTATED).unwrap()));
+    // Replaced with deadlines, as a reloaded secrets file does.
+    secrets.replace(
+        Secret::new(CURRENT).unwrap(),
+        [(
+            Secret::new(PREVIOUS).unwrap(),
+            mapping_webhooks::Expiry::At(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(NOW + 60),
+            ),
+        )],
+    );
+    seen.print(&secrets);
 
     // Many tenants: a known one, an unknown one, a failed lookup.
     let tenants = mapping_webhooks::Tenants::new(|tenant: String| async move {
@@ -515,6 +526,7 @@ fn no_secret_or_signature_in_logs_debug_or_display() {
         "del_hygiene",
         "webhook secret rotated",
         "webhook secrets set",
+        "webhook secrets replaced",
         "unknown tenant",
         "tenant lookup failed",
     ] {

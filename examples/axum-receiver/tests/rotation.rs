@@ -19,3 +19,31 @@ fn the_operator_rotates_while_deliveries_flow() {
 fn sighup_reloads_the_file_when_polling_is_off() {
     rotation::sighup_reloads_the_file_when_polling_is_off(NAME, RECEIVER);
 }
+
+#[test]
+fn a_restart_after_the_rotation_window_refuses_the_old_secret() {
+    rotation::a_restart_after_the_rotation_window_refuses_the_old_secret(
+        NAME,
+        RECEIVER,
+        Tool::InProcess(rotate::run),
+    );
+}
+
+#[test]
+fn rotate_keeps_the_owner_and_an_unreadable_file_is_retried() {
+    rotation::rotate_keeps_the_owner_and_an_unreadable_file_is_retried(
+        NAME,
+        RECEIVER,
+        Tool::InProcess(rotate::run),
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_skipped_and_a_bad_line_refused() {
+    rotation::a_byte_order_mark_is_skipped_and_a_bad_line_refused(NAME, RECEIVER);
+}
+
+#[test]
+fn a_half_written_file_is_never_applied() {
+    rotation::a_half_written_file_is_never_applied(NAME, RECEIVER);
+}

@@ -12,24 +12,30 @@
 //!                        (a proxy with a private CA; default: the system's only)
 //! ```
 //!
-//! 1. Reads the secrets file: its first line is the secret in use, kept as the previous
-//!    one. Creates the temporary file next to it, so a folder it cannot write to fails
-//!    before the irreversible step.
-//! 2. Calls `POST {api}/api/v1/delivery-destinations/{id}/rotate-secret` with
+//! 1. Takes the lock beside the secrets file (`.<name>.lock`, created exclusively: a
+//!    second `rotate` of the same file fails while one runs, before calling the API)
+//!    and creates the temporary file next to it with the file's owner, group and mode,
+//!    so a folder it cannot write to, or a file it could not give back to its owner,
+//!    fails before the irreversible step. Through a symbolic link, the link's target is
+//!    the file written (the link stays).
+//! 2. Reads the secrets file: its first line is the secret in use, kept as the previous
+//!    one.
+//! 3. Calls `POST {api}/api/v1/delivery-destinations/{id}/rotate-secret` with
 //!    `Authorization: Bearer $MAPPING_API_TOKEN` (an environment variable, so the token
 //!    is not in the process list or the shell history).
-//! 3. Reads the new secret from the response's `signingSecret` field. **Assumption:** the
+//! 4. Reads the new secret from the response's `signingSecret` field. **Assumption:** the
 //!    documentation shows that field only in the create response and says the rotate
 //!    response "returns the new secret in plaintext once"; this reads it under the same
 //!    name. A response without it is an error that names the fields it did have (never
 //!    their values).
-//! 4. Writes the file atomically (temporary file, synced, renamed over it): the new
-//!    secret, then the old one. Receivers watching the file reload it within a second or
-//!    two; the old secret expires in them by itself ten minutes later.
+//! 5. Writes the file atomically (temporary file, synced, renamed over it): the new
+//!    secret, then the old one with `expires=` ten minutes from now. Receivers watching
+//!    the file reload it within two or three seconds; the old secret stops being
+//!    accepted at that time, also in a receiver started later.
 //!
-//! Only masked secrets are printed. The new secret exists only in the response: if
-//! writing the file fails after the call, the error says so, and the way out is to rotate
-//! again (the sender still signs with the old secret too, for about five minutes).
+//! Only masked secrets are printed, but for one case: the new secret exists only in the
+//! response, so if writing the file fails after the call, it is printed once on stderr
+//! with what to do with it, rather than lost.
 //!
 //! The command is [`run`], here so that tests can run the same code in-process;
 //! `src/main.rs` calls it with the process's arguments, environment and output. The
@@ -41,7 +47,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mapping_webhooks::Secret;
+use mapping_webhooks::{DEFAULT_PREVIOUS_EXPIRY, Secret};
 use mapping_webhooks_examples::client::{check_url, describe, http_client};
 use mapping_webhooks_examples::secrets_file::{self, PendingWrite};
 use serde::Deserialize;
@@ -120,34 +126,36 @@ struct RotateResponse<'a> {
     signing_secret: Option<Cow<'a, str>>,
 }
 
-async fn rotate(options: &Options, token: &str, out: &mut dyn Write) -> Result<(), String> {
+async fn rotate(
+    options: &Options,
+    token: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), String> {
     let http = http_client(Duration::from_secs(30), options.ca_cert.as_deref())
         .map_err(|e| format!("{e}; nothing was rotated"))?;
-    // 1. The secret in use, and the temporary file, before anything irreversible.
+    // 1. The lock and the temporary file, before anything irreversible; then 2. the
+    // secret in use, read under the lock.
     let path = &options.secret_file;
-    let old = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the secrets file {}: {e}", path.display()))?,
-    );
-    let old_current = old
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .ok_or_else(|| {
-            format!(
-                "{} holds no secret: nothing to keep as the previous one",
-                path.display()
-            )
-        })?;
-    let old_masked = Secret::new(old_current)
-        .map_err(|e| e.to_string())?
-        .masked();
     let pending = PendingWrite::create(path).map_err(|e| {
         format!(
             "cannot write next to {} ({e}); nothing was rotated",
             path.display()
         )
     })?;
+    let old = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the secrets file {}: {e}", path.display()))?,
+    );
+    let old_current = secrets_file::current_text(&old).map_err(|e| {
+        format!(
+            "{}: {e}; nothing to keep as the previous one, nothing was rotated",
+            path.display()
+        )
+    })?;
+    let old_masked = Secret::new(old_current)
+        .map_err(|e| e.to_string())?
+        .masked();
 
     // 2. The call.
     let url = format!(
@@ -199,25 +207,39 @@ async fn rotate(options: &Options, token: &str, out: &mut dyn Write) -> Result<(
     };
     let new = Zeroizing::new(new.into_owned());
     let new_secret = Secret::new(new.as_str()).map_err(|e| format!("the new secret: {e}"))?;
-    if new.contains(char::is_whitespace) {
+    if !new.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(
-            "the new secret contains white space, which a secrets file line cannot hold; \
-                    rotate again"
+            "the new secret contains white space or a character other than printable \
+             ASCII, which a secrets file line cannot hold; rotate again"
                 .to_owned(),
         );
     }
 
-    // 4. The file: new current, old previous.
-    pending.commit(&[new.as_str(), old_current]).map_err(|e| {
-        format!(
-            "the secret WAS rotated, but writing {} failed: {e}. Rotate again once the file \
-                 can be written (the sender accepts the old secret for about five minutes)",
+    // 5. The file: new current, old previous until its deadline.
+    let expires = secrets_file::format_time(std::time::SystemTime::now() + DEFAULT_PREVIOUS_EXPIRY);
+    let previous = Zeroizing::new(format!("{old_current} expires={expires}"));
+    if let Err(e) = pending.commit(&[new.as_str(), previous.as_str()]) {
+        // The new secret exists nowhere else: show it, once, rather than lose it.
+        let _ = writeln!(
+            err,
+            "The secret WAS rotated, but writing {path} failed: {e}.\n\
+             The new secret, shown this once (it is saved nowhere else):\n\n    {new}\n\n\
+             Make it the first line of {path} (keep the old secret's line after it, ending \
+             with \" expires={expires}\"), by hand or once the file can be written; the \
+             receivers reload the file by themselves. Until then they refuse deliveries \
+             signed with the new secret only (the sender also signs with the old one for \
+             about five minutes). Or rotate again.",
+            path = path.display(),
+            new = new.as_str(),
+        );
+        return Err(format!(
+            "writing {} failed after the rotation (see above)",
             path.display()
-        )
-    })?;
+        ));
+    }
     let _ = writeln!(
         out,
-        "rotated {}: current {} (new), previous {} (expires by itself in the receivers)",
+        "rotated {}: current {} (new), previous {} (expires {expires})",
         options.destination,
         new_secret.masked(),
         old_masked
@@ -264,7 +286,7 @@ pub fn run(
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(rotate(&options, &token, out)) {
+    match runtime.block_on(rotate(&options, &token, out, err)) {
         Ok(()) => 0,
         Err(message) => {
             let _ = writeln!(err, "{message}");

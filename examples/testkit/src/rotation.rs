@@ -15,6 +15,7 @@
 //! secret (run by the `rotate` package against its binary).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,7 +28,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing;
 use mapping_webhooks::{Secret, Signer};
-use mapping_webhooks_examples::WEBHOOK_PATH;
+use mapping_webhooks_examples::{WEBHOOK_PATH, secrets_file};
 
 use crate::support::{Logged as Receiver, Ran, TempDir, Tool, collect};
 use crate::tls::{CA_CERT, tls_front};
@@ -55,8 +56,23 @@ fn free_addr() -> String {
 }
 
 fn start(binary: &str, secret_file: &Path, poll_secs: &str) -> Receiver {
+    start_as(binary, secret_file, poll_secs, None)
+}
+
+/// [`start`], as the user and group `user` when given (root drops its groups too).
+fn start_as(
+    binary: &str,
+    secret_file: &Path,
+    poll_secs: &str,
+    user: Option<(u32, u32)>,
+) -> Receiver {
     let addr = free_addr();
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    if let Some((uid, gid)) = user {
+        use std::os::unix::process::CommandExt;
+        command.uid(uid).gid(gid);
+    }
+    let mut child = command
         .env_remove("MAPPING_WEBHOOK_SECRET")
         .env_remove("MAPPING_WEBHOOK_SECRET_PREVIOUS")
         .env_remove("PORT")
@@ -192,6 +208,15 @@ struct StandIn {
 }
 
 fn stand_in(signing: Arc<AtomicU8>, answer: Option<(u16, String)>) -> StandIn {
+    stand_in_after(signing, answer, Duration::ZERO)
+}
+
+/// [`stand_in`], answering each call `delay` after it came.
+fn stand_in_after(
+    signing: Arc<AtomicU8>,
+    answer: Option<(u16, String)>,
+    delay: Duration,
+) -> StandIn {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -206,6 +231,7 @@ fn stand_in(signing: Arc<AtomicU8>, answer: Option<(u16, String)>) -> StandIn {
             let (signing, answer, counter) = (signing.clone(), answer.clone(), counter.clone());
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
                 let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
                 if auth != Some(&format!("Bearer {TOKEN}")) {
                     return (StatusCode::UNAUTHORIZED, "bad token".to_owned());
@@ -253,6 +279,27 @@ fn run_rotate(rotate: Tool, api: &str, file: &Path, token: Option<&str>) -> Ran 
             ("MAPPING_API_TOKEN", token),
         ],
     )
+}
+
+/// The file as `rotate` leaves it: the new secret, then the old one until about ten
+/// minutes from now; returns that time.
+fn assert_rotated(file: &Path) -> SystemTime {
+    let text = std::fs::read_to_string(file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0], NEW);
+    let expires = lines[1]
+        .strip_prefix(&format!("{OLD} expires="))
+        .and_then(secrets_file::parse_time)
+        .unwrap_or_else(|| panic!("no deadline on the old secret's line: {:?}", lines[1]));
+    let left = expires
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    assert!(
+        left > Duration::from_secs(9 * 60) && left <= Duration::from_secs(10 * 60),
+        "the old secret ends in {left:?}"
+    );
+    expires
 }
 
 fn assert_no_secret(output: &str) {
@@ -327,10 +374,7 @@ pub fn the_operator_rotates_while_deliveries_flow(name: &str, binary: &str, rota
     assert_no_secret(&out);
     assert!(out.contains("whsec_••••"), "{out}");
     assert_eq!(api.calls.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        format!("{NEW}\n{OLD}\n")
-    );
+    assert_rotated(&file);
     // The receiver reloads by itself (polling), while the sender signs with both.
     receiver.wait_for_log("reloaded the secrets file", 1);
     let both = count(SIGN_BOTH);
@@ -555,8 +599,334 @@ pub fn rotate_reaches_the_api_over_https(rotate: Tool) {
     assert!(trusted.success, "{printed}");
     assert_no_secret(&printed);
     assert_eq!(api.calls.load(Ordering::SeqCst), 1);
+    assert_rotated(&file);
+}
+
+/// One delivery of a new event signed as `signing` says, to the receiver at `addr`.
+fn deliver(addr: &str, signing: u8, tag: &str) -> u16 {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let id = format!("evt_{tag}_{}", N.fetch_add(1, Ordering::SeqCst));
+    runtime.block_on(async {
+        let b = body(&id);
+        post(&reqwest::Client::new(), addr, &signature(signing, &b), b).await
+    })
+}
+
+/// Writes `text` to `file` atomically (as an editor or a deployment tool does).
+fn replace_file(file: &Path, text: &str) {
+    let temp = file.with_extension("tmp");
+    std::fs::write(&temp, text).unwrap();
+    std::fs::rename(&temp, file).unwrap();
+}
+
+/// A receiver (re)started after the rotation window does not accept the old secret: not
+/// from a file the old `rotate` left (`new`, `old`, no deadline) a day ago, nor from one
+/// the `rotate` command writes now (`old expires=...`) once its time has passed; within
+/// the window it does. The new secret is accepted throughout.
+pub fn a_restart_after_the_rotation_window_refuses_the_old_secret(
+    name: &str,
+    binary: &str,
+    rotate: Tool,
+) {
+    let dir = TempDir::new(&format!("rotation-restart-{name}"));
+    let file = dir.path().join("webhook-secrets");
+    let statuses = |tag: &str| {
+        let receiver = start(binary, &file, "1");
+        let new = deliver(&receiver.addr, SIGN_NEW, &format!("{name}_{tag}_new"));
+        let old = deliver(&receiver.addr, SIGN_OLD, &format!("{name}_{tag}_old"));
+        (new, old)
+    };
+
+    // The file as `rotate` used to leave it, written a day ago.
+    std::fs::write(&file, format!("{NEW}\n{OLD}\n")).unwrap();
+    let a_day_ago = SystemTime::now() - Duration::from_secs(86_400);
+    File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(a_day_ago)
+        .unwrap();
     assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        format!("{NEW}\n{OLD}\n")
+        statuses("legacy"),
+        (204, 401),
+        "{name}: (new, old) a day after"
     );
+
+    // `rotate` now writes the old secret's deadline; within it, the old one is accepted.
+    std::fs::write(&file, format!("{OLD}\n")).unwrap();
+    let api = stand_in(Arc::default(), None);
+    let rotated = run_rotate(rotate, &api.url, &file, Some(TOKEN));
+    assert!(
+        rotated.success,
+        "{name}: {}{}",
+        rotated.stdout, rotated.stderr
+    );
+    let expires = assert_rotated(&file);
+    assert_eq!(
+        statuses("within"),
+        (204, 204),
+        "{name}: (new, old) in the window"
+    );
+
+    // A day later, that deadline is a day past: a restart does not revive the old one.
+    let past = secrets_file::format_time(expires - Duration::from_secs(86_400));
+    replace_file(&file, &format!("{NEW}\n{OLD} expires={past}\n"));
+    assert_eq!(
+        statuses("after"),
+        (204, 401),
+        "{name}: (new, old) a day after"
+    );
+}
+
+/// `rotate` (run as root) keeps the secrets file's owner and mode, so a receiver running
+/// as another user (`nobody`) still reads it and takes the new secret; a file it cannot
+/// read is tried again at every poll, so restoring its permissions is enough.
+pub fn rotate_keeps_the_owner_and_an_unreadable_file_is_retried(
+    name: &str,
+    binary: &str,
+    rotate: Tool,
+) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
+    const NOBODY: (u32, u32) = (65_534, 65_534);
+    let dir = TempDir::new(&format!("rotation-owner-{name}"));
+    let file = dir.path().join("webhook-secrets");
+    std::fs::write(&file, format!("{OLD}\n")).unwrap();
+    chown(&file, Some(NOBODY.0), Some(NOBODY.1)).unwrap();
+    let mode = |m: u32| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m));
+    mode(0o600).unwrap();
+    let receiver = start_as(binary, &file, "1", Some(NOBODY));
+    assert_eq!(
+        deliver(&receiver.addr, SIGN_OLD, "owner_old"),
+        204,
+        "{name}"
+    );
+
+    let api = stand_in(Arc::default(), None);
+    let rotated = run_rotate(rotate, &api.url, &file, Some(TOKEN));
+    assert!(
+        rotated.success,
+        "{name}: {}{}",
+        rotated.stdout, rotated.stderr
+    );
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (NOBODY.0, NOBODY.1, 0o600),
+        "{name}: the rotated file's owner, group, mode"
+    );
+    receiver.wait_for_log("reloaded the secrets file", 1);
+    assert_eq!(
+        deliver(&receiver.addr, SIGN_NEW, "owner_new"),
+        204,
+        "{name}"
+    );
+
+    // The file is made unreadable, changed, then readable again, its text unchanged.
+    mode(0o000).unwrap();
+    const THIRD: &str = "whsec_Third7xYq2Lm9Rt4Wn8Bc3Hj6Ds1Ue5K";
+    std::fs::write(&file, format!("{THIRD}\n{NEW}\n")).unwrap();
+    receiver.wait_for_log("Permission denied", 1);
+    assert_eq!(
+        deliver(&receiver.addr, SIGN_NEW, "owner_kept"),
+        204,
+        "{name}"
+    );
+    mode(0o600).unwrap();
+    receiver.wait_for_log("reloaded the secrets file", 2);
+    let third = {
+        let b = body("evt_owner_third");
+        let header = Signer::new(Secret::new(THIRD).unwrap()).sign(&b, now());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(post(&reqwest::Client::new(), &receiver.addr, &header, b))
+    };
+    assert_eq!(third, 204, "{name}: the secret in the restored file");
+}
+
+/// A byte order mark before the first secret (a file saved by a Windows editor) is not
+/// part of it; a line with a character a secret cannot hold keeps the secrets loaded, and
+/// the log names the line and the character, not the secret.
+pub fn a_byte_order_mark_is_skipped_and_a_bad_line_refused(name: &str, binary: &str) {
+    let dir = TempDir::new(&format!("rotation-bom-{name}"));
+    let file = dir.path().join("webhook-secrets");
+    std::fs::write(&file, format!("\u{feff}{NEW}\r\n")).unwrap();
+    let receiver = start(binary, &file, "1");
+    assert_eq!(deliver(&receiver.addr, SIGN_NEW, "bom"), 204, "{name}");
+
+    replace_file(&file, &format!("{NEW}\n{OLD}\u{7}\n"));
+    receiver.wait_for_log(
+        "line 2: character 39 of the secret is a control character (U+0007)",
+        1,
+    );
+    receiver.wait_for_log("keeping the secrets already loaded", 1);
+    assert_eq!(deliver(&receiver.addr, SIGN_NEW, "bom_kept"), 204, "{name}");
+    assert_no_secret(&receiver.stderr.lock().unwrap().join("\n"));
+}
+
+/// A secrets file rewritten in place, slowly (its first half, a pause longer than a
+/// poll interval, the rest), is never applied half-written: deliveries signed with the old secret
+/// pass throughout, and once the file is whole the new secret passes too.
+pub fn a_half_written_file_is_never_applied(name: &str, binary: &str) {
+    use std::io::Write as _;
+    let dir = TempDir::new(&format!("rotation-half-{name}"));
+    let file = dir.path().join("webhook-secrets");
+    std::fs::write(&file, format!("{OLD}\n")).unwrap();
+    let receiver = start(binary, &file, "1");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (stop, addr, name) = (stop.clone(), receiver.addr.clone(), name.to_owned());
+        thread::spawn(move || {
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::SeqCst) && statuses.len() < 10_000 {
+                statuses.push(deliver(&addr, SIGN_OLD, &format!("half_{name}")));
+                thread::sleep(Duration::from_millis(50));
+            }
+            statuses
+        })
+    };
+    let text = format!("{NEW}\n{OLD}\n");
+    let (first, rest) = text.split_at(NEW.len() / 2);
+    let mut writer = File::create(&file).unwrap();
+    writer.write_all(first.as_bytes()).unwrap();
+    writer.sync_all().unwrap();
+    // Longer than a poll interval, shorter than two.
+    thread::sleep(Duration::from_millis(1500));
+    writer.write_all(rest.as_bytes()).unwrap();
+    writer.sync_all().unwrap();
+    drop(writer);
+    receiver.wait_for_log("reloaded the secrets file", 1);
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let statuses = sender.join().unwrap();
+    let refused = statuses.iter().filter(|s| **s != 204).count();
+    assert!(
+        statuses.len() >= 20 && refused == 0,
+        "{name}: {refused} of {} deliveries signed with the old secret refused",
+        statuses.len()
+    );
+    assert_eq!(
+        receiver
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("reloaded the secrets file"))
+            .count(),
+        1,
+        "{name}: applied more than once"
+    );
+    assert_eq!(deliver(&receiver.addr, SIGN_NEW, "half_new"), 204, "{name}");
+}
+
+/// The `rotate` binary's arguments for `file`, against `api`.
+fn rotate_command(binary: &str, api: &str, file: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args(["--api", api, "--destination", DESTINATION, "--secret-file"])
+        .arg(file)
+        .env_remove("MAPPING_WEBHOOK_SECRET_FILE")
+        .env("MAPPING_API_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// What a finished `rotate` process printed: (success, stdout, stderr).
+fn outcome(child: std::process::Child) -> (bool, String, String) {
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A second `rotate` of the same file while one runs (its API call under way) fails
+/// before calling the API, and the first one's file is the result.
+pub fn a_second_rotate_while_one_runs_is_refused(rotate: &str) {
+    let dir = TempDir::new("rotate-lock");
+    let file = dir.path().join("webhook-secrets");
+    std::fs::write(&file, format!("{OLD}\n")).unwrap();
+    let api = stand_in_after(Arc::default(), None, Duration::from_secs(2));
+    let first = rotate_command(rotate, &api.url, &file).spawn().unwrap();
+    let deadline = Instant::now() + WAIT;
+    while api.calls.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the first rotate never called");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let (ok, out, err) = outcome(rotate_command(rotate, &api.url, &file).spawn().unwrap());
+    assert!(!ok, "the second rotate succeeded: {out}{err}");
+    assert!(err.contains("another rotation"), "{err}");
+    assert!(err.contains("nothing was rotated"), "{err}");
+    assert_no_secret(&(out + &err));
+    let (ok, out, err) = outcome(first);
+    assert!(ok, "{out}{err}");
+    assert_eq!(api.calls.load(Ordering::SeqCst), 1, "API calls");
+    assert_rotated(&file);
+    // The lock and the temporary file are gone.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+/// A secrets file that is a symbolic link: the link's target is rewritten, the link stays.
+pub fn rotate_through_a_symlink_rewrites_its_target(rotate: &str) {
+    let dir = TempDir::new("rotate-symlink");
+    std::fs::create_dir(dir.path().join("real")).unwrap();
+    let target = dir.path().join("real").join("webhook-secrets");
+    std::fs::write(&target, format!("{OLD}\n")).unwrap();
+    let link = dir.path().join("webhook-secrets");
+    std::os::unix::fs::symlink("real/webhook-secrets", &link).unwrap();
+    let api = stand_in(Arc::default(), None);
+    let (ok, out, err) = outcome(rotate_command(rotate, &api.url, &link).spawn().unwrap());
+    assert!(ok, "{out}{err}");
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(
+        meta.file_type().is_symlink(),
+        "the link was replaced by {meta:?}"
+    );
+    assert_rotated(&target);
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("real"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
+/// A write that fails after the API rotated (here: the file size limit, `RLIMIT_FSIZE`,
+/// with `SIGXFSZ` ignored, so writing fails with `EFBIG`) leaves the file alone and
+/// prints the new secret once, on stderr, with what to do with it.
+pub fn a_failed_write_after_the_rotation_shows_the_new_secret_once(rotate: &str) {
+    let dir = TempDir::new("rotate-efbig");
+    let file = dir.path().join("webhook-secrets");
+    std::fs::write(&file, format!("{OLD}\n")).unwrap();
+    let api = stand_in(Arc::default(), None);
+    let inner = rotate_command(rotate, &api.url, &file);
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("trap '' XFSZ; exec prlimit --fsize=16 -- \"$@\"")
+        .arg("sh")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_remove("MAPPING_WEBHOOK_SECRET_FILE")
+        .env("MAPPING_API_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (ok, out, err) = outcome(command.spawn().unwrap());
+    assert!(!ok, "{out}{err}");
+    assert_eq!(api.calls.load(Ordering::SeqCst), 1, "API calls");
+    assert!(
+        err.contains("WAS rotated") && err.contains("File too large"),
+        "{err}"
+    );
+    assert_eq!(err.matches(NEW).count(), 1, "the new secret, once: {err}");
+    assert!(!out.contains(NEW), "{out}");
+    assert!(!err.contains(OLD), "the old secret printed: {err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("{OLD}\n"));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
