@@ -200,7 +200,12 @@ impl Inbox {
         // A parsed header is ASCII: the lossy conversion never changes it.
         let header = String::from_utf8_lossy(header);
         let now = self.now_millis();
-        let stored: Result<Option<i64>, sqlx::Error> = on_pool!(&self.shared.db, pool => {
+        // `fetch_all`, not `fetch_optional`: the statement must be stepped to its end. On
+        // SQLite in autocommit the commit (the WAL write and its fsync) happens when the
+        // statement completes; `fetch_optional` takes the first row and resets the
+        // statement, and the reset's error (a full disk, `EFBIG`) was lost: 202 for a row
+        // that was never committed. Stepped to the end, a failed commit is an error: 503.
+        let stored: Result<Vec<i64>, sqlx::Error> = on_pool!(&self.shared.db, pool => {
             sqlx::query_scalar(INSERT)
                 .bind(&self.shared.namespace)
                 .bind(&verified.event_id)
@@ -211,10 +216,10 @@ impl Inbox {
                 .bind(header.as_ref())
                 .bind(body)
                 .bind(now)
-                .fetch_optional(pool)
+                .fetch_all(pool)
                 .await
         });
-        match stored {
+        match stored.map(|ids| ids.first().copied()) {
             Ok(Some(id)) => {
                 tracing::debug!(
                     id,
