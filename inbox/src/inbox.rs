@@ -48,6 +48,14 @@ pub(crate) struct Shared {
     pub(crate) read_timeout: Duration,
     /// Woken after each accepted delivery, so a worker in this process starts at once.
     pub(crate) accepted: Notify,
+    /// The deliveries the workers of this inbox hold (claimed, their outcome not yet
+    /// recorded). A claim never takes one of them back, whatever the clock says: a
+    /// wall clock stepped past a lease must not start a second run of a delivery whose
+    /// first run is still going in this process.
+    pub(crate) held: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// One claim at a time in this process, so that no two claims both take an id
+    /// before either has marked it held.
+    pub(crate) claiming: tokio::sync::Mutex<()>,
 }
 
 /// Builds an [`Inbox`]: [`Inbox::builder`] (or [`Inbox::builder_from_secrets`]), the
@@ -436,6 +444,8 @@ impl InboxBuilder {
                 body_limit: self.body_limit,
                 read_timeout: self.read_timeout,
                 accepted: Notify::new(),
+                held: std::sync::Mutex::default(),
+                claiming: tokio::sync::Mutex::const_new(()),
             }),
         })
     }
