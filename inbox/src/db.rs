@@ -56,21 +56,25 @@ impl fmt::Debug for Db {
 pub(crate) const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Db {
-    /// Connects to `url`: `sqlite://path` (created if missing) or `postgres://…`.
+    /// Connects to `url`: `sqlite://path` (created if missing, when `create`) or
+    /// `postgres://…`.
     pub(crate) async fn connect(
         url: &str,
         max_connections: Option<u32>,
         acquire_timeout: Duration,
+        create: bool,
     ) -> Result<Self, InboxError> {
         if url.starts_with("sqlite:") {
             #[cfg(feature = "sqlite")]
-            return Self::connect_sqlite(url, max_connections, acquire_timeout).await;
+            return Self::connect_sqlite(url, max_connections, acquire_timeout, create).await;
             #[cfg(not(feature = "sqlite"))]
             return Err(InboxError::config(
                 "a sqlite:// URL needs the `sqlite` feature of mapping-webhooks-inbox",
             ));
         }
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            // The database itself is never created; `create` is about the schema (see
+            // `Db::has_schema`).
             #[cfg(feature = "postgres")]
             return Self::connect_postgres(url, max_connections, acquire_timeout).await;
             #[cfg(not(feature = "postgres"))]
@@ -78,7 +82,7 @@ impl Db {
                 "a postgres:// URL needs the `postgres` feature of mapping-webhooks-inbox",
             ));
         }
-        let _ = (max_connections, acquire_timeout);
+        let _ = (max_connections, acquire_timeout, create);
         Err(InboxError::config(
             "the database URL must start with sqlite: or postgres: (the URL is not shown: it may hold a password)",
         ))
@@ -89,6 +93,7 @@ impl Db {
         url: &str,
         max_connections: Option<u32>,
         acquire_timeout: Duration,
+        create: bool,
     ) -> Result<Self, InboxError> {
         use std::str::FromStr;
 
@@ -98,7 +103,7 @@ impl Db {
         // WAL with synchronous=FULL: a commit returns only after the WAL is fsynced, so an
         // accepted delivery survives a process crash and a power cut.
         let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(acquire_timeout);
@@ -106,7 +111,12 @@ impl Db {
             .max_connections(max_connections.unwrap_or(4))
             .acquire_timeout(acquire_timeout)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // SQLITE_CANTOPEN: no such file, and it may not be created.
+                sqlx::Error::Database(_) if !create => InboxError::NoInbox,
+                e => InboxError::Database(e),
+            })?;
         Ok(Self::Sqlite(pool))
     }
 
@@ -180,6 +190,20 @@ impl Db {
             }
         }
         Ok(())
+    }
+
+    /// Whether the inbox's schema is there (its migrations table); a database error
+    /// other than a missing table is an error.
+    pub(crate) async fn has_schema(&self) -> Result<bool, InboxError> {
+        let sql = "SELECT COUNT(*) FROM mapping_webhooks_inbox_migrations";
+        let counted: Result<i64, sqlx::Error> =
+            on_pool!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await);
+        match counted {
+            Ok(n) => Ok(n > 0),
+            // "no such table" (SQLite), "relation does not exist" (Postgres).
+            Err(sqlx::Error::Database(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Closes the pool: further calls fail (as when the database is down).

@@ -72,6 +72,7 @@ pub struct InboxBuilder {
     read_timeout: Duration,
     max_connections: Option<u32>,
     acquire_timeout: Duration,
+    existing_only: bool,
 }
 
 impl Inbox {
@@ -119,6 +120,7 @@ impl Inbox {
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_connections: None,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            existing_only: false,
         }
     }
 
@@ -395,15 +397,33 @@ impl InboxBuilder {
         self
     }
 
-    /// Connects to `sqlite://path` (created if missing; WAL, `synchronous=FULL`) or
+    /// Opens only an inbox that exists: [`connect`](Self::connect) creates no SQLite
+    /// file, and [`connect`](Self::connect) and [`pool`](Self::pool) create no schema
+    /// (an existing one is still upgraded); without one they fail with
+    /// [`InboxError::NoInbox`]. For operator tools, where a mistyped URL or working
+    /// directory must not look like an empty inbox.
+    pub fn existing_only(mut self) -> Self {
+        self.existing_only = true;
+        self
+    }
+
+    /// Connects to `sqlite://path` (created if missing, unless
+    /// [`existing_only`](Self::existing_only); WAL, `synchronous=FULL`) or
     /// `postgres://…`, and creates or upgrades the schema.
     ///
     /// # Errors
     ///
-    /// [`InboxError::Config`] for a URL this build does not support,
+    /// [`InboxError::NoInbox`] when [`existing_only`](Self::existing_only) and there is
+    /// none, [`InboxError::Config`] for a URL this build does not support,
     /// [`InboxError::Database`] when the database cannot be reached or migrated.
     pub async fn connect(self, url: &str) -> Result<Inbox, InboxError> {
-        let db = Db::connect(url, self.max_connections, self.acquire_timeout).await?;
+        let db = Db::connect(
+            url,
+            self.max_connections,
+            self.acquire_timeout,
+            !self.existing_only,
+        )
+        .await?;
         self.pool(db).await
     }
 
@@ -411,8 +431,12 @@ impl InboxBuilder {
     ///
     /// # Errors
     ///
-    /// [`InboxError::Database`] when the schema cannot be created.
+    /// [`InboxError::NoInbox`] when [`existing_only`](Self::existing_only) and the
+    /// schema is not there, [`InboxError::Database`] when the schema cannot be created.
     pub async fn pool(self, db: Db) -> Result<Inbox, InboxError> {
+        if self.existing_only && !db.has_schema().await? {
+            return Err(InboxError::NoInbox);
+        }
         db.migrate().await?;
         // The secrets handle as given (the app may keep a clone to rotate); the store is
         // dropped last (`clock` would rebuild the default one). A clock is set on the

@@ -8,7 +8,7 @@
 //! server the test starts (skipped without Postgres unless it is required).
 
 #[path = "../../../inbox/tests/support/postgres.rs"]
-mod postgres;
+pub(crate) mod postgres;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,7 +24,7 @@ use mapping_webhooks_examples::{DEV_SECRET, WEBHOOK_PATH};
 
 const EVENTS: usize = 50;
 
-struct Receiver(Child);
+pub(crate) struct Receiver(pub(crate) Child);
 
 impl Drop for Receiver {
     fn drop(&mut self) {
@@ -33,7 +33,7 @@ impl Drop for Receiver {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -41,7 +41,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(binary: &str, dir: &Path, addr: &str, db: Option<&str>, worker: bool) -> Receiver {
+pub(crate) fn start(
+    binary: &str,
+    dir: &Path,
+    addr: &str,
+    db: Option<&str>,
+    worker: bool,
+) -> Receiver {
     let mut command = Command::new(binary);
     command.current_dir(dir).env_remove("DATABASE_URL");
     if let Some(url) = db {
@@ -71,7 +77,7 @@ fn start(binary: &str, dir: &Path, addr: &str, db: Option<&str>, worker: bool) -
 }
 
 /// Posts a signed delivery of `event_id` and returns the status.
-fn deliver(addr: &str, event_id: &str) -> u16 {
+pub(crate) fn deliver(addr: &str, event_id: &str) -> u16 {
     let body = format!(
         r#"{{"id":"del_{event_id}","eventId":"{event_id}","type":"mapping.completed","apiVersion":"2026-06-01","createdAt":"2026-06-07T12:01:00Z","data":{{"mappingJobId":"job_1","status":"COMPLETED","rowCount":1}}}}"#
     );
@@ -100,7 +106,7 @@ fn deliver(addr: &str, event_id: &str) -> u16 {
         .unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"))
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "mapping-webhooks-inbox-crash-{tag}-{}",
         std::process::id()
