@@ -140,32 +140,17 @@ impl Db {
 
     /// Creates or upgrades the schema. Safe to run from several replicas at once
     /// (Postgres: under an advisory lock; SQLite: in an immediate transaction).
+    ///
+    /// The steps are boxed futures (see [`MigrationFuture`]), so this future is `Send`.
     pub(crate) async fn migrate(&self) -> Result<(), InboxError> {
         match self {
             #[cfg(feature = "sqlite")]
             Self::Sqlite(pool) => {
                 let mut conn = pool.acquire().await?;
-                sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-                let result = async {
-                    sqlx::raw_sql(MIGRATIONS_TABLE).execute(&mut *conn).await?;
-                    for (version, sql) in SQLITE_MIGRATIONS {
-                        let done: Option<i64> = sqlx::query_scalar(APPLIED)
-                            .bind(version)
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                        if done.is_none() {
-                            sqlx::raw_sql(sql).execute(&mut *conn).await?;
-                            sqlx::query(RECORD)
-                                .bind(version)
-                                .execute(&mut *conn)
-                                .await?;
-                        }
-                    }
-                    Ok::<_, sqlx::Error>(())
-                }
-                .await;
+                sqlx::Executor::execute(&mut *conn, "BEGIN IMMEDIATE").await?;
+                let result = migrate_sqlite(&mut conn).await;
                 let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-                sqlx::raw_sql(end).execute(&mut *conn).await?;
+                sqlx::Executor::execute(&mut *conn, end).await?;
                 result?;
             }
             #[cfg(feature = "postgres")]
@@ -175,17 +160,7 @@ impl Db {
                 sqlx::query("SELECT pg_advisory_xact_lock(7163206135628742513)")
                     .execute(&mut *tx)
                     .await?;
-                sqlx::raw_sql(MIGRATIONS_TABLE).execute(&mut *tx).await?;
-                for (version, sql) in POSTGRES_MIGRATIONS {
-                    let done: Option<i64> = sqlx::query_scalar(APPLIED)
-                        .bind(version)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if done.is_none() {
-                        sqlx::raw_sql(sql).execute(&mut *tx).await?;
-                        sqlx::query(RECORD).bind(version).execute(&mut *tx).await?;
-                    }
-                }
+                migrate_postgres(&mut tx).await?;
                 tx.commit().await?;
             }
         }
@@ -210,6 +185,59 @@ impl Db {
     pub(crate) async fn close(&self) {
         on_pool!(self, pool => pool.close().await);
     }
+}
+
+/// A migration step's future, boxed and `Send` (checked here, not by the callers).
+///
+/// The SQL without arguments runs through `Executor::execute` (a `Send` boxed
+/// future), not `sqlx::raw_sql(..).execute(..)`: that one is an `async fn` generic over
+/// the executor's lifetime, whose future the compiler cannot prove `Send` ("`Executor`
+/// is not general enough"), which made `InboxBuilder::connect` and `pool` not `Send`.
+type MigrationFuture<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
+
+/// The SQLite migrations not applied yet, in the caller's transaction.
+#[cfg(feature = "sqlite")]
+fn migrate_sqlite(conn: &mut sqlx::SqliteConnection) -> MigrationFuture<'_> {
+    Box::pin(async move {
+        sqlx::Executor::execute(&mut *conn, MIGRATIONS_TABLE).await?;
+        for (version, sql) in SQLITE_MIGRATIONS {
+            let done: Option<i64> = sqlx::query_scalar(APPLIED)
+                .bind(version)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if done.is_none() {
+                sqlx::Executor::execute(&mut *conn, *sql).await?;
+                sqlx::query(RECORD)
+                    .bind(version)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The Postgres migrations not applied yet, in the caller's transaction.
+#[cfg(feature = "postgres")]
+fn migrate_postgres(conn: &mut sqlx::PgConnection) -> MigrationFuture<'_> {
+    Box::pin(async move {
+        sqlx::Executor::execute(&mut *conn, MIGRATIONS_TABLE).await?;
+        for (version, sql) in POSTGRES_MIGRATIONS {
+            let done: Option<i64> = sqlx::query_scalar(APPLIED)
+                .bind(version)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if done.is_none() {
+                sqlx::Executor::execute(&mut *conn, *sql).await?;
+                sqlx::query(RECORD)
+                    .bind(version)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    })
 }
 
 const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS mapping_webhooks_inbox_migrations \
