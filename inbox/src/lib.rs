@@ -33,7 +33,7 @@
 //!   `mapping_webhooks_inbox_attempts_total{result}`,
 //!   `mapping_webhooks_inbox_attempt_duration_seconds`,
 //!   `mapping_webhooks_inbox_processing_lag_seconds` and
-//!   `mapping_webhooks_inbox_deliveries{state}`. Alert on dead deliveries above zero
+//!   `mapping_webhooks_inbox_deliveries{namespace, state}`. Alert on dead deliveries above zero
 //!   and on a growing lag (or a growing `pending` count).
 //!
 //! # Databases

@@ -338,7 +338,7 @@ impl Worker {
                         for state in State::ALL {
                             counts.entry(state).or_insert(0);
                         }
-                        observer.states(&counts);
+                        observer.states(&self.inbox.shared.namespace, &counts);
                     }
                     Err(error) => tracing::debug!(%error, "could not count deliveries by state"),
                 }
