@@ -511,8 +511,10 @@ struct Claimed {
     body: Vec<u8>,
 }
 
-/// The claim's order: new deliveries first, then by due time.
-const CLAIM_ORDER: &str = "CASE WHEN attempts = 0 THEN 0 ELSE 1 END, due_at, id";
+/// The claim's order: new deliveries first (`false` sorts before `true`, 0 before 1),
+/// then by due time. The due rows are found through the `(namespace, due_at)` index and
+/// sorted (a top-N sort bounded by the claim's limit).
+const CLAIM_ORDER: &str = "(attempts > 0), due_at, id";
 
 const CLAIMED_COLUMNS: &str =
     "id, event_id, secret, signed_at, received_at, attempts, due_at, body";
