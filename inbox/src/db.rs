@@ -56,21 +56,25 @@ impl fmt::Debug for Db {
 pub(crate) const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Db {
-    /// Connects to `url`: `sqlite://path` (created if missing) or `postgres://…`.
+    /// Connects to `url`: `sqlite://path` (created if missing, when `create`) or
+    /// `postgres://…`.
     pub(crate) async fn connect(
         url: &str,
         max_connections: Option<u32>,
         acquire_timeout: Duration,
+        create: bool,
     ) -> Result<Self, InboxError> {
         if url.starts_with("sqlite:") {
             #[cfg(feature = "sqlite")]
-            return Self::connect_sqlite(url, max_connections, acquire_timeout).await;
+            return Self::connect_sqlite(url, max_connections, acquire_timeout, create).await;
             #[cfg(not(feature = "sqlite"))]
             return Err(InboxError::config(
                 "a sqlite:// URL needs the `sqlite` feature of mapping-webhooks-inbox",
             ));
         }
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            // The database itself is never created; `create` is about the schema (see
+            // `Db::has_schema`).
             #[cfg(feature = "postgres")]
             return Self::connect_postgres(url, max_connections, acquire_timeout).await;
             #[cfg(not(feature = "postgres"))]
@@ -78,7 +82,7 @@ impl Db {
                 "a postgres:// URL needs the `postgres` feature of mapping-webhooks-inbox",
             ));
         }
-        let _ = (max_connections, acquire_timeout);
+        let _ = (max_connections, acquire_timeout, create);
         Err(InboxError::config(
             "the database URL must start with sqlite: or postgres: (the URL is not shown: it may hold a password)",
         ))
@@ -89,6 +93,7 @@ impl Db {
         url: &str,
         max_connections: Option<u32>,
         acquire_timeout: Duration,
+        create: bool,
     ) -> Result<Self, InboxError> {
         use std::str::FromStr;
 
@@ -98,7 +103,7 @@ impl Db {
         // WAL with synchronous=FULL: a commit returns only after the WAL is fsynced, so an
         // accepted delivery survives a process crash and a power cut.
         let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(acquire_timeout);
@@ -106,7 +111,12 @@ impl Db {
             .max_connections(max_connections.unwrap_or(4))
             .acquire_timeout(acquire_timeout)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // SQLITE_CANTOPEN: no such file, and it may not be created.
+                sqlx::Error::Database(_) if !create => InboxError::NoInbox,
+                e => InboxError::Database(e),
+            })?;
         Ok(Self::Sqlite(pool))
     }
 
@@ -130,32 +140,17 @@ impl Db {
 
     /// Creates or upgrades the schema. Safe to run from several replicas at once
     /// (Postgres: under an advisory lock; SQLite: in an immediate transaction).
+    ///
+    /// The steps are boxed futures (see [`MigrationFuture`]), so this future is `Send`.
     pub(crate) async fn migrate(&self) -> Result<(), InboxError> {
         match self {
             #[cfg(feature = "sqlite")]
             Self::Sqlite(pool) => {
                 let mut conn = pool.acquire().await?;
-                sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-                let result = async {
-                    sqlx::raw_sql(MIGRATIONS_TABLE).execute(&mut *conn).await?;
-                    for (version, sql) in SQLITE_MIGRATIONS {
-                        let done: Option<i64> = sqlx::query_scalar(APPLIED)
-                            .bind(version)
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                        if done.is_none() {
-                            sqlx::raw_sql(sql).execute(&mut *conn).await?;
-                            sqlx::query(RECORD)
-                                .bind(version)
-                                .execute(&mut *conn)
-                                .await?;
-                        }
-                    }
-                    Ok::<_, sqlx::Error>(())
-                }
-                .await;
+                sqlx::Executor::execute(&mut *conn, "BEGIN IMMEDIATE").await?;
+                let result = migrate_sqlite(&mut conn).await;
                 let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-                sqlx::raw_sql(end).execute(&mut *conn).await?;
+                sqlx::Executor::execute(&mut *conn, end).await?;
                 result?;
             }
             #[cfg(feature = "postgres")]
@@ -165,27 +160,84 @@ impl Db {
                 sqlx::query("SELECT pg_advisory_xact_lock(7163206135628742513)")
                     .execute(&mut *tx)
                     .await?;
-                sqlx::raw_sql(MIGRATIONS_TABLE).execute(&mut *tx).await?;
-                for (version, sql) in POSTGRES_MIGRATIONS {
-                    let done: Option<i64> = sqlx::query_scalar(APPLIED)
-                        .bind(version)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if done.is_none() {
-                        sqlx::raw_sql(sql).execute(&mut *tx).await?;
-                        sqlx::query(RECORD).bind(version).execute(&mut *tx).await?;
-                    }
-                }
+                migrate_postgres(&mut tx).await?;
                 tx.commit().await?;
             }
         }
         Ok(())
     }
 
+    /// Whether the inbox's schema is there (its migrations table); a database error
+    /// other than a missing table is an error.
+    pub(crate) async fn has_schema(&self) -> Result<bool, InboxError> {
+        let sql = "SELECT COUNT(*) FROM mapping_webhooks_inbox_migrations";
+        let counted: Result<i64, sqlx::Error> =
+            on_pool!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await);
+        match counted {
+            Ok(n) => Ok(n > 0),
+            // "no such table" (SQLite), "relation does not exist" (Postgres).
+            Err(sqlx::Error::Database(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Closes the pool: further calls fail (as when the database is down).
     pub(crate) async fn close(&self) {
         on_pool!(self, pool => pool.close().await);
     }
+}
+
+/// A migration step's future, boxed and `Send` (checked here, not by the callers).
+///
+/// The SQL without arguments runs through `Executor::execute` (a `Send` boxed
+/// future), not `sqlx::raw_sql(..).execute(..)`: that one is an `async fn` generic over
+/// the executor's lifetime, whose future the compiler cannot prove `Send` ("`Executor`
+/// is not general enough"), which made `InboxBuilder::connect` and `pool` not `Send`.
+type MigrationFuture<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
+
+/// The SQLite migrations not applied yet, in the caller's transaction.
+#[cfg(feature = "sqlite")]
+fn migrate_sqlite(conn: &mut sqlx::SqliteConnection) -> MigrationFuture<'_> {
+    Box::pin(async move {
+        sqlx::Executor::execute(&mut *conn, MIGRATIONS_TABLE).await?;
+        for (version, sql) in SQLITE_MIGRATIONS {
+            let done: Option<i64> = sqlx::query_scalar(APPLIED)
+                .bind(version)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if done.is_none() {
+                sqlx::Executor::execute(&mut *conn, *sql).await?;
+                sqlx::query(RECORD)
+                    .bind(version)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The Postgres migrations not applied yet, in the caller's transaction.
+#[cfg(feature = "postgres")]
+fn migrate_postgres(conn: &mut sqlx::PgConnection) -> MigrationFuture<'_> {
+    Box::pin(async move {
+        sqlx::Executor::execute(&mut *conn, MIGRATIONS_TABLE).await?;
+        for (version, sql) in POSTGRES_MIGRATIONS {
+            let done: Option<i64> = sqlx::query_scalar(APPLIED)
+                .bind(version)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if done.is_none() {
+                sqlx::Executor::execute(&mut *conn, *sql).await?;
+                sqlx::query(RECORD)
+                    .bind(version)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    })
 }
 
 const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS mapping_webhooks_inbox_migrations \

@@ -18,6 +18,11 @@ pub enum InboxError {
     Database(sqlx::Error),
     /// No delivery with this id in the inbox's namespace.
     NotFound(i64),
+    /// There is no inbox at the URL (opened with
+    /// [`existing_only`](crate::InboxBuilder::existing_only)): the SQLite file does not
+    /// exist, or the database has no inbox schema. Check the URL (a relative SQLite path
+    /// is relative to the working directory).
+    NoInbox,
     /// A stored delivery no longer verifies against its stored signature header (the
     /// secret was changed since, or the row was altered).
     Verify(VerifyError),
@@ -35,6 +40,10 @@ impl fmt::Display for InboxError {
             Self::Config(why) => write!(f, "inbox configuration: {why}"),
             Self::Database(e) => write!(f, "inbox database: {e}"),
             Self::NotFound(id) => write!(f, "no delivery {id} in this inbox"),
+            Self::NoInbox => f.write_str(
+                "no inbox at this database URL (no such SQLite file, or no inbox tables in the database); \
+                 check DATABASE_URL and, for a relative SQLite path, the working directory",
+            ),
             Self::Verify(e) => write!(f, "the stored delivery does not verify: {e}"),
         }
     }

@@ -48,6 +48,14 @@ pub(crate) struct Shared {
     pub(crate) read_timeout: Duration,
     /// Woken after each accepted delivery, so a worker in this process starts at once.
     pub(crate) accepted: Notify,
+    /// The deliveries the workers of this inbox hold (claimed, their outcome not yet
+    /// recorded). A claim never takes one of them back, whatever the clock says: a
+    /// wall clock stepped past a lease must not start a second run of a delivery whose
+    /// first run is still going in this process.
+    pub(crate) held: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// One claim at a time in this process, so that no two claims both take an id
+    /// before either has marked it held.
+    pub(crate) claiming: tokio::sync::Mutex<()>,
 }
 
 /// Builds an [`Inbox`]: [`Inbox::builder`] (or [`Inbox::builder_from_secrets`]), the
@@ -64,6 +72,7 @@ pub struct InboxBuilder {
     read_timeout: Duration,
     max_connections: Option<u32>,
     acquire_timeout: Duration,
+    existing_only: bool,
 }
 
 impl Inbox {
@@ -111,6 +120,7 @@ impl Inbox {
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_connections: None,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            existing_only: false,
         }
     }
 
@@ -200,7 +210,12 @@ impl Inbox {
         // A parsed header is ASCII: the lossy conversion never changes it.
         let header = String::from_utf8_lossy(header);
         let now = self.now_millis();
-        let stored: Result<Option<i64>, sqlx::Error> = on_pool!(&self.shared.db, pool => {
+        // `fetch_all`, not `fetch_optional`: the statement must be stepped to its end. On
+        // SQLite in autocommit the commit (the WAL write and its fsync) happens when the
+        // statement completes; `fetch_optional` takes the first row and resets the
+        // statement, and the reset's error (a full disk, `EFBIG`) was lost: 202 for a row
+        // that was never committed. Stepped to the end, a failed commit is an error: 503.
+        let stored: Result<Vec<i64>, sqlx::Error> = on_pool!(&self.shared.db, pool => {
             sqlx::query_scalar(INSERT)
                 .bind(&self.shared.namespace)
                 .bind(&verified.event_id)
@@ -211,10 +226,10 @@ impl Inbox {
                 .bind(header.as_ref())
                 .bind(body)
                 .bind(now)
-                .fetch_optional(pool)
+                .fetch_all(pool)
                 .await
         });
-        match stored {
+        match stored.map(|ids| ids.first().copied()) {
             Ok(Some(id)) => {
                 tracing::debug!(
                     id,
@@ -382,15 +397,33 @@ impl InboxBuilder {
         self
     }
 
-    /// Connects to `sqlite://path` (created if missing; WAL, `synchronous=FULL`) or
+    /// Opens only an inbox that exists: [`connect`](Self::connect) creates no SQLite
+    /// file, and [`connect`](Self::connect) and [`pool`](Self::pool) create no schema
+    /// (an existing one is still upgraded); without one they fail with
+    /// [`InboxError::NoInbox`]. For operator tools, where a mistyped URL or working
+    /// directory must not look like an empty inbox.
+    pub fn existing_only(mut self) -> Self {
+        self.existing_only = true;
+        self
+    }
+
+    /// Connects to `sqlite://path` (created if missing, unless
+    /// [`existing_only`](Self::existing_only); WAL, `synchronous=FULL`) or
     /// `postgres://…`, and creates or upgrades the schema.
     ///
     /// # Errors
     ///
-    /// [`InboxError::Config`] for a URL this build does not support,
+    /// [`InboxError::NoInbox`] when [`existing_only`](Self::existing_only) and there is
+    /// none, [`InboxError::Config`] for a URL this build does not support,
     /// [`InboxError::Database`] when the database cannot be reached or migrated.
     pub async fn connect(self, url: &str) -> Result<Inbox, InboxError> {
-        let db = Db::connect(url, self.max_connections, self.acquire_timeout).await?;
+        let db = Db::connect(
+            url,
+            self.max_connections,
+            self.acquire_timeout,
+            !self.existing_only,
+        )
+        .await?;
         self.pool(db).await
     }
 
@@ -398,8 +431,12 @@ impl InboxBuilder {
     ///
     /// # Errors
     ///
-    /// [`InboxError::Database`] when the schema cannot be created.
+    /// [`InboxError::NoInbox`] when [`existing_only`](Self::existing_only) and the
+    /// schema is not there, [`InboxError::Database`] when the schema cannot be created.
     pub async fn pool(self, db: Db) -> Result<Inbox, InboxError> {
+        if self.existing_only && !db.has_schema().await? {
+            return Err(InboxError::NoInbox);
+        }
         db.migrate().await?;
         // The secrets handle as given (the app may keep a clone to rotate); the store is
         // dropped last (`clock` would rebuild the default one). A clock is set on the
@@ -431,6 +468,8 @@ impl InboxBuilder {
                 body_limit: self.body_limit,
                 read_timeout: self.read_timeout,
                 accepted: Notify::new(),
+                held: std::sync::Mutex::default(),
+                claiming: tokio::sync::Mutex::const_new(()),
             }),
         })
     }

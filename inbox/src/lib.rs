@@ -33,7 +33,7 @@
 //!   `mapping_webhooks_inbox_attempts_total{result}`,
 //!   `mapping_webhooks_inbox_attempt_duration_seconds`,
 //!   `mapping_webhooks_inbox_processing_lag_seconds` and
-//!   `mapping_webhooks_inbox_deliveries{state}`. Alert on dead deliveries above zero
+//!   `mapping_webhooks_inbox_deliveries{namespace, state}`. Alert on dead deliveries above zero
 //!   and on a growing lag (or a growing `pending` count).
 //!
 //! # Databases
@@ -51,6 +51,9 @@
 //! The schema (one table, `mapping_webhooks_inbox`) is created and upgraded by the
 //! crate's own migrations when the inbox connects. Times are read from the inbox's
 //! clock, not the database's, so replicas' clocks should agree to well within the lease.
+//! A clock stepped forward never makes a worker claim a delivery that a worker of the
+//! same process still runs; across processes (Postgres replicas) it can, for the plain
+//! worker, when one clock is ahead by more than the lease (see [`Worker::lease`]).
 //!
 //! # Example
 //!

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Unit};
@@ -20,12 +20,15 @@ use crate::{Attempt, AttemptResult, State, WorkerObserver};
 /// | `mapping_webhooks_inbox_attempts_total` | counter | `result` ([`AttemptResult::as_str`]) |
 /// | `mapping_webhooks_inbox_attempt_duration_seconds` | histogram | |
 /// | `mapping_webhooks_inbox_processing_lag_seconds` | histogram | |
-/// | `mapping_webhooks_inbox_deliveries` | gauge | `state` (`pending`, `running`, `done`, `dead`) |
+/// | `mapping_webhooks_inbox_deliveries` | gauge | `namespace` (the inbox's, empty for none), `state` (`pending`, `running`, `done`, `dead`) |
 ///
-/// Every series is registered up front (at 0). No label carries an id. The
-/// `deliveries` gauge is set from a count query by each running worker every
-/// [`STATES_EVERY`](crate::STATES_EVERY): every replica reports the same numbers, so
-/// aggregate it with `max`, not `sum`.
+/// Every series is registered up front (at 0); the `deliveries` gauges of a namespace
+/// other than the default (empty) one when its worker first counts. No label carries an
+/// id. The `deliveries` gauge is set from a count query of its namespace by each running
+/// worker every [`STATES_EVERY`](crate::STATES_EVERY): every replica reports the same
+/// numbers for a namespace, so aggregate with `max` by namespace, then `sum` across
+/// namespaces: `sum(max by (namespace) (mapping_webhooks_inbox_deliveries{state="dead"}))`.
+/// One `WorkerMetrics` serves the workers of every namespace (one per tenant, say).
 ///
 /// ```
 /// use mapping_webhooks_inbox::WorkerMetrics;
@@ -49,8 +52,8 @@ struct Handles {
     attempts: [Counter; 6],
     duration: Histogram,
     lag: Histogram,
-    /// In [`State::ALL`] order.
-    states: [Gauge; 4],
+    /// By namespace, each in [`State::ALL`] order.
+    states: Mutex<HashMap<String, [Gauge; 4]>>,
 }
 
 impl WorkerMetrics {
@@ -84,7 +87,7 @@ impl WorkerMetrics {
         metrics::describe_gauge!(
             Self::DELIVERIES,
             Unit::Count,
-            "Deliveries in the inbox by state, counted every few seconds by a running worker."
+            "Deliveries in the inbox by namespace and state, counted every few seconds by a running worker."
         );
         Self {
             handles: Arc::new(Handles {
@@ -92,10 +95,18 @@ impl WorkerMetrics {
                     .map(|r| metrics::counter!(Self::ATTEMPTS, "result" => r.as_str())),
                 duration: metrics::histogram!(Self::ATTEMPT_DURATION),
                 lag: metrics::histogram!(Self::PROCESSING_LAG),
-                states: State::ALL
-                    .map(|s| metrics::gauge!(Self::DELIVERIES, "state" => s.as_str())),
+                states: Mutex::new(HashMap::from([(String::new(), Self::gauges(""))])),
             }),
         }
+    }
+}
+
+impl WorkerMetrics {
+    /// The `deliveries` gauges of `namespace`, in [`State::ALL`] order.
+    fn gauges(namespace: &str) -> [Gauge; 4] {
+        State::ALL.map(|s| {
+            metrics::gauge!(Self::DELIVERIES, "namespace" => namespace.to_owned(), "state" => s.as_str())
+        })
     }
 }
 
@@ -121,8 +132,16 @@ impl WorkerObserver for WorkerMetrics {
         self.handles.lag.record(lag.as_secs_f64());
     }
 
-    fn states(&self, counts: &HashMap<State, u64>) {
-        for (gauge, state) in self.handles.states.iter().zip(State::ALL) {
+    fn states(&self, namespace: &str, counts: &HashMap<State, u64>) {
+        let mut namespaces = self
+            .handles
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let gauges = namespaces
+            .entry(namespace.to_owned())
+            .or_insert_with(|| Self::gauges(namespace));
+        for (gauge, state) in gauges.iter().zip(State::ALL) {
             // Counts of rows: exact in an f64 up to 2^53.
             gauge.set(counts.get(&state).copied().unwrap_or(0) as f64);
         }

@@ -34,9 +34,11 @@ pub trait WorkerObserver: Send + Sync + 'static {
     /// The inbox's deliveries in each state (every state, zero included), read by a
     /// running worker ([`run`](crate::Worker::run), [`run_until`](crate::Worker::run_until))
     /// at most once every [`STATES_EVERY`](crate::STATES_EVERY), and only when it has an
-    /// observer. Every worker of the inbox reads the same numbers.
-    fn states(&self, counts: &HashMap<State, u64>) {
-        let _ = counts;
+    /// observer. Every worker of the inbox reads the same numbers. `namespace` is the
+    /// inbox's ([`Inbox::namespace`](crate::Inbox::namespace), empty for none): the
+    /// counts are that namespace's only, so keep them apart by it.
+    fn states(&self, namespace: &str, counts: &HashMap<State, u64>) {
+        let _ = (namespace, counts);
     }
 }
 

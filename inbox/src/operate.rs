@@ -180,6 +180,10 @@ impl Inbox {
 
     /// Deletes every delivery in `state` (not `running`); returns how many.
     ///
+    /// Deleting `pending` deliveries loses events: each was acknowledged to the sender
+    /// (2xx) and never processed, and the sender will not send it again. The `inbox`
+    /// tool of the example receiver asks for `--force` before it does.
+    ///
     /// # Errors
     ///
     /// [`InboxError::Config`] for [`State::Running`], [`InboxError::Database`].

@@ -190,13 +190,26 @@ impl Worker {
 
     /// How long a claim holds a delivery (default 5 min): after it, a delivery whose
     /// worker died is claimed again. Must exceed the handler timeout.
+    ///
+    /// Leases are times of the inbox's clock (the wall clock). A worker never claims a
+    /// delivery that a worker of the same [`Inbox`] (or a clone of it) still runs, even
+    /// when the clock steps forward past the lease. A worker in another process (on
+    /// Postgres, another replica) whose clock is ahead by more than the lease can claim
+    /// a delivery still running elsewhere: keep the replicas' clocks in sync (NTP), or
+    /// use the transactional worker, whose row lock holds the delivery whatever the
+    /// clocks say.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
     }
 
-    /// How long a handler may run (default 2 min); then it is stopped and the delivery
-    /// retried after its lease.
+    /// How long a handler may run (default [`DEFAULT_HANDLER_TIMEOUT`], 2 min); then it
+    /// is stopped and the delivery retried after its lease. It must be shorter than the
+    /// [`lease`](Self::lease) (checked when the worker starts), so a hung handler is
+    /// stopped before its lease ends and another worker may claim the delivery. It is
+    /// measured on the monotonic clock; a hanging handler holds one of the
+    /// [`concurrency`](Self::concurrency) slots for this long on each attempt, and its
+    /// retries queue behind new deliveries (see [`run_until`](Self::run_until)).
     pub fn handler_timeout(mut self, timeout: Duration) -> Self {
         self.handler_timeout = timeout;
         self
@@ -297,6 +310,10 @@ impl Worker {
     /// waits up to the shutdown timeout for running handlers, stops the rest and
     /// releases their deliveries.
     ///
+    /// Each claim takes new deliveries (not attempted yet) first, then retries in the
+    /// order they fell due: retries of hanging or failing handlers cannot keep new
+    /// deliveries waiting for more than one handler timeout.
+    ///
     /// Database errors while claiming are logged and retried at the poll interval.
     ///
     /// # Errors
@@ -321,7 +338,7 @@ impl Worker {
                         for state in State::ALL {
                             counts.entry(state).or_insert(0);
                         }
-                        observer.states(&counts);
+                        observer.states(&self.inbox.shared.namespace, &counts);
                     }
                     Err(error) => tracing::debug!(%error, "could not count deliveries by state"),
                 }
@@ -461,8 +478,28 @@ impl Settings {
     }
 }
 
+/// Marks a delivery held by this process while it lives (see `Shared::held`); dropped
+/// when its outcome is recorded, or when its task is stopped.
+struct HeldGuard {
+    inbox: Inbox,
+    id: i64,
+}
+
+impl Drop for HeldGuard {
+    fn drop(&mut self) {
+        self.inbox
+            .shared
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
 /// A claimed delivery, as read back by the claim.
 struct Claimed {
+    /// Held until the attempt is recorded (or stopped).
+    _held: HeldGuard,
     id: i64,
     lease: i64,
     lease_until: i64,
@@ -474,12 +511,38 @@ struct Claimed {
     body: Vec<u8>,
 }
 
+/// The claim's order: new deliveries first (`false` sorts before `true`, 0 before 1),
+/// then by due time. The due rows are found through the `(namespace, due_at)` index and
+/// sorted (a top-N sort bounded by the claim's limit).
+const CLAIM_ORDER: &str = "(attempts > 0), due_at, id";
+
 const CLAIMED_COLUMNS: &str =
     "id, event_id, secret, signed_at, received_at, attempts, due_at, body";
 
 /// Claims up to `n` due deliveries: pending ones whose time has come, and running ones
-/// whose lease ran out (their worker died or overran).
+/// whose lease ran out (their worker died or overran), but never one a worker of this
+/// process still holds (a wall clock stepped forward past its lease does not start a
+/// second run of it).
+///
+/// New deliveries (no attempt yet) come first, then retries by due time: a backlog of
+/// retries (hanging or failing handlers) cannot keep new deliveries waiting.
 async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>, InboxError> {
+    let _one_claim = inbox.shared.claiming.lock().await;
+    let held: Vec<i64> = inbox
+        .shared
+        .held
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    // `AND id NOT IN ($6, $7, …)`: at most the worker's concurrency of ids.
+    let not_held = if held.is_empty() {
+        String::new()
+    } else {
+        let params: Vec<String> = (0..held.len()).map(|i| format!("${}", i + 6)).collect();
+        format!(" AND id NOT IN ({})", params.join(", "))
+    };
     let now = inbox.now_millis();
     let lease_until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
     let token = random_i64();
@@ -490,8 +553,19 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
             use sqlx::Row as _;
             let mut out = Vec::with_capacity($rows.len());
             for row in &$rows {
+                let id: i64 = row.try_get("id")?;
+                inbox
+                    .shared
+                    .held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id);
                 out.push(Claimed {
-                    id: row.try_get("id")?,
+                    _held: HeldGuard {
+                        inbox: inbox.clone(),
+                        id,
+                    },
+                    id,
                     lease: token,
                     lease_until: row.try_get("due_at")?,
                     attempt: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
@@ -513,16 +587,19 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
                 "UPDATE mapping_webhooks_inbox \
                  SET state = 'running', attempts = attempts + 1, due_at = $1, lease = $2 \
                  WHERE id IN (SELECT id FROM mapping_webhooks_inbox \
-                   WHERE namespace = $3 AND state IN ('pending', 'running') AND due_at <= $4 \
-                   ORDER BY due_at LIMIT $5) \
+                   WHERE namespace = $3 AND state IN ('pending', 'running') AND due_at <= $4{not_held} \
+                   ORDER BY {CLAIM_ORDER} LIMIT $5) \
                  RETURNING {CLAIMED_COLUMNS}"
             );
-            let rows = sqlx::query(&sql)
+            let query = sqlx::query(&sql)
                 .bind(lease_until)
                 .bind(token)
                 .bind(ns)
                 .bind(now)
-                .bind(limit)
+                .bind(limit);
+            let rows = held
+                .iter()
+                .fold(query, |query, id| query.bind(*id))
                 .fetch_all(pool)
                 .await?;
             read!(rows)
@@ -532,8 +609,8 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
             // SKIP LOCKED: concurrent workers each take different rows, without waiting.
             let sql = format!(
                 "WITH due AS (SELECT id FROM mapping_webhooks_inbox \
-                   WHERE namespace = $3 AND state IN ('pending', 'running') AND due_at <= $4 \
-                   ORDER BY due_at LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                   WHERE namespace = $3 AND state IN ('pending', 'running') AND due_at <= $4{not_held} \
+                   ORDER BY {CLAIM_ORDER} LIMIT $5 FOR UPDATE SKIP LOCKED) \
                  UPDATE mapping_webhooks_inbox AS t \
                  SET state = 'running', attempts = t.attempts + 1, due_at = $1, lease = $2 \
                  FROM due WHERE t.id = due.id \
@@ -544,12 +621,15 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            let rows = sqlx::query(&sql)
+            let query = sqlx::query(&sql)
                 .bind(lease_until)
                 .bind(token)
                 .bind(ns)
                 .bind(now)
-                .bind(limit)
+                .bind(limit);
+            let rows = held
+                .iter()
+                .fold(query, |query, id| query.bind(*id))
                 .fetch_all(pool)
                 .await?;
             read!(rows)

@@ -26,6 +26,8 @@ on_both!(
     list_show_purge_and_prune,
     reverify_proves_the_stored_bytes,
     worker_run_processes_what_is_accepted,
+    a_clock_stepped_past_the_lease_never_runs_a_delivery_twice_at_once,
+    hanging_retries_do_not_keep_new_deliveries_waiting,
 );
 
 async fn setup(backend: Backend, test: &str) -> Option<(TestDb, Inbox, ManualClock)> {
@@ -700,4 +702,136 @@ async fn secrets_and_passwords_stay_out_of_debug_and_errors() {
     let inbox = db.inbox(&ManualClock::at_secs(T0)).await;
     let shown = format!("{inbox:?}");
     assert!(!shown.contains(&SECRET[10..]), "{shown}");
+}
+
+/// Per event: runs going now, the most at once, runs in all.
+type Runs = Arc<Mutex<HashMap<String, (usize, usize, usize)>>>;
+
+/// The wall clock steps forward past the lease while a handler runs: the worker's next
+/// claim (for a new delivery) does not take the running one back.
+async fn a_clock_stepped_past_the_lease_never_runs_a_delivery_twice_at_once(backend: Backend) {
+    let Some((_db, inbox, clock)) = setup(backend, "clock_step").await else {
+        return;
+    };
+    let Acceptance::Stored { id: step } = deliver(&inbox, &clock, "evt_step").await else {
+        panic!("not stored")
+    };
+    let runs: Runs = Arc::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (seen, held) = (Arc::clone(&runs), Arc::clone(&gate));
+    let worker = inbox
+        .worker(move |d: Delivery| {
+            let (seen, held) = (Arc::clone(&seen), Arc::clone(&held));
+            async move {
+                let event = d.envelope.event_id.clone();
+                {
+                    let mut runs = seen.lock().unwrap();
+                    let entry = runs.entry(event.clone()).or_default();
+                    entry.0 += 1;
+                    entry.1 = entry.1.max(entry.0);
+                    entry.2 += 1;
+                }
+                if event == "evt_step" {
+                    held.acquire().await.unwrap().forget();
+                }
+                seen.lock().unwrap().get_mut(&event).unwrap().0 -= 1;
+                Ok::<(), String>(())
+            }
+        })
+        .lease(Duration::from_secs(60))
+        .handler_timeout(Duration::from_secs(30))
+        .poll_interval(Duration::from_millis(20));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
+    eventually("the first run", || async {
+        runs.lock().unwrap().get("evt_step").map(|r| r.0) == Some(1)
+    })
+    .await;
+    // Past the lease's end, by the wall clock; the handler's own deadline (monotonic)
+    // is far away.
+    clock.advance(Duration::from_secs(120));
+    let Acceptance::Stored { id: after } = deliver(&inbox, &clock, "evt_after").await else {
+        panic!("not stored")
+    };
+    // A claim ran after the step: it took the new delivery.
+    eventually("the new delivery done", || async {
+        inbox.show(after).await.unwrap().info.state == State::Done
+    })
+    .await;
+    let attempts = inbox.show(step).await.unwrap().info.attempts;
+    gate.add_permits(10);
+    eventually("the stepped delivery done", || async {
+        inbox.show(step).await.unwrap().info.state == State::Done
+    })
+    .await;
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+    let (_, most, total) = runs.lock().unwrap()["evt_step"];
+    assert_eq!(
+        (attempts, most, total),
+        (1, 1, 1),
+        "(attempts when the new delivery was done, most runs at once, runs in all)"
+    );
+}
+
+/// Four deliveries whose handler hangs are stopped at the deadline and due again at
+/// their lease's end; two new deliveries accepted after that are claimed first.
+async fn hanging_retries_do_not_keep_new_deliveries_waiting(backend: Backend) {
+    let Some((_db, inbox, clock)) = setup(backend, "hanging_retries").await else {
+        return;
+    };
+    for i in 0..4 {
+        deliver(&inbox, &clock, &format!("evt_hang_{i}")).await;
+    }
+    let done = Arc::new(Mutex::new(Vec::<String>::new()));
+    let worker = |concurrency: usize| {
+        let done = Arc::clone(&done);
+        inbox
+            .worker(move |d: Delivery| {
+                let done = Arc::clone(&done);
+                async move {
+                    if d.envelope.event_id.starts_with("evt_hang") {
+                        std::future::pending::<()>().await;
+                    }
+                    done.lock().unwrap().push(d.envelope.event_id);
+                    Ok::<(), String>(())
+                }
+            })
+            .concurrency(concurrency)
+            .lease(Duration::from_secs(60))
+            .handler_timeout(Duration::from_millis(200))
+    };
+    assert_eq!(worker(4).run_once().await.unwrap(), 4, "four hang");
+    clock.advance(Duration::from_secs(61));
+    let mut fresh = Vec::new();
+    for i in 0..2 {
+        let Acceptance::Stored { id } = deliver(&inbox, &clock, &format!("evt_new_{i}")).await
+        else {
+            panic!("not stored")
+        };
+        fresh.push(id);
+    }
+    // Two slots, four retries due before the new deliveries: the new ones go first.
+    let small = worker(2);
+    assert_eq!(small.run_once().await.unwrap(), 2);
+    let mut states = Vec::new();
+    for id in &fresh {
+        states.push(inbox.show(*id).await.unwrap().info.state);
+    }
+    assert_eq!(
+        states,
+        [State::Done, State::Done],
+        "processed: {:?}",
+        done.lock().unwrap()
+    );
+    // The retries are not starved: the next claim takes them.
+    assert_eq!(small.run_once().await.unwrap(), 2);
+    let retried = inbox.list(State::Pending, 0, 10).await.unwrap();
+    assert_eq!(
+        retried.iter().filter(|d| d.attempts == 2).count(),
+        2,
+        "{retried:?}"
+    );
 }

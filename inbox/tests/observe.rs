@@ -357,7 +357,7 @@ impl TestRecorder {
             .clone()
     }
     fn deliveries(&self, state: &str) -> f64 {
-        let key = format!("{}{{state={state}}}", WorkerMetrics::DELIVERIES);
+        let key = format!("{}{{namespace=,state={state}}}", WorkerMetrics::DELIVERIES);
         f64::from_bits(self.gauges.lock().unwrap()[&key].load(Ordering::SeqCst))
     }
 }

@@ -18,3 +18,12 @@ fn kill_9_after_2xx_then_restart_processes_every_accepted_delivery_once_postgres
         RECEIVER,
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_failed_commit_is_503_and_every_202_is_stored() {
+    inbox_crash::a_failed_commit_is_503_and_every_202_is_stored(
+        RECEIVER,
+        env!("CARGO_BIN_EXE_inbox"),
+    );
+}

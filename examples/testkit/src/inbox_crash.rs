@@ -1,5 +1,6 @@
 //! `inbox-receiver` killed with SIGKILL after it answered 2xx and before it processed:
-//! after a restart, every accepted delivery is processed, once.
+//! after a restart, every accepted delivery is processed, once; and a commit that fails
+//! (a file-size limit) is never answered 202.
 //!
 //! The first run stores only (`INBOX_WORKER=off`), so the kill surely lands between the
 //! 2xx and the processing. On SQLite the receiver uses its default database,
@@ -7,7 +8,7 @@
 //! server the test starts (skipped without Postgres unless it is required).
 
 #[path = "../../../inbox/tests/support/postgres.rs"]
-mod postgres;
+pub(crate) mod postgres;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,7 +24,7 @@ use mapping_webhooks_examples::{DEV_SECRET, WEBHOOK_PATH};
 
 const EVENTS: usize = 50;
 
-struct Receiver(Child);
+pub(crate) struct Receiver(pub(crate) Child);
 
 impl Drop for Receiver {
     fn drop(&mut self) {
@@ -32,7 +33,7 @@ impl Drop for Receiver {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -40,7 +41,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(binary: &str, dir: &Path, addr: &str, db: Option<&str>, worker: bool) -> Receiver {
+pub(crate) fn start(
+    binary: &str,
+    dir: &Path,
+    addr: &str,
+    db: Option<&str>,
+    worker: bool,
+) -> Receiver {
     let mut command = Command::new(binary);
     command.current_dir(dir).env_remove("DATABASE_URL");
     if let Some(url) = db {
@@ -70,7 +77,7 @@ fn start(binary: &str, dir: &Path, addr: &str, db: Option<&str>, worker: bool) -
 }
 
 /// Posts a signed delivery of `event_id` and returns the status.
-fn deliver(addr: &str, event_id: &str) -> u16 {
+pub(crate) fn deliver(addr: &str, event_id: &str) -> u16 {
     let body = format!(
         r#"{{"id":"del_{event_id}","eventId":"{event_id}","type":"mapping.completed","apiVersion":"2026-06-01","createdAt":"2026-06-07T12:01:00Z","data":{{"mappingJobId":"job_1","status":"COMPLETED","rowCount":1}}}}"#
     );
@@ -99,7 +106,7 @@ fn deliver(addr: &str, event_id: &str) -> u16 {
         .unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"))
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "mapping-webhooks-inbox-crash-{tag}-{}",
         std::process::id()
@@ -181,4 +188,114 @@ fn crash_and_restart(binary: &str, dir: &Path, db: Option<&str>) {
     }
     assert_eq!(seen.len(), EVENTS);
     assert!(seen.values().all(|&n| n == 1), "processed twice: {seen:?}");
+}
+
+/// `inbox-receiver` run with a file-size limit (`RLIMIT_FSIZE`) just above its SQLite
+/// database, `SIGXFSZ` ignored, so a commit's write-ahead-log write fails with `EFBIG`
+/// as on a full disk: every delivery answered 202 is a row after a restart without the
+/// limit, the others are 503, and the failure is logged.
+///
+/// `tool` is the `inbox` binary, which reads the rows back.
+pub fn a_failed_commit_is_503_and_every_202_is_stored(binary: &str, tool: &str) {
+    const DELIVERIES: usize = 200;
+    let dir = temp_dir("fsize");
+    let addr = format!("127.0.0.1:{}", free_port());
+
+    // A first run creates the database; SIGTERM closes it, which checkpoints the WAL
+    // into the database file.
+    let mut receiver = start(binary, &dir, &addr, None, false);
+    assert_eq!(deliver(&addr, "evt_fsize_seed"), 202);
+    let term = Command::new("kill")
+        .args(["-TERM", &receiver.0.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    assert!(receiver.0.wait().unwrap().success(), "graceful stop");
+    let size = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .max()
+        .unwrap();
+    // Room for a few WAL frames (4 KiB pages) over the largest file (the database, or
+    // the 32 KiB shared-memory index).
+    let limit = size.max(32 * 1024) + 16 * 1024;
+
+    // The limited run: `prlimit` sets the limit, the shell ignores SIGXFSZ (ignored
+    // signals stay ignored across `exec`), so writes past it fail with EFBIG.
+    let log = dir.join("receiver.log");
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--fsize={limit}:{limit}"))
+        .args(["sh", "-c", "trap '' XFSZ; exec \"$0\"", binary])
+        .current_dir(&dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("MAPPING_WEBHOOK_SECRET")
+        .env("BIND_ADDR", &addr)
+        .env("RUST_LOG", "warn")
+        .env("INBOX_WORKER", "off")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let receiver = Receiver(command.spawn().expect("prlimit"));
+    let mut listening = false;
+    for _ in 0..400 {
+        if TcpStream::connect(&addr).is_ok() {
+            listening = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+    assert!(
+        listening,
+        "the limited receiver never listened: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let mut accepted = Vec::new();
+    let mut unavailable = 0;
+    for i in 0..DELIVERIES {
+        let id = format!("evt_fsize_{i}");
+        match deliver(&addr, &id) {
+            202 => accepted.push(id),
+            503 => unavailable += 1,
+            other => panic!("{id}: {other}"),
+        }
+    }
+    drop(receiver);
+    let logged = std::fs::read_to_string(&log).unwrap();
+
+    // Without the limit: the rows as the tool reads them.
+    let listed = Command::new(tool)
+        .args(["list", "pending", "--limit", "1000"])
+        .current_dir(&dir)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("webhooks.db").display()),
+        )
+        .output()
+        .expect("run the inbox tool");
+    assert!(listed.status.success(), "{listed:?}");
+    let stored: std::collections::HashSet<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split('\t').nth(4).map(str::to_owned))
+        .collect();
+    let lost: Vec<&String> = accepted.iter().filter(|id| !stored.contains(*id)).collect();
+    let seen = format!(
+        "limit {limit} bytes: {} answered 202, {unavailable} answered 503, {} rows stored (with the seed), {} answered 202 but not stored",
+        accepted.len(),
+        stored.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "{seen}; the first lost: {:?}",
+        &lost[..lost.len().min(5)]
+    );
+    assert!(unavailable > 0, "the limit never bit: {seen}");
+    assert!(!accepted.is_empty(), "nothing fit under the limit: {seen}");
+    assert!(
+        logged.contains("inbox database failed"),
+        "{seen}; no log line for the failed commits:\n{logged}"
+    );
+    eprintln!("{seen}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,10 +16,13 @@
 //! - [`rotation`]: the operator's rotation while deliveries flow, `SIGHUP`, and the
 //!   `rotate` command's failures;
 //! - [`tenants`]: the tenants receiver;
-//! - [`inbox_crash`]: the inbox receiver killed between its 2xx and the processing;
+//! - [`inbox_crash`]: the inbox receiver killed between its 2xx and the processing, and
+//!   under a file-size limit;
+//! - [`inbox_tool`]: the `inbox` operator tool: purge, a missing database, prune;
 //! - [`tls`]: an HTTPS endpoint in front of a receiver or the API's stand-in.
 
 pub mod inbox_crash;
+pub mod inbox_tool;
 pub mod metrics_scrape;
 pub mod quick_start;
 pub mod rotation;

@@ -478,7 +478,7 @@ pub fn inbox_counts_each_delivery_exactly(binary: &str) {
             value(
                 &text,
                 "mapping_webhooks_inbox_deliveries",
-                &[("state", state)],
+                &[("namespace", ""), ("state", state)],
             );
         }
         assert!(!text.contains("whsec_"), "a secret in the metrics");

@@ -5,12 +5,19 @@
 //! cargo run -p inbox-receiver --bin inbox -- list dead [--after ID] [--limit N]
 //! cargo run -p inbox-receiver --bin inbox -- show ID
 //! cargo run -p inbox-receiver --bin inbox -- replay ID | replay --dead
-//! cargo run -p inbox-receiver --bin inbox -- purge ID | purge --state dead
+//! cargo run -p inbox-receiver --bin inbox -- purge ID | purge --state dead [--force]
 //! cargo run -p inbox-receiver --bin inbox -- prune [--days 30]
 //! cargo run -p inbox-receiver --bin inbox -- reverify ID
 //! ```
 //!
-//! `DATABASE_URL` (default `sqlite://webhooks.db`) names the inbox; `reverify` needs
+//! `purge` deletes done and dead deliveries. A pending delivery was acknowledged to the
+//! sender (2xx) and never processed: the sender will not send it again, so deleting it
+//! loses the event. `purge` refuses it, saying how many it would delete, unless
+//! `--force` is given (running ones are never purged: a worker holds them).
+//!
+//! `DATABASE_URL` (default `sqlite://webhooks.db`) names the inbox, which must exist:
+//! the tool creates no database and no tables (a wrong URL or working directory is an
+//! error, not an empty inbox). `reverify` needs
 //! the secrets as the receiver has them: `MAPPING_WEBHOOK_SECRET_FILE`, or
 //! `MAPPING_WEBHOOK_SECRET` (and `MAPPING_WEBHOOK_SECRET_PREVIOUS`). Exits 0 on success, 1 on an error, 2 on a usage mistake.
 
@@ -24,8 +31,11 @@ use mapping_webhooks_examples::secrets_file::SecretsFile;
 use mapping_webhooks_inbox::{DeliveryInfo, Inbox, Secret, Secrets, State};
 
 const USAGE: &str = "usage: inbox counts | list STATE [--after ID] [--limit N] | show ID | \
-                     replay ID | replay --dead | purge ID | purge --state STATE | \
-                     prune [--days N] | reverify ID";
+                     replay ID | replay --dead | purge ID [--force] | \
+                     purge --state STATE [--force] | prune [--days N] | reverify ID";
+
+/// The largest `prune --days`: a hundred years.
+const MAX_DAYS: u64 = 36_500;
 
 /// The receiver's secrets: from its secrets file, else from the environment.
 fn secrets() -> Result<Secrets, String> {
@@ -54,7 +64,11 @@ async fn main() -> ExitCode {
         Ok(secrets) => secrets,
         Err(error) => return fail(&error),
     };
-    let inbox = match Inbox::builder_from_secrets(secrets).connect(&url).await {
+    let inbox = match Inbox::builder_from_secrets(secrets)
+        .existing_only()
+        .connect(&url)
+        .await
+    {
         Ok(inbox) => inbox,
         Err(error) => return fail(&format!("cannot open the inbox: {error}")),
     };
@@ -78,7 +92,12 @@ fn fail(message: &str) -> ExitCode {
 
 /// Runs one command; `Ok(None)` for a usage mistake.
 async fn run(inbox: &Inbox, args: &[String]) -> Result<Option<String>, String> {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let force = args.iter().any(|a| a == "--force");
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--force")
+        .collect();
     let flag = |name: &str| -> Option<&str> {
         args.iter()
             .position(|a| *a == name)
@@ -149,12 +168,28 @@ async fn run(inbox: &Inbox, args: &[String]) -> Result<Option<String>, String> {
             let state: State = state
                 .parse()
                 .map_err(|e: mapping_webhooks_inbox::UnknownState| e.to_string())?;
+            if state == State::Pending && !force {
+                let n = inbox
+                    .counts()
+                    .await
+                    .map_err(e)?
+                    .get(&state)
+                    .copied()
+                    .unwrap_or(0);
+                return Err(unprocessed(&format!("{n} pending deliveries")));
+            }
             format!("{} purged", inbox.purge_state(state).await.map_err(e)?)
         }
-        ["purge", n] => match inbox.purge(id(n)?).await.map_err(e)? {
-            true => format!("{n} purged"),
-            false => return Err(format!("{n} is running; try again when its attempt ends")),
-        },
+        ["purge", n] => {
+            let n = id(n)?;
+            if !force && inbox.show(n).await.map_err(e)?.info.state == State::Pending {
+                return Err(unprocessed(&format!("delivery {n} (pending)")));
+            }
+            match inbox.purge(n).await.map_err(e)? {
+                true => format!("{n} purged"),
+                false => return Err(format!("{n} is running; try again when its attempt ends")),
+            }
+        }
         ["prune", ..] => {
             let days: u64 = match flag("--days") {
                 Some(d) => d
@@ -162,6 +197,13 @@ async fn run(inbox: &Inbox, args: &[String]) -> Result<Option<String>, String> {
                     .map_err(|_| format!("--days {d:?} is not a number"))?,
                 None => 30,
             };
+            // Checked: `days * 86400` overflowed (a panic, or in a release build a
+            // wrapped, near-zero retention that pruned everything done).
+            if days > MAX_DAYS {
+                return Err(format!(
+                    "--days {days} is more than {MAX_DAYS} (a hundred years); to keep every done delivery, prune nothing"
+                ));
+            }
             let n = inbox
                 .prune(Duration::from_secs(days * 24 * 3600))
                 .await
@@ -177,6 +219,14 @@ async fn run(inbox: &Inbox, args: &[String]) -> Result<Option<String>, String> {
         }
         _ => return Ok(None),
     }))
+}
+
+/// The refusal to purge work that was acknowledged and never processed.
+fn unprocessed(what: &str) -> String {
+    format!(
+        "refusing to purge {what}: they were acknowledged to the sender and never processed, \
+         and the sender will not send them again; add --force to delete them anyway"
+    )
 }
 
 fn summary(row: &DeliveryInfo) -> String {
