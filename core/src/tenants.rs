@@ -418,8 +418,12 @@ impl Tenants {
         let Ok(_permit) = self.lookups.try_acquire() else {
             return Err(LookupError::Busy(self.max_lookups));
         };
-        let lookup = CatchUnwind(self.resolver.lookup(key));
-        let found = match tokio::time::timeout(self.lookup_timeout, lookup).await {
+        // A resolver may panic making its future, or polling it.
+        let Ok(lookup) = std::panic::catch_unwind(AssertUnwindSafe(|| self.resolver.lookup(key)))
+        else {
+            return Err(LookupError::Panicked);
+        };
+        let found = match tokio::time::timeout(self.lookup_timeout, CatchUnwind(lookup)).await {
             Ok(Ok(Ok(found))) => found,
             Ok(Ok(Err(error))) => return Err(LookupError::Failed(error)),
             Ok(Err(Panicked)) => return Err(LookupError::Panicked),
@@ -894,6 +898,7 @@ mod tests {
         let gate = release.clone();
         let tenants = Tenants::new(move |key: String| {
             let gate = gate.clone();
+            assert_ne!(key, "early", "a resolver bug before its future");
             async move {
                 match key.as_str() {
                     "boom" => panic!("a resolver bug"),
@@ -907,11 +912,11 @@ mod tests {
         })
         .lookup_timeout(Duration::from_millis(50))
         .max_concurrent_lookups(2);
-        for _ in 0..2 {
-            let panicked = tenants.lookup("boom").await;
+        for key in ["boom", "boom", "early"] {
+            let panicked = tenants.lookup(key).await;
             assert!(
                 matches!(panicked, Err(LookupError::Panicked)),
-                "{panicked:?}"
+                "{key}: {panicked:?}"
             );
         }
         let slow = tenants.lookup("slow").await;
