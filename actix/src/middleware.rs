@@ -3,6 +3,7 @@
 //! [`Service`](https://docs.rs/actix-web/4/actix_web/dev/trait.Service.html).
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::future::{Future, Ready, poll_fn, ready};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -326,9 +327,9 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// before the middleware runs, so a path parameter is there:
     ///
     /// ```
-    /// use mapping_webhooks_actix::{ResolveError, Secrets, TenantFrom, Tenants, WebhookVerify};
+    /// use mapping_webhooks_actix::{ResolveError, Tenant, TenantFrom, Tenants, WebhookVerify};
     ///
-    /// let tenants = Tenants::new(|_tenant: String| async { Ok::<Option<Secrets>, ResolveError>(None) });
+    /// let tenants = Tenants::new(|_key: String| async { Ok::<Option<Tenant>, ResolveError>(None) });
     /// // web::resource("/hooks/{tenant}/mapping")
     /// let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1))
     ///     .tenant_key(|req| req.match_info().get("tenant").map(str::to_owned));
@@ -462,12 +463,12 @@ where
         (Some(f), Some(_)) => f(&req),
         _ => None,
     };
-    let tenant = match (&custom, gate.tenant_from()) {
-        (Some(key), _) => Some(key.as_str()),
+    let tenant = match (custom, gate.tenant_from()) {
+        (Some(key), _) => Some(Cow::Owned(key)),
         (None, Some(from)) if shared.tenant_key.is_none() => from.key(req.path(), host),
         _ => None,
     };
-    let head = match gate.check_tenant(head, tenant, unsigned).await {
+    let head = match gate.check_tenant(head, tenant.as_deref(), unsigned).await {
         Ok(head) => head,
         Err(reply) => return Ok(reject(req, &reply)),
     };

@@ -16,8 +16,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use mapping_webhooks::{
-    Admission, Gate, ResolveError, Secret, Secrets, Signer, TenantFrom, Tenants, UnsignedHeaders,
-    Verifier,
+    Admission, Gate, ResolveError, Secret, Secrets, Signer, Tenant, TenantFrom, Tenants,
+    UnsignedHeaders, Verifier,
 };
 
 mod support;
@@ -77,7 +77,8 @@ fn main() {
     let single = Gate::new(secret()).without_dedup();
     let tenants = Tenants::new(|tenant: String| async move {
         Ok::<_, ResolveError>(
-            (tenant == "acme").then(|| Secrets::new(Secret::new(SECRET).unwrap())),
+            (tenant == "acme")
+                .then(|| Tenant::new(tenant, Secrets::new(Secret::new(SECRET).unwrap()))),
         )
     });
     let for_tenants = Gate::for_tenants(tenants, TenantFrom::PathSegment(2)).without_dedup();

@@ -14,8 +14,8 @@ use crate::observe::{Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOpera
 use crate::tenants::MAX_TENANT_KEY_LEN;
 use crate::verify::read_envelope;
 use crate::{
-    Clock, ConfigError, MatchedSecret, Secret, Secrets, SignatureHeader, TenantFrom, Tenants,
-    Verified, Verifier, VerifyError,
+    Clock, ConfigError, LookupError, MatchedSecret, Secret, Secrets, SignatureHeader, Tenant,
+    TenantFrom, Tenants, Verified, Verifier, VerifyError,
 };
 
 /// The default largest body read, in bytes (1 MiB). Real deliveries are a few hundred
@@ -29,6 +29,10 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `Retry-After` sent with a 409 while another copy of the event is being processed.
 pub const RETRY_AFTER_SECS: u64 = 60;
+
+/// The `Retry-After` of a 503 for a tenant lookup that failed, timed out or was over the
+/// limit, in seconds: soon, as the next try may well find the resolver free.
+const TENANT_RETRY_AFTER_SECS: u64 = 10;
 
 /// Event ids longer than this are hashed before they become store keys, so a key's size
 /// is bounded whatever the body holds.
@@ -294,8 +298,9 @@ impl<D: DedupStore> Gate<D> {
     /// # Errors
     ///
     /// 404 (`not found`, the answer of a route that does not exist) for a missing key or a
-    /// tenant the resolver does not know; 503 when the resolver failed (the sender
-    /// retries).
+    /// tenant the resolver does not know; 503 with `Retry-After` when the lookup failed,
+    /// panicked, timed out, or too many lookups were running (the sender retries). The
+    /// tenant found names the request's dedup namespace by its [id](crate::Tenant::id).
     pub async fn check_tenant(
         &self,
         mut head: CheckedHead,
@@ -310,24 +315,25 @@ impl<D: DedupStore> Gate<D> {
                 delivery_id = unsigned.delivery_id,
                 "webhook without a tenant key refused (404)"
             );
-            return Err(self.tenant_refused(Refusal::UnknownTenant));
+            return Err(self.tenant_refused(Reply::UnknownTenant));
         };
         let found = match tenants.cached(key) {
             Some(cached) => cached,
-            None => match tenants.secrets_for(key).await {
+            None => match tenants.lookup(key).await {
                 Ok(found) => found,
                 Err(error) => {
                     tracing::error!(%error, tenant = key, delivery_id = unsigned.delivery_id, "tenant lookup failed; answered 503 so the sender retries");
-                    return Err(self.tenant_refused(Refusal::TenantLookupFailed));
+                    return Err(self.tenant_refused(match error {
+                        LookupError::TimedOut(_) => Reply::TenantLookupTimedOut,
+                        LookupError::Busy(_) => Reply::TenantLookupsBusy,
+                        _ => Reply::TenantLookupFailed,
+                    }));
                 }
             },
         };
         match found {
-            Some(secrets) => {
-                head.tenant = Some(TenantHead {
-                    key: key.into(),
-                    secrets,
-                });
+            Some(tenant) => {
+                head.tenant = Some(tenant);
                 Ok(head)
             }
             None => {
@@ -336,20 +342,23 @@ impl<D: DedupStore> Gate<D> {
                     delivery_id = unsigned.delivery_id,
                     "webhook for an unknown tenant refused (404)"
                 );
-                Err(self.tenant_refused(Refusal::UnknownTenant))
+                Err(self.tenant_refused(Reply::UnknownTenant))
             }
         }
     }
 
-    /// Reports a tenant refusal (404 or 503) to the observer and turns it into a reply.
-    fn tenant_refused(&self, refusal: Refusal) -> Reply {
+    /// Reports a tenant refusal (404 or 503) to the observer and returns `reply`. Every
+    /// 503 of a lookup (failed, timed out, too many) is observed as
+    /// [`Refusal::TenantLookupFailed`]; the log line tells them apart.
+    fn tenant_refused(&self, reply: Reply) -> Reply {
         if let Some(observer) = &self.observer {
+            let refusal = match reply {
+                Reply::UnknownTenant => Refusal::UnknownTenant,
+                _ => Refusal::TenantLookupFailed,
+            };
             observer.outcome(Outcome::Refused(refusal));
         }
-        match refusal {
-            Refusal::TenantLookupFailed => Reply::TenantLookupFailed,
-            _ => Reply::UnknownTenant,
-        }
+        reply
     }
 
     /// The largest body read.
@@ -479,12 +488,12 @@ impl<D: DedupStore> Gate<D> {
         let matched = match (&head.tenant, &self.tenants) {
             (Some(tenant), _) => {
                 self.verifier
-                    .match_signature_with(&tenant.secrets, &head.header, body)
+                    .match_signature_with(tenant.secrets(), &head.header, body)
             }
             (None, None) => self.verifier.match_signature(&head.header, body),
             // A gate for tenants never verifies without one (check_tenant was skipped).
             (None, Some(_)) => {
-                return Admission::Reply(self.tenant_refused(Refusal::UnknownTenant));
+                return Admission::Reply(self.tenant_refused(Reply::UnknownTenant));
             }
         };
         let secret = matched.as_ref().ok().map(|m| m.secret);
@@ -499,8 +508,10 @@ impl<D: DedupStore> Gate<D> {
             Ok(verified) => verified,
             Err(error) => return Admission::Reply(self.refuse(error, unsigned)),
         };
-        let tenant = head.tenant.map(|t| t.key);
-        verified.tenant = tenant.as_deref().map(str::to_owned);
+        // The tenant's canonical id, as its resolver named it: every spelling of its key
+        // shares one dedup namespace.
+        let tenant = head.tenant;
+        verified.tenant = tenant.as_ref().map(|t| t.id().to_owned());
         let span = tracing::info_span!(
             "webhook",
             event_id = verified.event_id,
@@ -533,7 +544,7 @@ impl<D: DedupStore> Gate<D> {
                 ticket: Ticket::new(None, self.observed(step, false), span),
             };
         };
-        let key = self.key_in(tenant.as_deref(), &verified.event_id);
+        let key = self.key_in(tenant.as_ref().map(Tenant::id), &verified.event_id);
         let begun = store.begin(&key).await;
         if let (Some(observer), Some(started)) = (&self.observer, step) {
             let now = Instant::now();
@@ -715,14 +726,8 @@ impl<D> fmt::Debug for Gate<D> {
 #[must_use = "read the body and pass both to Gate::admit_checked"]
 pub struct CheckedHead {
     header: SignatureHeader,
-    tenant: Option<TenantHead>,
-}
-
-/// The tenant [`Gate::check_tenant`] found for a request.
-#[derive(Debug)]
-struct TenantHead {
-    key: Box<str>,
-    secrets: Secrets,
+    /// The tenant [`Gate::check_tenant`] found for the request.
+    tenant: Option<Tenant>,
 }
 
 impl CheckedHead {
@@ -768,8 +773,15 @@ pub enum Reply {
     /// No tenant key in the request, or no such tenant: 404, as for a route that does
     /// not exist (the sender's docs tell the operator to check the URL's path).
     UnknownTenant,
-    /// The tenant's secrets could not be looked up: 503, so the sender retries later.
+    /// The tenant's secrets could not be looked up (the resolver failed or panicked):
+    /// 503 with `Retry-After` (10 s), so the sender retries later.
     TenantLookupFailed,
+    /// The tenant's secrets lookup took longer than its
+    /// [timeout](crate::Tenants::lookup_timeout): 503 with `Retry-After`.
+    TenantLookupTimedOut,
+    /// As many secrets lookups as [allowed](crate::Tenants::max_concurrent_lookups)
+    /// were running: 503 with `Retry-After`, at once.
+    TenantLookupsBusy,
 }
 
 impl Reply {
@@ -779,7 +791,10 @@ impl Reply {
             Self::Refused(e) => e.status(),
             Self::AlreadyProcessed => 200,
             Self::InFlight => 409,
-            Self::StoreUnavailable | Self::TenantLookupFailed => 503,
+            Self::StoreUnavailable
+            | Self::TenantLookupFailed
+            | Self::TenantLookupTimedOut
+            | Self::TenantLookupsBusy => 503,
             Self::UnknownTenant => 404,
         }
     }
@@ -793,6 +808,8 @@ impl Reply {
             Self::StoreUnavailable => "deduplication store unavailable; retry later",
             Self::UnknownTenant => "not found",
             Self::TenantLookupFailed => "secrets lookup unavailable; retry later",
+            Self::TenantLookupTimedOut => "secrets lookup timed out; retry later",
+            Self::TenantLookupsBusy => "too many secrets lookups at once; retry later",
         }
     }
 
@@ -805,6 +822,8 @@ impl Reply {
             Self::StoreUnavailable => "store_unavailable",
             Self::UnknownTenant => "not_found",
             Self::TenantLookupFailed => "secrets_unavailable",
+            Self::TenantLookupTimedOut => "secrets_timeout",
+            Self::TenantLookupsBusy => "secrets_busy",
         }
     }
 
@@ -812,6 +831,9 @@ impl Reply {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::InFlight => Some(RETRY_AFTER_SECS),
+            Self::TenantLookupFailed | Self::TenantLookupTimedOut | Self::TenantLookupsBusy => {
+                Some(TENANT_RETRY_AFTER_SECS)
+            }
             _ => None,
         }
     }
@@ -1440,8 +1462,9 @@ mod tests {
     fn tenant_gate() -> Gate {
         let tenants = crate::Tenants::new(|tenant: String| async move {
             match tenant.as_str() {
-                "acme" | "globex" => Ok(Some(Secrets::new(
-                    Secret::new(format!("{SECRET}_{tenant}")).unwrap(),
+                "acme" | "globex" => Ok(Some(crate::Tenant::new(
+                    tenant.as_str(),
+                    Secrets::new(Secret::new(format!("{SECRET}_{tenant}")).unwrap()),
                 ))),
                 "down" => Err(crate::ResolveError::new("database unreachable")),
                 _ => Ok(None),
@@ -1463,7 +1486,7 @@ mod tests {
             Err(reply) => return Admission::Reply(reply),
         };
         let key = gate.tenant_from().unwrap().key(path, None);
-        match gate.check_tenant(head, key, unsigned).await {
+        match gate.check_tenant(head, key.as_deref(), unsigned).await {
             Ok(head) => gate.admit_checked(head, unsigned, b).await,
             Err(reply) => Admission::Reply(reply),
         }

@@ -50,8 +50,9 @@
 //!
 //! [`Gate::for_tenants`] takes each request's tenant key (a path segment, the host, or an
 //! adapter's own function), asks the app's [`SecretsResolver`] for that tenant's
-//! [`Secrets`] through a bounded, expiring cache ([`Tenants`]), before the body is read:
-//! an unknown tenant is answered 404, a failed lookup 503. Dedup keys are per tenant.
+//! [`Tenant`] (its canonical id and [`Secrets`]) through bounded, expiring caches
+//! ([`Tenants`]), before the body is read: an unknown tenant is answered 404, a failed,
+//! slow or excess lookup 503. Dedup keys are per tenant id.
 //! See [`Tenants`] for an example.
 //!
 //! # Example
@@ -108,8 +109,9 @@ pub use secret::Secret;
 pub use secrets::{DEFAULT_PREVIOUS_EXPIRY, Expiry, Secrets};
 pub use sign::{SignedDelivery, Signer};
 pub use tenants::{
-    DEFAULT_TENANT_CAPACITY, DEFAULT_TENANT_TTL, MAX_TENANT_KEY_LEN, ResolveError, SecretsResolver,
-    TenantFrom, Tenants,
+    DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS, DEFAULT_TENANT_CAPACITY, DEFAULT_TENANT_TTL,
+    DEFAULT_UNKNOWN_TENANT_TTL, LookupError, MAX_TENANT_KEY_LEN, ResolveError, SecretsResolver,
+    Tenant, TenantFrom, Tenants,
 };
 pub use verify::{DEFAULT_TOLERANCE, MatchedSecret, SignatureMatch, Verified, Verifier};
 

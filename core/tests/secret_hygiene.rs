@@ -453,7 +453,10 @@ async fn every_outcome(seen: &mut Seen) {
     // Many tenants: a known one, an unknown one, a failed lookup.
     let tenants = mapping_webhooks::Tenants::new(|tenant: String| async move {
         match tenant.as_str() {
-            "acme" => Ok(Some(mapping_webhooks::Secrets::new(Secret::new(ROTATED)?))),
+            "acme" => Ok(Some(mapping_webhooks::Tenant::new(
+                "acme",
+                mapping_webhooks::Secrets::new(Secret::new(ROTATED)?),
+            ))),
             "down" => Err(mapping_webhooks::ResolveError::new("connection refused")),
             _ => Ok(None),
         }

@@ -241,9 +241,9 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// replaces; without tenants the key is not used). `None` is an unknown tenant (404).
     ///
     /// ```
-    /// use mapping_webhooks_tower::{ResolveError, Secrets, TenantFrom, Tenants, WebhookVerify};
+    /// use mapping_webhooks_tower::{ResolveError, Tenant, TenantFrom, Tenants, WebhookVerify};
     ///
-    /// let tenants = Tenants::new(|_tenant: String| async { Ok::<Option<Secrets>, ResolveError>(None) });
+    /// let tenants = Tenants::new(|_key: String| async { Ok::<Option<Tenant>, ResolveError>(None) });
     /// // acme.hooks.example.com -> "acme"
     /// let layer = WebhookVerify::for_tenants(tenants, TenantFrom::Host).tenant_key(|parts| {
     ///     let host = parts.headers.get(http::header::HOST)?.to_str().ok()?;

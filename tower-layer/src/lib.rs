@@ -159,14 +159,18 @@
 //!
 //! One route for many Mapping.Travel accounts, each with its own secrets from your
 //! resolver, cached; the tenant is looked up before the body is read (unknown: 404,
-//! lookup failed: 503), and dedup keys are per tenant:
+//! lookup failed, timed out or too many at once: 503), and dedup keys are per tenant:
 //!
 //! ```
-//! use mapping_webhooks_tower::{ResolveError, Secret, Secrets, TenantFrom, Tenants, WebhookVerify};
+//! use mapping_webhooks_tower::{
+//!     ResolveError, Secret, Secrets, Tenant, TenantFrom, Tenants, WebhookVerify,
+//! };
 //!
-//! let tenants = Tenants::new(|tenant: String| async move {
-//!     // A database or secret-manager lookup; None for an unknown tenant.
-//!     Ok::<_, ResolveError>((tenant == "acme").then(|| Secrets::new(Secret::new("whsec_acme").unwrap())))
+//! let tenants = Tenants::new(|key: String| async move {
+//!     // A database or secret-manager lookup; None for an unknown tenant. The id names
+//!     // the tenant in dedup keys, whichever spelling of it the request used.
+//!     let secrets = || Secrets::new(Secret::new("whsec_acme").unwrap());
+//!     Ok::<_, ResolveError>(key.eq_ignore_ascii_case("acme").then(|| Tenant::new("acme", secrets())))
 //! });
 //! // /hooks/mapping/{tenant}: the tenant is the third path segment.
 //! let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(2));
@@ -228,11 +232,13 @@ pub use mapping_webhooks::{
     StoreError, SystemClock, TTL_RANGE, Ticket, UnsignedHeaders, Verified, Verifier, VerifyError,
     dedup,
 };
+#[doc(inline)]
+pub use mapping_webhooks::{
+    LookupError, ResolveError, SecretsResolver, Tenant, TenantFrom, Tenants,
+};
 #[cfg(feature = "redis")]
 #[doc(inline)]
 pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
-#[doc(inline)]
-pub use mapping_webhooks::{ResolveError, SecretsResolver, TenantFrom, Tenants};
 pub use reject::{JsonReject, OnReject, PlainTextReject};
 #[cfg(feature = "axum")]
 pub use router::{EventHandler, EventRouter};

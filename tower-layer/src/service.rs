@@ -1,5 +1,6 @@
 //! The service: read the body within the limits, ask the gate, run the inner service.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -156,12 +157,12 @@ where
         (Some(f), Some(_)) => f(&parts),
         _ => None,
     };
-    let tenant = match (&custom, gate.tenant_from()) {
-        (Some(key), _) => Some(key.as_str()),
+    let tenant = match (custom, gate.tenant_from()) {
+        (Some(key), _) => Some(Cow::Owned(key)),
         (None, Some(from)) if tenant_key.is_none() => from.key(parts.uri.path(), host(&parts)),
         _ => None,
     };
-    let head = match gate.check_tenant(head, tenant, unsigned).await {
+    let head = match gate.check_tenant(head, tenant.as_deref(), unsigned).await {
         Ok(head) => head,
         Err(reply) => return answer(reply),
     };

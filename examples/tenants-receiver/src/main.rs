@@ -14,22 +14,27 @@
 //! globex     whsec_91aa07c3d5e6...    whsec_0b7d2e4f6a8c...
 //! ```
 //!
-//! The file stands in for a database: the resolver reads it on each lookup, and the
-//! middleware caches each answer (found or not) for `MAPPING_WEBHOOK_TENANTS_TTL_SECS`
-//! (default 60). `SIGHUP` forgets every cached tenant, so an edit applies at once. An
-//! unknown tenant is answered 404 before the body is read; a file that cannot be read
-//! answers 503 (the sender retries). Each processed event prints one JSON line on stdout,
-//! with its `tenant`. Also `BIND_ADDR` (default `127.0.0.1:3000`) and `RUST_LOG`.
+//! The file stands in for a database. It is read once at start (a file that cannot be
+//! read, or a malformed line, stops the receiver there) and again on `SIGHUP`, which
+//! also forgets every cached answer, so an edit applies at once (a file that cannot be
+//! read then is logged, and the tenants read before are kept). A lookup reads the table
+//! in memory, never the file: requests for made-up tenants cost no file access. The
+//! middleware caches each tenant found for `MAPPING_WEBHOOK_TENANTS_TTL_SECS` (default
+//! 60), and "no such tenant" for 5 s. An unknown tenant is answered 404 before the body
+//! is read. Each processed event prints one JSON line on stdout, with its `tenant`. Also
+//! `BIND_ADDR` (default `127.0.0.1:3000`) and `RUST_LOG`.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use actix_web::http::KeepAlive;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use mapping_webhooks::{DEFAULT_TENANT_CAPACITY, DEFAULT_TENANT_TTL};
 use mapping_webhooks_actix::{
-    ResolveError, Secret, Secrets, TenantFrom, Tenants, VerifiedEvent, WebhookVerify,
+    ResolveError, Secret, Secrets, Tenant, TenantFrom, Tenants, VerifiedEvent, WebhookVerify,
 };
 use mapping_webhooks_examples::{DEFAULT_BIND_ADDR, init_tracing, print_event};
 use zeroize::Zeroizing;
@@ -42,31 +47,33 @@ async fn on_event(event: VerifiedEvent) -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
-/// The lookup: the tenant's line in the file, if any.
-async fn lookup(path: PathBuf, tenant: String) -> Result<Option<Secrets>, ResolveError> {
-    // A small file, read at most once per tenant and TTL: a blocking read is fine here.
+/// The tenants read from the file, by key.
+type Table = HashMap<String, Tenant>;
+
+/// Reads the tenants file: one tenant per line, its key then its secrets.
+fn load(path: &Path) -> Result<Table, String> {
     let text = Zeroizing::new(
-        std::fs::read_to_string(&path)
-            .map_err(|e| ResolveError::new(format!("cannot read {}: {e}", path.display())))?,
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
     );
-    for line in text.lines().map(str::trim) {
+    let mut table = Table::new();
+    for (number, line) in text.lines().map(str::trim).enumerate() {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        let at = |what: &str| format!("{} line {}: {what}", path.display(), number + 1);
         let mut fields = line.split_whitespace();
-        if fields.next() != Some(tenant.as_str()) {
-            continue;
-        }
-        let current = fields
-            .next()
-            .ok_or_else(|| ResolveError::new(format!("tenant {tenant:?} has no secret")))?;
-        let mut secrets = Secrets::new(Secret::new(current)?);
+        let (Some(key), Some(current)) = (fields.next(), fields.next()) else {
+            return Err(at("a tenant without a secret"));
+        };
+        let secret = |s: &str| Secret::new(s).map_err(|e| at(&e.to_string()));
+        let mut secrets = Secrets::new(secret(current)?);
         for previous in fields {
-            secrets = secrets.previous_secret(Secret::new(previous)?);
+            secrets = secrets.previous_secret(secret(previous)?);
         }
-        return Ok(Some(secrets));
+        table.insert(key.to_owned(), Tenant::new(key, secrets));
     }
-    Ok(None)
+    Ok(table)
 }
 
 #[actix_web::main]
@@ -86,20 +93,46 @@ async fn main() -> ExitCode {
         }
     };
     let bind = var("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
-    let file = path.clone();
+    let table = match load(&path) {
+        Ok(table) => Arc::new(RwLock::new(Arc::new(table))),
+        Err(error) => {
+            tracing::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let read = table.clone();
     let tenants = Tenants::with_cache(
-        move |tenant: String| lookup(file.clone(), tenant),
+        move |key: String| {
+            // The table in memory: a lookup never touches the file.
+            let table = Arc::clone(&read.read().unwrap_or_else(PoisonError::into_inner));
+            async move { Ok::<_, ResolveError>(table.get(&key).cloned()) }
+        },
         DEFAULT_TENANT_CAPACITY,
         ttl,
     );
-    // SIGHUP: forget the cached answers, so an edited file applies at once.
+    // SIGHUP: read the file again and forget the cached answers, so an edit applies at
+    // once.
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(mut hangup) => {
             let tenants = tenants.clone();
+            let path = path.clone();
             actix_web::rt::spawn(async move {
                 while hangup.recv().await.is_some() {
-                    tenants.invalidate_all();
-                    tracing::info!("SIGHUP: forgot the cached tenants");
+                    match load(&path) {
+                        Ok(fresh) => {
+                            let count = fresh.len();
+                            *table.write().unwrap_or_else(PoisonError::into_inner) =
+                                Arc::new(fresh);
+                            tenants.invalidate_all();
+                            tracing::info!(
+                                tenants = count,
+                                "SIGHUP: read the tenants file again; forgot the cached tenants"
+                            );
+                        }
+                        Err(error) => tracing::error!(
+                            "SIGHUP: {error}; still serving the tenants read before"
+                        ),
+                    }
                 }
             });
         }

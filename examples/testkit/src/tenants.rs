@@ -16,6 +16,7 @@ use crate::support::{Logged as Receiver, TempDir, collect};
 const ACME: &str = "whsec_Tn4xQ8vLm2Rk7Wc1Yp5Hd9Fs3Gj6Bz0Ea";
 const GLOBEX: &str = "whsec_Vh6nK1pZr8Xe3Ld7Qm2Wc5Tb9Gy4Sf0Ju";
 const INITECH: &str = "whsec_Pq3Wz8Lk1Nv6Rx2Hc7Ym4Bt9Ds5Gf0Ae";
+const HOOLI: &str = "whsec_Hk2Lm7Qp4Rs9Tv1Wx6Yz3Ab8Cd5Ef0Gh";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn now() -> u64 {
@@ -33,7 +34,7 @@ pub fn one_endpoint_serves_many_tenants(binary: &str) {
     let file = dir.path().join("tenants.txt");
     std::fs::write(
         &file,
-        format!("# tenant secret previous...\nacme {ACME}\n\nglobex   {GLOBEX}\n"),
+        format!("# tenant secret previous...\nacme {ACME}\n\nglobex   {GLOBEX}\nhooli {HOOLI}\n"),
     )
     .unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
@@ -103,6 +104,18 @@ pub fn one_endpoint_serves_many_tenants(binary: &str) {
     let (status, text) = deliver("initech", INITECH, "evt_new");
     assert_eq!((status, text.as_str()), (404, "not found"));
 
+    // The file is read once at start (and on SIGHUP), not on each lookup: with the file
+    // gone, a tenant never asked for yet is still served, and a made-up one is 404.
+    let moved = dir.path().join("tenants.moved");
+    std::fs::rename(&file, &moved).unwrap();
+    let (status, text) = deliver("hooli", HOOLI, "evt_hooli");
+    assert_eq!(status, 204, "hooli, with the file gone: {text}");
+    for i in 0..50 {
+        let (status, text) = deliver(&format!("made_up_{i}"), HOOLI, "evt_x");
+        assert_eq!((status, text.as_str()), (404, "not found"), "made_up_{i}");
+    }
+    std::fs::rename(&moved, &file).unwrap();
+
     // A tenant added to the file is served once the cache is told (SIGHUP).
     let mut tenants = std::fs::read_to_string(&file).unwrap();
     tenants.push_str(&format!("initech {INITECH}\n"));
@@ -127,7 +140,7 @@ pub fn one_endpoint_serves_many_tenants(binary: &str) {
 
     // One line per processed event, naming its tenant.
     let deadline = Instant::now() + WAIT;
-    while receiver.stdout.lock().unwrap().len() < 3 {
+    while receiver.stdout.lock().unwrap().len() < 4 {
         assert!(Instant::now() < deadline, "missing event lines");
         thread::sleep(Duration::from_millis(10));
     }
@@ -142,7 +155,7 @@ pub fn one_endpoint_serves_many_tenants(binary: &str) {
         .iter()
         .map(|l| l["tenant"].as_str().unwrap())
         .collect();
-    assert_eq!(tenants, ["acme", "globex", "initech"]);
+    assert_eq!(tenants, ["acme", "globex", "hooli", "initech"]);
     drop(receiver);
     drop(dir);
 }
