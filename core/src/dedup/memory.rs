@@ -374,6 +374,9 @@ impl DedupStore for MemoryStore {
 }
 
 #[cfg(test)]
+mod stress;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::ManualClock;
