@@ -173,6 +173,11 @@ impl<D: DedupStore> Gate<D> {
     /// which is rebuilt (empty) on this clock. A store passed with [`dedup`](Self::dedup)
     /// keeps its own clock (set it with
     /// [`MemoryStoreBuilder::clock`](crate::dedup::MemoryStoreBuilder::clock)).
+    ///
+    /// The default store then follows `clock` instead of its monotonic one: a store's
+    /// clock must be monotonic, and a wall clock such as [`SystemClock`](crate::SystemClock)
+    /// is not, so the store never lets its time go back (see
+    /// [`MemoryStore`'s time](MemoryStore#time)).
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(clock);
