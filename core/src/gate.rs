@@ -177,6 +177,11 @@ impl<D: DedupStore> Gate<D> {
     /// which is rebuilt (empty) on this clock. A store passed with [`dedup`](Self::dedup)
     /// keeps its own clock (set it with
     /// [`MemoryStoreBuilder::clock`](crate::dedup::MemoryStoreBuilder::clock)).
+    ///
+    /// The default store then follows `clock` instead of its monotonic one: a store's
+    /// clock must be monotonic, and a wall clock such as [`SystemClock`](crate::SystemClock)
+    /// is not, so the store never lets its time go back (see
+    /// [`MemoryStore`'s time](MemoryStore#time)).
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(clock);
@@ -976,31 +981,8 @@ impl<D: DedupStore> Ticket<D> {
             .zip(ended)
             .map(|(o, now)| now - o.started);
         if let Some(held) = self.claim.take() {
-            let observer = self.observed.as_ref().map(|o| &o.observer);
-            let started = ended;
-            let (operation, result) = if end.is_success() {
-                // On failure the handler did its work and the sender gets its 2xx; only
-                // the memory of it is lost, and the claim expires after its lease.
-                let result = held.store.complete(&held.key, held.claim).await;
-                if let Err(error) = &result {
-                    tracing::error!(%error, key = held.key, "could not mark a processed webhook as done");
-                }
-                (StoreOperation::Complete, result)
-            } else {
-                tracing::info!(
-                    key = held.key,
-                    "webhook handler failed; the event stays retryable"
-                );
-                let result = held.store.abandon(&held.key, held.claim).await;
-                if let Err(error) = &result {
-                    tracing::warn!(%error, key = held.key, "could not free a dedup claim; it expires after its lease");
-                }
-                (StoreOperation::Abandon, result)
-            };
-            if let (Some(observer), Some(started)) = (observer, started) {
-                observer.store(operation, started.elapsed(), result.is_ok());
-                observer.claim_ended();
-            }
+            let observer = self.observed.as_ref().map(|o| Arc::clone(&o.observer));
+            settle(held, end.is_success(), observer, ended).await;
         }
         self.report(end, handler);
     }
@@ -1021,6 +1003,58 @@ impl<D: DedupStore> Ticket<D> {
         if let Some(observed) = observed {
             observed.observer.outcome(outcome);
         }
+    }
+}
+
+/// Completes (`success`) or abandons a claim, and reports the store call to `observer`.
+///
+/// The claim has left its ticket, so a dropped ticket can no longer free it: the call
+/// must run to its end even if the request is dropped meanwhile (the client went away
+/// while Redis was reconnecting), or retries would get 409 until the lease ends. So it
+/// is polled once here, which is all a store that answers at once (the in-memory one)
+/// needs, and otherwise finishes on a task of the current tokio runtime that this waits
+/// for and that outlives this future. Without a runtime it is simply awaited.
+async fn settle<D: DedupStore>(
+    held: Held<D>,
+    success: bool,
+    observer: Option<Arc<dyn Observer>>,
+    started: Option<Instant>,
+) {
+    let mut call = Box::pin(async move {
+        let (operation, result) = if success {
+            // On failure the handler did its work and the sender gets its 2xx; only
+            // the memory of it is lost, and the claim expires after its lease.
+            let result = held.store.complete(&held.key, held.claim).await;
+            if let Err(error) = &result {
+                tracing::error!(%error, key = held.key, "could not mark a processed webhook as done");
+            }
+            (StoreOperation::Complete, result)
+        } else {
+            tracing::info!(
+                key = held.key,
+                "webhook handler failed; the event stays retryable"
+            );
+            let result = held.store.abandon(&held.key, held.claim).await;
+            if let Err(error) = &result {
+                tracing::warn!(%error, key = held.key, "could not free a dedup claim; it expires after its lease");
+            }
+            (StoreOperation::Abandon, result)
+        };
+        if let (Some(observer), Some(started)) = (observer, started) {
+            observer.store(operation, started.elapsed(), result.is_ok());
+            observer.claim_ended();
+        }
+    });
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
+    if first.is_ready() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        // A panic in the store call is the store's: it ends the task, not the request.
+        Ok(runtime) => {
+            let _ = runtime.spawn(call).await;
+        }
+        Err(_) => call.await,
     }
 }
 

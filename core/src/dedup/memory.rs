@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use moka::ops::compute::Op;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
@@ -39,7 +40,18 @@ pub const DEFAULT_CAPACITY: u64 = 100_000;
 /// An event forgotten early is processed again if the sender retries it, so size the
 /// capacity to the events received per TTL (see [`DEFAULT_CAPACITY`]). Expired entries
 /// are not dropped on a timer: they wait, harmless, for eviction, and a new claim of the
-/// same event reuses them.
+/// same event reuses them; a released claim's entry is removed.
+///
+/// Every claim, completion and release is one atomic operation on the key's entry, and a
+/// write that makes the entry the most recently used, so eviction running at the same
+/// time can neither lose a completion nor let two copies claim one event.
+///
+/// **Minimum capacity.** A claim in flight is an entry like any other: once `capacity`
+/// other events have been used after it, it is evicted, and a copy arriving then is
+/// processed concurrently. So keep the capacity above twice the events received during
+/// the longest time a handler may run (the lease), and above a few thousand in any
+/// case. The store does not refuse smaller capacities (tests use them), it only stops
+/// deduplicating what it has to forget.
 ///
 /// # Keys
 ///
@@ -55,6 +67,12 @@ pub const DEFAULT_CAPACITY: u64 = 100_000;
 /// Leases and TTLs follow a monotonic clock, so a step of the wall clock (NTP, a VM
 /// resumed) neither frees a claim early nor keeps one for ever. Only the signature
 /// window reads the wall clock.
+///
+/// A clock set with [`MemoryStoreBuilder::clock`] (or [`Gate::clock`](crate::Gate::clock),
+/// which rebuilds the default store on it) must be monotonic too. The store never lets
+/// its own time go back: a reading earlier than one already seen counts as that one, so
+/// a wall clock stepped back stretches the leases and TTLs of that moment instead of
+/// letting claims collide. Claims are told apart by 64 random bits, never by time alone.
 ///
 /// Cheap to clone: clones share the same cache.
 ///
@@ -72,11 +90,14 @@ pub const DEFAULT_CAPACITY: u64 = 100_000;
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: Cache<u128, Arc<Cell>, KeyHasher>,
+    cache: Cache<u128, Slot, KeyHasher>,
     lease: u64,
     ttl: u64,
     capacity: u64,
     clock: Arc<dyn Clock>,
+    /// The latest reading of `clock`: the store's time never goes back (see
+    /// [`MemoryStore::now`]). Shared by clones, as the cache is.
+    latest: Arc<AtomicU64>,
 }
 
 /// The cache's hasher. Keys are already uniform fingerprints, and under a flood of new
@@ -85,35 +106,46 @@ pub struct MemoryStore {
 /// chosen collisions does not matter on SHA-256 output.
 type KeyHasher = foldhash::fast::RandomState;
 
-/// One event's state, changed in place with compare-and-swap: a claim's completion or
-/// release is a read of the cache and an atomic swap here, not a second cache write.
+/// One event's state: `done` (the top bit) and `until` (milliseconds on the store's
+/// clock) in the low half, and the random `tag` of the claim that wrote it in the high
+/// half.
 ///
-/// The word packs, from the top bit down: `done` (1 bit), `until` (43 bits: milliseconds
-/// on the store's clock; saturates about 278 years on) and a `tag` (20 bits of the
-/// claim). A claim *is* the word its `begin` wrote, so a stale claim can never complete or
-/// release another's: a take-over writes a later `until` (the old one had passed), and
-/// after a release a new claim differs in its `until` or, within the same millisecond, in
-/// its random tag. `0` is a free slot (expired long ago).
-#[derive(Debug)]
-struct Cell(AtomicU64);
+/// Every change of a key (a claim, a completion, a release) is one atomic per-key
+/// operation on the cache (moka's `and_compute_with`), which reads the key's entry and
+/// writes the next one under the key's lock. No change is ever made to a value the cache
+/// no longer holds (an entry evicted meanwhile is simply absent), so a completion can
+/// not be lost to an eviction, nor two copies claim one event because the first copy's
+/// entry was dropped between its read and its write. Each change is also a write to the
+/// cache, which makes the entry its most recently used.
+///
+/// A claim carries the tag and `until` its `begin` wrote; it owns the key while the
+/// entry holds the same tag and is not done. Tags are 64 random bits, so a stale claim
+/// never completes or releases another's, whatever the clock did.
+type Slot = u128;
 
 const DONE: u64 = 1 << 63;
-const TAG_BITS: u32 = 20;
-const UNTIL_MAX: u64 = (1 << 43) - 1;
 
-fn word(done: bool, until: u64, tag: u64) -> u64 {
-    (u64::from(done) << 63) | (until.min(UNTIL_MAX) << TAG_BITS) | (tag & ((1 << TAG_BITS) - 1))
+fn slot(done: bool, until: u64, tag: u64) -> Slot {
+    (u128::from(tag) << 64) | u128::from((u64::from(done) << 63) | (until & !DONE))
 }
 
-fn until_of(word: u64) -> u64 {
-    (word & !DONE) >> TAG_BITS
+fn until_of(slot: Slot) -> u64 {
+    (slot as u64) & !DONE
 }
 
-/// What a word means at `now`.
-fn state(word: u64, now: u64) -> Begin {
-    if until_of(word) <= now {
+fn is_done(slot: Slot) -> bool {
+    (slot as u64) & DONE != 0
+}
+
+fn tag_of(slot: Slot) -> u64 {
+    (slot >> 64) as u64
+}
+
+/// What a slot means at `now`.
+fn state(slot: Slot, now: u64) -> Begin {
+    if until_of(slot) <= now {
         Begin::New(Claim::from_u128(0))
-    } else if word & DONE != 0 {
+    } else if is_done(slot) {
         Begin::Done
     } else {
         Begin::InFlight
@@ -132,6 +164,7 @@ pub struct MemoryStoreBuilder {
 
 impl MemoryStoreBuilder {
     /// The most events remembered at once (default [`DEFAULT_CAPACITY`]); at least one.
+    /// See [the minimum capacity](MemoryStore#when-it-is-full) worth setting.
     pub fn max_capacity(mut self, events: u64) -> Self {
         self.capacity = events;
         self
@@ -152,8 +185,14 @@ impl MemoryStoreBuilder {
     }
 
     /// Reads the time from `clock` instead of the default monotonic clock (for tests of
-    /// leases and TTLs without sleeping). The store only uses differences of its readings,
-    /// which must stay below 2⁴³ milliseconds (a wall clock does until the year 2248).
+    /// leases and TTLs without sleeping).
+    ///
+    /// The clock must be monotonic: the store never lets its own time go back, so after
+    /// a reading earlier than one already seen it keeps the later one until the clock
+    /// catches up. A clock that steps back (a wall clock such as
+    /// [`SystemClock`](crate::SystemClock), after NTP corrects it) therefore stretches the
+    /// leases and TTLs of that moment by the size of the step; one that jumps forward
+    /// ends them early. Neither lets a stale claim touch another's.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -183,6 +222,7 @@ impl MemoryStoreBuilder {
             ttl: millis(self.ttl),
             capacity: self.capacity,
             clock: self.clock,
+            latest: Arc::new(AtomicU64::new(0)),
         })
     }
 }
@@ -224,7 +264,8 @@ fn fingerprint(key: &str) -> u128 {
 enum Completion {
     /// The claim still held the event: now done.
     OnTime,
-    /// The lease had run out, nobody took over: done all the same.
+    /// The lease had run out and nobody holds the event now (nobody took over, or the
+    /// copy that did failed or ran out of its lease too): done all the same.
     Late,
     /// Another claim took the event over, or it was already done: left as it is.
     Superseded,
@@ -254,85 +295,101 @@ impl MemoryStore {
         self.cache.entry_count()
     }
 
-    fn begin_now(&self, key: &str) -> Begin {
-        let now = self.clock.now_millis();
-        let random = Claim::random().as_u128();
-        let held = word(false, now.saturating_add(self.lease), random as u64);
-        // The claim carries the word it wrote (low half) and random bits (high half).
-        let claim = Claim::from_u128((random >> 64 << 64) | u128::from(held));
-        // `or_insert_with` is atomic per key, and unlike a plain `insert` a full cache
-        // does not refuse the new key.
-        let entry = self
-            .cache
-            .entry(fingerprint(key))
-            .or_insert_with(|| Arc::new(Cell(AtomicU64::new(held))));
-        if entry.is_fresh() {
-            return Begin::New(claim);
+    /// The store's time: the clock's reading, or the latest reading seen if the clock
+    /// went back (the store's time never does).
+    fn now(&self) -> u64 {
+        let reading = self.clock.now_millis();
+        let latest = self.latest.load(Ordering::Relaxed);
+        if reading <= latest {
+            return latest;
         }
-        let cell = entry.into_value();
-        let mut current = cell.0.load(Ordering::Acquire);
-        loop {
-            match state(current, now) {
-                Begin::New(_) => {}
-                found => return found,
-            }
-            // Expired or released: take it over, unless a concurrent caller did first.
-            match cell
-                .0
-                .compare_exchange(current, held, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Begin::New(claim),
-                Err(changed) => current = changed,
-            }
-        }
+        self.latest
+            .fetch_max(reading, Ordering::Relaxed)
+            .max(reading)
     }
 
-    /// Marks `key` done if `claim` still holds it (a warning says when it was too late).
+    fn begin_now(&self, key: &str) -> Begin {
+        let tag = Claim::random().as_u128() as u64;
+        let mut answer = Begin::InFlight;
+        // Read, decide and write under the key's lock: see `Slot`.
+        self.cache
+            .entry(fingerprint(key))
+            .and_compute_with(|entry| {
+                let now = self.now();
+                if let Some(entry) = entry {
+                    answer = state(*entry.value(), now);
+                    if !matches!(answer, Begin::New(_)) {
+                        return Op::Nop;
+                    }
+                }
+                let until = now.saturating_add(self.lease);
+                answer = Begin::New(Claim::from_u128(slot(false, until, tag)));
+                Op::Put(slot(false, until, tag))
+            });
+        answer
+    }
+
+    /// Marks `key` done if `claim` still holds it, or nothing does any more (a warning
+    /// says when it was too late).
     fn complete_now(&self, key: &str, claim: Claim) -> Completion {
-        let now = self.clock.now_millis();
-        let held = claim.as_u128() as u64;
-        let done = word(true, now.saturating_add(self.ttl), held);
-        let fingerprint = fingerprint(key);
-        let Some(cell) = self.cache.get(&fingerprint) else {
-            // Evicted while the handler ran: still remember it is done.
-            late_complete(key, "its claim had been evicted");
-            self.cache
-                .insert(fingerprint, Arc::new(Cell(AtomicU64::new(done))));
-            return Completion::Late;
-        };
-        match cell
-            .0
-            .compare_exchange(held, done, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) if until_of(held) > now => Completion::OnTime,
-            Ok(_) => {
-                late_complete(key, "its claim had expired");
-                Completion::Late
-            }
-            Err(found) => {
-                late_complete(
-                    key,
-                    if found & DONE != 0 && until_of(found) > now {
-                        "another copy already processed it"
-                    } else {
-                        "another copy took the event over"
-                    },
-                );
-                Completion::Superseded
-            }
-        }
+        let held = claim.as_u128();
+        let mut completion = Completion::OnTime;
+        self.cache
+            .entry(fingerprint(key))
+            .and_compute_with(|entry| {
+                let now = self.now();
+                let done = Op::Put(slot(true, now.saturating_add(self.ttl), tag_of(held)));
+                let Some(entry) = entry else {
+                    // Gone while the handler ran (released by a copy that took over and
+                    // failed, or evicted): the work was done, so remember it.
+                    late_complete(key, "its claim was gone (released or evicted)");
+                    completion = Completion::Late;
+                    return done;
+                };
+                let found = *entry.value();
+                if tag_of(found) == tag_of(held) && !is_done(found) {
+                    if until_of(found) <= now {
+                        late_complete(key, "its claim had expired");
+                        completion = Completion::Late;
+                    }
+                    return done;
+                }
+                match state(found, now) {
+                    // Taken over meanwhile, and that claim expired too: the work was done,
+                    // so it is remembered (as `RedisStore` does for a key gone).
+                    Begin::New(_) => {
+                        late_complete(key, "its claim had expired");
+                        completion = Completion::Late;
+                        done
+                    }
+                    Begin::Done => {
+                        late_complete(key, "another copy already processed it");
+                        completion = Completion::Superseded;
+                        Op::Nop
+                    }
+                    Begin::InFlight => {
+                        late_complete(key, "another copy took the event over and is running");
+                        completion = Completion::Superseded;
+                        Op::Nop
+                    }
+                }
+            });
+        completion
     }
 
     fn abandon_now(&self, key: &str, claim: Claim) {
-        if let Some(cell) = self.cache.get(&fingerprint(key)) {
-            let held = claim.as_u128() as u64;
-            // Only an in-flight word of ours: a late abandon never undoes a completion.
-            if held & DONE == 0 {
-                let _ = cell
-                    .0
-                    .compare_exchange(held, 0, Ordering::AcqRel, Ordering::Relaxed);
-            }
-        }
+        let held = claim.as_u128();
+        self.cache
+            .entry(fingerprint(key))
+            .and_compute_with(|entry| match entry {
+                // Only an in-flight entry of ours: a late abandon never undoes a completion.
+                Some(entry)
+                    if tag_of(*entry.value()) == tag_of(held) && !is_done(*entry.value()) =>
+                {
+                    Op::Remove
+                }
+                _ => Op::Nop,
+            });
     }
 }
 
@@ -372,6 +429,9 @@ impl DedupStore for MemoryStore {
         self.abandon_now(&key, claim);
     }
 }
+
+#[cfg(test)]
+mod stress;
 
 #[cfg(test)]
 mod tests {
@@ -577,6 +637,78 @@ mod tests {
         assert_eq!(s.complete_now("c", retry), Completion::OnTime);
     }
 
+    /// An injected clock steps back, again and again, to the same reading: every claim
+    /// taken then has the same lease end as earlier ones that were since taken over, so
+    /// only the claims' random bits tell them apart. None of those stale claims may free
+    /// the live one (issue 19, item 14: with 20 random bits, the old store let one do so
+    /// at cycle 341 to 2,504 in five runs).
+    #[test]
+    fn a_clock_stepped_back_never_lets_a_stale_claim_free_a_live_one() {
+        const CYCLES: u64 = 4_000;
+        let start = 1_000_000;
+        let clock = ManualClock::at_secs(start);
+        let s = store(&clock);
+        // Stale claims by their low 64 bits, where a store packs what it compares: the
+        // stale claims worth trying against a live one are those it could confuse.
+        let mut stale: std::collections::HashMap<u64, Vec<Claim>> = Default::default();
+        let (mut tried, mut freed) = (0, Vec::new());
+        let (mut live, mut newest): (Option<Claim>, Option<Claim>) = (None, None);
+        for cycle in 1..=CYCLES {
+            // Forward past every lease so far: a retry takes the event over, and fails.
+            clock.set_secs(start + 60 * (cycle + 1));
+            let Begin::New(retry) = s.begin_now("e") else {
+                panic!("cycle {cycle}: the lease ran out, a retry must take over");
+            };
+            if let Some(taken_over) = live.take() {
+                newest = Some(taken_over);
+                stale
+                    .entry(taken_over.as_u128() as u64)
+                    .or_default()
+                    .push(taken_over);
+            }
+            s.abandon_now("e", retry);
+            // The clock steps back; a new copy claims the event.
+            clock.set_secs(start);
+            let Begin::New(claim) = s.begin_now("e") else {
+                panic!("cycle {cycle}: the event was free");
+            };
+            // Late releases from stale claimants: the newest, and any it could confuse.
+            let alike = stale
+                .get(&(claim.as_u128() as u64))
+                .cloned()
+                .unwrap_or_default();
+            for old in newest.into_iter().chain(alike) {
+                tried += 1;
+                s.abandon_now("e", old);
+                if s.begin_now("e") != Begin::InFlight {
+                    freed.push(cycle);
+                    break;
+                }
+            }
+            live = Some(claim);
+            if !freed.is_empty() {
+                break;
+            }
+        }
+        assert!(
+            freed.is_empty(),
+            "a stale claim freed a live one at cycle {freed:?}"
+        );
+        assert!(tried >= CYCLES - 1, "only {tried} stale releases tried");
+    }
+
+    #[test]
+    fn the_store_time_never_goes_back() {
+        let clock = ManualClock::at_secs(1000);
+        let s = store(&clock);
+        assert_eq!(s.now(), 1_000_000);
+        clock.set_secs(900);
+        assert_eq!(s.now(), 1_000_000, "a clock stepped back");
+        s.clone().now();
+        clock.set_secs(1001);
+        assert_eq!(s.now(), 1_001_000, "the clock caught up");
+    }
+
     #[test]
     fn the_default_clock_is_monotonic_not_the_wall_clock() {
         // Readings count from the store's configuration, so a step of the system's
@@ -702,9 +834,12 @@ mod tests {
                         Op::Complete(i) if !claims.is_empty() => {
                             let (k, claim) = claims[i % claims.len()];
                             s.complete_now(&format!("k{k}"), claim);
-                            if let Some((Held::InFlight(held), _)) = model.get(&k)
-                                && *held == i % claims.len()
-                            {
+                            // Done if the claim still held the key, or nothing holds it any
+                            // more (a late success is still a success).
+                            let mine = matches!(model.get(&k), Some((Held::InFlight(held), _))
+                                if *held == i % claims.len());
+                            let free = model.get(&k).is_none_or(|(_, until)| *until <= now);
+                            if mine || free {
                                 model.insert(k, (Held::Done, now + ttl));
                             }
                         }

@@ -20,7 +20,11 @@
 //!
 //! Keep handlers well under the lease: once it has run out, a retry may take the event
 //! over and run it a second time. A `complete` that comes too late is logged at `warn` by
-//! every store here; a claim taken over stays with its new owner.
+//! every store here; a claim taken over stays with its new owner, but when nobody holds
+//! the event any more (the copy that took it over failed, or its lease ran out too) the
+//! late success is recorded as done: the work was done, and running it again would not
+//! undo it. A conformance test (`core/tests/store_conformance.rs`) runs these cases
+//! against every store.
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -85,14 +89,17 @@ fn late_complete(key: &str, what: &str) {
 /// A store that remembers which events are being processed or are done.
 ///
 /// Implementations must make [`begin`](Self::begin) atomic: of many concurrent calls
-/// for one key, exactly one gets [`Begin::New`]. [`complete`](Self::complete) and
-/// [`abandon`](Self::abandon) act only while `claim` still owns the key, so a late call
-/// can never undo someone else's claim. See the [module docs](self) for the protocol.
+/// for one key, exactly one gets [`Begin::New`]. [`abandon`](Self::abandon) acts only
+/// while `claim` still owns the key, and [`complete`](Self::complete) only while it does
+/// or nobody does, so a late call can never undo someone else's claim. See the
+/// [module docs](self) for the protocol.
 pub trait DedupStore: Send + Sync + 'static {
     /// Claims `key` if nobody holds it and it is not done.
     fn begin(&self, key: &str) -> impl Future<Output = Result<Begin, StoreError>> + Send;
 
-    /// Marks `key` as done, if `claim` still holds it.
+    /// Marks `key` as done, if `claim` still holds it or nothing holds it any more (its
+    /// lease ran out and no other claim is live: a late success is still a success).
+    /// Leaves another live claim, or a done record, alone.
     fn complete(
         &self,
         key: &str,

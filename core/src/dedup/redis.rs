@@ -150,8 +150,27 @@ const RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(250);
 /// small whatever the body holds.
 ///
 /// Every key has an expiry, so under `maxmemory` a `volatile-*` or `allkeys-*` eviction
-/// policy may drop done events early (they are then processed again if re-sent), and
-/// `noeviction` turns a full Redis into errors (503 by default, so nothing is lost).
+/// policy may evict any of them: not only done events (processed again if re-sent) but
+/// **claims in flight**, and then a copy arriving while the handler still runs is
+/// processed concurrently. `volatile-ttl` evicts the keys closest to expiring first,
+/// which are claims (a lease of minutes against a TTL of a day); `volatile-lru` and
+/// `volatile-random` pick among all of them. Use `noeviction` on a Redis (or a
+/// database number of a Redis) that holds claims: a full Redis then turns into errors
+/// (503 by default, which the sender retries, so nothing is lost or run twice). Size
+/// `maxmemory` with the figures above, and do not share it with a cache that needs an
+/// evicting policy.
+///
+/// # Time
+///
+/// Leases and TTLs are `PX` expiries, counted by the Redis server on its own clock, not
+/// the receiver's: clock steps on the receivers do not matter. Redis stores each expiry
+/// as an absolute Unix time and checks it against its host's wall clock, even while it
+/// runs (as the `EXPIRE` documentation says), so a step of the Redis host's wall clock,
+/// or a restart or failover onto a host whose clock differs, moves every expiry by that
+/// much: forward, claims and done events end
+/// early (a copy of an event in flight may then run concurrently, a re-sent done event
+/// runs again); back, they last longer (retries get 409 longer). Keep the Redis hosts'
+/// clocks synchronized (NTP with slewing, not stepping).
 ///
 /// # When Redis restarts without persistence
 ///

@@ -206,3 +206,67 @@ async fn with_redis_down_admit_answers_503_or_passes_through() {
         Reply::AlreadyProcessed
     );
 }
+
+/// The request is dropped (the client went away) while its ticket is finishing and the
+/// store's connection is being re-established (Redis closed it, then stalls): the store
+/// call goes on in the background, so the event is remembered as done and the next copy
+/// is answered 200, not refused with 409 for the whole lease (issue 19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_dropped_while_finishing_still_completes() {
+    let Some(server) = RedisServer::start("a_ticket_dropped_while_finishing_still_completes")
+    else {
+        return;
+    };
+    let [gate, _] = replicas(&server, Duration::from_secs(60), OnStoreError::Reject).await;
+    let other = body("evt_meanwhile");
+    let body = body("evt_dropped_finish");
+    let ticket = ticket_of(deliver(&gate, &body).await);
+
+    // Redis drops the store's connection, then stalls (SIGSTOP, as a host swapping or a
+    // VM paused would): the manager's reconnection waits for it.
+    let mut redis = super::inspector(&server).await;
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("SKIPME")
+        .arg("yes")
+        .arg("TYPE")
+        .arg("normal")
+        .query_async::<i64>(&mut redis)
+        .await
+        .expect("CLIENT KILL");
+    server.pause();
+    // The next call finds the connection gone (503) and starts the reconnection.
+    let meanwhile = reply_of(deliver(&gate, &other).await);
+    assert_eq!(meanwhile.status(), 503, "{}", meanwhile.reason());
+
+    // The handler answered 200; the request is dropped while the ticket is finishing.
+    let finished = tokio::time::timeout(Duration::from_millis(300), ticket.finish(200)).await;
+    assert!(
+        finished.is_err(),
+        "the store answered during the pause: nothing was tested"
+    );
+    server.resume();
+
+    // Copies until one is answered as a duplicate: the 409s (and 503s while Redis
+    // reconnects) must stop well before the 60 s lease.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut refused = Vec::new();
+    while std::time::Instant::now() < deadline {
+        match deliver(&gate, &body).await {
+            Admission::Reply(reply) if reply.status() == 200 => {
+                eprintln!("refused before the duplicate: {refused:?}");
+                return;
+            }
+            Admission::Reply(reply) => refused.push(reply.status()),
+            Admission::Process { verified, .. } => {
+                panic!("{} processed again", verified.event_id)
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "not remembered as done within 10 s: {} copies refused ({:?}..)",
+        refused.len(),
+        &refused[..refused.len().min(5)]
+    );
+}
