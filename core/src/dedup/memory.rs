@@ -295,10 +295,12 @@ impl MemoryStore {
         self.cache.entry_count()
     }
 
-    /// The store's time: the clock's reading, or the latest reading seen if the clock
-    /// went back (the store's time never does).
+    /// The store's time: the clock's [monotonic](Clock::monotonic_millis) reading, or the
+    /// latest reading seen if the clock went back (the store's time never does). A
+    /// [`SystemClock`](crate::SystemClock) given to the gate is read through `Instant`, so
+    /// a step of the wall clock moves no lease.
     fn now(&self) -> u64 {
-        let reading = self.clock.now_millis();
+        let reading = self.clock.monotonic_millis();
         let latest = self.latest.load(Ordering::Relaxed);
         if reading <= latest {
             return latest;
@@ -438,7 +440,7 @@ mod tests {
     use super::*;
     use crate::ManualClock;
 
-    fn store(clock: &ManualClock) -> MemoryStore {
+    fn store(clock: &(impl Clock + Clone)) -> MemoryStore {
         MemoryStore::builder()
             .lease(Duration::from_secs(60))
             .time_to_live(Duration::from_secs(3600))
@@ -642,11 +644,34 @@ mod tests {
     /// only the claims' random bits tell them apart. None of those stale claims may free
     /// the live one (issue 19, item 14: with 20 random bits, the old store let one do so
     /// at cycle 341 to 2,504 in five runs).
+    /// A clock that is not monotonic: `set_secs` moves every reading, as a broken
+    /// injected clock would ([`ManualClock::set_secs`] steps only the wall clock).
+    #[derive(Debug, Clone, Default)]
+    struct Stepping(Arc<AtomicU64>);
+
+    impl Stepping {
+        fn at_secs(secs: u64) -> Self {
+            let clock = Self::default();
+            clock.set_secs(secs);
+            clock
+        }
+
+        fn set_secs(&self, secs: u64) {
+            self.0.store(secs * 1000, Ordering::SeqCst);
+        }
+    }
+
+    impl Clock for Stepping {
+        fn now_millis(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
     #[test]
     fn a_clock_stepped_back_never_lets_a_stale_claim_free_a_live_one() {
         const CYCLES: u64 = 4_000;
         let start = 1_000_000;
-        let clock = ManualClock::at_secs(start);
+        let clock = Stepping::at_secs(start);
         let s = store(&clock);
         // Stale claims by their low 64 bits, where a store packs what it compares: the
         // stale claims worth trying against a live one are those it could confuse.
@@ -697,9 +722,37 @@ mod tests {
         assert!(tried >= CYCLES - 1, "only {tried} stale releases tried");
     }
 
+    /// The store reads the clock's monotonic time: a step of the wall clock (NTP, a
+    /// resumed VM) neither ends a lease early nor revives an expired one.
+    #[test]
+    fn a_wall_clock_step_moves_no_lease() {
+        let clock = ManualClock::at_secs(1_000_000);
+        let s = store(&clock);
+        let claim = claim_of(s.begin_now("w"));
+        clock.set_secs(1_000_000 + 3_600);
+        assert_eq!(
+            s.begin_now("w"),
+            Begin::InFlight,
+            "a forward step ended the lease"
+        );
+        clock.set_secs(1_000_000 - 3_600);
+        assert_eq!(
+            s.begin_now("w"),
+            Begin::InFlight,
+            "a step back ended the lease"
+        );
+        assert_eq!(s.complete_now("w", claim), Completion::OnTime);
+        clock.advance(Duration::from_secs(3_599));
+        assert_eq!(
+            s.begin_now("w"),
+            Begin::Done,
+            "the TTL runs on the monotonic time"
+        );
+    }
+
     #[test]
     fn the_store_time_never_goes_back() {
-        let clock = ManualClock::at_secs(1000);
+        let clock = Stepping::at_secs(1000);
         let s = store(&clock);
         assert_eq!(s.now(), 1_000_000);
         clock.set_secs(900);

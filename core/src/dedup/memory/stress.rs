@@ -50,16 +50,26 @@ fn key(n: u64) -> String {
 }
 
 impl Run {
-    /// Records what `begin` answered for event `e`; returns the claim to finish.
-    fn begun(&self, e: u64, answer: Begin) -> Option<Claim> {
-        let now = self.calls.fetch_add(1, Ordering::Relaxed);
+    /// Claims event `e` and checks the answer against the model; returns the claim to
+    /// finish.
+    ///
+    /// A thread can be preempted on either side of its store call, so the call's time is
+    /// a range: `before` (when it was counted) and `after` (when it returned). A slot
+    /// records the earliest time its write may have happened (`before`), and an answer
+    /// counts as a fault only if even its latest time (`after`) is within the window:
+    /// preemption can then only put a fault outside the window, never make a legitimate
+    /// eviction look like one.
+    fn begin(&self, e: u64) -> Option<Claim> {
+        let before = self.calls.fetch_add(1, Ordering::Relaxed);
+        let answer = self.store.begin_now(&key(e));
+        let after = self.calls.load(Ordering::Relaxed);
         let Begin::New(claim) = answer else {
             return None;
         };
-        let before = self.model[e as usize].swap(slot(IN_FLIGHT, now), Ordering::AcqRel);
-        let (state, since) = (before >> 62, before & ((1 << 62) - 1));
+        let previous = self.model[e as usize].swap(slot(IN_FLIGHT, before), Ordering::AcqRel);
+        let (state, since) = (previous >> 62, previous & ((1 << 62) - 1));
         if state != FREE {
-            if now.saturating_sub(since) > self.window {
+            if after.saturating_sub(since) > self.window {
                 self.outside.fetch_add(1, Ordering::Relaxed);
             } else if state == IN_FLIGHT {
                 self.double_new.fetch_add(1, Ordering::Relaxed);
@@ -84,7 +94,7 @@ impl Run {
                 self.completions.fetch_add(1, Ordering::Relaxed);
                 self.model[e as usize].store(slot(DONE_, now), Ordering::Release);
                 // A copy arriving right after the answer must find the event done.
-                if let Some(again) = self.begun(e, self.store.begin_now(&k)) {
+                if let Some(again) = self.begin(e) {
                     self.finish(e, again, false);
                 }
             }
@@ -116,7 +126,7 @@ impl Run {
             }
             let len = self.model.len() as u64;
             let e = n % len;
-            if let Some(claim) = self.begun(e, self.store.begin_now(&key(e))) {
+            if let Some(claim) = self.begin(e) {
                 // The events retried below all failed at once.
                 if e.is_multiple_of(8) || random().is_multiple_of(4) {
                     self.finish(e, claim, true);
@@ -131,7 +141,7 @@ impl Run {
             // Retries of one old event from every thread at about the same time.
             if n >= lag {
                 let old = ((n - lag) & !7) % len;
-                if let Some(claim) = self.begun(old, self.store.begin_now(&key(old))) {
+                if let Some(claim) = self.begin(old) {
                     self.finish(old, claim, false);
                 }
             }
