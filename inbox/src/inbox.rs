@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) gate: Gate,
     pub(crate) namespace: String,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Whose clock times the workers' leases.
+    pub(crate) lease_clock: LeaseClock,
     pub(crate) body_limit: usize,
     pub(crate) read_timeout: Duration,
     /// Woken after each accepted delivery, so a worker in this process starts at once.
@@ -58,6 +60,26 @@ pub(crate) struct Shared {
     pub(crate) claiming: tokio::sync::Mutex<()>,
 }
 
+/// Whose clock times the workers' leases (see [`InboxBuilder::lease_clock`]).
+///
+/// A worker claims a delivery for its lease; once the lease has run out, another worker
+/// may take the delivery over (the first one is presumed dead). If the workers' clocks
+/// disagree by more than what is left of a lease, a worker whose clock runs ahead takes
+/// over a delivery that is still running elsewhere: the handler runs twice at once.
+/// Within one process that cannot happen (a worker never claims what its own process
+/// holds); across processes it is what this setting is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseClock {
+    /// The database server's clock: on Postgres, `clock_timestamp()`, read once per
+    /// claim, so every replica sharing the database agrees on when a lease ends, whatever
+    /// its own clock says. On SQLite, which serves one host, the inbox's own clock.
+    Database,
+    /// The inbox's own [`Clock`]: every process must keep its clock within a small part
+    /// of the lease of the others'.
+    Inbox,
+}
+
 /// Builds an [`Inbox`]: [`Inbox::builder`] (or [`Inbox::builder_from_secrets`]), the
 /// settings, then [`connect`](Self::connect) or [`pool`](Self::pool).
 #[must_use]
@@ -68,6 +90,7 @@ pub struct InboxBuilder {
     tolerance: Option<Duration>,
     namespace: String,
     clock: Option<Arc<dyn Clock>>,
+    lease_clock: Option<LeaseClock>,
     body_limit: usize,
     read_timeout: Duration,
     max_connections: Option<u32>,
@@ -116,6 +139,7 @@ impl Inbox {
             tolerance: None,
             namespace: String::new(),
             clock: None,
+            lease_clock: None,
             body_limit: DEFAULT_BODY_LIMIT,
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_connections: None,
@@ -161,6 +185,21 @@ impl Inbox {
 
     pub(crate) fn now_millis(&self) -> i64 {
         i64::try_from(self.shared.clock.now_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// The time leases are measured in, in milliseconds since the Unix epoch: the
+    /// database server's clock on Postgres with [`LeaseClock::Database`], else the
+    /// inbox's own.
+    pub(crate) async fn lease_now(&self) -> Result<i64, InboxError> {
+        match (&self.shared.db, self.shared.lease_clock) {
+            #[cfg(feature = "postgres")]
+            (Db::Postgres(pool), LeaseClock::Database) => Ok(sqlx::query_scalar::<_, i64>(
+                "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint",
+            )
+            .fetch_one(pool)
+            .await?),
+            _ => Ok(self.now_millis()),
+        }
     }
 
     /// Verifies a request and stores it: [`check_head`](Self::check_head) (with the
@@ -364,6 +403,15 @@ impl InboxBuilder {
         self
     }
 
+    /// Whose clock times the workers' leases: when a claimed delivery's lease ends and
+    /// another worker may take it over. The default is [`LeaseClock::Database`], unless
+    /// a [`clock`](Self::clock) was given (tests that expire leases by moving it), then
+    /// [`LeaseClock::Inbox`].
+    pub fn lease_clock(mut self, lease_clock: LeaseClock) -> Self {
+        self.lease_clock = Some(lease_clock);
+        self
+    }
+
     /// Reports each [`accept`](Inbox::accept)'s outcome, exactly once, and how long
     /// verification took, to `observer`: the core's [`Observer`], as the inline
     /// adapters' `observer` does (the core's `MetricsObserver`, feature `metrics`, fits).
@@ -445,6 +493,11 @@ impl InboxBuilder {
         if let Some(tolerance) = self.tolerance {
             gate = gate.tolerance(tolerance);
         }
+        let lease_clock = self.lease_clock.unwrap_or(if self.clock.is_some() {
+            LeaseClock::Inbox
+        } else {
+            LeaseClock::Database
+        });
         let clock = match self.clock {
             Some(clock) => {
                 gate = gate.clock(Arc::clone(&clock));
@@ -465,6 +518,7 @@ impl InboxBuilder {
                 gate,
                 namespace: self.namespace,
                 clock,
+                lease_clock,
                 body_limit: self.body_limit,
                 read_timeout: self.read_timeout,
                 accepted: Notify::new(),
@@ -481,6 +535,7 @@ impl fmt::Debug for InboxBuilder {
             .field("secrets", &self.secrets)
             .field("observer", &self.observer.is_some())
             .field("namespace", &self.namespace)
+            .field("lease_clock", &self.lease_clock)
             .field("body_limit", &self.body_limit)
             .finish_non_exhaustive()
     }

@@ -49,11 +49,11 @@
 //!   private network or through a TLS sidecar.
 //!
 //! The schema (one table, `mapping_webhooks_inbox`) is created and upgraded by the
-//! crate's own migrations when the inbox connects. Times are read from the inbox's
-//! clock, not the database's, so replicas' clocks should agree to well within the lease.
-//! A clock stepped forward never makes a worker claim a delivery that a worker of the
-//! same process still runs; across processes (Postgres replicas) it can, for the plain
-//! worker, when one clock is ahead by more than the lease (see [`Worker::lease`]).
+//! crate's own migrations when the inbox connects. A clock stepped forward never makes a
+//! worker claim a delivery that a worker of the same process still runs; across
+//! processes (Postgres replicas), leases are timed by the database server's clock
+//! ([`LeaseClock::Database`], the default), so replicas agree on when a lease ends
+//! whatever their own clocks say (see [`Worker::lease`]).
 //!
 //! # Example
 //!
@@ -94,7 +94,7 @@ mod worker;
 pub use db::Db;
 pub use delivery::{Delivery, DeliveryInfo, State, StoredDelivery, UnknownState};
 pub use error::InboxError;
-pub use inbox::{Acceptance, Inbox, InboxBuilder};
+pub use inbox::{Acceptance, Inbox, InboxBuilder, LeaseClock};
 #[cfg(feature = "metrics")]
 pub use metrics::WorkerMetrics;
 pub use observe::{Attempt, AttemptResult, WorkerObserver};

@@ -191,13 +191,13 @@ impl Worker {
     /// How long a claim holds a delivery (default 5 min): after it, a delivery whose
     /// worker died is claimed again. Must exceed the handler timeout.
     ///
-    /// Leases are times of the inbox's clock (the wall clock). A worker never claims a
-    /// delivery that a worker of the same [`Inbox`] (or a clone of it) still runs, even
-    /// when the clock steps forward past the lease. A worker in another process (on
-    /// Postgres, another replica) whose clock is ahead by more than the lease can claim
-    /// a delivery still running elsewhere: keep the replicas' clocks in sync (NTP), or
-    /// use the transactional worker, whose row lock holds the delivery whatever the
-    /// clocks say.
+    /// A worker never claims a delivery that a worker of the same [`Inbox`] (or a clone
+    /// of it) still runs, even when the clock steps forward past the lease. Across
+    /// processes, leases are timed by the clock
+    /// [`InboxBuilder::lease_clock`](crate::InboxBuilder::lease_clock) names: by
+    /// default the database server's on Postgres, so a replica whose clock runs ahead
+    /// cannot claim a delivery still running elsewhere. The transactional worker's row
+    /// lock holds the delivery whatever the clocks say.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -543,7 +543,7 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
         let params: Vec<String> = (0..held.len()).map(|i| format!("${}", i + 6)).collect();
         format!(" AND id NOT IN ({})", params.join(", "))
     };
-    let now = inbox.now_millis();
+    let now = inbox.lease_now().await?;
     let lease_until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
     let token = random_i64();
     let limit = i64::try_from(n).unwrap_or(i64::MAX);

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mapping_webhooks::ManualClock;
-use mapping_webhooks_inbox::{Acceptance, Db, Delivery, Inbox, PgTransaction, State};
-use support::{Backend, T0, TestDb, deliver, eventually};
+use mapping_webhooks_inbox::{Acceptance, Db, Delivery, Inbox, LeaseClock, PgTransaction, State};
+use support::{Backend, SECRET, T0, TestDb, deliver, eventually};
 use tokio::sync::Notify;
 
 async fn setup(test: &str) -> Option<(TestDb, Inbox, ManualClock)> {
@@ -265,4 +265,103 @@ async fn transactional_worker_needs_postgres() {
     let refused = inbox
         .transactional_worker(|_d: Delivery, tx: PgTransaction| async move { Ok::<_, String>(tx) });
     assert!(refused.is_err());
+}
+
+/// Replicas whose clocks disagree time their leases on the database's clock: a replica
+/// whose clock runs ten minutes ahead does not take over a delivery another replica is
+/// still running. With leases on its own clock, it does (the hazard the default avoids).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_clock_runs_ahead_does_not_take_over_a_running_delivery() {
+    let Some(db) = TestDb::open(Backend::Postgres, "lease_clock") else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let replica = |clock: Option<ManualClock>, lease_clock: Option<LeaseClock>| {
+        let mut builder = Inbox::builder(SECRET)
+            .unwrap()
+            .acquire_timeout(Duration::from_secs(2));
+        if let Some(clock) = clock {
+            builder = builder.clock(clock);
+        }
+        if let Some(lease_clock) = lease_clock {
+            builder = builder.lease_clock(lease_clock);
+        }
+        builder.connect(&db.url)
+    };
+    // Replica A: the system clock and the default lease clock (the database's).
+    let a = replica(None, None).await.unwrap();
+    let Acceptance::Stored { id } = deliver(&a, &ManualClock::at_secs(now), "evt_skew").await
+    else {
+        panic!("stored")
+    };
+    let started = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let lease = Duration::from_secs(60);
+    let worker = a
+        .worker({
+            let (started, release, runs) = (started.clone(), release.clone(), runs.clone());
+            move |_d: Delivery| {
+                let (started, release, runs) = (started.clone(), release.clone(), runs.clone());
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    started.notify_one();
+                    release.notified().await;
+                    Ok::<_, String>(())
+                }
+            }
+        })
+        .lease(lease)
+        .handler_timeout(Duration::from_secs(30))
+        .poll_interval(Duration::from_millis(20));
+    let task = tokio::spawn(worker.run());
+    tokio::time::timeout(Duration::from_secs(30), started.notified())
+        .await
+        .expect("replica A runs the delivery");
+
+    // Replica B's clock runs ten minutes ahead, past A's lease.
+    let ahead = ManualClock::at_secs(now + 600);
+    let counting = |runs: Arc<AtomicUsize>| {
+        move |_d: Delivery| {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(())
+            }
+        }
+    };
+    let b = replica(Some(ahead.clone()), Some(LeaseClock::Database))
+        .await
+        .unwrap();
+    let b_worker = b
+        .worker(counting(runs.clone()))
+        .lease(lease)
+        .handler_timeout(Duration::from_secs(30));
+    assert_eq!(
+        b_worker.run_once().await.unwrap(),
+        0,
+        "a replica whose clock is ahead took over a running delivery"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    // The same replica timing leases on its own clock takes it over: two runs at once.
+    let own = replica(Some(ahead), Some(LeaseClock::Inbox)).await.unwrap();
+    let own_worker = own
+        .worker(counting(runs.clone()))
+        .lease(lease)
+        .handler_timeout(Duration::from_secs(30));
+    assert_eq!(own_worker.run_once().await.unwrap(), 1);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "the hazard LeaseClock::Database avoids"
+    );
+
+    release.notify_one();
+    task.abort();
+    let _ = task.await;
+    assert_eq!(a.show(id).await.unwrap().info.state, State::Done);
 }
