@@ -181,13 +181,6 @@ pub enum VerifiedEventRejection {
     InvalidPayload(serde_json::Error),
 }
 
-/// The name this type had before it was unified with the tower adapter's.
-#[deprecated(
-    since = "0.1.0",
-    note = "renamed VerifiedEventRejection, as in mapping-webhooks-tower"
-)]
-pub type VerifiedEventError = VerifiedEventRejection;
-
 impl VerifiedEventRejection {
     pub(crate) fn missing_layer(path: &str) -> Self {
         tracing::error!(

@@ -149,8 +149,6 @@ pub mod reject;
 mod router;
 pub mod testing;
 
-#[allow(deprecated)]
-pub use extract::VerifiedEventError;
 pub use extract::{VerifiedEvent, VerifiedEventRejection};
 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 pub use inbox::{inbox_accept, inbox_resource};
