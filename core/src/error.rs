@@ -150,6 +150,10 @@ pub enum ConfigError {
     EmptySecret,
     /// The body limit is zero.
     ZeroBodyLimit,
+    /// The read timeout is zero: no body could ever be read.
+    ZeroReadTimeout,
+    /// A [`GateBuilder`](crate::GateBuilder) was given no secret, secrets handle or tenants.
+    MissingSecret,
     /// A dedup store's lease is outside [`LEASE_RANGE`](crate::LEASE_RANGE): a zero lease
     /// would let concurrent copies each claim the event, a huge one cannot be stored.
     Lease(Duration),
@@ -169,6 +173,14 @@ impl fmt::Display for ConfigError {
                 );
             }
             Self::ZeroBodyLimit => return f.write_str("the body limit must be at least one byte"),
+            Self::ZeroReadTimeout => {
+                return f.write_str("the read timeout must be longer than zero");
+            }
+            Self::MissingSecret => {
+                return f.write_str(
+                    "no webhook signing secret was given: set a secret, a secrets handle or tenants",
+                );
+            }
             Self::ZeroCapacity => {
                 return f.write_str("the dedup store's capacity must be at least one event");
             }

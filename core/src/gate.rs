@@ -14,13 +14,17 @@ use crate::observe::{Observer, Outcome, Refusal, StoreOperation};
 use crate::tenants::MAX_TENANT_KEY_LEN;
 use crate::verify::read_envelope;
 use crate::{
-    Clock, ConfigError, LookupError, MatchedSecret, Secret, Secrets, SignatureHeader, Tenant,
+    Clock, LookupError, MatchedSecret, Secret, Secrets, SignatureHeader, Tenant,
     TenantFrom, Tenants, Verified, Verifier, VerifyError,
 };
 
+mod builder;
+mod intake;
 mod reply;
 mod ticket;
 
+pub use builder::GateBuilder;
+pub use intake::{Admitted, Intake, RequestHead, Sink, SinkDelivery, Stored};
 pub use reply::Reply;
 pub use ticket::Ticket;
 use ticket::{Held, Observed, record};
@@ -152,46 +156,33 @@ impl Gate {
     /// `from` says, and its secrets from `tenants` (see [`check_tenant`](Self::check_tenant)).
     /// Dedup keys are per tenant. The other options are the defaults.
     pub fn for_tenants(tenants: Tenants, from: TenantFrom) -> Self {
-        // The gate's own secrets are never used: a request without a tenant is refused
-        // before any signature is checked. An unguessable one all the same.
-        let unused =
-            Secret::new(format!("unused-{}", Claim::random())).expect("a non-empty secret");
         Self {
             tenants: Some((tenants, from)),
-            ..Self::new(unused)
+            ..Self::new(Self::unused_secret())
         }
     }
 }
 
+impl Gate {
+    /// Starts building a gate: every option, checked together at
+    /// [`build`](GateBuilder::build).
+    pub fn builder() -> GateBuilder {
+        GateBuilder::new()
+    }
+
+    /// The secret of a gate for tenants, which is never used (a request without a
+    /// tenant is refused before any signature is checked): an unguessable one all the same.
+    fn unused_secret() -> Secret {
+        Secret::new(format!("unused-{}", Claim::random())).expect("a non-empty secret")
+    }
+}
+
 impl<D: DedupStore> Gate<D> {
-    /// Also accepts signatures made with a previous secret (see
-    /// [`Verifier::previous_secret`]).
-    #[must_use]
-    pub fn previous_secret(mut self, secret: Secret) -> Self {
-        self.verifier = self.verifier.previous_secret(secret);
-        self
-    }
-
-    /// How far the signed timestamp may be from the clock, either way (default 5 minutes).
-    #[must_use]
-    pub fn tolerance(mut self, tolerance: Duration) -> Self {
-        self.verifier = self.verifier.tolerance(tolerance);
-        self
-    }
-
-    /// Reads the time from `clock` (for tests): the verifier's signature window, the
-    /// secrets' expiry deadlines, and the leases and TTLs of the default [`MemoryStore`],
-    /// which is rebuilt (empty) on this clock. A store passed with [`dedup`](Self::dedup)
-    /// keeps its own clock (set it with
-    /// [`MemoryStoreBuilder::clock`](crate::dedup::MemoryStoreBuilder::clock)).
-    ///
-    /// The default store then follows `clock` instead of its monotonic one: a store's
-    /// clock must be monotonic, and a wall clock such as [`SystemClock`](crate::SystemClock)
-    /// is not, so the store never lets its time go back (see
-    /// [`MemoryStore`'s time](MemoryStore#time)).
-    #[must_use]
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        let clock: Arc<dyn Clock> = Arc::new(clock);
+    /// Reads the time from `clock`; the default store is rebuilt (empty) on it. The
+    /// store then follows `clock` instead of its monotonic one: a store's clock must be
+    /// monotonic, and a wall clock such as [`SystemClock`](crate::SystemClock) is not,
+    /// so the store never lets its time go back (see [`MemoryStore`'s time](MemoryStore#time)).
+    fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         if self.default_store {
             let store: Arc<dyn Any + Send + Sync> = Arc::new(
                 MemoryStore::builder()
@@ -199,7 +190,7 @@ impl<D: DedupStore> Gate<D> {
                     .build()
                     .expect("the default store's settings are valid"),
             );
-            // `default_store` is only set by `Gate::new`, whose `D` is `MemoryStore`.
+            // `default_store` is only set by `Gate::from_secrets`, whose `D` is `MemoryStore`.
             if let Ok(store) = store.downcast::<D>() {
                 self.store = Some(store);
             }
@@ -208,33 +199,12 @@ impl<D: DedupStore> Gate<D> {
         self
     }
 
-    /// The largest body read (default [`DEFAULT_BODY_LIMIT`]).
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::ZeroBodyLimit`] for a limit of zero.
-    pub fn body_limit(mut self, bytes: usize) -> Result<Self, ConfigError> {
-        if bytes == 0 {
-            return Err(ConfigError::ZeroBodyLimit);
-        }
-        self.body_limit = bytes;
-        Ok(self)
-    }
-
-    /// The time allowed for reading the body (default [`DEFAULT_READ_TIMEOUT`]).
-    #[must_use]
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.read_timeout = timeout;
-        self
-    }
-
-    /// Deduplicates with `store` instead.
-    #[must_use]
-    pub fn dedup<S: DedupStore>(self, store: S) -> Gate<S> {
+    /// The same gate with another store (`None`: no dedup).
+    fn with_store<S: DedupStore>(self, store: Option<Arc<S>>) -> Gate<S> {
         Gate {
             verifier: self.verifier,
             tenants: self.tenants,
-            store: Some(Arc::new(store)),
+            store,
             namespace: self.namespace,
             on_store_error: self.on_store_error,
             body_limit: self.body_limit,
@@ -244,39 +214,10 @@ impl<D: DedupStore> Gate<D> {
         }
     }
 
-    /// Does not deduplicate: every verified request runs the handler.
-    #[must_use]
-    pub fn without_dedup(mut self) -> Self {
-        self.store = None;
-        self.default_store = false;
-        self
-    }
-
-    /// Prefixes store keys with `namespace`, so one store can serve several endpoints.
-    ///
     /// Any string works: distinct (namespace, `eventId`) pairs always make distinct keys
     /// (see [`key_for`](Self::key_for)). An empty namespace is the same as none.
-    #[must_use]
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        let namespace = namespace.into();
+    fn set_namespace(&mut self, namespace: String) {
         self.namespace = (!namespace.is_empty()).then(|| escape_namespace(&namespace));
-        self
-    }
-
-    /// What to do when the store cannot answer (default [`OnStoreError::Reject`]).
-    #[must_use]
-    pub fn on_store_error(mut self, policy: OnStoreError) -> Self {
-        self.on_store_error = policy;
-        self
-    }
-
-    /// Reports each request's [`Outcome`] (exactly once), and the time taken by
-    /// verification, the store and the handler, to `observer` (see the
-    /// [`observe`](crate::observe) module). Without one, the gate reads no clock.
-    #[must_use]
-    pub fn observer(mut self, observer: impl Observer) -> Self {
-        self.observer = Some(Arc::new(observer));
-        self
     }
 
     /// The verifier.
@@ -313,7 +254,7 @@ impl<D: DedupStore> Gate<D> {
     /// tenant the resolver does not know; 503 with `Retry-After` when the lookup failed,
     /// panicked, timed out, or too many lookups were running (the sender retries). The
     /// tenant found names the request's dedup namespace by its [id](crate::Tenant::id).
-    pub async fn check_tenant(
+    pub(crate) async fn check_tenant(
         &self,
         mut head: CheckedHead,
         tenant: Option<&str>,
@@ -374,12 +315,12 @@ impl<D: DedupStore> Gate<D> {
     }
 
     /// The largest body read.
-    pub fn get_body_limit(&self) -> usize {
+    pub fn body_limit(&self) -> usize {
         self.body_limit
     }
 
     /// The time allowed for reading the body.
-    pub fn get_read_timeout(&self) -> Duration {
+    pub fn read_timeout(&self) -> Duration {
         self.read_timeout
     }
 
@@ -388,7 +329,7 @@ impl<D: DedupStore> Gate<D> {
     /// # Errors
     ///
     /// A 413 [`Reply`] when `content_length` is over the limit.
-    pub fn check_content_length(
+    pub(crate) fn check_content_length(
         &self,
         content_length: Option<u64>,
         unsigned: UnsignedHeaders<'_>,
@@ -407,7 +348,7 @@ impl<D: DedupStore> Gate<D> {
     /// Logs a refusal found by the adapter itself (the body was too large or could
     /// not be read), reports it to the observer, and turns it into a reply. Every
     /// refusal, the gate's own included, goes through here, so each is reported once.
-    pub fn refuse(&self, error: VerifyError, unsigned: UnsignedHeaders<'_>) -> Reply {
+    pub(crate) fn refuse(&self, error: VerifyError, unsigned: UnsignedHeaders<'_>) -> Reply {
         if let Some(observer) = &self.observer {
             observer.outcome(Outcome::Refused(Refusal::of(&error)));
         }
@@ -437,7 +378,7 @@ impl<D: DedupStore> Gate<D> {
     /// The [`Reply`] to answer with, in this order: 413 for a declared length over the
     /// limit; 400 for no header or more than one; 400 for a malformed one; 401 for a
     /// timestamp outside the tolerance.
-    pub fn check_head<'h>(
+    pub(crate) fn check_head<'h>(
         &self,
         signatures: impl IntoIterator<Item = &'h [u8]>,
         content_length: Option<u64>,
@@ -488,7 +429,7 @@ impl<D: DedupStore> Gate<D> {
     ///
     /// The timestamp window is not checked again: it was checked when the head arrived,
     /// and the body read that followed is bounded by the read timeout.
-    pub async fn admit_checked(
+    pub(crate) async fn admit_checked(
         &self,
         head: CheckedHead,
         unsigned: UnsignedHeaders<'_>,
@@ -727,30 +668,17 @@ impl<D> fmt::Debug for Gate<D> {
     }
 }
 
-/// A request whose head passed [`Gate::check_head`]: a declared length within the
-/// limit, and exactly one well-formed signature header whose timestamp is within the
-/// tolerance. Its signatures are not checked yet: that needs the body, which
-/// [`Gate::admit_checked`] takes with it.
-///
-/// It owns the parsed header (a few hundred bytes, no allocation). `Debug` shows the
-/// timestamp and the number of signatures, never a signature.
+/// A request whose head passed [`Gate::check_head`] (and, with tenants,
+/// [`Gate::check_tenant`]): its signatures are not checked yet, which needs the body.
+/// `Debug` shows the timestamp and the number of signatures, never a signature.
 #[derive(Debug)]
-#[must_use = "read the body and pass both to Gate::admit_checked"]
-pub struct CheckedHead {
-    header: SignatureHeader,
+pub(crate) struct CheckedHead {
+    pub(crate) header: SignatureHeader,
     /// The tenant [`Gate::check_tenant`] found for the request.
     tenant: Option<Tenant>,
 }
 
-impl CheckedHead {
-    /// The signed timestamp, in seconds since the Unix epoch (not yet proven to be the
-    /// sender's: the signature is checked with the body).
-    pub fn timestamp(&self) -> u64 {
-        self.header.timestamp()
-    }
-}
-
-/// What [`Gate::admit`] or [`Gate::admit_checked`] decided.
+/// What [`Gate::admit`] decided.
 #[derive(Debug)]
 // `Process` is the larger variant by design: it is moved once per request, never stored.
 #[allow(clippy::large_enum_variant)]

@@ -204,6 +204,29 @@ impl SignatureHeader {
     pub fn signatures(&self) -> impl Iterator<Item = &[u8; 32]> {
         self.signatures[..self.len].iter().flatten()
     }
+
+    /// The header written back as `t=<timestamp>,v1=<hex>[,v1=<hex>…]`, with its
+    /// well-formed signatures only: what a durable inbox stores to verify the delivery
+    /// again later (the ones left out could match no secret).
+    ///
+    /// ```
+    /// use mapping_webhooks::SignatureHeader;
+    ///
+    /// let text = format!("t=1717250400,v1={},v0=ignored", "ab".repeat(32));
+    /// let header = SignatureHeader::parse(&text)?;
+    /// assert_eq!(header.to_header_value(), format!("t=1717250400,v1={}", "ab".repeat(32)));
+    /// # Ok::<(), mapping_webhooks::HeaderError>(())
+    /// ```
+    pub fn to_header_value(&self) -> String {
+        let mut text = String::with_capacity(24 + self.len * 68);
+        text.push_str("t=");
+        text.push_str(&self.timestamp.to_string());
+        for signature in self.signatures() {
+            text.push_str(",v1=");
+            encode_hex32(signature, &mut text);
+        }
+        text
+    }
 }
 
 impl fmt::Debug for SignatureHeader {

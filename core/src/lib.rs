@@ -98,9 +98,17 @@ pub use envelope::{
 };
 pub use error::{ConfigError, VerifyError};
 pub use gate::{
-    Admission, CheckedHead, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate, OnStoreError,
-    RETRY_AFTER_SECS, Reply, Ticket, UnsignedHeaders,
+    Admission, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate, GateBuilder, OnStoreError,
+    RETRY_AFTER_SECS, Reply, Sink, SinkDelivery, Stored, UnsignedHeaders,
 };
+
+/// For adapter authors: what a framework adapter drives (the request pipeline) and what
+/// it hands the handler. An app never needs these; the adapter crates do not re-export
+/// them.
+pub mod adapter {
+    pub use crate::dedup::{Begin, Claim};
+    pub use crate::gate::{Admitted, Intake, RequestHead, Ticket};
+}
 pub use header::{HeaderError, MAX_HEADER_LEN, MAX_SIGNATURES, SignatureHeader};
 #[cfg(feature = "metrics")]
 pub use metrics_observer::MetricsObserver;

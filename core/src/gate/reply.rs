@@ -30,6 +30,11 @@ pub enum Reply {
     /// As many secrets lookups as [allowed](crate::Tenants::max_concurrent_lookups)
     /// were running: 503 with `Retry-After`, at once.
     TenantLookupsBusy,
+    /// Stored and committed by a durable [`Sink`](crate::Sink) (the inbox), which
+    /// processes it later: 202.
+    Queued,
+    /// The durable [`Sink`](crate::Sink) could not store it: 503, so the sender retries.
+    SinkUnavailable,
 }
 
 impl Reply {
@@ -39,7 +44,9 @@ impl Reply {
             Self::Refused(e) => e.status(),
             Self::AlreadyProcessed => 200,
             Self::InFlight => 409,
+            Self::Queued => 202,
             Self::StoreUnavailable
+            | Self::SinkUnavailable
             | Self::TenantLookupFailed
             | Self::TenantLookupTimedOut
             | Self::TenantLookupsBusy => 503,
@@ -58,6 +65,8 @@ impl Reply {
             Self::TenantLookupFailed => "secrets lookup unavailable; retry later",
             Self::TenantLookupTimedOut => "secrets lookup timed out; retry later",
             Self::TenantLookupsBusy => "too many secrets lookups at once; retry later",
+            Self::Queued => "accepted",
+            Self::SinkUnavailable => "inbox database unavailable; retry later",
         }
     }
 
@@ -72,6 +81,8 @@ impl Reply {
             Self::TenantLookupFailed => "secrets_unavailable",
             Self::TenantLookupTimedOut => "secrets_timeout",
             Self::TenantLookupsBusy => "secrets_busy",
+            Self::Queued => "accepted",
+            Self::SinkUnavailable => "inbox_unavailable",
         }
     }
 

@@ -98,19 +98,19 @@ impl<D: DedupStore> Ticket<D> {
     }
 
     /// Ends the ticket of a request that no handler runs for here, because a durable
-    /// store took it over (the inbox: [`Outcome::Queued`] once stored for its worker,
-    /// [`Outcome::Duplicate`] for an event stored before, [`Outcome::StoreUnavailable`]
-    /// when storing failed): reports `outcome` to the span and the observer instead of a
-    /// handler's end, without reading a clock. Meant for a gate without dedup; a claim,
-    /// if one is held, is freed as a dropped ticket's is.
-    pub fn hand_over(mut self, outcome: Outcome) {
+    /// [`Sink`](crate::Sink) took it over: reports `outcome` to the span and the observer
+    /// instead of a handler's end, and completes the claim (`success`: the sink holds the
+    /// event) or frees it (the sink failed: the sender's retry must be stored).
+    pub(super) async fn hand_over(mut self, outcome: Outcome, success: bool) {
         self.reported = true;
         record(&self.span, outcome);
-        if let Some(observed) = self.observed.take() {
-            if let Some(held) = self.claim.take() {
-                held.store.abandon_detached(held.key, held.claim);
-                observed.observer.claim_ended();
-            }
+        let observed = self.observed.take();
+        if let Some(held) = self.claim.take() {
+            let observer = observed.as_ref().map(|o| Arc::clone(&o.observer));
+            let started = observer.as_ref().map(|_| Instant::now());
+            settle(held, success, observer, started).await;
+        }
+        if let Some(observed) = observed {
             observed.observer.outcome(outcome);
         }
     }

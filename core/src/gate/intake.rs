@@ -1,0 +1,357 @@
+//! One request's whole life, without I/O: [`Gate::intake`] opens it on the head, the
+//! adapter pushes the body's chunks in, and [`Intake::admit`] (run a handler) or
+//! [`Intake::admit_into`] (store it for later) ends it. Adapters only move bytes.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{CheckedHead, Gate, Reply, Ticket, UnsignedHeaders};
+use crate::observe::Outcome;
+use crate::{
+    DELIVERY_HEADER, DedupStore, EVENT_HEADER, SIGNATURE_HEADER, SignatureHeader, Verified,
+    VerifyError,
+};
+
+/// What the pipeline reads from a request's head, as the adapter's framework holds it.
+///
+/// An adapter implements it over its request type (a few lines: the header lookup, the
+/// path and the host); the gate takes every decision from it.
+pub trait RequestHead {
+    /// Every value of the header `name` (lowercase), in the order received.
+    fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]>;
+
+    /// The path of the request's URI, such as `/hooks/mapping/acme`.
+    fn path(&self) -> &str;
+
+    /// The request's host: the URI's authority (HTTP/2, absolute form), else `Host`.
+    fn host(&self) -> Option<&str>;
+
+    /// The body's declared length: `Content-Length` by default. An adapter that knows
+    /// the body's exact size otherwise says so here.
+    fn content_length(&self) -> Option<u64> {
+        let value = self.header_values("content-length").next()?;
+        std::str::from_utf8(value).ok()?.parse().ok()
+    }
+
+    /// The tenant key when the adapter takes it itself (a function of the app's own);
+    /// `None` takes it as the gate's [`TenantFrom`](crate::TenantFrom) says. An adapter
+    /// whose own function found no key returns an empty one: it is refused (404).
+    fn tenant_key(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+
+    /// The first value of header `name`, when it is text.
+    fn header_text(&self, name: &'static str) -> Option<&str> {
+        std::str::from_utf8(self.header_values(name).next()?).ok()
+    }
+}
+
+/// A request on its way through a [`Gate`]: its head passed, its tenant is known, and
+/// its body is being read. Made by [`Gate::intake`].
+///
+/// ```
+/// use std::borrow::Cow;
+/// use mapping_webhooks::{Gate, RequestHead, Secret, Signer};
+///
+/// /// A request as some framework holds it.
+/// struct Head { signature: String }
+///
+/// impl RequestHead for Head {
+///     fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+///         (name == "x-webhook-signature").then(|| self.signature.as_bytes()).into_iter()
+///     }
+///     fn path(&self) -> &str { "/hooks/mapping" }
+///     fn host(&self) -> Option<&str> { None }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let gate = Gate::new(Secret::new("whsec_test")?);
+/// let body = br#"{"id":"del_1","eventId":"evt_1","type":"mapping.completed","data":{}}"#;
+/// let head = Head { signature: Signer::new(Secret::new("whsec_test")?).sign_now(body) };
+///
+/// let mut intake = gate.intake(&head).await.expect("the head passes");
+/// for chunk in body.chunks(16) {
+///     intake.push(bytes::Bytes::copy_from_slice(chunk)).expect("within the limit");
+/// }
+/// let admitted = intake.admit().await.expect("verified and new");
+/// assert_eq!(admitted.verified.event_id, "evt_1");
+/// // ... run the handler with `admitted.body`, then:
+/// admitted.ticket.finish(200).await;
+/// # Ok::<(), mapping_webhooks::ConfigError>(())
+/// # }).unwrap();
+/// ```
+#[must_use = "push the body and admit the request, or answer the reply it gives"]
+pub struct Intake<'r, D: DedupStore> {
+    gate: &'r Gate<D>,
+    head: CheckedHead,
+    unsigned: UnsignedHeaders<'r>,
+    declared: Option<u64>,
+    body: Body,
+}
+
+/// The body read so far: one chunk is kept as it came (no copy), more are joined.
+enum Body {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Body {
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::One(bytes) => bytes.len(),
+            Self::Many(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// A request the gate admitted: verified, and claimed in the dedup store.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Admitted<D: DedupStore> {
+    /// What was verified.
+    pub verified: Verified,
+    /// The raw body, as signed.
+    pub body: Bytes,
+    /// The dedup claim: [`finish`](Ticket::finish) it with the handler's status.
+    pub ticket: Ticket<D>,
+    /// The parsed signature header (a durable inbox stores it to verify again later).
+    pub signature: SignatureHeader,
+}
+
+/// A verified delivery handed to a [`Sink`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct SinkDelivery<'a> {
+    /// What was verified (the tenant's id included, for a gate with tenants).
+    pub verified: &'a Verified,
+    /// The signature header, to store and verify again later.
+    pub signature: &'a SignatureHeader,
+    /// The raw body, as signed.
+    pub body: &'a [u8],
+}
+
+/// What a [`Sink`] did with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored and committed: answered 202.
+    New,
+    /// The same event (its tenant's, for a gate with tenants) was stored before:
+    /// answered as a duplicate, 200.
+    AlreadyStored,
+}
+
+/// A durable store that takes a verified delivery instead of a handler running at once:
+/// the inbox (`mapping-webhooks-inbox`) is one. [`Intake::admit_into`] answers 202 only
+/// once [`store`](Self::store) returned [`Stored::New`], so a delivery acknowledged is
+/// never lost.
+pub trait Sink: Send + Sync {
+    /// Stores `delivery`. An error is answered 503 (the sender retries) and logged.
+    fn store(
+        &self,
+        delivery: SinkDelivery<'_>,
+    ) -> impl Future<Output = Result<Stored, Box<dyn std::error::Error + Send + Sync>>> + Send;
+}
+
+impl<D: DedupStore> Gate<D> {
+    /// Opens the pipeline for one request, before any byte of its body is read: checks
+    /// its head (413 for a declared length over the limit, 400 for no signature header,
+    /// more than one or a malformed one, 401 for a timestamp outside the tolerance) and,
+    /// for a gate with tenants, finds the request's tenant (404, or 503 when the lookup
+    /// fails). A request refused here is never read, nor sent a `100 Continue`.
+    ///
+    /// # Errors
+    ///
+    /// The [`Reply`] to answer with; it was logged and reported to the observer.
+    pub async fn intake<'r, H: RequestHead>(&'r self, head: &'r H) -> Result<Intake<'r, D>, Reply> {
+        let unsigned = UnsignedHeaders {
+            delivery_id: head.header_text(DELIVERY_HEADER),
+            event_type: head.header_text(EVENT_HEADER),
+        };
+        let declared = head.content_length();
+        let checked = self.check_head(head.header_values(SIGNATURE_HEADER), declared, unsigned)?;
+        let checked = match self.tenant_from() {
+            None => checked,
+            Some(from) => {
+                let key = match head.tenant_key() {
+                    Some(key) => Some(key),
+                    None => from.key(head.path(), head.host()),
+                };
+                self.check_tenant(checked, key.as_deref(), unsigned).await?
+            }
+        };
+        Ok(Intake {
+            gate: self,
+            head: checked,
+            unsigned,
+            declared,
+            body: Body::Empty,
+        })
+    }
+}
+
+impl<D: DedupStore> Gate<D> {
+    /// Verifies a request whose body was read already and stores it in `sink`, as
+    /// [`Intake::admit_into`] does: the framework-free counterpart of [`admit`](Gate::admit)
+    /// for a durable sink. `signatures` are the values of every `X-Webhook-Signature`
+    /// header. A gate with tenants refuses it (404): tenants need the request's path or
+    /// host, which an adapter gives through [`intake`](Gate::intake).
+    pub async fn admit_into<'h, S: Sink>(
+        &self,
+        sink: &S,
+        signatures: impl IntoIterator<Item = &'h [u8]>,
+        unsigned: UnsignedHeaders<'_>,
+        body: &[u8],
+    ) -> Reply {
+        let length = u64::try_from(body.len()).unwrap_or(u64::MAX);
+        let head = match self.check_head(signatures, Some(length), unsigned) {
+            Ok(head) => head,
+            Err(reply) => return reply,
+        };
+        let intake = Intake {
+            gate: self,
+            head,
+            unsigned,
+            declared: Some(length),
+            body: Body::One(Bytes::copy_from_slice(body)),
+        };
+        intake.admit_into(sink).await
+    }
+}
+
+impl<'r, D: DedupStore> Intake<'r, D> {
+    /// The largest body this request may have.
+    pub fn body_limit(&self) -> usize {
+        self.gate.body_limit
+    }
+
+    /// The time the adapter allows for reading the whole body; past it, answer
+    /// [`body_failed`](Self::body_failed)`(true)`.
+    pub fn read_timeout(&self) -> Duration {
+        self.gate.read_timeout
+    }
+
+    /// Takes the body's next chunk.
+    ///
+    /// # Errors
+    ///
+    /// A 413 [`Reply`] as soon as the body passes the limit (stop reading and answer it).
+    pub fn push(&mut self, chunk: Bytes) -> Result<(), Reply> {
+        let limit = self.gate.body_limit;
+        if self.body.len().saturating_add(chunk.len()) > limit {
+            return Err(self
+                .gate
+                .refuse(VerifyError::BodyTooLarge { limit }, self.unsigned));
+        }
+        self.body = match std::mem::replace(&mut self.body, Body::Empty) {
+            Body::Empty => Body::One(chunk),
+            Body::One(first) => {
+                // Room for the whole declared body at once, within the limit.
+                let expected = self
+                    .declared
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(0)
+                    .clamp(first.len() + chunk.len(), limit);
+                let mut joined = BytesMut::with_capacity(expected);
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&chunk);
+                Body::Many(joined)
+            }
+            Body::Many(mut joined) => {
+                joined.extend_from_slice(&chunk);
+                Body::Many(joined)
+            }
+        };
+        Ok(())
+    }
+
+    /// The body could not be read: the connection broke (400), or the read took longer
+    /// than [`read_timeout`](Self::read_timeout) (`timed_out`: 408).
+    pub fn body_failed(self, timed_out: bool) -> Reply {
+        self.gate
+            .refuse(VerifyError::BodyRead { timed_out }, self.unsigned)
+    }
+
+    /// The body is complete: checks its signature (401), its envelope (400), then claims
+    /// its event (200 for a duplicate, 409 for a copy in flight, 503 for a store failure).
+    ///
+    /// # Errors
+    ///
+    /// The [`Reply`] to answer with, without running the handler.
+    pub async fn admit(self) -> Result<Admitted<D>, Reply> {
+        let body = match self.body {
+            Body::Empty => Bytes::new(),
+            Body::One(bytes) => bytes,
+            Body::Many(bytes) => bytes.freeze(),
+        };
+        let signature = self.head.header.clone();
+        match self.gate.admit_checked(self.head, self.unsigned, &body).await {
+            super::Admission::Process { verified, ticket } => Ok(Admitted {
+                verified,
+                body,
+                ticket,
+                signature,
+            }),
+            super::Admission::Reply(reply) => Err(reply),
+        }
+    }
+
+    /// Admits the request (as [`admit`](Self::admit)) and stores it in `sink` instead of
+    /// running a handler: 202 once the sink committed it, 200 (a duplicate) when it held
+    /// the event already, 503 when it failed. The dedup claim is completed only once
+    /// the sink answered, and freed when it failed, so the sender's retry is stored.
+    pub async fn admit_into<S: Sink>(self, sink: &S) -> Reply {
+        let admitted = match self.admit().await {
+            Ok(admitted) => admitted,
+            Err(reply) => return reply,
+        };
+        let Admitted {
+            verified,
+            body,
+            ticket,
+            signature,
+        } = admitted;
+        let stored = sink
+            .store(SinkDelivery {
+                verified: &verified,
+                signature: &signature,
+                body: &body,
+            })
+            .await;
+        match stored {
+            Ok(Stored::New) => {
+                ticket.hand_over(Outcome::Queued, true).await;
+                Reply::Queued
+            }
+            Ok(Stored::AlreadyStored) => {
+                ticket.hand_over(Outcome::Duplicate, true).await;
+                Reply::AlreadyProcessed
+            }
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    event_id = verified.event_id,
+                    delivery_id = verified.delivery_id,
+                    "the inbox could not store the webhook; answered 503 so the sender retries"
+                );
+                ticket.hand_over(Outcome::StoreUnavailable, false).await;
+                Reply::SinkUnavailable
+            }
+        }
+    }
+}
+
+impl<D: DedupStore> fmt::Debug for Intake<'_, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Intake")
+            .field("head", &self.head)
+            .field("declared", &self.declared)
+            .field("read", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
