@@ -14,8 +14,8 @@ use crate::observe::{Observer, Outcome, Refusal, StoreOperation};
 use crate::tenants::MAX_TENANT_KEY_LEN;
 use crate::verify::read_envelope;
 use crate::{
-    Clock, LookupError, MatchedSecret, Secret, Secrets, SignatureHeader, Tenant,
-    TenantFrom, Tenants, Verified, Verifier, VerifyError,
+    Clock, LookupError, MatchedSecret, Secret, Secrets, SignatureHeader, Tenant, TenantFrom,
+    Tenants, Verified, Verifier, VerifyError,
 };
 
 mod builder;

@@ -73,6 +73,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod adapter;
 mod clock;
 pub mod dedup;
 mod envelope;
@@ -102,13 +103,6 @@ pub use gate::{
     RETRY_AFTER_SECS, Reply, Sink, SinkDelivery, Stored, UnsignedHeaders,
 };
 
-/// For adapter authors: what a framework adapter drives (the request pipeline) and what
-/// it hands the handler. An app never needs these; the adapter crates do not re-export
-/// them.
-pub mod adapter {
-    pub use crate::dedup::{Begin, Claim};
-    pub use crate::gate::{Admitted, Intake, RequestHead, Ticket};
-}
 pub use header::{HeaderError, MAX_HEADER_LEN, MAX_SIGNATURES, SignatureHeader};
 #[cfg(feature = "metrics")]
 pub use metrics_observer::MetricsObserver;

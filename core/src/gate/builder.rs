@@ -238,10 +238,8 @@ impl<D: DedupStore> GateBuilder<D> {
             Store::None => gate.with_store(None),
             // `D` is `MemoryStore` here: `dedup` is the only way to another type.
             Store::Default => {
-                let store: Arc<dyn std::any::Any + Send + Sync> = gate
-                    .store
-                    .take()
-                    .expect("Gate::from_secrets makes a store");
+                let store: Arc<dyn std::any::Any + Send + Sync> =
+                    gate.store.take().expect("Gate::from_secrets makes a store");
                 gate.with_store(Some(
                     store
                         .downcast::<D>()

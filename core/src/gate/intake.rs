@@ -290,7 +290,11 @@ impl<'r, D: DedupStore> Intake<'r, D> {
             Body::Many(bytes) => bytes.freeze(),
         };
         let signature = self.head.header.clone();
-        match self.gate.admit_checked(self.head, self.unsigned, &body).await {
+        match self
+            .gate
+            .admit_checked(self.head, self.unsigned, &body)
+            .await
+        {
             super::Admission::Process { verified, ticket } => Ok(Admitted {
                 verified,
                 body,
