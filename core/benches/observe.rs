@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use mapping_webhooks::{
-    Admission, Begin, Claim, DedupStore, Gate, Observer, Secret, Signer, StoreError,
+    Admission, Begin, Claim, DedupStore, Gate, GateBuilder, Observer, Secret, Signer, StoreError,
     UnsignedHeaders,
 };
 
@@ -65,8 +65,12 @@ struct Variant {
     ns: Vec<f64>,
 }
 
+fn builder() -> GateBuilder<NullStore> {
+    Gate::builder().secret(SECRET).dedup(NullStore)
+}
+
 fn gate() -> Gate<NullStore> {
-    Gate::new(Secret::new(SECRET).expect("secret")).dedup(NullStore)
+    builder().build().expect("valid")
 }
 
 fn main() {
@@ -92,7 +96,7 @@ fn main() {
         },
         Variant {
             name: "noop observer",
-            gate: gate().observer(Noop),
+            gate: builder().observer(Noop).build().expect("valid"),
             after: Box::new(|| ()),
             ns: Vec::new(),
         },
@@ -108,7 +112,7 @@ fn main() {
             metrics::with_local_recorder(&recorder, mapping_webhooks::MetricsObserver::new);
         variants.push(Variant {
             name: "metrics (Prometheus recorder)",
-            gate: gate().observer(observer),
+            gate: builder().observer(observer).build().expect("valid"),
             after: Box::new(move || handle.run_upkeep()),
             ns: Vec::new(),
         });

@@ -15,9 +15,11 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use mapping_webhooks::adapter::RequestHead;
 use mapping_webhooks::{
-    Admission, Gate, ResolveError, Secret, Secrets, Signer, Tenant, TenantFrom, Tenants,
-    UnsignedHeaders, Verifier,
+    Gate, ResolveError, SIGNATURE_HEADER, Secret, Secrets, Signer, Tenant, TenantFrom, Tenants,
+    Verifier,
 };
 
 mod support;
@@ -40,20 +42,41 @@ fn ready<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// A request head: the signature header and the path.
+struct Head<'a> {
+    signature: &'a str,
+    path: &'a str,
+}
+
+impl RequestHead for Head<'_> {
+    fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+        (name == SIGNATURE_HEADER)
+            .then_some(self.signature.as_bytes())
+            .into_iter()
+    }
+    fn path(&self) -> &str {
+        self.path
+    }
+    fn host(&self) -> Option<&str> {
+        None
+    }
+}
+
 /// The gate's verification of one request, as an adapter drives it: the head, the
-/// tenant (when the gate has tenants), then the body's signature and envelope.
-fn admitted(gate: &Gate, header: &str, body: &[u8], tenant: Option<&str>) -> bool {
-    let unsigned = UnsignedHeaders::default();
-    let Ok(head) = gate.check_head([header.as_bytes()], None, unsigned) else {
+/// tenant (when the gate has tenants), the body in one chunk, then its signature and
+/// envelope.
+fn admitted(gate: &Gate, header: &str, body: &Bytes, path: &str) -> bool {
+    let head = Head {
+        signature: header,
+        path,
+    };
+    let Ok(mut intake) = ready(gate.intake(&head)) else {
         return false;
     };
-    let Ok(head) = ready(gate.check_tenant(head, tenant, unsigned)) else {
+    if intake.push(body.clone()).is_err() {
         return false;
-    };
-    matches!(
-        ready(gate.admit_checked(head, unsigned, body)),
-        Admission::Process { .. }
-    )
+    }
+    ready(intake.admit()).is_ok()
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -74,16 +97,30 @@ fn main() {
     rotating.rotate(secret());
     let rotating = Verifier::from_secrets(rotating);
 
-    let single = Gate::new(secret()).without_dedup();
+    let body = Bytes::from(body);
+    let single = Gate::builder()
+        .secret(SECRET)
+        .without_dedup()
+        .build()
+        .expect("valid");
     let tenants = Tenants::new(|tenant: String| async move {
         Ok::<_, ResolveError>(
             (tenant == "acme")
                 .then(|| Tenant::new(tenant, Secrets::new(Secret::new(SECRET).unwrap()))),
         )
     });
-    let for_tenants = Gate::for_tenants(tenants, TenantFrom::PathSegment(2)).without_dedup();
+    let for_tenants = Gate::builder()
+        .tenants(tenants, TenantFrom::PathSegment(2))
+        .without_dedup()
+        .build()
+        .expect("valid");
     // Warm the cache: every measured lookup is a hit.
-    assert!(admitted(&for_tenants, &header, &body, Some("acme")));
+    assert!(admitted(
+        &for_tenants,
+        &header,
+        &body,
+        "/hooks/mapping/acme"
+    ));
 
     let cases: [Case<'_>; 5] = [
         (
@@ -108,7 +145,7 @@ fn main() {
         ),
         (
             "gate, one secret",
-            Box::new(|| admitted(&single, black_box(&header), black_box(&body), None)),
+            Box::new(|| admitted(&single, black_box(&header), black_box(&body), "/")),
         ),
         (
             "gate, tenant cache hit",
@@ -117,7 +154,7 @@ fn main() {
                     &for_tenants,
                     black_box(&header),
                     black_box(&body),
-                    Some(black_box("acme")),
+                    black_box("/hooks/mapping/acme"),
                 )
             }),
         ),

@@ -256,13 +256,22 @@ fn admit_finish<D: DedupStore>(
 /// recorder (`--features metrics`). Run it a few times and compare the pair of each run.
 fn observe(c: &mut Criterion) {
     let mut group = c.benchmark_group("observe");
-    let gate = Gate::new(secret()).dedup(NullStore);
+    let gate = Gate::builder()
+        .secret(SECRET)
+        .dedup(NullStore)
+        .build()
+        .expect("valid");
     admit_finish(&mut group, "none", &gate, || ());
     // An observer that does nothing: what the gate's reporting itself costs (the clock
     // reads, the shared observer), without any recorder.
     struct Noop;
     impl mapping_webhooks::Observer for Noop {}
-    let noop = Gate::new(secret()).dedup(NullStore).observer(Noop);
+    let noop = Gate::builder()
+        .secret(SECRET)
+        .dedup(NullStore)
+        .observer(Noop)
+        .build()
+        .expect("valid");
     admit_finish(&mut group, "noop", &noop, || ());
     #[cfg(feature = "metrics")]
     {
@@ -273,7 +282,12 @@ fn observe(c: &mut Criterion) {
         let handle = recorder.handle();
         let observer =
             metrics::with_local_recorder(&recorder, mapping_webhooks::MetricsObserver::new);
-        let observed = Gate::new(secret()).dedup(NullStore).observer(observer);
+        let observed = Gate::builder()
+            .secret(SECRET)
+            .dedup(NullStore)
+            .observer(observer)
+            .build()
+            .expect("valid");
         admit_finish(&mut group, "metrics", &observed, || handle.run_upkeep());
         let text = handle.render();
         assert!(text.contains("mapping_webhooks_requests_total"), "{text}");

@@ -593,7 +593,7 @@ impl<D: DedupStore> Gate<D> {
     ///
     /// let gate = Gate::new(Secret::new("whsec_test")?);
     /// assert_eq!(gate.key_for("evt_1"), ":id:evt_1");
-    /// let gate = gate.namespace("orders:eu");
+    /// let gate = Gate::builder().secret("whsec_test").namespace("orders:eu").build()?;
     /// assert_eq!(gate.key_for("evt_1"), "orders%3Aeu:id:evt_1");
     /// # Ok::<(), mapping_webhooks::ConfigError>(())
     /// ```
@@ -608,7 +608,7 @@ impl<D: DedupStore> Gate<D> {
     /// ```
     /// use mapping_webhooks::{Gate, Secret};
     ///
-    /// let gate = Gate::new(Secret::new("whsec_test")?).namespace("hooks");
+    /// let gate = Gate::builder().secret("whsec_test").namespace("hooks").build()?;
     /// assert_eq!(gate.key_for_tenant("acme:eu", "evt_1"), "hooks:tenant:acme%3Aeu:id:evt_1");
     /// # Ok::<(), mapping_webhooks::ConfigError>(())
     /// ```
@@ -714,8 +714,14 @@ mod tests {
         Signer::new(Secret::new(SECRET).unwrap()).sign(body, NOW)
     }
 
+    fn builder() -> GateBuilder {
+        Gate::builder()
+            .secret(SECRET)
+            .clock(ManualClock::at_secs(NOW))
+    }
+
     fn gate() -> Gate {
-        Gate::new(Secret::new(SECRET).unwrap()).clock(ManualClock::at_secs(NOW))
+        builder().build().unwrap()
     }
 
     async fn admit<D: DedupStore>(gate: &Gate<D>, body: &[u8]) -> Admission<D> {
@@ -793,7 +799,7 @@ mod tests {
     #[tokio::test]
     async fn a_forged_request_never_touches_the_store() {
         let probe = Probe::default();
-        let gate = gate().dedup(probe);
+        let gate = builder().dedup(probe).build().unwrap();
         let b = body("evt_real");
         let forged = Signer::new(Secret::new("whsec_attacker").unwrap()).sign(&b, NOW);
         let r = reply(
@@ -840,7 +846,7 @@ mod tests {
 
     #[test]
     fn the_head_is_checked_without_a_body_in_order() {
-        let gate = gate().body_limit(1000).unwrap();
+        let gate = builder().body_limit(1000).build().unwrap();
         let u = UnsignedHeaders::default();
         let b = body("evt_head");
         let good = sign(&b);
@@ -878,7 +884,7 @@ mod tests {
         let forged = format!("t={NOW},v1={}", "0".repeat(64));
         for header in [&good, &forged] {
             let head = gate.check_head([header.as_bytes()], Some(1000), u).unwrap();
-            assert_eq!(head.timestamp(), NOW);
+            assert_eq!(head.header.timestamp(), NOW);
         }
         let head = gate.check_head([good.as_bytes()], None, u).unwrap();
         assert!(!format!("{head:?}").contains(good.split("v1=").nth(1).unwrap()));
@@ -888,9 +894,12 @@ mod tests {
     async fn admit_checked_verifies_the_body_then_claims() {
         let probe = Probe::default();
         let clock = ManualClock::at_secs(NOW);
-        let gate = Gate::new(Secret::new(SECRET).unwrap())
+        let gate = Gate::builder()
+            .secret(SECRET)
             .clock(clock.clone())
-            .dedup(probe);
+            .dedup(probe)
+            .build()
+            .unwrap();
         let u = UnsignedHeaders::default();
         let b = body("evt_checked");
         let header = sign(&b);
@@ -922,13 +931,15 @@ mod tests {
             fail: true,
             ..Probe::default()
         };
-        let rejecting = gate().dedup(failing());
+        let rejecting = builder().dedup(failing()).build().unwrap();
         let r = reply(admit(&rejecting, &body("evt_4")).await);
         assert_eq!((r.status(), r.code()), (503, "store_unavailable"));
 
-        let gate = gate()
+        let gate = builder()
             .dedup(failing())
-            .on_store_error(OnStoreError::PassThrough);
+            .on_store_error(OnStoreError::PassThrough)
+            .build()
+            .unwrap();
         let (verified, ticket) = process(admit(&gate, &body("evt_4")).await);
         assert_eq!(verified.event_id, "evt_4");
         assert!(!ticket.is_claimed());
@@ -937,7 +948,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_dedup_every_copy_runs() {
-        let gate = gate().without_dedup();
+        let gate = builder().without_dedup().build().unwrap();
         for _ in 0..3 {
             let (_, ticket) = process(admit(&gate, &body("evt_5")).await);
             assert!(!ticket.is_claimed());
@@ -975,8 +986,16 @@ mod tests {
     #[tokio::test]
     async fn namespaces_separate_endpoints_sharing_a_store() {
         let store = MemoryStore::new();
-        let a = gate().dedup(store.clone()).namespace("orders");
-        let b = gate().dedup(store).namespace("invoices");
+        let a = builder()
+            .dedup(store.clone())
+            .namespace("orders")
+            .build()
+            .unwrap();
+        let b = builder()
+            .dedup(store)
+            .namespace("invoices")
+            .build()
+            .unwrap();
         let body = body("evt_7");
         let (_, t) = process(admit(&a, &body).await);
         t.finish(200).await;
@@ -987,7 +1006,7 @@ mod tests {
 
     #[test]
     fn long_event_ids_become_bounded_keys() {
-        let gate = gate().namespace("ns");
+        let gate = builder().namespace("ns").build().unwrap();
         assert_eq!(gate.key_for("evt_1"), "ns:id:evt_1");
         let long = "e".repeat(10_000);
         let key = gate.key_for(&long);
@@ -1000,8 +1019,16 @@ mod tests {
     fn the_review_s_colliding_pairs_get_distinct_keys() {
         // A namespace that ends where an event id's own colon begins.
         assert_ne!(
-            gate().namespace("orders").key_for("eu:evt_1"),
-            gate().namespace("orders:eu").key_for("evt_1")
+            builder()
+                .namespace("orders")
+                .build()
+                .unwrap()
+                .key_for("eu:evt_1"),
+            builder()
+                .namespace("orders:eu")
+                .build()
+                .unwrap()
+                .key_for("evt_1")
         );
         // An event id that spells a digest, against the digest of a long id.
         let long = "x".repeat(200);
@@ -1011,7 +1038,7 @@ mod tests {
         // No namespace against a namespace that looks like a key's start.
         assert_ne!(
             gate().key_for("id:evt"),
-            gate().namespace("id").key_for("evt")
+            builder().namespace("id").build().unwrap().key_for("evt")
         );
     }
 
@@ -1034,7 +1061,7 @@ mod tests {
         let long_ids: Vec<String> = (0..3).map(|i| format!("{i}").repeat(129)).collect();
         let mut seen = std::collections::HashMap::new();
         for ns in &words {
-            let gate = gate().namespace(ns.as_str());
+            let gate = builder().namespace(ns.as_str()).build().unwrap();
             for id in words.iter().chain(&long_ids) {
                 // An empty namespace is no namespace: those pairs are the same pair.
                 if let Some((ns2, id2)) = seen.insert(gate.key_for(id), (ns.clone(), id.clone())) {
@@ -1048,8 +1075,16 @@ mod tests {
     #[tokio::test]
     async fn colliding_namespaces_sharing_a_store_both_process() {
         let store = MemoryStore::new();
-        let a = gate().dedup(store.clone()).namespace("orders");
-        let b = gate().dedup(store).namespace("orders:eu");
+        let a = builder()
+            .dedup(store.clone())
+            .namespace("orders")
+            .build()
+            .unwrap();
+        let b = builder()
+            .dedup(store)
+            .namespace("orders:eu")
+            .build()
+            .unwrap();
         let (_, t) = process(admit(&a, &body("eu:evt_1")).await);
         t.finish(200).await;
         let (_, t) = process(admit(&b, &body("evt_1")).await);
@@ -1058,15 +1093,27 @@ mod tests {
 
     #[test]
     fn content_length_over_the_limit_is_413() {
-        let gate = gate().body_limit(100).unwrap();
+        let gate = builder().body_limit(100).build().unwrap();
         let u = UnsignedHeaders::default();
         assert!(gate.check_content_length(Some(100), u).is_ok());
         assert!(gate.check_content_length(None, u).is_ok());
         let r = gate.check_content_length(Some(101), u).unwrap_err();
         assert_eq!(r.status(), 413);
         assert_eq!(
-            gate.clone().body_limit(0).unwrap_err(),
-            ConfigError::ZeroBodyLimit
+            builder().body_limit(0).build().unwrap_err(),
+            crate::ConfigError::ZeroBodyLimit
+        );
+        assert_eq!(
+            builder().read_timeout(Duration::ZERO).build().unwrap_err(),
+            crate::ConfigError::ZeroReadTimeout
+        );
+        assert_eq!(
+            Gate::builder().build().unwrap_err(),
+            crate::ConfigError::MissingSecret
+        );
+        assert_eq!(
+            builder().previous_secret(" ").build().unwrap_err(),
+            crate::ConfigError::EmptySecret
         );
     }
 
@@ -1114,7 +1161,11 @@ mod tests {
                 _ => Ok(None),
             }
         });
-        Gate::for_tenants(tenants, TenantFrom::PathSegment(2)).clock(ManualClock::at_secs(NOW))
+        Gate::builder()
+            .tenants(tenants, TenantFrom::PathSegment(2))
+            .clock(ManualClock::at_secs(NOW))
+            .build()
+            .unwrap()
     }
 
     async fn admit_tenant(

@@ -32,7 +32,10 @@ use crate::{MatchedSecret, VerifyError};
 /// use mapping_webhooks::{Gate, MetricsObserver, Secret};
 ///
 /// // Install the exporter's recorder first, then:
-/// let gate = Gate::new(Secret::new("whsec_test")?).observer(MetricsObserver::new());
+/// let gate = Gate::builder()
+///     .secret("whsec_test")
+///     .observer(MetricsObserver::new())
+///     .build()?;
 /// # Ok::<(), mapping_webhooks::ConfigError>(())
 /// ```
 #[derive(Clone)]
@@ -397,10 +400,13 @@ mod tests {
             Unit::Seconds
         );
 
-        let gate = Gate::new(Secret::new(SECRET).unwrap())
-            .previous_secret(Secret::new(PREVIOUS).unwrap())
+        let gate = Gate::builder()
+            .secret(SECRET)
+            .previous_secret(PREVIOUS)
             .clock(ManualClock::at_secs(NOW))
-            .observer(observer);
+            .observer(observer)
+            .build()
+            .unwrap();
         let b = body("evt_metrics");
         let Admission::Process { ticket, .. } = admit(&gate, SECRET, &b).await else {
             panic!("refused")
@@ -453,23 +459,21 @@ mod tests {
         );
 
         // A store failure answered 503, and one passed through.
-        let failing = Gate::new(Secret::new(SECRET).unwrap())
-            .clock(ManualClock::at_secs(NOW))
-            .observer(metrics::with_local_recorder(
-                &TestRecorder::default(),
-                MetricsObserver::new,
-            ))
-            .dedup(Down);
-        let _ = admit(&failing, SECRET, &b).await;
         let recorder = TestRecorder::default();
-        let failing = failing
-            .observer(metrics::with_local_recorder(
-                &recorder,
-                MetricsObserver::new,
-            ))
-            .on_store_error(OnStoreError::Reject);
-        let _ = admit(&failing, SECRET, &b).await;
-        let passing = failing.on_store_error(OnStoreError::PassThrough);
+        let observer = metrics::with_local_recorder(&recorder, MetricsObserver::new);
+        let failing = |policy: OnStoreError| {
+            Gate::builder()
+                .secret(SECRET)
+                .clock(ManualClock::at_secs(NOW))
+                .observer(observer.clone())
+                .dedup(Down)
+                .on_store_error(policy)
+                .build()
+                .unwrap()
+        };
+        let rejecting = failing(OnStoreError::Reject);
+        let _ = admit(&rejecting, SECRET, &b).await;
+        let passing = failing(OnStoreError::PassThrough);
         let Admission::Process { ticket, .. } = admit(&passing, SECRET, &b).await else {
             panic!("refused")
         };

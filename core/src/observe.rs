@@ -12,12 +12,12 @@
 //!
 //! let refused = Arc::new(AtomicUsize::new(0));
 //! let counter = Arc::clone(&refused);
-//! let gate = Gate::new(Secret::new("whsec_test")?).observer(move |outcome: Outcome| {
+//! let gate = Gate::builder().secret("whsec_test").observer(move |outcome: Outcome| {
 //!     if let Outcome::Refused(refusal) = outcome {
 //!         counter.fetch_add(1, Ordering::Relaxed);
 //!         eprintln!("refused: {}", refusal.as_str());
 //!     }
-//! });
+//! }).build()?;
 //! # Ok::<(), mapping_webhooks::ConfigError>(())
 //! ```
 //!
@@ -314,9 +314,10 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::adapter::Ticket;
     use crate::{
         Admission, Begin, Claim, DedupStore, Gate, ManualClock, MemoryStore, OnStoreError, Secret,
-        Signer, StoreError, Ticket, UnsignedHeaders,
+        Signer, StoreError, UnsignedHeaders,
     };
 
     const SECRET: &str = "whsec_observe_test_0123456789abcdef";
@@ -395,12 +396,17 @@ mod tests {
         Signer::new(Secret::new(secret).unwrap()).sign(body, t)
     }
 
-    fn gate(recorder: &Recorder, store: Flaky) -> Gate<Flaky> {
-        Gate::new(Secret::new(SECRET).unwrap())
-            .previous_secret(Secret::new(PREVIOUS).unwrap())
+    fn builder(recorder: &Recorder, store: Flaky) -> crate::GateBuilder<Flaky> {
+        Gate::builder()
+            .secret(SECRET)
+            .previous_secret(PREVIOUS)
             .clock(ManualClock::at_secs(NOW))
             .observer(recorder.clone())
             .dedup(store)
+    }
+
+    fn gate(recorder: &Recorder, store: Flaky) -> Gate<Flaky> {
+        builder(recorder, store).build().unwrap()
     }
 
     async fn admit<D: DedupStore>(gate: &Gate<D>, secret: &str, body: &[u8]) -> Admission<D> {
@@ -437,7 +443,10 @@ mod tests {
     #[tokio::test]
     async fn every_refusal_is_reported_once_with_its_reason() {
         let recorder = Recorder::default();
-        let gate = gate(&recorder, Flaky::default()).body_limit(1000).unwrap();
+        let gate = builder(&recorder, Flaky::default())
+            .body_limit(1000)
+            .build()
+            .unwrap();
         let u = UnsignedHeaders::default();
         let b = body("evt_refused");
         let good = sign(SECRET, &b, NOW);
@@ -604,7 +613,10 @@ mod tests {
             ("store_error", "store_unavailable")
         );
 
-        let gate = self::gate(&recorder, failing()).on_store_error(OnStoreError::PassThrough);
+        let gate = builder(&recorder, failing())
+            .on_store_error(OnStoreError::PassThrough)
+            .build()
+            .unwrap();
         let t = ticket(admit(&gate, SECRET, &body("evt_down")).await);
         assert!(!t.is_claimed());
         t.finish(200).await;
@@ -620,7 +632,10 @@ mod tests {
         );
 
         // Without dedup: handled, no store call, no claim.
-        let gate = self::gate(&recorder, Flaky::default()).without_dedup();
+        let gate = builder(&recorder, Flaky::default())
+            .without_dedup()
+            .build()
+            .unwrap();
         let t = ticket(admit(&gate, SECRET, &body("evt_nodedup")).await);
         drop(t);
         let heard = recorder.take();
@@ -628,18 +643,41 @@ mod tests {
         assert!(handled(HandlerEnd::Dropped, false)(&heard[1]));
     }
 
+    /// A sink answering as it is told: stored, stored before, or failed.
+    struct Told(std::sync::Mutex<Vec<Result<crate::Stored, &'static str>>>);
+
+    impl crate::Sink for Told {
+        async fn store(
+            &self,
+            _: crate::SinkDelivery<'_>,
+        ) -> Result<crate::Stored, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(self.0.lock().unwrap().remove(0)?)
+        }
+    }
+
     #[tokio::test]
-    async fn a_ticket_handed_over_reports_that_outcome_once() {
+    async fn a_delivery_stored_in_a_sink_reports_that_outcome_once() {
         let recorder = Recorder::default();
-        // The inbox's gate: no dedup; the ticket is handed over once the row is stored.
-        let gate = self::gate(&recorder, Flaky::default()).without_dedup();
-        for outcome in [
-            Outcome::Queued,
-            Outcome::Duplicate,
-            Outcome::StoreUnavailable,
+        let gate = builder(&recorder, Flaky::default())
+            .without_dedup()
+            .build()
+            .unwrap();
+        let sink = Told(Mutex::new(vec![
+            Ok(crate::Stored::New),
+            Ok(crate::Stored::AlreadyStored),
+            Err("disk full"),
+        ]));
+        let b = body("evt_queued");
+        for (outcome, status) in [
+            (Outcome::Queued, 202),
+            (Outcome::Duplicate, 200),
+            (Outcome::StoreUnavailable, 503),
         ] {
-            let t = ticket(admit(&gate, SECRET, &body("evt_queued")).await);
-            t.hand_over(outcome);
+            let header = sign(SECRET, &b, NOW);
+            let reply = gate
+                .admit_into(&sink, [header.as_bytes()], UnsignedHeaders::default(), &b)
+                .await;
+            assert_eq!(reply.status(), status);
             assert_eq!(
                 recorder.take(),
                 [
@@ -653,18 +691,24 @@ mod tests {
             ("queued", "stored")
         );
 
-        // With a claim held, it is freed (never completed) and the claim reported ended.
+        // With a claim held: a failed store frees it (the retry is stored), a stored
+        // delivery completes it (the next copy is a duplicate without a store call).
         let gate = self::gate(&recorder, Flaky::default());
-        let t = ticket(admit(&gate, SECRET, &body("evt_claimed")).await);
-        recorder.take();
-        t.hand_over(Outcome::Queued);
-        assert_eq!(
-            recorder.take(),
-            [Heard::ClaimEnded, Heard::Outcome(Outcome::Queued)]
-        );
-        tokio::task::yield_now().await;
-        let t = ticket(admit(&gate, SECRET, &body("evt_claimed")).await);
-        t.succeeded().await;
+        let sink = Told(Mutex::new(vec![Err("disk full"), Ok(crate::Stored::New)]));
+        let b = body("evt_claimed");
+        let mut replies = Vec::new();
+        for _ in 0..3 {
+            let header = sign(SECRET, &b, NOW);
+            let reply = gate
+                .admit_into(&sink, [header.as_bytes()], UnsignedHeaders::default(), &b)
+                .await;
+            replies.push(reply.status());
+        }
+        assert_eq!(replies, [503, 202, 200]);
+        let heard = recorder.take();
+        let ended = heard.iter().filter(|h| **h == Heard::ClaimEnded).count();
+        assert_eq!(ended, 2, "{heard:?}");
+        assert!(sink.0.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -696,9 +740,12 @@ mod tests {
     async fn a_closure_hears_outcomes_and_handled_durations_are_measured() {
         let outcomes = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&outcomes);
-        let gate = Gate::new(Secret::new(SECRET).unwrap())
+        let gate = Gate::builder()
+            .secret(SECRET)
             .clock(ManualClock::at_secs(NOW))
-            .observer(move |o: Outcome| sink.lock().unwrap().push(o));
+            .observer(move |o: Outcome| sink.lock().unwrap().push(o))
+            .build()
+            .unwrap();
         let t = ticket(admit(&gate, SECRET, &body("evt_closure")).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
         t.finish(200).await;

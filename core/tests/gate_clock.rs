@@ -29,7 +29,11 @@ fn replied<D: DedupStore>(admission: &Admission<D>) -> Option<&Reply> {
 #[tokio::test]
 async fn the_clock_drives_the_default_store_s_lease_and_ttl() {
     let clock = ManualClock::at_secs(NOW);
-    let gate = Gate::new(Secret::new(SECRET).unwrap()).clock(clock.clone());
+    let gate = Gate::builder()
+        .secret(SECRET)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
 
     // A claim that is never finished holds the event for its lease (5 minutes)...
     let held = admit(&gate, &clock).await;
@@ -54,9 +58,12 @@ async fn the_clock_drives_the_default_store_s_lease_and_ttl() {
 #[tokio::test]
 async fn a_store_passed_with_dedup_keeps_its_own_clock() {
     let clock = ManualClock::at_secs(NOW);
-    let gate = Gate::new(Secret::new(SECRET).unwrap())
+    let gate = Gate::builder()
+        .secret(SECRET)
         .dedup(MemoryStore::new())
-        .clock(clock.clone());
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let held = admit(&gate, &clock).await;
     assert!(replied(&held).is_none());
     clock.advance(Duration::from_secs(5 * 60 + 1));
@@ -68,9 +75,12 @@ async fn a_store_passed_with_dedup_keeps_its_own_clock() {
 #[tokio::test]
 async fn without_dedup_stays_without_a_store_after_clock() {
     let clock = ManualClock::at_secs(NOW);
-    let gate = Gate::new(Secret::new(SECRET).unwrap())
+    let gate = Gate::builder()
+        .secret(SECRET)
         .without_dedup()
-        .clock(clock.clone());
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     for _ in 0..2 {
         let Admission::Process { ticket, .. } = admit(&gate, &clock).await else {
             panic!("deduplicated without a store");

@@ -12,10 +12,11 @@ use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use mapping_webhooks::adapter::RequestHead;
 use mapping_webhooks::{
     Admission, Begin, Claim, ConfigError, DedupStore, Gate, HeaderError, ManualClock,
     MatchedSecret, OnStoreError, Reply, Secret, SignatureHeader, SignedDelivery, Signer,
-    StoreError, UnsignedHeaders, VerifyError,
+    StoreError, UnsignedHeaders,
 };
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
@@ -230,11 +231,41 @@ fn body(event_id: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn gate<D: DedupStore>(store: D) -> Gate<D> {
-    Gate::new(Secret::new(CURRENT).unwrap())
-        .previous_secret(Secret::new(PREVIOUS).unwrap())
+fn builder<D: DedupStore>(store: D) -> mapping_webhooks::GateBuilder<D> {
+    Gate::builder()
+        .secret(CURRENT)
+        .previous_secret(PREVIOUS)
         .clock(ManualClock::at_secs(NOW))
         .dedup(store)
+}
+
+fn gate<D: DedupStore>(store: D) -> Gate<D> {
+    builder(store).build().unwrap()
+}
+
+/// A request head as an adapter would pass it: a signature header, a declared length,
+/// a path.
+struct Head<'a> {
+    signature: &'a str,
+    content_length: Option<u64>,
+    path: &'a str,
+}
+
+impl RequestHead for Head<'_> {
+    fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+        (name == mapping_webhooks::SIGNATURE_HEADER)
+            .then_some(self.signature.as_bytes())
+            .into_iter()
+    }
+    fn path(&self) -> &str {
+        self.path
+    }
+    fn host(&self) -> Option<&str> {
+        None
+    }
+    fn content_length(&self) -> Option<u64> {
+        self.content_length
+    }
 }
 
 /// Drives a gate through every outcome, printing everything it returns.
@@ -341,23 +372,35 @@ async fn every_outcome(seen: &mut Seen) {
         seen.refused(&memory, &[&h], not_envelope, 400).await;
     }
 
-    // The adapter's own refusals: oversize and unreadable bodies.
-    let limit = memory.get_body_limit() as u64;
-    let unsigned = UnsignedHeaders::default();
-    let Err(reply) = memory.check_content_length(Some(limit + 1), unsigned) else {
+    // The pipeline's refusals: oversize (declared or read) and unreadable bodies.
+    let limit = memory.body_limit();
+    let b = body("evt_pipeline");
+    let h = seen.sign(CURRENT, &b, NOW);
+    let oversize = Head {
+        signature: &h,
+        content_length: Some(limit as u64 + 1),
+        path: "/",
+    };
+    let Err(reply) = memory.intake(&oversize).await else {
         panic!("an oversize body was let through");
     };
     assert_eq!(reply.status(), 413);
     seen.reply(&reply);
-    for error in [
-        VerifyError::BodyTooLarge {
-            limit: limit as usize,
-        },
-        VerifyError::BodyRead { timed_out: true },
-        VerifyError::BodyRead { timed_out: false },
-    ] {
-        let reply = memory.refuse(error, unsigned);
-        seen.reply(&reply);
+    let head = Head {
+        signature: &h,
+        content_length: None,
+        path: "/",
+    };
+    let mut intake = memory.intake(&head).await.expect("the head passes");
+    seen.print(&intake);
+    let Err(reply) = intake.push(bytes::Bytes::from(vec![b'x'; limit + 1])) else {
+        panic!("an oversize body was let through");
+    };
+    assert_eq!(reply.status(), 413);
+    seen.reply(&reply);
+    for timed_out in [true, false] {
+        let intake = memory.intake(&head).await.expect("the head passes");
+        seen.reply(&intake.body_failed(timed_out));
     }
 
     // A broken store, under both policies, and failures to complete or abandon.
@@ -369,7 +412,13 @@ async fn every_outcome(seen: &mut Seen) {
     });
     seen.print(&down);
     seen.refused(&down, &[&h], &b, 503).await;
-    let through = down.clone().on_store_error(OnStoreError::PassThrough);
+    let through = builder(Flaky {
+        fail_begin: true,
+        ..Flaky::default()
+    })
+    .on_store_error(OnStoreError::PassThrough)
+    .build()
+    .unwrap();
     let Admission::Process { ticket, .. } = seen.admit(&through, &[&h], &b).await else {
         panic!("pass-through did not process");
     };
@@ -401,10 +450,14 @@ async fn every_outcome(seen: &mut Seen) {
     // The configuration and parse errors a user may print.
     seen.show(&Secret::new("  ").unwrap_err());
     seen.show(
-        &Gate::new(Secret::new(CURRENT).unwrap())
+        &Gate::builder()
+            .secret(CURRENT)
             .body_limit(0)
+            .build()
             .unwrap_err(),
     );
+    seen.show(&Gate::builder().build().unwrap_err());
+    seen.print(&Gate::builder().secret(CURRENT).previous_secret(PREVIOUS));
     seen.show(&ConfigError::EmptySecret);
     seen.show(&StoreError::backend("connection refused"));
     seen.show(&HeaderError::TooManySignatures);
@@ -461,23 +514,33 @@ async fn every_outcome(seen: &mut Seen) {
             _ => Ok(None),
         }
     });
-    let gate = Gate::for_tenants(tenants, mapping_webhooks::TenantFrom::PathSegment(0))
-        .clock(ManualClock::at_secs(NOW));
+    let gate = Gate::builder()
+        .tenants(tenants, mapping_webhooks::TenantFrom::PathSegment(0))
+        .clock(ManualClock::at_secs(NOW))
+        .build()
+        .unwrap();
     seen.print(&gate);
     for (tenant, secret) in [("acme", ROTATED), ("nobody", ROTATED), ("down", CURRENT)] {
         let b = body(&format!("evt_tenant_{tenant}"));
         let h = seen.sign(secret, &b, NOW);
-        let unsigned = UnsignedHeaders::default();
-        let head = gate.check_head([h.as_bytes()], None, unsigned).unwrap();
-        seen.print(&head);
-        match gate.check_tenant(head, Some(tenant), unsigned).await {
-            Ok(head) => match gate.admit_checked(head, unsigned, &b).await {
-                Admission::Process { verified, ticket } => {
-                    seen.print(&verified);
-                    ticket.finish(204).await;
+        let path = format!("/{tenant}");
+        let head = Head {
+            signature: &h,
+            content_length: None,
+            path: &path,
+        };
+        match gate.intake(&head).await {
+            Ok(mut intake) => {
+                seen.print(&intake);
+                intake.push(bytes::Bytes::from(b.clone())).unwrap();
+                match intake.admit().await {
+                    Ok(admitted) => {
+                        seen.print(&admitted);
+                        admitted.ticket.finish(204).await;
+                    }
+                    Err(reply) => panic!("acme refused: {}", reply.reason()),
                 }
-                Admission::Reply(reply) => panic!("acme refused: {}", reply.reason()),
-            },
+            }
             Err(reply) => seen.reply(&reply),
         }
     }

@@ -90,7 +90,7 @@ const RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(250);
 ///     .prefix("myapp:webhooks:")
 ///     .build()
 ///     .await?;
-/// let gate = Gate::new(Secret::new("whsec_...")?).dedup(store);
+/// let gate = Gate::builder().secret("whsec_...").dedup(store).build()?;
 /// # let _ = gate; Ok(()) }
 /// ```
 ///

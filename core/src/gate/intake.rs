@@ -54,8 +54,8 @@ pub trait RequestHead {
 /// its body is being read. Made by [`Gate::intake`].
 ///
 /// ```
-/// use std::borrow::Cow;
-/// use mapping_webhooks::{Gate, RequestHead, Secret, Signer};
+/// use mapping_webhooks::adapter::RequestHead;
+/// use mapping_webhooks::{Gate, Secret, Signer};
 ///
 /// /// A request as some framework holds it.
 /// struct Head { signature: String }
@@ -357,5 +357,150 @@ impl<D: DedupStore> fmt::Debug for Intake<'_, D> {
             .field("declared", &self.declared)
             .field("read", &self.body.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::{ManualClock, ResolveError, Secret, Secrets, Signer, Tenant, TenantFrom, Tenants};
+
+    const SECRET: &str = "whsec_intake_test_0123456789abcdef";
+    const NOW: u64 = 1_717_250_400;
+
+    /// A head as an adapter sees it: its headers, path and host, and its own tenant key.
+    #[derive(Default)]
+    struct Head {
+        headers: Vec<(&'static str, String)>,
+        path: String,
+        tenant_key: Option<String>,
+    }
+
+    impl RequestHead for Head {
+        fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+            self.headers
+                .iter()
+                .filter(move |(n, _)| *n == name)
+                .map(|(_, v)| v.as_bytes())
+        }
+        fn path(&self) -> &str {
+            &self.path
+        }
+        fn host(&self) -> Option<&str> {
+            None
+        }
+        fn tenant_key(&self) -> Option<Cow<'_, str>> {
+            self.tenant_key.as_deref().map(Cow::Borrowed)
+        }
+    }
+
+    fn body(event_id: &str) -> Vec<u8> {
+        format!(r#"{{"id":"del_1","eventId":"{event_id}","type":"mapping.completed","data":{{}}}}"#)
+            .into_bytes()
+    }
+
+    fn head(secret: &str, body: &[u8]) -> Head {
+        let signature = Signer::new(Secret::new(secret).unwrap()).sign(body, NOW);
+        Head {
+            headers: vec![
+                (SIGNATURE_HEADER, signature),
+                ("content-length", body.len().to_string()),
+            ],
+            path: "/hooks/mapping/acme".into(),
+            tenant_key: None,
+        }
+    }
+
+    fn builder() -> crate::GateBuilder {
+        Gate::builder()
+            .secret(SECRET)
+            .clock(ManualClock::at_secs(NOW))
+    }
+
+    #[tokio::test]
+    async fn chunks_are_joined_and_the_limit_holds_while_reading() {
+        let gate = builder().body_limit(200).build().unwrap();
+        let b = body("evt_chunks");
+        let h = head(SECRET, &b);
+        let mut intake = gate.intake(&h).await.unwrap();
+        for chunk in b.chunks(7) {
+            intake.push(Bytes::copy_from_slice(chunk)).unwrap();
+        }
+        let admitted = intake.admit().await.unwrap();
+        assert_eq!(admitted.body, b);
+        assert_eq!(admitted.verified.event_id, "evt_chunks");
+        admitted.ticket.finish(200).await;
+
+        // A body longer than it declared passes the limit while it is read: 413 then.
+        let b = body("evt_long");
+        let h = head(SECRET, &b);
+        let mut intake = gate.intake(&h).await.unwrap();
+        intake.push(Bytes::from(vec![b' '; 150])).unwrap();
+        let reply = intake.push(Bytes::from(vec![b' '; 51])).unwrap_err();
+        assert_eq!(reply.status(), 413);
+
+        // A declared length over the limit is refused on the head.
+        let mut big = head(SECRET, &b);
+        big.headers[1].1 = "201".into();
+        assert_eq!(gate.intake(&big).await.unwrap_err().status(), 413);
+    }
+
+    #[tokio::test]
+    async fn tenants_come_from_the_path_or_the_adapter_s_own_key() {
+        let tenants = Tenants::new(|key: String| async move {
+            Ok::<_, ResolveError>((key == "acme").then(|| {
+                Tenant::new(
+                    "acme",
+                    Secrets::new(Secret::new(format!("{SECRET}_acme")).unwrap()),
+                )
+            }))
+        });
+        let gate = builder()
+            .tenants(tenants, TenantFrom::PathSegment(2))
+            .build()
+            .unwrap();
+        let b = body("evt_tenant");
+        let tenant_secret = format!("{SECRET}_acme");
+        let h = head(&tenant_secret, &b);
+        let mut intake = gate.intake(&h).await.unwrap();
+        intake.push(Bytes::from(b.clone())).unwrap();
+        let admitted = intake.admit().await.unwrap();
+        assert_eq!(admitted.verified.tenant.as_deref(), Some("acme"));
+        admitted.ticket.finish(200).await;
+
+        // The gate's own secret is no tenant's.
+        let h = head(SECRET, &b);
+        let mut intake = gate.intake(&h).await.unwrap();
+        intake.push(Bytes::from(b.clone())).unwrap();
+        assert_eq!(intake.admit().await.unwrap_err().status(), 401);
+
+        // The adapter's own key wins over the path; an empty one is no tenant: 404.
+        for (key, status) in [("nobody", 404), ("", 404)] {
+            let mut h = head(&tenant_secret, &b);
+            h.tenant_key = Some(key.into());
+            assert_eq!(gate.intake(&h).await.unwrap_err().status(), status);
+        }
+        let mut h = head(&tenant_secret, &body("evt_keyed"));
+        h.path = "/elsewhere".into();
+        h.tenant_key = Some("acme".into());
+        assert!(gate.intake(&h).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_broken_or_slow_body_is_400_or_408() {
+        let gate = builder().build().unwrap();
+        let b = body("evt_broken");
+        for (timed_out, status) in [(false, 400), (true, 408)] {
+            let h = head(SECRET, &b);
+            let intake = gate.intake(&h).await.unwrap();
+            assert_eq!(intake.body_failed(timed_out).status(), status);
+        }
+        // Nothing was claimed: the event is still new.
+        let h = head(SECRET, &b);
+        let mut intake = gate.intake(&h).await.unwrap();
+        intake.push(Bytes::from(b.clone())).unwrap();
+        intake.admit().await.unwrap().ticket.finish(200).await;
     }
 }

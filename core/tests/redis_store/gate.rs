@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use mapping_webhooks::adapter::Ticket;
 use mapping_webhooks::{
     Admission, DedupStore, Gate, LEASE_RANGE, OnStoreError, RedisStore, Reply, Secret, Signer,
-    Ticket, UnsignedHeaders,
+    UnsignedHeaders,
 };
 
 use super::server::RedisServer;
@@ -50,10 +51,13 @@ async fn replicas(
     for _ in 0..2 {
         let store = store_on(server, |b| b.lease(lease)).await;
         gates.push(
-            Gate::new(Secret::new(SECRET).unwrap())
+            Gate::builder()
+                .secret(SECRET)
                 .namespace("orders")
                 .on_store_error(policy)
-                .dedup(store),
+                .dedup(store)
+                .build()
+                .unwrap(),
         );
     }
     gates.try_into().unwrap()
