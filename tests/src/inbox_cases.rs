@@ -1,16 +1,17 @@
 //! The cases that apply to an adapter's inbox endpoint (signature, window, limits,
 //! duplicates, store down), each written once.
 //!
-//! The suite builds the [`Inbox`] itself, on a temporary SQLite file, from an
-//! [`InboxSpec`]; the adapter's spawner only mounts it at [`ROUTE_INBOX`] the way its
-//! docs say and serves it on `127.0.0.1:0`. [`inbox_suite!`](crate::inbox_suite) turns
-//! the cases into tests.
+//! The suite builds the [`Gate`] and the [`Inbox`] itself, the inbox on a temporary
+//! SQLite file, from an [`InboxSpec`]; the adapter's spawner only mounts the gate's inbox
+//! endpoint at [`ROUTE_INBOX`] and at `ROUTE_INBOX/{tenant}` the way its docs say, and
+//! serves it on `127.0.0.1:0`. [`inbox_suite!`](crate::inbox_suite) turns the cases into
+//! tests.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mapping_webhooks::ManualClock;
+use mapping_webhooks::{Gate, ManualClock, Secret, Secrets, Tenant, TenantFrom, Tenants};
 use mapping_webhooks_inbox::{Inbox, State};
 
 use crate::{
@@ -33,6 +34,8 @@ pub struct InboxSpec {
     pub read_timeout: Option<Duration>,
     /// The clock, if not the system's.
     pub clock: Option<ManualClock>,
+    /// Tenants: the key is the path's second segment (`/inbox/{tenant}`).
+    pub tenants: Option<Tenants>,
 }
 
 /// An inbox on a temporary SQLite file, and the app serving it; the file is removed when
@@ -62,32 +65,40 @@ impl InboxSpec {
     /// # Panics
     ///
     /// When the inbox cannot be created.
-    pub async fn start(self, spawn: impl AsyncFn(Inbox) -> App) -> InboxApp {
+    pub async fn start(self, spawn: impl AsyncFn(Gate, Inbox) -> App) -> InboxApp {
         static N: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "mapping-webhooks-inbox-conformance-{}-{}.db",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         ));
-        let mut builder = Inbox::builder(SECRET).expect("secret");
+        // The inbox deduplicates durably on its own: no store in front of it, so
+        // concurrent copies are each answered from the database (202 once, 200 after).
+        let mut gate = Gate::builder().secret(SECRET).without_dedup();
         if let Some(previous) = self.previous_secret {
-            builder = builder.previous_secret(previous).expect("secret");
+            gate = gate.previous_secret(previous);
         }
         if let Some(limit) = self.body_limit {
-            builder = builder.body_limit(limit).expect("limit");
+            gate = gate.body_limit(limit);
         }
         if let Some(timeout) = self.read_timeout {
-            builder = builder.read_timeout(timeout);
+            gate = gate.read_timeout(timeout);
         }
+        let mut builder = Inbox::builder();
         if let Some(clock) = self.clock {
+            gate = gate.clock(clock.clone());
             builder = builder.clock(clock);
         }
+        if let Some(tenants) = self.tenants {
+            gate = gate.tenants(tenants, TenantFrom::PathSegment(1));
+        }
+        let gate = gate.build().expect("a valid gate");
         let inbox = builder
             .acquire_timeout(Duration::from_secs(2))
             .connect(&format!("sqlite://{}", path.display()))
             .await
             .expect("create the inbox");
-        let app = spawn(inbox.clone()).await;
+        let app = spawn(gate, inbox.clone()).await;
         InboxApp { inbox, app, path }
     }
 }
@@ -113,7 +124,7 @@ impl InboxApp {
 }
 
 /// Valid → 202 once committed; the stored row holds the exact bytes and header.
-pub async fn inbox_valid_delivery_is_stored(spawn: impl AsyncFn(Inbox) -> App) {
+pub async fn inbox_valid_delivery_is_stored(spawn: impl AsyncFn(Gate, Inbox) -> App) {
     let app = InboxSpec::default().start(spawn).await;
     let id = event_id("inbox_valid");
     let body = envelope(&id, "del_1");
@@ -126,14 +137,15 @@ pub async fn inbox_valid_delivery_is_stored(spawn: impl AsyncFn(Inbox) -> App) {
     assert_eq!(stored.info.state, State::Pending);
     assert_eq!(stored.info.delivery_id, "del_1");
     assert!(stored.signature.starts_with("t="));
+    let secrets = Secrets::new(Secret::new(SECRET).unwrap());
     app.inbox
-        .reverify(stored.info.id)
+        .reverify(stored.info.id, &secrets)
         .await
         .expect("re-verifies");
 }
 
 /// The sender's retry of a stored event → 200, stored once.
-pub async fn inbox_duplicate_is_200(spawn: impl AsyncFn(Inbox) -> App) {
+pub async fn inbox_duplicate_is_200(spawn: impl AsyncFn(Gate, Inbox) -> App) {
     let app = InboxSpec::default().start(spawn).await;
     let client = Client::new(&app.app);
     let id = event_id("inbox_dup");
@@ -150,7 +162,7 @@ pub async fn inbox_duplicate_is_200(spawn: impl AsyncFn(Inbox) -> App) {
 }
 
 /// Ten copies at once → exactly one 202, the rest 200; one row.
-pub async fn inbox_concurrent_copies_are_stored_once(spawn: impl AsyncFn(Inbox) -> App) {
+pub async fn inbox_concurrent_copies_are_stored_once(spawn: impl AsyncFn(Gate, Inbox) -> App) {
     let app = InboxSpec::default().start(spawn).await;
     let id = event_id("inbox_concurrent");
     let statuses = deliver_at_once(&[Client::new(&app.app)], ROUTE_INBOX, 10, |i| {
@@ -171,7 +183,7 @@ pub async fn inbox_concurrent_copies_are_stored_once(spawn: impl AsyncFn(Inbox) 
 }
 
 /// A changed body, a wrong secret, a stale or future timestamp → 401, nothing stored.
-pub async fn inbox_bad_signatures_are_401(spawn: impl AsyncFn(Inbox) -> App) {
+pub async fn inbox_bad_signatures_are_401(spawn: impl AsyncFn(Gate, Inbox) -> App) {
     let app = InboxSpec::default().start(spawn).await;
     let body = envelope(&event_id("inbox_401"), "d");
     let tampered = envelope(&event_id("inbox_401_other"), "d");
@@ -191,7 +203,7 @@ pub async fn inbox_bad_signatures_are_401(spawn: impl AsyncFn(Inbox) -> App) {
 }
 
 /// A missing, malformed or repeated header, or a signed body that is no envelope → 400.
-pub async fn inbox_bad_requests_are_400(spawn: impl AsyncFn(Inbox) -> App) {
+pub async fn inbox_bad_requests_are_400(spawn: impl AsyncFn(Gate, Inbox) -> App) {
     let app = InboxSpec::default().start(spawn).await;
     let body = envelope(&event_id("inbox_400"), "d");
     let good = sign(SECRET, &body, now());
@@ -215,7 +227,7 @@ pub async fn inbox_bad_requests_are_400(spawn: impl AsyncFn(Inbox) -> App) {
 }
 
 /// During a rotation the previous secret is accepted, and recorded.
-pub async fn inbox_previous_secret_is_accepted(spawn: impl AsyncFn(Inbox) -> App) {
+pub async fn inbox_previous_secret_is_accepted(spawn: impl AsyncFn(Gate, Inbox) -> App) {
     let spec = InboxSpec {
         previous_secret: Some(PREVIOUS_SECRET),
         ..InboxSpec::default()
@@ -231,7 +243,7 @@ pub async fn inbox_previous_secret_is_accepted(spawn: impl AsyncFn(Inbox) -> App
 }
 
 /// The window's edges are accepted, one second past them is not.
-pub async fn inbox_tolerance_edges_are_inclusive(spawn: impl AsyncFn(Inbox) -> App) {
+pub async fn inbox_tolerance_edges_are_inclusive(spawn: impl AsyncFn(Gate, Inbox) -> App) {
     const T: u64 = 1_800_000_000;
     let spec = InboxSpec {
         clock: Some(ManualClock::at_secs(T)),
@@ -258,7 +270,7 @@ pub async fn inbox_tolerance_edges_are_inclusive(spawn: impl AsyncFn(Inbox) -> A
 
 /// The body limit: one byte over → 413, at it → 202; a declared length over it → 413
 /// before reading; a chunked body passing it → 413.
-pub async fn inbox_limits_are_enforced(spawn: impl AsyncFn(Inbox) -> App) {
+pub async fn inbox_limits_are_enforced(spawn: impl AsyncFn(Gate, Inbox) -> App) {
     let at = envelope(&event_id("inbox_limit"), "d");
     let spec = InboxSpec {
         body_limit: Some(at.len()),
@@ -301,7 +313,7 @@ pub async fn inbox_limits_are_enforced(spawn: impl AsyncFn(Inbox) -> App) {
 }
 
 /// A body that does not arrive within the read timeout → 408.
-pub async fn inbox_slow_body_is_408(spawn: impl AsyncFn(Inbox) -> App) {
+pub async fn inbox_slow_body_is_408(spawn: impl AsyncFn(Gate, Inbox) -> App) {
     let spec = InboxSpec {
         read_timeout: Some(Duration::from_millis(300)),
         ..InboxSpec::default()
@@ -326,7 +338,7 @@ pub async fn inbox_slow_body_is_408(spawn: impl AsyncFn(Inbox) -> App) {
 
 /// A bad signature header is refused on the head, before the body is read: answered at
 /// once although the body never comes (with a 30 s read timeout).
-pub async fn inbox_bad_head_is_refused_before_the_body(spawn: impl AsyncFn(Inbox) -> App) {
+pub async fn inbox_bad_head_is_refused_before_the_body(spawn: impl AsyncFn(Gate, Inbox) -> App) {
     let spec = InboxSpec {
         read_timeout: Some(Duration::from_secs(30)),
         ..InboxSpec::default()
@@ -353,7 +365,7 @@ pub async fn inbox_bad_head_is_refused_before_the_body(spawn: impl AsyncFn(Inbox
 }
 
 /// The database is gone → 503, so the sender retries.
-pub async fn inbox_store_down_is_503(spawn: impl AsyncFn(Inbox) -> App) {
+pub async fn inbox_store_down_is_503(spawn: impl AsyncFn(Gate, Inbox) -> App) {
     let app = InboxSpec::default().start(spawn).await;
     app.inbox.close().await;
     let answer = Client::new(&app.app)
@@ -361,6 +373,73 @@ pub async fn inbox_store_down_is_503(spawn: impl AsyncFn(Inbox) -> App) {
         .await;
     assert_eq!(answer.status, 503, "{answer:?}");
     assert!(answer.body.contains("retry later"), "{answer:?}");
+}
+
+/// Tenants through the inbox endpoint: each tenant's delivery is verified with its own
+/// secret and stored apart, so two tenants' events with one `eventId` are both stored and
+/// a tenant's second copy is a duplicate; an unknown tenant is 404, another tenant's
+/// secret 401, and neither is stored.
+pub async fn inbox_tenants_are_stored_apart(spawn: impl AsyncFn(Gate, Inbox) -> App) {
+    let tenants = Tenants::new(|key: String| async move {
+        Ok::<_, mapping_webhooks::ResolveError>(match key.as_str() {
+            "acme" | "globex" => Some(Tenant::new(
+                key.as_str(),
+                Secrets::new(Secret::new(format!("{SECRET}_{key}")).unwrap()),
+            )),
+            _ => None,
+        })
+    });
+    let spec = InboxSpec {
+        tenants: Some(tenants),
+        ..InboxSpec::default()
+    };
+    let app = spec.start(spawn).await;
+    let client = Client::new(&app.app);
+    let id = event_id("inbox_tenants");
+    let route = |tenant: &str| format!("{ROUTE_INBOX}/{tenant}");
+    for tenant in ["acme", "globex"] {
+        let answer = client
+            .deliver_signed(
+                &route(tenant),
+                &format!("{SECRET}_{tenant}"),
+                envelope(&id, tenant),
+                now(),
+            )
+            .await;
+        assert_eq!(answer.status, 202, "{tenant}: {answer:?}");
+    }
+    let again = client
+        .deliver_signed(
+            &route("acme"),
+            &format!("{SECRET}_acme"),
+            envelope(&id, "again"),
+            now(),
+        )
+        .await;
+    assert!(again.is_duplicate(), "{again:?}");
+    let unknown = client
+        .deliver_signed(&route("initech"), SECRET, envelope(&id, "x"), now())
+        .await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    let crossed = client
+        .deliver_signed(
+            &route("acme"),
+            &format!("{SECRET}_globex"),
+            envelope(&event_id("inbox_crossed"), "x"),
+            now(),
+        )
+        .await;
+    assert_eq!(crossed.status, 401, "{crossed:?}");
+    let mut tenants: Vec<String> = app
+        .inbox
+        .list(State::Pending, 0, 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|info| info.tenant.unwrap_or_default())
+        .collect();
+    tenants.sort();
+    assert_eq!(tenants, ["acme", "globex"]);
 }
 
 /// Instantiates every case in this module as a `#[tokio::test]` for one adapter's inbox
@@ -384,6 +463,7 @@ macro_rules! inbox_suite {
             inbox_slow_body_is_408,
             inbox_bad_head_is_refused_before_the_body,
             inbox_store_down_is_503,
+            inbox_tenants_are_stored_apart,
         );
     };
     (@cases $spawn:path; $($case:ident),* $(,)?) => {

@@ -41,8 +41,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use mapping_webhooks::{
-    Begin, Claim, DedupStore, ManualClock, MatchedSecret, MemoryStore, Observer, OnStoreError,
-    Outcome, Secret, Secrets, Signer, StoreError, Tenants, Verified,
+    Begin, Claim, DedupStore, Gate, ManualClock, MatchedSecret, MemoryStore, Observer,
+    OnStoreError, Outcome, Secret, Secrets, Signer, StoreError, TenantFrom, Tenants, Verified,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -214,6 +214,106 @@ impl AppSpec {
     pub fn on_store_error(mut self, policy: OnStoreError) -> Self {
         self.on_store_error = policy;
         self
+    }
+}
+
+impl AppSpec {
+    /// The gate this spec describes, built as an app builds one: [`Gate::builder`] with
+    /// each option the case set. Every adapter is given this gate (`from_gate`).
+    ///
+    /// # Panics
+    ///
+    /// When the spec's options are invalid (a case's mistake).
+    pub fn gate(&self) -> Gate<SpecStore> {
+        let mut builder = match &self.secrets {
+            Some(secrets) => Gate::builder().secrets(secrets.clone()),
+            None => Gate::builder().secret(&self.secret),
+        }
+        .on_store_error(self.on_store_error);
+        if let Some(previous) = &self.previous_secret {
+            builder = builder.previous_secret(previous);
+        }
+        if let Some(tolerance) = self.tolerance {
+            builder = builder.tolerance(tolerance);
+        }
+        if let Some(limit) = self.body_limit {
+            builder = builder.body_limit(limit);
+        }
+        if let Some(clock) = self.clock.clone() {
+            builder = builder.clock(clock);
+        }
+        if let Some(timeout) = self.read_timeout {
+            builder = builder.read_timeout(timeout);
+        }
+        if let Some(observer) = self.observer.clone() {
+            builder = builder.observer(observer);
+        }
+        let builder = match &self.dedup {
+            Dedup::Memory => {
+                let store = match &self.clock {
+                    Some(clock) => MemoryStore::builder()
+                        .clock(clock.clone())
+                        .build()
+                        .expect("a valid store"),
+                    None => MemoryStore::new(),
+                };
+                builder.dedup(SpecStore::Memory(store))
+            }
+            Dedup::Off => builder.dedup(SpecStore::Failing(FailingStore)).without_dedup(),
+            Dedup::Failing => builder.dedup(SpecStore::Failing(FailingStore)),
+            Dedup::User(store) => builder.dedup(SpecStore::User(store.clone())),
+        };
+        builder.build().expect("the spec's gate options are valid")
+    }
+
+    /// The gate of the tenant routes ([`ROUTE_TENANTS`], [`ROUTE_TENANT_KEY`]), when the
+    /// spec has tenants: the key is the path's second segment.
+    pub fn tenants_gate(&self) -> Option<Gate> {
+        let tenants = self.tenants.clone()?;
+        Some(
+            Gate::builder()
+                .tenants(tenants, TenantFrom::PathSegment(1))
+                .build()
+                .expect("a valid gate"),
+        )
+    }
+}
+
+/// The store of an [`AppSpec`]'s gate: one type for every [`Dedup`] choice, so an
+/// adapter's spawner is written once.
+#[derive(Debug, Clone)]
+pub enum SpecStore {
+    /// A `MemoryStore` (on the spec's clock, when it has one).
+    Memory(MemoryStore),
+    /// [`FailingStore`].
+    Failing(FailingStore),
+    /// A user's own store.
+    User(CountingStore),
+}
+
+impl DedupStore for SpecStore {
+    async fn begin(&self, key: &str) -> Result<Begin, StoreError> {
+        match self {
+            Self::Memory(s) => s.begin(key).await,
+            Self::Failing(s) => s.begin(key).await,
+            Self::User(s) => s.begin(key).await,
+        }
+    }
+
+    async fn complete(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(s) => s.complete(key, claim).await,
+            Self::Failing(s) => s.complete(key, claim).await,
+            Self::User(s) => s.complete(key, claim).await,
+        }
+    }
+
+    async fn abandon(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(s) => s.abandon(key, claim).await,
+            Self::Failing(s) => s.abandon(key, claim).await,
+            Self::User(s) => s.abandon(key, claim).await,
+        }
     }
 }
 

@@ -7,9 +7,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use mapping_webhooks::{DedupStore, MappingCompleted, Verified};
-use mapping_webhooks_actix::{Event, EventRouter, TenantFrom, VerifiedEvent, WebhookVerify};
+use mapping_webhooks_actix::{Event, EventRouter, Gate, VerifiedEvent, WebhookVerify};
 use mapping_webhooks_conformance::{
-    App, AppSpec, Dedup, FailingStore, HANDLER_COMPLETED, HANDLER_RESOLVED, Probe, ROUTE_ANY,
+    App, AppSpec, HANDLER_COMPLETED, HANDLER_RESOLVED, Probe, ROUTE_ANY,
     ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANT_KEY, ROUTE_TENANTS, ROUTE_TYPED,
     ROUTE_UNLAYERED, conformance_suite,
 };
@@ -20,40 +20,9 @@ fn respond(code: u16) -> HttpResponse {
 }
 
 async fn spawn_actix_app(spec: AppSpec) -> App {
-    let mut verify = match &spec.secrets {
-        Some(secrets) => WebhookVerify::from_secrets(secrets.clone()),
-        None => WebhookVerify::new(&spec.secret),
-    }
-    .on_store_error(spec.on_store_error);
-    if let Some(previous) = &spec.previous_secret {
-        verify = verify.previous_secret(previous);
-    }
-    if let Some(tolerance) = spec.tolerance {
-        verify = verify.tolerance(tolerance);
-    }
-    if let Some(limit) = spec.body_limit {
-        verify = verify.body_limit(limit);
-    }
-    if let Some(clock) = spec.clock.clone() {
-        verify = verify.clock(clock);
-    }
-    if let Some(timeout) = spec.read_timeout {
-        verify = verify.read_timeout(timeout);
-    }
-    if let Some(observer) = spec.observer.clone() {
-        verify = verify.observer(observer);
-    }
-    let probe = spec.probe.clone();
-    let tenants = spec
-        .tenants
-        .map(|tenants| WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1)));
-    let (url, handle) = match spec.dedup {
-        Dedup::Memory => serve(probe, verify, tenants).await,
-        Dedup::Off => serve(probe, verify.without_dedup(), tenants).await,
-        Dedup::Failing => serve(probe, verify.dedup(FailingStore), tenants).await,
-        Dedup::User(store) => serve(probe, verify.dedup(store), tenants).await,
-        _ => unreachable!("a dedup choice this suite does not know"),
-    };
+    let verify = WebhookVerify::from_gate(spec.gate());
+    let tenants = spec.tenants_gate().map(WebhookVerify::from_gate);
+    let (url, handle) = serve(spec.probe.clone(), verify, tenants).await;
     // actix-http answers `Expect: 100-continue` before any middleware runs, and
     // actix-web's `HttpServer` offers no way to change its expect service.
     App::new(url, StopOnDrop(handle)).server_sends_continue()
@@ -237,8 +206,9 @@ impl Drop for StopOnDrop {
 
 conformance_suite!(spawn_actix_app);
 
-/// The inbox endpoint, mounted with `inbox_resource` as its docs show.
-async fn spawn_actix_inbox(inbox: mapping_webhooks_inbox::Inbox) -> App {
+/// The inbox endpoint, mounted with `WebhookVerify::inbox` as its docs show, at the
+/// inbox route and under it with a tenant segment.
+async fn spawn_actix_inbox(gate: Gate, inbox: mapping_webhooks_inbox::Inbox) -> App {
     use mapping_webhooks_conformance::inbox_cases::ROUTE_INBOX;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -246,10 +216,10 @@ async fn spawn_actix_inbox(inbox: mapping_webhooks_inbox::Inbox) -> App {
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let server = HttpServer::new(move || {
-                actix_web::App::new().service(mapping_webhooks_actix::inbox_resource(
-                    ROUTE_INBOX,
-                    inbox.clone(),
-                ))
+                let verify = WebhookVerify::from_gate(gate.clone());
+                actix_web::App::new()
+                    .service(verify.clone().inbox(ROUTE_INBOX, inbox.clone()))
+                    .service(verify.inbox(&format!("{ROUTE_INBOX}/{{tenant}}"), inbox.clone()))
             })
             .workers(2)
             .disable_signals()

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use http::StatusCode;
 use mapping_webhooks::{MappingCompleted, Verified};
 use mapping_webhooks_conformance::{
-    App, AppSpec, Dedup, FailingStore, HANDLER_COMPLETED, HANDLER_RESOLVED, Probe, ROUTE_ANY,
+    App, AppSpec, HANDLER_COMPLETED, HANDLER_RESOLVED, Probe, ROUTE_ANY,
     ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANT_KEY, ROUTE_TENANTS, ROUTE_TYPED,
     ROUTE_UNLAYERED, conformance_suite,
 };
-use mapping_webhooks_tower::{Event, EventRouter, TenantFrom, VerifiedEvent, WebhookVerify};
+use mapping_webhooks_tower::{Event, EventRouter, Gate, VerifiedEvent, WebhookVerify};
 use serde_json::value::RawValue;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -20,40 +20,10 @@ fn status(code: u16) -> StatusCode {
 }
 
 async fn spawn_axum_app(spec: AppSpec) -> App {
-    let mut layer = match &spec.secrets {
-        Some(secrets) => WebhookVerify::from_secrets(secrets.clone()),
-        None => WebhookVerify::new(&spec.secret),
-    }
-    .on_store_error(spec.on_store_error);
-    if let Some(previous) = &spec.previous_secret {
-        layer = layer.previous_secret(previous);
-    }
-    if let Some(tolerance) = spec.tolerance {
-        layer = layer.tolerance(tolerance);
-    }
-    if let Some(limit) = spec.body_limit {
-        layer = layer.body_limit(limit);
-    }
-    if let Some(clock) = spec.clock.clone() {
-        layer = layer.clock(clock);
-    }
-    if let Some(timeout) = spec.read_timeout {
-        layer = layer.read_timeout(timeout);
-    }
-    if let Some(observer) = spec.observer.clone() {
-        layer = layer.observer(observer);
-    }
-    let probe = spec.probe.clone();
-    let app = match spec.dedup {
-        Dedup::Memory => routes(probe, layer),
-        Dedup::Off => routes(probe, layer.without_dedup()),
-        Dedup::Failing => routes(probe, layer.dedup(FailingStore)),
-        Dedup::User(store) => routes(probe, layer.dedup(store)),
-        _ => unreachable!("a dedup choice this suite does not know"),
-    };
-    let app = match spec.tenants {
-        Some(tenants) => {
-            let layer = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1));
+    let app = routes(spec.probe.clone(), WebhookVerify::from_gate(spec.gate()));
+    let app = match spec.tenants_gate() {
+        Some(gate) => {
+            let layer = WebhookVerify::from_gate(gate);
             // The same tenants, the key taken by a function of the request's parts.
             let keyed = layer.clone().tenant_key(|parts| {
                 let rest = parts.uri.path().strip_prefix(ROUTE_TENANT_KEY)?;
@@ -169,14 +139,15 @@ impl Drop for AbortOnDrop {
 
 conformance_suite!(spawn_axum_app);
 
-/// The inbox endpoint, mounted with `route_service` as `InboxService`'s docs show.
-async fn spawn_axum_inbox(inbox: mapping_webhooks_inbox::Inbox) -> App {
+/// The inbox endpoint, mounted with `route_service` as `WebhookVerify::inbox`'s docs
+/// show, at the inbox route and under it with a tenant segment.
+async fn spawn_axum_inbox(gate: Gate, inbox: mapping_webhooks_inbox::Inbox) -> App {
     use axum::routing::post_service;
     use mapping_webhooks_conformance::inbox_cases::ROUTE_INBOX;
-    let app = Router::new().route_service(
-        ROUTE_INBOX,
-        post_service(mapping_webhooks_tower::InboxService::new(inbox)),
-    );
+    let endpoint = WebhookVerify::from_gate(gate).inbox(inbox);
+    let app = Router::new()
+        .route_service(ROUTE_INBOX, post_service(endpoint.clone()))
+        .route_service(&format!("{ROUTE_INBOX}/{{tenant}}"), post_service(endpoint));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

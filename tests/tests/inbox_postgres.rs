@@ -1,4 +1,4 @@
-//! Two receivers (axum's `InboxService` and actix's `inbox_resource`) and two workers on
+//! Two receivers (axum's and actix's `WebhookVerify::inbox`) and two workers on
 //! one Postgres, over real HTTP: 1,000 events sent 3 times each, concurrently, round-robin
 //! over the receivers. Every event's effect happens exactly once, and no delivery is left
 //! running. The Postgres server is started by the test (skipped without it unless
@@ -19,17 +19,25 @@ use mapping_webhooks_conformance::{App, Client, SECRET, envelope};
 use mapping_webhooks_inbox::{Delivery, Inbox, State};
 
 async fn inbox(url: &str) -> Inbox {
-    Inbox::builder(SECRET)
-        .unwrap()
+    Inbox::builder()
         .connect(url)
         .await
         .expect("connect to Postgres")
 }
 
+/// The receivers' gate: the secret; the inbox deduplicates durably on its own.
+fn gate() -> mapping_webhooks::Gate {
+    mapping_webhooks::Gate::builder()
+        .secret(SECRET)
+        .without_dedup()
+        .build()
+        .expect("a valid gate")
+}
+
 async fn spawn_axum(inbox: Inbox) -> App {
     let app = Router::new().route_service(
         ROUTE_INBOX,
-        post_service(mapping_webhooks_tower::InboxService::new(inbox)),
+        post_service(mapping_webhooks_tower::WebhookVerify::from_gate(gate()).inbox(inbox)),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -46,10 +54,10 @@ async fn spawn_actix(db_url: String) -> App {
         actix_web::rt::System::new().block_on(async move {
             let inbox = inbox(&db_url).await;
             let server = HttpServer::new(move || {
-                actix_web::App::new().service(mapping_webhooks_actix::inbox_resource(
-                    ROUTE_INBOX,
-                    inbox.clone(),
-                ))
+                actix_web::App::new().service(
+                    mapping_webhooks_actix::WebhookVerify::from_gate(gate())
+                        .inbox(ROUTE_INBOX, inbox.clone()),
+                )
             })
             .workers(2)
             .disable_signals()

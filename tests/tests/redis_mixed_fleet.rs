@@ -65,11 +65,19 @@ async fn store(server: &RedisServer) -> RedisStore {
         .expect("build a RedisStore")
 }
 
+/// The gate both replicas are built from: one secret, the shared store.
+fn gate(store: RedisStore) -> mapping_webhooks::Gate<RedisStore> {
+    mapping_webhooks::Gate::builder()
+        .secret(SECRET)
+        .on_store_error(OnStoreError::Reject)
+        .dedup(store)
+        .build()
+        .expect("a valid gate")
+}
+
 /// The actix replica, built as `mapping-webhooks-actix` documents, on its own thread.
 async fn actix_replica(store: RedisStore, handler: Arc<Handler>) -> App {
-    let verify = mapping_webhooks_actix::WebhookVerify::new(SECRET)
-        .on_store_error(OnStoreError::Reject)
-        .dedup(store);
+    let verify = mapping_webhooks_actix::WebhookVerify::from_gate(gate(store));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -112,9 +120,7 @@ async fn axum_replica(store: RedisStore, handler: Arc<Handler>) -> App {
             }),
         )
         .layer(
-            mapping_webhooks_tower::WebhookVerify::new(SECRET)
-                .on_store_error(OnStoreError::Reject)
-                .dedup(store),
+            mapping_webhooks_tower::WebhookVerify::from_gate(gate(store)),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -69,11 +69,15 @@ async fn replica(server: &RedisServer, shared: Arc<Handler>, policy: OnStoreErro
             StatusCode::NO_CONTENT
         }
     };
-    let router = Router::new().route(ROUTE_HOOKS, post(handler)).layer(
-        WebhookVerify::new(SECRET)
-            .on_store_error(policy)
-            .dedup(store),
-    );
+    let gate = mapping_webhooks::Gate::builder()
+        .secret(SECRET)
+        .on_store_error(policy)
+        .dedup(store)
+        .build()
+        .expect("a valid gate");
+    let router = Router::new()
+        .route(ROUTE_HOOKS, post(handler))
+        .layer(WebhookVerify::from_gate(gate));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let serve = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
