@@ -55,7 +55,11 @@ fn middleware(c: &mut Criterion) {
         ))
     };
     let no_dedup = verified(WebhookVerify::from_gate(
-        Gate::builder().secret(SECRET).without_dedup().build().unwrap(),
+        Gate::builder()
+            .secret(SECRET)
+            .without_dedup()
+            .build()
+            .unwrap(),
     ));
     let dedup = verified(WebhookVerify::new(SECRET));
 

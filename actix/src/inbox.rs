@@ -48,23 +48,22 @@ impl<D: DedupStore, R: Fn(&Reply) -> HttpResponse + 'static> WebhookVerify<D, R>
     /// ```
     pub fn inbox<S: Sink + 'static>(self, path: &str, sink: S) -> Resource {
         let (verify, sink) = (Arc::new(self), Arc::new(sink));
-        web::resource(path).route(web::post().to(
-            move |req: HttpRequest, payload: web::Payload| {
+        web::resource(path).route(
+            web::post().to(move |req: HttpRequest, payload: web::Payload| {
                 let (verify, sink) = (Arc::clone(&verify), Arc::clone(&sink));
                 async move {
                     let head = Head {
                         req: &req,
                         tenant_key: verify.tenant_key.as_deref(),
                     };
-                    let reply = match body::read(&verify.gate, &head, &mut payload.into_inner())
-                        .await
-                    {
-                        Ok(intake) => intake.admit_into(&*sink).await,
-                        Err(reply) => reply,
-                    };
+                    let reply =
+                        match body::read(&verify.gate, &head, &mut payload.into_inner()).await {
+                            Ok(intake) => intake.admit_into(&*sink).await,
+                            Err(reply) => reply,
+                        };
                     (verify.on_reject)(&reply)
                 }
-            },
-        ))
+            }),
+        )
     }
 }

@@ -196,12 +196,12 @@ pub use mapping_webhooks::observe::{
 #[doc(inline)]
 pub use mapping_webhooks::{
     Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE,
-    DELIVERY_HEADER, DUPLICATE_HEADER, DUPLICATE_REASON, DedupStore, EVENT_HEADER, Envelope,
-    Event, EventPayload, FromEventData, Gate, GateBuilder, HeaderError, LEASE_RANGE,
-    MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock,
-    MappingCompleted, MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError,
-    PayloadError, Reply, SIGNATURE_HEADER, Secret, SignatureMatch, SignedDelivery, Signer, Sink,
-    SinkDelivery, StoreError, Stored, SystemClock, TTL_RANGE, Verified, Verifier, VerifyError,
+    DELIVERY_HEADER, DUPLICATE_HEADER, DUPLICATE_REASON, DedupStore, EVENT_HEADER, Envelope, Event,
+    EventPayload, FromEventData, Gate, GateBuilder, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
+    MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
+    MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
+    SIGNATURE_HEADER, Secret, SignatureMatch, SignedDelivery, Signer, Sink, SinkDelivery,
+    StoreError, Stored, SystemClock, TTL_RANGE, Verified, Verifier, VerifyError,
 };
 #[doc(inline)]
 pub use mapping_webhooks::{
@@ -210,4 +210,3 @@ pub use mapping_webhooks::{
 #[cfg(feature = "redis")]
 #[doc(inline)]
 pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
-

@@ -18,8 +18,7 @@ use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse};
 use mapping_webhooks::adapter::Admitted;
 use mapping_webhooks::{
-    ConfigError, DedupStore, Gate, MemoryStore, Reply, Secret, Secrets, TenantFrom,
-    Tenants,
+    ConfigError, DedupStore, Gate, MemoryStore, Reply, Secret, Secrets, TenantFrom, Tenants,
 };
 use tracing::Instrument;
 

@@ -25,7 +25,6 @@ use mapping_webhooks_actix::{
 use serde_json::Value;
 use tokio::sync::Notify;
 
-
 const SECRET: &str = "whsec_actix_test_0123456789abcdef";
 const OLD_SECRET: &str = "whsec_actix_old_fedcba9876543210";
 const NOW: u64 = 1_717_250_400;
@@ -52,7 +51,9 @@ fn signed(uri: &str, body: &str) -> TestRequest {
 
 /// The gate every test starts from: the test secret, at `NOW`.
 fn gate() -> GateBuilder {
-    Gate::builder().secret(SECRET).clock(ManualClock::at_secs(NOW))
+    Gate::builder()
+        .secret(SECRET)
+        .clock(ManualClock::at_secs(NOW))
 }
 
 /// The middleware for `gate`.
@@ -747,7 +748,9 @@ fn a_zero_body_limit_is_refused_at_construction() {
     // Was a panic of `WebhookVerify::body_limit(0)`; the gate's builder now says it.
     let error = gate().body_limit(0).build().unwrap_err();
     assert!(
-        error.to_string().contains("the body limit must be at least one byte"),
+        error
+            .to_string()
+            .contains("the body limit must be at least one byte"),
         "{error}"
     );
 }
