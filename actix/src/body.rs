@@ -8,7 +8,7 @@ use std::pin::Pin;
 
 use actix_web::HttpRequest;
 use actix_web::dev::Payload;
-use actix_web::http::header::{HOST, HeaderValue};
+use actix_web::http::header::{HOST, HeaderName, HeaderValue};
 use futures_core::Stream;
 use mapping_webhooks::adapter::{Intake, RequestHead};
 use mapping_webhooks::{DedupStore, Gate, Reply};
@@ -24,6 +24,9 @@ pub(crate) struct Head<'a> {
 
 impl RequestHead for Head<'_> {
     fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+        // A static name: no allocation, unlike a lookup by `&str` (the core's names are
+        // lowercase constants).
+        let name = HeaderName::from_static(name);
         self.req.headers().get_all(name).map(HeaderValue::as_bytes)
     }
 
