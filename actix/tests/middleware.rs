@@ -20,7 +20,8 @@ use futures_core::Stream;
 use mapping_webhooks::{Begin, Claim};
 use mapping_webhooks_actix::{
     DedupStore, Envelope, Gate, GateBuilder, ManualClock, MappingCompleted, MatchedSecret,
-    OnStoreError, Reply, Secret, Signer, StoreError, Verified, VerifiedEvent, WebhookVerify,
+    OnStoreError, Reply, ResolveError, Secret, Secrets, Signer, StoreError, Tenant, TenantFrom,
+    Tenants, Verified, VerifiedEvent, WebhookVerify,
 };
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -795,6 +796,35 @@ async fn a_scope_of_webhook_routes_can_be_wrapped_at_once() {
     let unsigned = TestRequest::post().uri(HOOK).set_payload(body);
     assert_eq!(send(&app, unsigned).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(probe.calls(), 1);
+}
+
+#[actix_web::test]
+async fn the_app_s_tenant_key_function_takes_the_route_s_parameter() {
+    let tenants = Tenants::new(|key: String| async move {
+        let secrets = Secrets::new(Secret::new(SECRET).unwrap());
+        Ok::<_, ResolveError>((key == "acme").then(|| Tenant::new("acme", secrets)))
+    });
+    // The tenant is a path parameter, not the default path segment.
+    let gate = gate().tenants(tenants, TenantFrom::PathSegment(0));
+    let verify = with(gate).tenant_key(|req| req.match_info().get("tenant").map(str::to_owned));
+    let app =
+        test::init_service(
+            App::new().service(web::resource("/t/{tenant}/hook").wrap(verify).route(
+                web::post().to(|verified: web::ReqData<Verified>| async move {
+                    HttpResponse::Ok().body(verified.tenant.clone().unwrap_or_default())
+                }),
+            )),
+        )
+        .await;
+    let body = body("evt_tenant");
+    assert_eq!(
+        send(&app, signed("/t/acme/hook", &body)).await,
+        (StatusCode::OK, "acme".to_owned())
+    );
+    assert_eq!(
+        send(&app, signed("/t/initech/hook", &body)).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// Records the fields of every `webhook` span, as `name=value`.
