@@ -12,7 +12,7 @@ use actix_web::test::{TestRequest, init_service};
 use actix_web::{App, HttpResponse, web};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use mapping_webhooks::{Secret, Signer};
-use mapping_webhooks_actix::WebhookVerify;
+use mapping_webhooks_actix::{Gate, WebhookVerify};
 
 const SECRET: &str = "whsec_bench_0123456789abcdef0123456789abcdef";
 
@@ -54,7 +54,13 @@ fn middleware(c: &mut Criterion) {
             ),
         ))
     };
-    let no_dedup = verified(WebhookVerify::new(SECRET).without_dedup());
+    let no_dedup = verified(WebhookVerify::from_gate(
+        Gate::builder()
+            .secret(SECRET)
+            .without_dedup()
+            .build()
+            .unwrap(),
+    ));
     let dedup = verified(WebhookVerify::new(SECRET));
 
     let mut group = c.benchmark_group("actix");

@@ -6,7 +6,8 @@ use std::future::{Ready, ready};
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use mapping_webhooks::{Clock, Envelope, FromEventData, PayloadError, SystemClock, Verified};
+use mapping_webhooks::adapter::{PayloadRefusal, read_payload};
+use mapping_webhooks::{Clock, Envelope, FromEventData, SystemClock, Verified};
 use serde_json::Value;
 
 use crate::middleware::VerifiedBody;
@@ -114,38 +115,11 @@ impl<T: FromEventData> VerifiedEvent<T> {
         ) else {
             return Err(VerifiedEventRejection::missing_layer(req.path()));
         };
-        match Envelope::from_verified_body(body) {
-            Ok(envelope) => Ok(Self {
-                envelope,
-                verified: verified.clone(),
-            }),
-            Err(PayloadError::OtherType {
-                expected,
-                event_type,
-            }) => {
-                tracing::warn!(
-                    event_type,
-                    expected,
-                    event_id = verified.event_id,
-                    "webhook event type not taken by this handler; acknowledged (200) without running it. Take VerifiedEvent<Event> or use an EventRouter to handle every subscribed type"
-                );
-                Err(VerifiedEventRejection::OtherEventType {
-                    expected,
-                    event_type,
-                })
-            }
-            Err(error) => {
-                tracing::warn!(
-                    %error,
-                    event_id = verified.event_id,
-                    "verified webhook body does not match the handler's payload type; answered 422, the event stays retryable"
-                );
-                Err(VerifiedEventRejection::InvalidPayload(match error {
-                    PayloadError::Invalid(e) => e,
-                    other => serde::de::Error::custom(other),
-                }))
-            }
-        }
+        let envelope = read_payload(verified, body).map_err(VerifiedEventRejection::from)?;
+        Ok(Self {
+            envelope,
+            verified: verified.clone(),
+        })
     }
 }
 
@@ -226,6 +200,23 @@ impl std::error::Error for VerifiedEventRejection {
         match self {
             Self::MissingLayer | Self::OtherEventType { .. } => None,
             Self::InvalidPayload(e) => Some(e),
+        }
+    }
+}
+
+impl From<PayloadRefusal> for VerifiedEventRejection {
+    fn from(refusal: PayloadRefusal) -> Self {
+        match refusal {
+            PayloadRefusal::OtherEventType {
+                expected,
+                event_type,
+            } => Self::OtherEventType {
+                expected,
+                event_type,
+            },
+            PayloadRefusal::InvalidPayload(e) => Self::InvalidPayload(e),
+            // A refusal a later core may add: 422, saying why.
+            other => Self::InvalidPayload(serde::de::Error::custom(other)),
         }
     }
 }

@@ -59,7 +59,7 @@
 //! acknowledged without running it.
 //!
 //! Unit-test a handler with [`VerifiedEvent::from_envelope`], and the whole app with
-//! [`testing::SignedRequest`]. [`WebhookVerify::clock`] with a [`ManualClock`] drives the
+//! [`testing::SignedRequest`]. A [`ManualClock`] given to [`GateBuilder::clock`] drives the
 //! signature window and the default store's leases and TTLs, so tests never sleep.
 //!
 //! # What the middleware does
@@ -133,16 +133,46 @@
 //! # let _ = verify;
 //! ```
 //!
+//! # Every option in one place
+//!
+//! [`WebhookVerify::new`] is the one-line shorthand. Every other option of the gate
+//! (previous secrets, tolerance, body limit, read timeout, dedup store, namespace,
+//! store-error policy, clock, observer) is set on [`Gate::builder`], checked at once by
+//! `build()`, and the gate handed over with [`WebhookVerify::from_gate`]:
+//!
+//! ```
+//! use std::time::Duration;
+//! use mapping_webhooks_actix::{Gate, WebhookVerify};
+//!
+//! let gate = Gate::builder()
+//!     .secret("whsec_current_0123456789abcdef")
+//!     .previous_secret("whsec_before_rotation_0123456789")
+//!     .tolerance(Duration::from_secs(120))
+//!     .body_limit(256 * 1024)
+//!     .namespace("orders")
+//!     .build()?;
+//! let verify = WebhookVerify::from_gate(gate).json_rejections();
+//! assert_eq!(verify.gate().body_limit(), 256 * 1024);
+//! # Ok::<(), mapping_webhooks_actix::ConfigError>(())
+//! ```
+//!
 //! # Deduplication across replicas
 //!
 //! The default [`MemoryStore`] serves one process (all its workers). Behind a load
 //! balancer, give every replica the same shared store, such as the core's
 //! `RedisStore` (feature `redis` of `mapping-webhooks`), with
-//! [`dedup`](WebhookVerify::dedup). Replicas running the tower/axum adapter can share
+//! [`GateBuilder::dedup`]. Replicas running the tower/axum adapter can share
 //! it too: both adapters key events the same way.
+//!
+//! # Answer at once, process later
+//!
+//! [`WebhookVerify::inbox`] serves a route whose deliveries are verified by the same
+//! pipeline, then stored in a durable [`Sink`] (the `mapping-webhooks-inbox` crate's
+//! `Inbox`) and answered 202 at once; tenants, refusal formats and observers work there
+//! as on the middleware.
 
+mod body;
 mod extract;
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 mod inbox;
 mod middleware;
 pub mod reject;
@@ -150,8 +180,6 @@ mod router;
 pub mod testing;
 
 pub use extract::{VerifiedEvent, VerifiedEventRejection};
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
-pub use inbox::{inbox_accept, inbox_resource};
 pub use middleware::{WebhookVerify, WebhookVerifyService};
 pub use router::{EventHandler, EventRouter};
 
@@ -167,14 +195,13 @@ pub use mapping_webhooks::observe::{
 };
 #[doc(inline)]
 pub use mapping_webhooks::{
-    Admission, Begin, CheckedHead, Claim, Clock, ConfigError, DEFAULT_BODY_LIMIT,
-    DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE, DELIVERY_HEADER, DUPLICATE_HEADER, DUPLICATE_REASON,
-    DedupStore, EVENT_HEADER, Envelope, Event, EventPayload, FromEventData, Gate, HeaderError,
-    LEASE_RANGE, MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES,
-    ManualClock, MappingCompleted, MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError,
-    PayloadError, Reply, SIGNATURE_HEADER, Secret, SignatureMatch, SignedDelivery, Signer,
-    StoreError, SystemClock, TTL_RANGE, Ticket, UnsignedHeaders, Verified, Verifier, VerifyError,
-    dedup,
+    Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE,
+    DELIVERY_HEADER, DUPLICATE_HEADER, DUPLICATE_REASON, DedupStore, EVENT_HEADER, Envelope, Event,
+    EventPayload, FromEventData, Gate, GateBuilder, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
+    MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
+    MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
+    SIGNATURE_HEADER, Secret, SignatureMatch, SignedDelivery, Signer, Sink, SinkDelivery,
+    StoreError, Stored, SystemClock, TTL_RANGE, Verified, Verifier, VerifyError,
 };
 #[doc(inline)]
 pub use mapping_webhooks::{
@@ -183,6 +210,3 @@ pub use mapping_webhooks::{
 #[cfg(feature = "redis")]
 #[doc(inline)]
 pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
-
-#[cfg(test)]
-mod tests;

@@ -1,9 +1,9 @@
 //! The `WebhookVerify` middleware: its builder (an actix-web
 //! [`Transform`](https://docs.rs/actix-web/4/actix_web/dev/trait.Transform.html)) and its
-//! [`Service`](https://docs.rs/actix-web/4/actix_web/dev/trait.Service.html).
+//! [`Service`](https://docs.rs/actix-web/4/actix_web/dev/trait.Service.html), whose
+//! request path moves bytes into the core's pipeline and answers what it decides.
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::fmt;
 use std::future::{Future, Ready, poll_fn, ready};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -11,27 +11,19 @@ use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderName};
-use actix_web::web::{Bytes, BytesMut};
-use actix_web::{Error, HttpMessage, HttpResponse};
-use futures_core::Stream;
+use actix_web::web::Bytes;
+use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse};
+use mapping_webhooks::adapter::Admitted;
 use mapping_webhooks::{
-    Admission, Clock, ConfigError, DELIVERY_HEADER, DedupStore, EVENT_HEADER, Gate, MemoryStore,
-    Observer, OnStoreError, Reply, SIGNATURE_HEADER, Secret, Secrets, TenantFrom, Tenants,
-    UnsignedHeaders, VerifyError,
+    ConfigError, DedupStore, Gate, MemoryStore, Reply, Secret, Secrets, TenantFrom, Tenants,
 };
-
 use tracing::Instrument;
 
+use crate::body::{self, Head, TenantKeyFn};
 use crate::reject::{self, RejectFn};
-
-pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static(SIGNATURE_HEADER);
-const EVENT: HeaderName = HeaderName::from_static(EVENT_HEADER);
-const DELIVERY: HeaderName = HeaderName::from_static(DELIVERY_HEADER);
 
 /// The verified body, kept in the request extensions for [`VerifiedEvent`](crate::VerifiedEvent):
 /// the extractor parses exactly the bytes whose signature was checked.
@@ -44,7 +36,7 @@ pub(crate) struct VerifiedBody(pub(crate) Bytes);
 ///
 /// ```no_run
 /// use actix_web::{App, HttpResponse, HttpServer, web};
-/// use mapping_webhooks_actix::{VerifiedEvent, WebhookVerify};
+/// use mapping_webhooks_actix::{Gate, VerifiedEvent, WebhookVerify};
 ///
 /// async fn hook(event: VerifiedEvent) -> HttpResponse {
 ///     println!("{} {}", event.envelope.event_type, event.envelope.event_id);
@@ -53,7 +45,13 @@ pub(crate) struct VerifiedBody(pub(crate) Bytes);
 ///
 /// # fn main() -> std::io::Result<()> {
 /// # actix_web::rt::System::new().block_on(async {
-/// let verify = WebhookVerify::new(std::env::var("MAPPING_WEBHOOK_SECRET").unwrap_or_default());
+/// // Every option of the gate (secrets, tolerance, limits, store, observer) is set here.
+/// let gate = Gate::builder()
+///     .secret(std::env::var("MAPPING_WEBHOOK_SECRET").unwrap_or_default())
+///     .body_limit(256 * 1024)
+///     .build()
+///     .expect("MAPPING_WEBHOOK_SECRET is set");
+/// let verify = WebhookVerify::from_gate(gate);
 /// HttpServer::new(move || {
 ///     App::new().service(
 ///         web::resource("/hooks/mapping")
@@ -73,12 +71,12 @@ pub(crate) struct VerifiedBody(pub(crate) Bytes);
 /// For each request it:
 ///
 /// 1. checks the request head with the core's [`Gate`] before reading any byte of the
-///    body: a `Content-Length` over the [body limit](Self::body_limit) 413; a missing,
+///    body: a `Content-Length` over the [body limit](mapping_webhooks::GateBuilder::body_limit) 413; a missing,
 ///    repeated or malformed `X-Webhook-Signature` 400; a timestamp outside the
-///    [tolerance](Self::tolerance) 401;
+///    [tolerance](mapping_webhooks::GateBuilder::tolerance) 401;
 /// 2. then reads the body, counting bytes: 413 as soon as it passes the limit (the rest
 ///    is never buffered), 408 when it is not received within the
-///    [read timeout](Self::read_timeout);
+///    [read timeout](mapping_webhooks::GateBuilder::read_timeout);
 /// 3. hands the body to the [`Gate`], which verifies the signature and claims the event
 ///    in the dedup store: a refusal (400, 401), a duplicate (200 without running the
 ///    handler), a copy being processed right now (409 with `Retry-After`) or a store
@@ -114,13 +112,10 @@ pub(crate) struct VerifiedBody(pub(crate) Bytes);
 /// when the client disconnects, the claim is freed at once, and the next retry runs.
 #[must_use = "a WebhookVerify does nothing until it wraps a route"]
 pub struct WebhookVerify<D = MemoryStore, R = RejectFn> {
-    gate: Gate<D>,
-    on_reject: Arc<R>,
-    tenant_key: Option<Arc<TenantKeyFn>>,
+    pub(crate) gate: Gate<D>,
+    pub(crate) on_reject: Arc<R>,
+    pub(crate) tenant_key: Option<Arc<TenantKeyFn>>,
 }
-
-/// A function taking a request's tenant key (see [`WebhookVerify::tenant_key`]).
-type TenantKeyFn = dyn Fn(&ServiceRequest) -> Option<String> + Send + Sync;
 
 impl<D, R> Clone for WebhookVerify<D, R> {
     fn clone(&self) -> Self {
@@ -136,7 +131,8 @@ impl WebhookVerify {
     /// The middleware for `secret` (the whole `whsec_…` string the dashboard showed),
     /// with the defaults: 5-minute tolerance, 1 MiB body limit, 10 s read timeout,
     /// deduplication in a bounded [`MemoryStore`], 503 on store errors and plain-text
-    /// rejections.
+    /// rejections. The one-line shorthand: for any other option, build a [`Gate`] with
+    /// [`Gate::builder`] and pass it to [`from_gate`](WebhookVerify::from_gate).
     ///
     /// # Panics
     ///
@@ -184,8 +180,30 @@ impl WebhookVerify {
 }
 
 impl<D: DedupStore> WebhookVerify<D> {
-    /// The middleware for a [`Gate`] configured by hand (for instance shared with another
-    /// framework's adapter, or built with fallible options).
+    /// The middleware applying `gate`, built with [`Gate::builder`]: every option of the
+    /// gate (previous secrets, tolerance, body limit, read timeout, dedup store,
+    /// namespace, store-error policy, clock, observer) is set there, checked at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mapping_webhooks_actix::{Gate, MemoryStore, WebhookVerify};
+    ///
+    /// let gate = Gate::builder()
+    ///     .secret("whsec_current")
+    ///     .previous_secret("whsec_before_rotation")
+    ///     .tolerance(Duration::from_secs(120))
+    ///     .read_timeout(Duration::from_secs(5))
+    ///     .dedup(MemoryStore::new())
+    ///     .namespace("orders")
+    ///     .build()?;
+    /// let verify = WebhookVerify::from_gate(gate).json_rejections();
+    /// assert_eq!(verify.gate().read_timeout(), Duration::from_secs(5));
+    /// # Ok::<(), mapping_webhooks_actix::ConfigError>(())
+    /// ```
+    ///
+    /// Behind the middleware the handler's extractors apply their own limits too:
+    /// `web::Bytes` and `String` default to 256 KiB (`web::PayloadConfig`), `web::Json`
+    /// to 2 MiB (`web::JsonConfig`).
     pub fn from_gate(gate: Gate<D>) -> Self {
         Self {
             gate,
@@ -196,103 +214,11 @@ impl<D: DedupStore> WebhookVerify<D> {
 }
 
 impl<D: DedupStore, R> WebhookVerify<D, R> {
-    /// Also accepts signatures made with a previous secret, during a rotation window.
-    /// May be called more than once. It is added to the middleware's [`Secrets`] (shared
-    /// with its clones) and does not expire; to rotate while the server runs, use
-    /// [`secrets`](Self::secrets) instead.
-    ///
-    /// # Panics
-    ///
-    /// When `secret` is empty or blank. Build a [`Gate`] and use
-    /// [`from_gate`](WebhookVerify::from_gate) to handle that as an error.
-    pub fn previous_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        let secret =
-            Secret::new(secret).unwrap_or_else(|e| panic!("WebhookVerify::previous_secret: {e}"));
-        self.gate = self.gate.previous_secret(secret);
-        self
-    }
-
-    /// How far the signed timestamp may be from the clock, either way (default 5 minutes).
-    pub fn tolerance(mut self, tolerance: Duration) -> Self {
-        self.gate = self.gate.tolerance(tolerance);
-        self
-    }
-
-    /// The largest body read, in bytes (default 1 MiB). Larger requests are answered 413.
-    ///
-    /// Behind the middleware the handler's extractors apply their own limits too:
-    /// `web::Bytes` and `String` default to 256 KiB (`web::PayloadConfig`), `web::Json`
-    /// to 2 MiB (`web::JsonConfig`).
-    ///
-    /// # Panics
-    ///
-    /// When `bytes` is 0.
-    pub fn body_limit(mut self, bytes: usize) -> Self {
-        self.gate = self
-            .gate
-            .body_limit(bytes)
-            .unwrap_or_else(|e| panic!("WebhookVerify::body_limit: {e}"));
-        self
-    }
-
-    /// The time allowed for receiving the whole body (default 10 s); 408 after it.
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.gate = self.gate.read_timeout(timeout);
-        self
-    }
-
-    /// Deduplicates with `store` (your own [`DedupStore`], or a configured
-    /// [`MemoryStore`]) instead of the default memory store.
-    pub fn dedup<S: DedupStore>(self, store: S) -> WebhookVerify<S, R> {
-        WebhookVerify {
-            gate: self.gate.dedup(store),
-            on_reject: self.on_reject,
-            tenant_key: self.tenant_key,
-        }
-    }
-
-    /// Does not deduplicate: every verified request runs the handler, duplicates
-    /// included. Choose this only when the handler is idempotent on its own.
-    pub fn without_dedup(mut self) -> Self {
-        self.gate = self.gate.without_dedup();
-        self
-    }
-
-    /// Prefixes store keys with `namespace`, so one store can serve several endpoints.
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.gate = self.gate.namespace(namespace);
-        self
-    }
-
-    /// What to do when the dedup store cannot answer: 503 so the sender retries
-    /// ([`OnStoreError::Reject`], the default), or run the handler unchecked
-    /// ([`OnStoreError::PassThrough`]).
-    pub fn on_store_error(mut self, policy: OnStoreError) -> Self {
-        self.gate = self.gate.on_store_error(policy);
-        self
-    }
-
-    /// Reads the time from `clock` instead of the system clock (for tests): the signature
-    /// window, and the default [`MemoryStore`]'s leases and TTLs (see [`Gate::clock`]; a
-    /// store passed with [`dedup`](Self::dedup) keeps its own clock).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.gate = self.gate.clock(clock);
-        self
-    }
-
-    /// Reports each request's outcome (exactly once) and the time taken by
-    /// verification, the store and the handler to `observer` (an [`Observer`](crate::Observer),
-    /// or a closure taking an [`Outcome`](crate::Outcome)). With the `metrics` feature,
-    /// `MetricsObserver` records them with the `metrics` crate.
-    pub fn observer(mut self, observer: impl Observer) -> Self {
-        self.gate = self.gate.observer(observer);
-        self
-    }
-
     /// Builds the responses given without running the handler (refusals, duplicates,
-    /// 409, 503) with `f` instead of [`reject::plain_text`]. [`reject::json`] is ready
-    /// to use (see also [`json_rejections`](Self::json_rejections)); your own function
-    /// can call either and adjust the result. Keep the [`Reply`]'s status: the sender retries anything but 2xx.
+    /// 409, 503, and the inbox endpoint's answers) with `f` instead of
+    /// [`reject::plain_text`]. [`reject::json`] is ready to use (see also
+    /// [`json_rejections`](Self::json_rejections)); your own function can call either and
+    /// adjust the result. Keep the [`Reply`]'s status: the sender retries anything but 2xx.
     ///
     /// ```
     /// use mapping_webhooks_actix::{WebhookVerify, reject};
@@ -337,13 +263,14 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// ```
     pub fn tenant_key<F>(mut self, f: F) -> Self
     where
-        F: Fn(&ServiceRequest) -> Option<String> + Send + Sync + 'static,
+        F: Fn(&HttpRequest) -> Option<String> + Send + Sync + 'static,
     {
         self.tenant_key = Some(Arc::new(f));
         self
     }
 
-    /// The core gate this middleware applies.
+    /// The core gate this middleware applies: its settings read back with the gate's
+    /// getters ([`body_limit`](Gate::body_limit), [`read_timeout`](Gate::read_timeout), …).
     pub fn gate(&self) -> &Gate<D> {
         &self.gate
     }
@@ -431,6 +358,8 @@ where
     }
 }
 
+/// One request: the core's pipeline decides, the handler runs in the delivery's span,
+/// and its status settles the event.
 async fn handle<S, B, D, R>(
     shared: Rc<WebhookVerify<D, R>>,
     service: Rc<S>,
@@ -441,68 +370,35 @@ where
     D: DedupStore,
     R: Fn(&Reply) -> HttpResponse,
 {
-    let gate = &shared.gate;
-    let reject = |req: ServiceRequest, reply: &Reply| {
-        req.into_response((shared.on_reject)(reply))
-            .map_into_right_body()
-    };
-
     // Taking the payload reads nothing; it is only polled once the head has passed.
     let mut payload = req.take_payload();
-    let headers = req.headers();
-    let unsigned = unsigned_headers(headers);
-    let declared = content_length(headers);
-    let signatures = headers.get_all(SIGNATURE).map(|value| value.as_bytes());
-    let head = match gate.check_head(signatures, declared, unsigned) {
-        Ok(head) => head,
-        Err(reply) => return Ok(reject(req, &reply)),
-    };
-    // Many tenants: the tenant's secrets, still before the body is read.
-    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
-    let custom = match (&shared.tenant_key, gate.tenant_from()) {
-        (Some(f), Some(_)) => f(&req),
-        _ => None,
-    };
-    let tenant = match (custom, gate.tenant_from()) {
-        (Some(key), _) => Some(Cow::Owned(key)),
-        (None, Some(from)) if shared.tenant_key.is_none() => from.key(req.path(), host),
-        _ => None,
-    };
-    let head = match gate.check_tenant(head, tenant.as_deref(), unsigned).await {
-        Ok(head) => head,
-        Err(reply) => return Ok(reject(req, &reply)),
-    };
-    let read = actix_web::rt::time::timeout(
-        gate.get_read_timeout(),
-        read_body(&mut payload, gate.get_body_limit(), declared),
-    )
-    .await;
-    let body = match read {
-        Ok(Ok(body)) => body,
-        Ok(Err(error)) => {
-            let reply = gate.refuse(error, unsigned);
-            return Ok(reject(req, &reply));
-        }
-        Err(_elapsed) => {
-            let reply = gate.refuse(VerifyError::BodyRead { timed_out: true }, unsigned);
-            return Ok(reject(req, &reply));
+    let admitted = {
+        let head = Head {
+            req: req.request(),
+            tenant_key: shared.tenant_key.as_deref(),
+        };
+        match body::read(&shared.gate, &head, &mut payload).await {
+            Ok(intake) => intake.admit().await,
+            Err(reply) => Err(reply),
         }
     };
     drop(payload);
-
-    let (verified, ticket) = match gate.admit_checked(head, unsigned, &body).await {
-        Admission::Process { verified, ticket } => (verified, ticket),
-        Admission::Reply(reply) => return Ok(reject(req, &reply)),
+    let Admitted {
+        verified,
+        body,
+        ticket,
+        ..
+    } = match admitted {
+        Ok(admitted) => admitted,
+        Err(reply) => {
+            let response = (shared.on_reject)(&reply);
+            return Ok(req.into_response(response).map_into_right_body());
+        }
     };
-
-    {
-        let mut extensions = req.extensions_mut();
-        extensions.insert(verified);
-        extensions.insert(VerifiedBody(body.clone()));
-    }
+    req.extensions_mut().insert(verified);
+    req.extensions_mut().insert(VerifiedBody(body.clone()));
     req.set_payload(Payload::from(body));
 
-    // The handler runs inside the delivery's span.
     let span = ticket.span().clone();
     let call = catch_panic(|| span.in_scope(|| service.call(req)).instrument(span.clone()));
     match call.await {
@@ -516,8 +412,8 @@ where
             Err(error)
         }
         Err(_panic) => {
-            // The panic message was already printed by the panic hook. Without this,
-            // actix-web drops the connection and the sender sees no answer at all.
+            // The panic hook printed the message. Without this, actix-web drops the
+            // connection and the sender sees no answer at all.
             span.in_scope(|| {
                 tracing::error!(
                     "webhook handler panicked; answered 500, the event stays retryable"
@@ -529,55 +425,6 @@ where
             ))
         }
     }
-}
-
-/// The unsigned headers, for logs only.
-pub(crate) fn unsigned_headers(headers: &HeaderMap) -> UnsignedHeaders<'_> {
-    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    UnsignedHeaders {
-        delivery_id: text(DELIVERY),
-        event_type: text(EVENT),
-    }
-}
-
-/// The declared body length, if any. (actix-web itself refuses a malformed one.)
-pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-}
-
-/// Reads the whole payload, refusing it as soon as it passes `limit`. A body that
-/// arrives in one chunk (the usual case) is kept without copying; otherwise the chunks
-/// are joined in one buffer sized from the declared length (at most the limit).
-pub(crate) async fn read_body(
-    payload: &mut Payload,
-    limit: usize,
-    declared: Option<u64>,
-) -> Result<Bytes, VerifyError> {
-    let mut first = Bytes::new();
-    let mut joined: Option<BytesMut> = None;
-    while let Some(chunk) = poll_fn(|cx| Pin::new(&mut *payload).poll_next(cx)).await {
-        let chunk = chunk.map_err(|_| VerifyError::BodyRead { timed_out: false })?;
-        let so_far = joined.as_ref().map_or(first.len(), BytesMut::len);
-        if chunk.len() > limit - so_far {
-            return Err(VerifyError::BodyTooLarge { limit });
-        }
-        match &mut joined {
-            Some(buf) => buf.extend_from_slice(&chunk),
-            None if first.is_empty() => first = chunk,
-            None => {
-                let wanted = declared.map_or(2 * (so_far + chunk.len()), |len| {
-                    usize::try_from(len).unwrap_or(usize::MAX)
-                });
-                let mut buf = BytesMut::with_capacity(wanted.clamp(so_far + chunk.len(), limit));
-                buf.extend_from_slice(&first);
-                buf.extend_from_slice(&chunk);
-                joined = Some(buf);
-            }
-        }
-    }
-    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
 /// Makes the service call and polls its future, turning a panic in either into `Err`.

@@ -1,6 +1,5 @@
 //! [`EventRouter`]: one URL, a handler per event type.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +7,7 @@ use std::rc::Rc;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, Handler, HttpMessage, HttpRequest, HttpResponse, Responder, web};
+use mapping_webhooks::adapter::{EventTable, Route};
 use mapping_webhooks::{EventPayload, Verified};
 
 use crate::{VerifiedEvent, VerifiedEventRejection};
@@ -66,18 +66,12 @@ type Erased = Rc<dyn Fn(HttpRequest, Payload) -> BoxFuture>;
 /// request is answered 500, as with [`VerifiedEvent`].
 #[derive(Clone, Default)]
 pub struct EventRouter {
-    routes: Rc<HashMap<String, Erased>>,
-    fallback: Option<Erased>,
+    table: Rc<EventTable<Erased>>,
 }
 
 impl fmt::Debug for EventRouter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut types: Vec<&str> = self.routes.keys().map(String::as_str).collect();
-        types.sort_unstable();
-        f.debug_struct("EventRouter")
-            .field("types", &types)
-            .field("fallback", &self.fallback.is_some())
-            .finish()
+        f.debug_tuple("EventRouter").field(&self.table).finish()
     }
 }
 
@@ -171,50 +165,40 @@ impl EventRouter {
         Args: FromRequest + 'static,
         H::Output: Responder + 'static,
     {
-        self.fallback = Some(erase(handler));
+        Rc::make_mut(&mut self.table).set_fallback(erase(handler));
         self
     }
 
     fn insert(mut self, event_type: String, handler: Erased) -> Self {
-        let routes = Rc::make_mut(&mut self.routes);
-        assert!(
-            !routes.contains_key(&event_type),
-            "EventRouter: event type {event_type:?} already has a handler"
-        );
-        routes.insert(event_type, handler);
+        Rc::make_mut(&mut self.table).insert(event_type, handler);
         self
     }
 
     /// The event types with a handler of their own, in no particular order.
     pub fn event_types(&self) -> impl Iterator<Item = &str> {
-        self.routes.keys().map(String::as_str)
+        self.table.event_types()
     }
 
     fn dispatch(&self, req: HttpRequest, payload: Payload) -> BoxFuture {
-        let Some(event_type) = req
-            .extensions()
-            .get::<Verified>()
-            .map(|v| (v.event_type.clone(), v.event_id.clone()))
-        else {
-            let rejection = VerifiedEventRejection::missing_layer(req.path());
-            return Box::pin(async move { HttpResponse::from_error(rejection) });
+        let route = match req.extensions().get::<Verified>() {
+            None => Err(None),
+            Some(verified) => match self.table.route(verified) {
+                Route::Handler(handler) => Ok(Rc::clone(handler)),
+                Route::Unrouted(reason) => Err(Some(reason)),
+            },
         };
-        let (event_type, event_id) = event_type;
-        if let Some(handler) = self.routes.get(&event_type).or(self.fallback.as_ref()) {
-            return handler(req, payload);
+        match route {
+            Ok(handler) => handler(req, payload),
+            Err(None) => {
+                let rejection = VerifiedEventRejection::missing_layer(req.path());
+                Box::pin(async move { HttpResponse::from_error(rejection) })
+            }
+            Err(Some(reason)) => Box::pin(async move {
+                HttpResponse::Ok()
+                    .content_type(actix_web::http::header::ContentType::plaintext())
+                    .body(reason)
+            }),
         }
-        tracing::info!(
-            event_type,
-            event_id,
-            "no handler for this webhook event type; acknowledged (200) so the sender does not retry it"
-        );
-        Box::pin(async move {
-            HttpResponse::Ok()
-                .content_type(actix_web::http::header::ContentType::plaintext())
-                .body(format!(
-                    "no handler for event type {event_type:?}; acknowledged"
-                ))
-        })
     }
 }
 

@@ -5,7 +5,8 @@
 //! use actix_web::{App, HttpResponse, http::StatusCode, test, web};
 //! use mapping_webhooks_actix::testing::SignedRequest;
 //! use mapping_webhooks_actix::{
-//!     Envelope, Event, MAPPING_COMPLETED, ManualClock, MappingCompleted, VerifiedEvent, WebhookVerify,
+//!     Envelope, Event, Gate, MAPPING_COMPLETED, ManualClock, MappingCompleted, VerifiedEvent,
+//!     WebhookVerify,
 //! };
 //!
 //! async fn hook(event: VerifiedEvent<Event>) -> HttpResponse {
@@ -15,9 +16,10 @@
 //! # actix_web::rt::System::new().block_on(async {
 //! let secret = "whsec_test_secret";
 //! let clock = ManualClock::at_secs(1_717_250_400);
+//! let gate = Gate::builder().secret(secret).clock(clock.clone()).build().unwrap();
 //! let app = test::init_service(App::new().service(
 //!     web::resource("/hooks/mapping")
-//!         .wrap(WebhookVerify::new(secret).clock(clock.clone()))
+//!         .wrap(WebhookVerify::from_gate(gate))
 //!         .route(web::post().to(hook)),
 //! ))
 //! .await;
@@ -82,7 +84,7 @@ impl SignedRequest {
     }
 
     /// Signs at `timestamp` (Unix seconds) instead of now: pair it with a
-    /// [`ManualClock`](crate::ManualClock) given to [`WebhookVerify::clock`](crate::WebhookVerify::clock).
+    /// [`ManualClock`](crate::ManualClock) given to [`GateBuilder::clock`](crate::GateBuilder::clock).
     pub fn signed_at(mut self, timestamp: u64) -> Self {
         self.delivery = self.delivery.signed_at(timestamp);
         self

@@ -8,8 +8,8 @@ use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, test, web};
 use mapping_webhooks_actix::testing::SignedRequest;
 use mapping_webhooks_actix::{
-    Clock, Envelope, Event, EventRouter, MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED, ManualClock,
-    MappingCompleted, MappingErrorResolved, Verified, VerifiedEvent, WebhookVerify,
+    Clock, Envelope, Event, EventRouter, Gate, MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED,
+    ManualClock, MappingCompleted, MappingErrorResolved, Verified, VerifiedEvent, WebhookVerify,
 };
 
 const SECRET: &str = "whsec_actix_testing_0123456789abcdef";
@@ -35,7 +35,13 @@ async fn a_signed_request_at_a_manual_time_is_processed_once() {
     let app = test::init_service(
         App::new().service(
             web::resource("/hooks/mapping")
-                .wrap(WebhookVerify::new(SECRET).clock(clock.clone()))
+                .wrap(WebhookVerify::from_gate(
+                    Gate::builder()
+                        .secret(SECRET)
+                        .clock(clock.clone())
+                        .build()
+                        .unwrap(),
+                ))
                 .route(web::post().to(hook)),
         ),
     )

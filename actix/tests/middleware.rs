@@ -1,4 +1,5 @@
-//! One test per outcome, through a real actix-web app (`test::init_service`).
+//! The middleware: one test per outcome, through a real actix-web app
+//! (`test::init_service`), using the public API only.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -16,13 +17,14 @@ use actix_web::test::{self, TestRequest};
 use actix_web::web::{self, Bytes};
 use actix_web::{App, Error, HttpRequest, HttpResponse};
 use futures_core::Stream;
-use mapping_webhooks::{
-    Begin, Claim, ManualClock, MappingCompleted, MatchedSecret, Secret, Signer, StoreError,
+use mapping_webhooks::{Begin, Claim};
+use mapping_webhooks_actix::{
+    DedupStore, Envelope, Gate, GateBuilder, ManualClock, MappingCompleted, MatchedSecret,
+    OnStoreError, Reply, ResolveError, Secret, Secrets, Signer, StoreError, Tenant, TenantFrom,
+    Tenants, Verified, VerifiedEvent, WebhookVerify,
 };
 use serde_json::Value;
 use tokio::sync::Notify;
-
-use crate::{DedupStore, Envelope, OnStoreError, Reply, Verified, VerifiedEvent, WebhookVerify};
 
 const SECRET: &str = "whsec_actix_test_0123456789abcdef";
 const OLD_SECRET: &str = "whsec_actix_old_fedcba9876543210";
@@ -48,8 +50,20 @@ fn signed(uri: &str, body: &str) -> TestRequest {
         .set_payload(body.to_owned())
 }
 
+/// The gate every test starts from: the test secret, at `NOW`.
+fn gate() -> GateBuilder {
+    Gate::builder()
+        .secret(SECRET)
+        .clock(ManualClock::at_secs(NOW))
+}
+
+/// The middleware for `gate`.
+fn with<D: DedupStore>(gate: GateBuilder<D>) -> WebhookVerify<D> {
+    WebhookVerify::from_gate(gate.build().expect("a valid gate"))
+}
+
 fn verify() -> WebhookVerify {
-    WebhookVerify::new(SECRET).clock(ManualClock::at_secs(NOW))
+    with(gate())
 }
 
 /// What the handler was asked to do and how often it ran.
@@ -280,7 +294,7 @@ async fn bad_requests_are_refused_before_the_handler() {
 
 #[actix_web::test]
 async fn the_tolerance_is_inclusive_on_both_sides() {
-    let (app, probe) = build_app(verify().tolerance(Duration::from_secs(60))).await;
+    let (app, probe) = build_app(with(gate().tolerance(Duration::from_secs(60)))).await;
     for (offset, status) in [(-60, 200), (60, 200), (-61, 401), (61, 401)] {
         let body = body(&format!("evt_edge_{offset}"));
         let ts = NOW.checked_add_signed(offset).unwrap();
@@ -293,7 +307,7 @@ async fn the_tolerance_is_inclusive_on_both_sides() {
 
 #[actix_web::test]
 async fn the_previous_secret_is_accepted_during_a_rotation() {
-    let (app, _) = build_app(verify().previous_secret(OLD_SECRET)).await;
+    let (app, _) = build_app(with(gate().previous_secret(OLD_SECRET))).await;
     let body = body("evt_rotated");
     let req = signed(HOOK, &body)
         .insert_header(("x-webhook-signature", sign_with(OLD_SECRET, &body, NOW)));
@@ -356,7 +370,7 @@ where
 
 #[actix_web::test]
 async fn a_declared_length_over_the_limit_is_refused_before_reading() {
-    let (app, probe) = build_app(verify().body_limit(1000)).await;
+    let (app, probe) = build_app(with(gate().body_limit(1000))).await;
     let pulled = Rc::new(AtomicUsize::new(0));
     // The body never arrives: reading it would stall, so a 413 proves nothing was read.
     let chunks = Chunks {
@@ -411,7 +425,7 @@ async fn a_bad_signature_header_is_refused_before_reading() {
 
 #[actix_web::test]
 async fn a_streamed_body_over_the_limit_is_refused_without_buffering_the_rest() {
-    let (app, probe) = build_app(verify().body_limit(1000)).await;
+    let (app, probe) = build_app(with(gate().body_limit(1000))).await;
     let pulled = Rc::new(AtomicUsize::new(0));
     let chunks = Chunks {
         chunks: (0..100).map(|_| Ok(Bytes::from(vec![b' '; 300]))).collect(),
@@ -445,7 +459,7 @@ async fn a_streamed_body_over_the_limit_is_refused_without_buffering_the_rest() 
 
 #[actix_web::test]
 async fn a_body_not_received_in_time_is_408() {
-    let (app, probe) = build_app(verify().read_timeout(Duration::from_millis(50))).await;
+    let (app, probe) = build_app(with(gate().read_timeout(Duration::from_millis(50)))).await;
     let chunks = Chunks {
         chunks: [Ok(Bytes::from_static(b"{\"id\":"))].into(),
         stall: true,
@@ -627,7 +641,7 @@ impl DedupStore for Counter {
 #[actix_web::test]
 async fn a_store_error_is_503_by_default_and_forged_requests_never_reach_the_store() {
     let calls = std::sync::Arc::new(AtomicUsize::new(0));
-    let (app, probe) = build_app(verify().dedup(Counter(calls.clone()))).await;
+    let (app, probe) = build_app(with(gate().dedup(Counter(calls.clone())))).await;
     let body = body("evt_store");
     let forged = signed(HOOK, &body).insert_header((
         "x-webhook-signature",
@@ -649,9 +663,11 @@ async fn a_store_error_is_503_by_default_and_forged_requests_never_reach_the_sto
 #[actix_web::test]
 async fn a_store_error_can_pass_through() {
     let calls = std::sync::Arc::new(AtomicUsize::new(0));
-    let verify = verify()
-        .dedup(Counter(calls))
-        .on_store_error(OnStoreError::PassThrough);
+    let verify = with(
+        gate()
+            .dedup(Counter(calls))
+            .on_store_error(OnStoreError::PassThrough),
+    );
     let (app, probe) = build_app(verify).await;
     assert_eq!(
         send(&*app, signed(HOOK, &body("evt_pass"))).await.0,
@@ -662,7 +678,7 @@ async fn a_store_error_can_pass_through() {
 
 #[actix_web::test]
 async fn without_dedup_every_copy_runs() {
-    let (app, probe) = build_app(verify().without_dedup()).await;
+    let (app, probe) = build_app(with(gate().without_dedup())).await;
     let body = body("evt_nodedup");
     for _ in 0..3 {
         assert_eq!(send(&*app, signed(HOOK, &body)).await.0, StatusCode::OK);
@@ -724,23 +740,27 @@ fn an_empty_secret_panics_at_construction() {
 fn try_new_reports_an_empty_secret() {
     assert_eq!(
         WebhookVerify::try_new("").unwrap_err(),
-        crate::ConfigError::EmptySecret
+        mapping_webhooks_actix::ConfigError::EmptySecret
     );
 }
 
 #[test]
-#[should_panic(expected = "the body limit must be at least one byte")]
-fn a_zero_body_limit_panics_at_construction() {
-    let _ = verify().body_limit(0);
+fn a_zero_body_limit_is_refused_at_construction() {
+    // Was a panic of `WebhookVerify::body_limit(0)`; the gate's builder now says it.
+    let error = gate().body_limit(0).build().unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("the body limit must be at least one byte"),
+        "{error}"
+    );
 }
 
 #[test]
 fn debug_never_shows_the_secret() {
     let shown = format!(
         "{:?}",
-        verify()
-            .previous_secret(OLD_SECRET)
-            .on_reject(crate::reject::json)
+        with(gate().previous_secret(OLD_SECRET)).on_reject(mapping_webhooks_actix::reject::json)
     );
     assert!(!shown.contains("0123456789abcdef"), "{shown}");
     assert!(!shown.contains("fedcba9876543210"), "{shown}");
@@ -776,6 +796,35 @@ async fn a_scope_of_webhook_routes_can_be_wrapped_at_once() {
     let unsigned = TestRequest::post().uri(HOOK).set_payload(body);
     assert_eq!(send(&app, unsigned).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(probe.calls(), 1);
+}
+
+#[actix_web::test]
+async fn the_app_s_tenant_key_function_takes_the_route_s_parameter() {
+    let tenants = Tenants::new(|key: String| async move {
+        let secrets = Secrets::new(Secret::new(SECRET).unwrap());
+        Ok::<_, ResolveError>((key == "acme").then(|| Tenant::new("acme", secrets)))
+    });
+    // The tenant is a path parameter, not the default path segment.
+    let gate = gate().tenants(tenants, TenantFrom::PathSegment(0));
+    let verify = with(gate).tenant_key(|req| req.match_info().get("tenant").map(str::to_owned));
+    let app =
+        test::init_service(
+            App::new().service(web::resource("/t/{tenant}/hook").wrap(verify).route(
+                web::post().to(|verified: web::ReqData<Verified>| async move {
+                    HttpResponse::Ok().body(verified.tenant.clone().unwrap_or_default())
+                }),
+            )),
+        )
+        .await;
+    let body = body("evt_tenant");
+    assert_eq!(
+        send(&app, signed("/t/acme/hook", &body)).await,
+        (StatusCode::OK, "acme".to_owned())
+    );
+    assert_eq!(
+        send(&app, signed("/t/initech/hook", &body)).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// Records the fields of every `webhook` span, as `name=value`.
