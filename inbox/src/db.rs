@@ -246,9 +246,13 @@ const APPLIED: &str = "SELECT version FROM mapping_webhooks_inbox_migrations WHE
 const RECORD: &str = "INSERT INTO mapping_webhooks_inbox_migrations (version) VALUES ($1)";
 
 #[cfg(feature = "sqlite")]
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_inbox.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_inbox.sql")),
+    (2, include_str!("../migrations/sqlite/0002_tenant.sql")),
+];
 
 #[cfg(feature = "postgres")]
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/postgres/0001_inbox.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_inbox.sql")),
+    (2, include_str!("../migrations/postgres/0002_tenant.sql")),
+];
