@@ -250,3 +250,31 @@ macro_rules! info_from_row {
     }};
 }
 pub(crate) use info_from_row;
+
+#[cfg(test)]
+mod tests {
+    use mapping_webhooks::MatchedSecret;
+
+    use super::parse_secret;
+
+    #[test]
+    fn a_stored_secret_name_reads_back_as_it_was_written() {
+        for secret in [
+            MatchedSecret::Current,
+            MatchedSecret::Previous(0),
+            MatchedSecret::Previous(12),
+        ] {
+            assert_eq!(parse_secret(&secret.to_string()), Some(secret));
+        }
+        for unknown in [
+            "",
+            "previous",
+            "previous[]",
+            "previous[x]",
+            "previous[1",
+            "next",
+        ] {
+            assert_eq!(parse_secret(unknown), None, "{unknown}");
+        }
+    }
+}
