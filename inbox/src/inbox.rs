@@ -8,7 +8,7 @@ use mapping_webhooks::{Clock, Sink, SinkDelivery, Stored, SystemClock};
 use tokio::sync::Notify;
 
 use crate::InboxError;
-use crate::db::{DEFAULT_ACQUIRE_TIMEOUT, Db, on_pool};
+use crate::db::{Db, DbOptions, on_pool};
 
 /// A durable inbox for one webhook endpoint: every verified delivery is stored in a
 /// database before it is acknowledged, then processed by a [`Worker`](crate::Worker).
@@ -93,8 +93,7 @@ pub struct InboxBuilder {
     namespace: String,
     clock: Option<Arc<dyn Clock>>,
     lease_clock: Option<LeaseClock>,
-    max_connections: Option<u32>,
-    acquire_timeout: Duration,
+    db: DbOptions,
     existing_only: bool,
 }
 
@@ -105,8 +104,7 @@ impl Inbox {
             namespace: String::new(),
             clock: None,
             lease_clock: None,
-            max_connections: None,
-            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            db: Db::options(),
             existing_only: false,
         }
     }
@@ -122,8 +120,19 @@ impl Inbox {
         &self.shared.db
     }
 
+    /// Checks that the inbox's database answers, for a readiness route: one cheap query
+    /// (see [`Db::ping`]).
+    ///
+    /// # Errors
+    ///
+    /// [`InboxError::Database`] when the database is down or unreachable, or the pool
+    /// was [closed](Self::close).
+    pub async fn ping(&self) -> Result<(), InboxError> {
+        self.shared.db.ping().await
+    }
+
     /// Closes the pool. Every later call fails as if the database were down; for tests
-    /// and for shutting down.
+    /// and for shutting down. A pool shared with other inboxes closes for them too.
     pub async fn close(&self) {
         self.shared.db.close().await;
     }
@@ -249,14 +258,14 @@ impl InboxBuilder {
     /// The pool's size, for [`connect`](Self::connect) (default 4 for SQLite, 10 for
     /// Postgres).
     pub fn max_connections(mut self, n: u32) -> Self {
-        self.max_connections = Some(n);
+        self.db = self.db.max_connections(n);
         self
     }
 
     /// How long a request waits for a connection before it is answered 503 (default
     /// 3 s; for [`connect`](Self::connect)).
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.acquire_timeout = timeout;
+        self.db = self.db.acquire_timeout(timeout);
         self
     }
 
@@ -266,6 +275,7 @@ impl InboxBuilder {
     /// [`InboxError::NoInbox`]. For operator tools, where a mistyped URL or working
     /// directory must not look like an empty inbox.
     pub fn existing_only(mut self) -> Self {
+        self.db = self.db.existing_only();
         self.existing_only = true;
         self
     }
@@ -280,17 +290,15 @@ impl InboxBuilder {
     /// none, [`InboxError::Config`] for a URL this build does not support,
     /// [`InboxError::Database`] when the database cannot be reached or migrated.
     pub async fn connect(self, url: &str) -> Result<Inbox, InboxError> {
-        let db = Db::connect(
-            url,
-            self.max_connections,
-            self.acquire_timeout,
-            !self.existing_only,
-        )
-        .await?;
+        let db = self.db.connect(url).await?;
         self.pool(db).await
     }
 
-    /// Uses an existing pool, and creates or upgrades the schema in it.
+    /// Uses an existing pool (made with [`Db::options`] or [`Db::connect`], or another
+    /// inbox's [`db`](Inbox::db): several inboxes, each a namespace, may share one),
+    /// and creates or upgrades the schema in it. The pool's settings are its own
+    /// ([`max_connections`](Self::max_connections) and
+    /// [`acquire_timeout`](Self::acquire_timeout) are for [`connect`](Self::connect)).
     ///
     /// # Errors
     ///
@@ -326,8 +334,7 @@ impl fmt::Debug for InboxBuilder {
         f.debug_struct("InboxBuilder")
             .field("namespace", &self.namespace)
             .field("lease_clock", &self.lease_clock)
-            .field("max_connections", &self.max_connections)
-            .field("acquire_timeout", &self.acquire_timeout)
+            .field("db", &self.db)
             .field("existing_only", &self.existing_only)
             .finish_non_exhaustive()
     }

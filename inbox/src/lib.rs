@@ -104,7 +104,7 @@ mod observe;
 mod operate;
 mod worker;
 
-pub use db::Db;
+pub use db::{Db, DbOptions};
 pub use delivery::{Delivery, DeliveryInfo, State, StoredDelivery, UnknownState};
 pub use error::InboxError;
 pub use inbox::{Inbox, InboxBuilder, LeaseClock};

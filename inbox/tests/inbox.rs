@@ -31,6 +31,7 @@ on_both!(
     worker_run_processes_what_is_accepted,
     a_clock_stepped_past_the_lease_never_runs_a_delivery_twice_at_once,
     hanging_retries_do_not_keep_new_deliveries_waiting,
+    one_pool_serves_several_inboxes_and_ping_fails_once_it_is_closed,
 );
 
 async fn setup(backend: Backend, test: &str) -> Option<(TestDb, Inbox, ManualClock)> {
@@ -663,6 +664,14 @@ async fn secrets_and_passwords_stay_out_of_debug_and_errors() {
             .expect_err("nothing listens there");
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains(PASSWORD), "{shown}");
+        // The same through the pool's own constructor.
+        let err = mapping_webhooks_inbox::Db::options()
+            .acquire_timeout(Duration::from_secs(2))
+            .connect(&url)
+            .await
+            .expect_err("nothing listens there");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(PASSWORD), "{shown}");
     }
     let db = TestDb::open(Backend::Sqlite, "hygiene").unwrap();
     let inbox = db.inbox(&ManualClock::at_secs(T0)).await;
@@ -793,4 +802,52 @@ async fn hanging_retries_do_not_keep_new_deliveries_waiting(backend: Backend) {
         2,
         "{retried:?}"
     );
+}
+
+/// A pool opened once (`Db::options().connect(url)`) serves two inboxes, each its own
+/// namespace, without a throwaway inbox; `ping` answers while the pool is open and
+/// fails once it is closed, for every inbox on it.
+async fn one_pool_serves_several_inboxes_and_ping_fails_once_it_is_closed(backend: Backend) {
+    let Some(db) = TestDb::open(backend, "shared_pool") else {
+        return;
+    };
+    let clock = ManualClock::at_secs(T0);
+    let pool = mapping_webhooks_inbox::Db::options()
+        .max_connections(3)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let open = |namespace: &'static str| {
+        Inbox::builder()
+            .namespace(namespace)
+            .clock(clock.clone())
+            .pool(pool.clone())
+    };
+    let (orders, billing) = (
+        open("orders").await.unwrap(),
+        open("billing").await.unwrap(),
+    );
+    orders.ping().await.unwrap();
+    billing.ping().await.unwrap();
+
+    let id = deliver_stored(&orders, &clock, "evt_shared_pool").await;
+    // The same event in the other namespace is its own delivery.
+    let other = deliver_stored(&billing, &clock, "evt_shared_pool").await;
+    assert_ne!(id, other);
+    assert_eq!(orders.list(State::Pending, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(billing.list(State::Pending, 0, 10).await.unwrap().len(), 1);
+
+    // One pool: closing it through one inbox stops both, and ping says so.
+    orders.close().await;
+    for inbox in [&orders, &billing] {
+        let err = tokio::time::timeout(Duration::from_secs(20), inbox.ping())
+            .await
+            .expect("ping answers within the acquire timeout")
+            .expect_err("the pool is closed");
+        assert!(
+            matches!(err, mapping_webhooks_inbox::InboxError::Database(_)),
+            "{err:?}"
+        );
+    }
 }

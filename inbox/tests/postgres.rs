@@ -356,3 +356,32 @@ async fn a_replica_whose_clock_runs_ahead_does_not_take_over_a_running_delivery(
     let _ = task.await;
     assert_eq!(a.show(id).await.unwrap().info.state, State::Done);
 }
+
+/// The readiness check follows the database: `ping` answers while Postgres runs, fails
+/// (within the acquire timeout) while it is stopped, and answers again once it is back,
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_fails_while_postgres_is_down_and_answers_once_it_is_back() {
+    let Some((mut db, inbox, _clock)) = setup("ping").await else {
+        return;
+    };
+    inbox.ping().await.expect("Postgres is up");
+    db.pg.as_mut().unwrap().stop();
+    let down = tokio::time::timeout(Duration::from_secs(20), inbox.ping())
+        .await
+        .expect("answered within the acquire timeout");
+    assert!(
+        matches!(down, Err(mapping_webhooks_inbox::InboxError::Database(_))),
+        "{down:?}"
+    );
+    db.pg.as_mut().unwrap().restart();
+    let mut up = inbox.ping().await;
+    for _ in 0..50 {
+        if up.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        up = inbox.ping().await;
+    }
+    up.expect("Postgres is back");
+}
