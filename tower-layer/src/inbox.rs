@@ -1,86 +1,105 @@
-//! The inbox endpoint: a service that verifies and stores each delivery in a
-//! [`Inbox`](mapping_webhooks_inbox::Inbox), answering once it is committed.
+//! The inbox endpoint: the layer's pipeline, ending in a durable [`Sink`] (such as
+//! `mapping-webhooks-inbox`'s `Inbox`) instead of a handler.
 
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body::Body;
-use mapping_webhooks::{DUPLICATE_HEADER, SIGNATURE_HEADER, VerifyError};
-use mapping_webhooks_inbox::{Acceptance, Inbox};
+use mapping_webhooks::{DedupStore, MemoryStore, Sink};
 use tower_service::Service;
 
-use crate::body::{ReadError, ResponseBody, VerifiedBody, read_limited};
-use crate::service::unsigned_headers;
+use crate::WebhookVerify;
+use crate::body::{self, Head, ResponseBody, VerifiedBody};
+use crate::reject::{OnReject, PlainTextReject};
+
+impl<D: DedupStore, R: OnReject> WebhookVerify<D, R> {
+    /// A service that verifies each delivery as the layer does, stores it in `sink` and
+    /// answers at once; a worker processes it afterwards. Mount it with axum's
+    /// `route_service` (or `post_service`).
+    ///
+    /// It is the layer's own pipeline, so everything configured here applies: tenants
+    /// (and [`tenant_key`](Self::tenant_key)), the gate's limits, dedup store and
+    /// observer, and the refusal format ([`on_reject`](Self::on_reject),
+    /// [`json_rejections`](Self::json_rejections)), which also builds the answers: 202
+    /// once the sink committed the delivery, 200 with `X-Webhook-Duplicate: true` when it
+    /// held the event already, 503 with `Retry-After` (the sender retries) when it
+    /// failed, and every refusal the layer gives, before the body is read where the head
+    /// decides.
+    ///
+    /// With `mapping-webhooks-inbox`:
+    ///
+    /// ```ignore
+    /// use axum::{Router, routing::post_service};
+    /// use mapping_webhooks_tower::{Gate, WebhookVerify};
+    /// use mapping_webhooks_inbox::{Delivery, Inbox};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let gate = Gate::builder().secret(std::env::var("MAPPING_WEBHOOK_SECRET")?).build()?;
+    /// let inbox = Inbox::builder().connect("sqlite://webhooks.db").await?;
+    /// let worker = inbox.worker(|delivery: Delivery| async move {
+    ///     println!("{}", delivery.envelope.event_id);
+    ///     Ok::<(), std::io::Error>(())
+    /// });
+    /// tokio::spawn(worker.run());
+    /// let endpoint = WebhookVerify::from_gate(gate).json_rejections().inbox(inbox);
+    /// let app: Router = Router::new().route_service("/hooks/mapping", post_service(endpoint));
+    /// # Ok(()) }
+    /// ```
+    pub fn inbox<S: Sink + 'static>(self, sink: S) -> InboxService<S, D, R> {
+        InboxService {
+            sink: Arc::new(sink),
+            verify: self,
+        }
+    }
+}
 
 /// A tower [`Service`](https://docs.rs/tower-service/0.3/tower_service/trait.Service.html)
-/// that stores every verified delivery in an [`Inbox`] and answers at once; a
-/// [`Worker`](mapping_webhooks_inbox::Worker) processes it afterwards.
-///
-/// Mount it with axum's `route_service`:
-///
-/// ```no_run
-/// use axum::{Router, routing::post_service};
-/// use mapping_webhooks_tower::InboxService;
-/// use mapping_webhooks_inbox::{Delivery, Inbox};
-///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let inbox = Inbox::builder(std::env::var("MAPPING_WEBHOOK_SECRET")?)?
-///     .connect("sqlite://webhooks.db")
-///     .await?;
-/// tokio::spawn(
-///     inbox
-///         .worker(|delivery: Delivery| async move {
-///             println!("{}", delivery.envelope.event_id);
-///             Ok::<(), std::io::Error>(())
-///         })
-///         .run(),
-/// );
-/// let app: Router = Router::new().route_service("/hooks/mapping", post_service(InboxService::new(inbox)));
-/// # Ok(()) }
-/// ```
-///
-/// It reads the body within the inbox's [limit](Inbox::body_limit) (413 before reading
-/// a larger `Content-Length`, or as soon as a streamed body passes it) and
-/// [read timeout](Inbox::read_timeout) (408), then answers what
-/// [`Inbox::accept`] decided: 202 once stored, 200 for a duplicate, 4xx for a refusal,
-/// 503 when the database fails; a short plain-text reason in each case.
-#[derive(Clone)]
-pub struct InboxService {
-    inbox: Inbox,
+/// storing every verified delivery in a [`Sink`] and answering at once; made by
+/// [`WebhookVerify::inbox`]. Cheap to clone.
+pub struct InboxService<S, D = MemoryStore, R = PlainTextReject> {
+    sink: Arc<S>,
+    verify: WebhookVerify<D, R>,
 }
 
-impl InboxService {
-    /// An endpoint storing into `inbox`.
-    pub fn new(inbox: Inbox) -> Self {
-        Self { inbox }
-    }
-
-    /// The inbox.
-    pub fn get_ref(&self) -> &Inbox {
-        &self.inbox
+impl<S, D, R> InboxService<S, D, R> {
+    /// The sink deliveries are stored in.
+    pub fn sink(&self) -> &S {
+        &self.sink
     }
 }
 
-impl fmt::Debug for InboxService {
+impl<S, D, R> Clone for InboxService<S, D, R> {
+    fn clone(&self) -> Self {
+        Self {
+            sink: Arc::clone(&self.sink),
+            verify: self.verify.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, D, R> fmt::Debug for InboxService<S, D, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InboxService")
-            .field("inbox", &self.inbox)
+            .field("sink", &self.sink)
+            .field("verify", &self.verify)
             .finish()
     }
 }
 
-impl<B> Service<Request<B>> for InboxService
+impl<B, S, D, R> Service<Request<B>> for InboxService<S, D, R>
 where
     B: Body + Send + 'static,
     B::Data: Send,
+    S: Sink + 'static,
+    D: DedupStore,
+    R: OnReject,
 {
-    type Response = Response<ResponseBody<VerifiedBody>>;
+    type Response = InboxResponse;
     type Error = Infallible;
     type Future = InboxFuture;
 
@@ -89,74 +108,34 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let inbox = self.inbox.clone();
+        let this = self.clone();
         InboxFuture {
-            inner: Box::pin(async move { Ok(respond(&accept(&inbox, request).await)) }),
+            inner: Box::pin(async move {
+                let (parts, body) = request.into_parts();
+                let head = Head {
+                    parts: &parts,
+                    exact_size: body.size_hint().exact(),
+                    tenant_key: this.verify.tenant_key.as_deref(),
+                };
+                let reply = match body::read(&this.verify.gate, &head, body).await {
+                    Ok(intake) => intake.admit_into(&*this.sink).await,
+                    Err(reply) => reply,
+                };
+                Ok(this
+                    .verify
+                    .on_reject
+                    .on_reject(&reply)
+                    .map(ResponseBody::reply))
+            }),
         }
     }
-}
-
-/// Reads the body within the limits and asks the inbox. Every decision is the inbox's.
-async fn accept<B: Body>(inbox: &Inbox, request: Request<B>) -> Acceptance {
-    let (parts, body) = request.into_parts();
-    let unsigned = unsigned_headers(&parts.headers);
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .or_else(|| body.size_hint().exact());
-    let signatures = || {
-        parts
-            .headers
-            .get_all(SIGNATURE_HEADER)
-            .iter()
-            .map(HeaderValue::as_bytes)
-    };
-    // The head first: a refused one is answered without reading the body.
-    let head = match inbox.check_head(signatures(), declared, unsigned) {
-        Ok(head) => head,
-        Err(refused) => return refused,
-    };
-    let limit = inbox.body_limit();
-    let read = tokio::time::timeout(inbox.read_timeout(), read_limited(body, limit, declared));
-    let bytes = match read.await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(ReadError::TooLarge)) => {
-            return inbox.refuse(VerifyError::BodyTooLarge { limit }, unsigned);
-        }
-        Ok(Err(ReadError::Broken)) => {
-            return inbox.refuse(VerifyError::BodyRead { timed_out: false }, unsigned);
-        }
-        Err(_elapsed) => {
-            return inbox.refuse(VerifyError::BodyRead { timed_out: true }, unsigned);
-        }
-    };
-    // A head that passed has exactly one signature header.
-    let header = signatures().next().unwrap_or_default();
-    inbox.accept_checked(head, header, unsigned, &bytes).await
-}
-
-fn respond(acceptance: &Acceptance) -> Response<ResponseBody<VerifiedBody>> {
-    let mut response = Response::new(ResponseBody::reply(Bytes::from_static(
-        acceptance.reason().as_bytes(),
-    )));
-    *response.status_mut() =
-        StatusCode::from_u16(acceptance.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if acceptance.is_duplicate() {
-        headers.insert(DUPLICATE_HEADER, HeaderValue::from_static("true"));
-    }
-    response
 }
 
 /// What [`InboxService`] answers with.
 type InboxResponse = Response<ResponseBody<VerifiedBody>>;
 
-/// The future of [`InboxService`] (boxed: it awaits the inbox's `async fn`s).
+/// The future of [`InboxService`] (boxed: it awaits the gate's and the sink's
+/// `async fn`s).
 pub struct InboxFuture {
     inner: Pin<Box<dyn Future<Output = Result<InboxResponse, Infallible>> + Send>>,
 }

@@ -1,6 +1,5 @@
 //! [`EventRouter`]: one URL, a handler per event type.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +9,7 @@ use axum::extract::{FromRequest, Request};
 use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use mapping_webhooks::adapter::{EventTable, Route};
 use mapping_webhooks::{EventPayload, Verified};
 
 use crate::{VerifiedEvent, VerifiedEventRejection};
@@ -62,15 +62,13 @@ type Erased<S> = Arc<dyn Fn(Request, S) -> BoxFuture + Send + Sync>;
 /// never from the unsigned `X-Webhook-Event` header. Without the layer every request is
 /// answered 500, as with [`VerifiedEvent`].
 pub struct EventRouter<S = ()> {
-    routes: Arc<HashMap<String, Erased<S>>>,
-    fallback: Option<Erased<S>>,
+    table: Arc<EventTable<Erased<S>>>,
 }
 
 impl<S> Clone for EventRouter<S> {
     fn clone(&self) -> Self {
         Self {
-            routes: Arc::clone(&self.routes),
-            fallback: self.fallback.clone(),
+            table: Arc::clone(&self.table),
         }
     }
 }
@@ -86,12 +84,7 @@ where
 
 impl<S> fmt::Debug for EventRouter<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut types: Vec<&str> = self.routes.keys().map(String::as_str).collect();
-        types.sort_unstable();
-        f.debug_struct("EventRouter")
-            .field("types", &types)
-            .field("fallback", &self.fallback.is_some())
-            .finish()
+        f.debug_tuple("EventRouter").field(&self.table).finish()
     }
 }
 
@@ -123,8 +116,7 @@ where
     /// A router with no handler: every event is acknowledged (200) and logged.
     pub fn new() -> Self {
         Self {
-            routes: Arc::new(HashMap::new()),
-            fallback: None,
+            table: Arc::new(EventTable::new()),
         }
     }
 
@@ -180,46 +172,28 @@ where
         H: Handler<T, S>,
         T: 'static,
     {
-        self.fallback = Some(erase(handler));
+        Arc::make_mut(&mut self.table).set_fallback(erase(handler));
         self
     }
 
     fn insert(mut self, event_type: String, handler: Erased<S>) -> Self {
-        let routes = Arc::make_mut(&mut self.routes);
-        assert!(
-            !routes.contains_key(&event_type),
-            "EventRouter: event type {event_type:?} already has a handler"
-        );
-        routes.insert(event_type, handler);
+        Arc::make_mut(&mut self.table).insert(event_type, handler);
         self
     }
 
     /// The event types with a handler of their own, in no particular order.
     pub fn event_types(&self) -> impl Iterator<Item = &str> {
-        self.routes.keys().map(String::as_str)
+        self.table.event_types()
     }
 
     async fn dispatch(self, request: Request, state: S) -> Response {
         let Some(verified) = request.extensions().get::<Verified>() else {
             return VerifiedEventRejection::missing_layer(request.uri().path()).into_response();
         };
-        if let Some(handler) = self
-            .routes
-            .get(&verified.event_type)
-            .or(self.fallback.as_ref())
-        {
-            return handler(request, state).await;
+        match self.table.route(verified) {
+            Route::Handler(handler) => handler(request, state).await,
+            Route::Unrouted(reason) => (StatusCode::OK, reason).into_response(),
         }
-        tracing::info!(
-            event_type = verified.event_type,
-            event_id = verified.event_id,
-            "no handler for this webhook event type; acknowledged (200) so the sender does not retry it"
-        );
-        let reason = format!(
-            "no handler for event type {:?}; acknowledged",
-            verified.event_type
-        );
-        (StatusCode::OK, reason).into_response()
     }
 }
 
