@@ -27,9 +27,8 @@ impl<D: DedupStore, R: OnReject> WebhookVerify<D, R> {
     /// observer, and the refusal format ([`on_reject`](Self::on_reject),
     /// [`json_rejections`](Self::json_rejections)), which also builds the answers: 202
     /// once the sink committed the delivery, 200 with `X-Webhook-Duplicate: true` when it
-    /// held the event already, 503 with `Retry-After` (the sender retries) when it
-    /// failed, and every refusal the layer gives, before the body is read where the head
-    /// decides.
+    /// held the event already, 503 (the sender retries) when it failed, and every
+    /// refusal the layer gives, before the body is read where the head decides.
     ///
     /// With `mapping-webhooks-inbox`:
     ///
