@@ -15,10 +15,13 @@ use tokio::net::{TcpListener, TcpStream};
 const ACME: &str = "whsec_inbox_acme_0123456789abcdef";
 const GLOBEX: &str = "whsec_inbox_globex_0123456789abcdef";
 
-/// A sink keeping what it stored: (tenant, event id, body). It fails while `failing`.
+/// A stored delivery: its tenant, its event id, its body.
+type Row = (Option<String>, String, Vec<u8>);
+
+/// A sink keeping what it stored. It fails while `failing`.
 #[derive(Clone, Default)]
 struct Rows {
-    rows: Arc<Mutex<Vec<(Option<String>, String, Vec<u8>)>>>,
+    rows: Arc<Mutex<Vec<Row>>>,
     failing: Arc<AtomicBool>,
 }
 
