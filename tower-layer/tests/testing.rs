@@ -1,6 +1,7 @@
 //! What a user's tests need, from this crate alone: signed requests at a given time for
 //! `oneshot`, a manual clock that drives the window and the default store, and handlers
 //! unit-tested without the layer.
+#![cfg(feature = "axum")]
 
 use std::time::Duration;
 
