@@ -154,41 +154,32 @@ pin_project! {
     /// the inner service's body, or the short body of a response the layer gave itself.
     pub struct ResponseBody<B> {
         #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B> {
-        Inner { #[pin] body: B },
-        Reply { bytes: Bytes },
+        inner: Option<B>,
+        reply: VerifiedBody,
     }
 }
 
 impl<B> ResponseBody<B> {
     pub(crate) fn inner(body: B) -> Self {
+        let reply = VerifiedBody::default();
         Self {
-            kind: Kind::Inner { body },
+            inner: Some(body),
+            reply,
         }
     }
 
     pub(crate) fn reply(bytes: Bytes) -> Self {
-        Self {
-            kind: Kind::Reply { bytes },
-        }
+        let reply = VerifiedBody::new(bytes);
+        Self { inner: None, reply }
     }
 }
 
 impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            Kind::Inner { .. } => f.write_str("ResponseBody::Inner"),
-            Kind::Reply { bytes } => f
-                .debug_struct("ResponseBody::Reply")
-                .field("len", &bytes.len())
-                .finish(),
-        }
+        f.debug_struct("ResponseBody")
+            .field("inner", &self.inner.is_some())
+            .field("reply", &self.reply)
+            .finish()
     }
 }
 
@@ -200,26 +191,20 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Reply { bytes } => {
-                let bytes = std::mem::take(bytes);
-                Poll::Ready((!bytes.is_empty()).then(|| Ok(Frame::data(bytes))))
-            }
+        let this = self.project();
+        match this.inner.as_pin_mut() {
+            Some(body) => body.poll_frame(cx),
+            None => Pin::new(this.reply).poll_frame(cx).map_err(|e| match e {}),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
-            Kind::Reply { bytes } => bytes.is_empty(),
-        }
+        let reply = self.reply.is_end_stream();
+        self.inner.as_ref().map_or(reply, Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
-            Kind::Reply { bytes } => SizeHint::with_exact(bytes.len() as u64),
-        }
+        let reply = self.reply.size_hint();
+        self.inner.as_ref().map_or(reply, Body::size_hint)
     }
 }

@@ -3,8 +3,6 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -16,6 +14,7 @@ use tower_service::Service;
 use crate::WebhookVerify;
 use crate::body::{self, Head, ResponseBody, VerifiedBody};
 use crate::reject::{OnReject, PlainTextReject};
+use crate::service::ResponseFuture;
 
 impl<D: DedupStore, R: OnReject> WebhookVerify<D, R> {
     /// A service that verifies each delivery as the layer does, stores it in `sink` and
@@ -98,7 +97,7 @@ where
     D: DedupStore,
     R: OnReject,
 {
-    type Response = InboxResponse;
+    type Response = Response<ResponseBody<VerifiedBody>>;
     type Error = Infallible;
     type Future = InboxFuture;
 
@@ -108,7 +107,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let this = self.clone();
-        InboxFuture {
+        ResponseFuture {
             inner: Box::pin(async move {
                 let (parts, body) = request.into_parts();
                 let head = Head {
@@ -130,25 +129,6 @@ where
     }
 }
 
-/// What [`InboxService`] answers with.
-type InboxResponse = Response<ResponseBody<VerifiedBody>>;
-
-/// The future of [`InboxService`] (boxed: it awaits the gate's and the sink's
-/// `async fn`s).
-pub struct InboxFuture {
-    inner: Pin<Box<dyn Future<Output = Result<InboxResponse, Infallible>> + Send>>,
-}
-
-impl Future for InboxFuture {
-    type Output = Result<InboxResponse, Infallible>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl fmt::Debug for InboxFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InboxFuture").finish_non_exhaustive()
-    }
-}
+/// The future of [`InboxService`]: the layer's [`ResponseFuture`], whose inner body
+/// is never used.
+pub type InboxFuture = ResponseFuture<VerifiedBody, Infallible>;

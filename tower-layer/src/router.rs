@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -61,16 +61,9 @@ type Erased<S> = Arc<dyn Fn(Request, S) -> BoxFuture + Send + Sync>;
 /// The event type comes from the signed body (the [`Verified`] the layer inserted),
 /// never from the unsigned `X-Webhook-Event` header. Without the layer every request is
 /// answered 500, as with [`VerifiedEvent`].
+#[derive(Clone)]
 pub struct EventRouter<S = ()> {
     table: Arc<EventTable<Erased<S>>>,
-}
-
-impl<S> Clone for EventRouter<S> {
-    fn clone(&self) -> Self {
-        Self {
-            table: Arc::clone(&self.table),
-        }
-    }
 }
 
 impl<S> Default for EventRouter<S>
@@ -133,18 +126,10 @@ where
     /// When the type already has a handler.
     #[must_use]
     pub fn on<P: EventPayload>(self, handler: impl EventHandler<P>) -> Self {
-        self.insert(
-            P::EVENT_TYPE.to_owned(),
-            Arc::new(move |request: Request, state: S| {
-                let handler = handler.clone();
-                Box::pin(async move {
-                    match VerifiedEvent::<P>::from_request(request, &state).await {
-                        Ok(event) => handler.call(event).await,
-                        Err(rejection) => rejection.into_response(),
-                    }
-                })
-            }),
-        )
+        // An axum handler whose one extractor is the event: a rejection is its response.
+        self.on_type(P::EVENT_TYPE, move |event: VerifiedEvent<P>| {
+            handler.call(event)
+        })
     }
 
     /// Runs `handler`, any axum handler, for events of type `event_type`. It can take

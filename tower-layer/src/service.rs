@@ -149,7 +149,7 @@ where
 /// cannot be named on stable Rust; a hand-written state machine would have to box them
 /// anyway.
 pub struct ResponseFuture<B, E> {
-    inner: Pin<Box<dyn Future<Output = Outcome<B, E>> + Send>>,
+    pub(crate) inner: Pin<Box<dyn Future<Output = Outcome<B, E>> + Send>>,
 }
 
 type Outcome<B, E> = Result<Response<ResponseBody<B>>, E>;
