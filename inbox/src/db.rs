@@ -55,10 +55,114 @@ impl fmt::Debug for Db {
 /// How long a request waits for a connection before the inbox answers 503.
 pub(crate) const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How to open a [`Db`]: [`Db::options`], the pool's settings, then
+/// [`connect`](Self::connect). One pool can serve several inboxes (each a namespace),
+/// given to each with [`InboxBuilder::pool`](crate::InboxBuilder::pool).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use mapping_webhooks_inbox::{Db, Inbox};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let db = Db::options()
+///     .max_connections(16)
+///     .acquire_timeout(Duration::from_secs(2))
+///     .connect("postgres://app@db.internal/webhooks")
+///     .await?;
+/// let orders = Inbox::builder().namespace("orders").pool(db.clone()).await?;
+/// let billing = Inbox::builder().namespace("billing").pool(db).await?;
+/// // A readiness route: one cheap query.
+/// orders.ping().await?;
+/// # let _ = billing;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "call connect(url) to open the pool"]
+pub struct DbOptions {
+    max_connections: Option<u32>,
+    acquire_timeout: Duration,
+    create: bool,
+}
+
+impl DbOptions {
+    /// The pool's size (default 4 for SQLite, 10 for Postgres).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// How long a query waits for a connection before it fails, and a request is
+    /// answered 503 (default 3 s). On SQLite, also how long a write waits for the lock.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Creates no SQLite file: a missing one is [`InboxError::NoInbox`] (see
+    /// [`InboxBuilder::existing_only`](crate::InboxBuilder::existing_only)).
+    pub fn existing_only(mut self) -> Self {
+        self.create = false;
+        self
+    }
+
+    /// Opens a pool to `sqlite://path` (created if missing, unless
+    /// [`existing_only`](Self::existing_only); WAL, `synchronous=FULL`) or
+    /// `postgres://…`. The inbox's schema is made by the inbox
+    /// ([`InboxBuilder::pool`](crate::InboxBuilder::pool)), not here.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxError::NoInbox`] for a missing SQLite file with
+    /// [`existing_only`](Self::existing_only), [`InboxError::Config`] for a URL this
+    /// build does not support, [`InboxError::Database`] when the database cannot be
+    /// reached. No error shows the URL's password.
+    pub async fn connect(&self, url: &str) -> Result<Db, InboxError> {
+        Db::connect_with(url, self.max_connections, self.acquire_timeout, self.create).await
+    }
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            create: true,
+        }
+    }
+}
+
 impl Db {
+    /// The pool's settings, to [`connect`](DbOptions::connect) with.
+    pub fn options() -> DbOptions {
+        DbOptions::default()
+    }
+
+    /// Opens a pool to `url` with the default settings (see [`DbOptions::connect`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`DbOptions::connect`].
+    pub async fn connect(url: &str) -> Result<Self, InboxError> {
+        Self::options().connect(url).await
+    }
+
+    /// Checks that the database answers: one cheap query (`SELECT 1`) on a pooled
+    /// connection, for a readiness check.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxError::Database`] when the database is down or unreachable (within the
+    /// pool's acquire timeout), or the pool was [closed](crate::Inbox::close).
+    pub async fn ping(&self) -> Result<(), InboxError> {
+        let one: i32 =
+            on_pool!(self, pool => sqlx::query_scalar("SELECT 1").fetch_one(pool).await?);
+        debug_assert_eq!(one, 1);
+        Ok(())
+    }
+
     /// Connects to `url`: `sqlite://path` (created if missing, when `create`) or
     /// `postgres://…`.
-    pub(crate) async fn connect(
+    async fn connect_with(
         url: &str,
         max_connections: Option<u32>,
         acquire_timeout: Duration,
@@ -246,9 +350,13 @@ const APPLIED: &str = "SELECT version FROM mapping_webhooks_inbox_migrations WHE
 const RECORD: &str = "INSERT INTO mapping_webhooks_inbox_migrations (version) VALUES ($1)";
 
 #[cfg(feature = "sqlite")]
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_inbox.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_inbox.sql")),
+    (2, include_str!("../migrations/sqlite/0002_tenant.sql")),
+];
 
 #[cfg(feature = "postgres")]
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/postgres/0001_inbox.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_inbox.sql")),
+    (2, include_str!("../migrations/postgres/0002_tenant.sql")),
+];

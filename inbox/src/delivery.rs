@@ -3,7 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use mapping_webhooks::{Envelope, Event};
+use bytes::Bytes;
+use mapping_webhooks::{Envelope, Event, MatchedSecret, Verified};
 use serde::de::DeserializeOwned;
 
 /// Where a stored delivery is in its life.
@@ -72,7 +73,9 @@ impl std::error::Error for UnknownState {}
 pub struct DeliveryInfo {
     /// The delivery's id in the inbox.
     pub id: i64,
-    /// The envelope's `eventId` (unique per namespace).
+    /// The tenant it was verified for (its canonical id), for a gate with tenants.
+    pub tenant: Option<String>,
+    /// The envelope's `eventId` (unique per namespace and tenant).
     pub event_id: String,
     /// The envelope's `type`.
     pub event_type: String,
@@ -135,10 +138,34 @@ pub struct Delivery {
     pub signed_at: u64,
     /// When it was accepted, in milliseconds since the Unix epoch.
     pub received_at_ms: i64,
-    pub(crate) body: Vec<u8>,
+    /// The tenant it was verified for (its canonical id), for a gate with tenants.
+    pub tenant: Option<String>,
+    /// The raw body, exactly as signed (cheap to clone).
+    pub body: Bytes,
 }
 
 impl Delivery {
+    /// What the gate verified when the delivery was accepted, rebuilt from the stored
+    /// row: the event id, type and delivery id (from the signed body), the signed
+    /// timestamp, the secret that matched and the tenant. It is what an inline handler
+    /// gets, so a handler written for the inline path (one that takes the
+    /// [`Verified`] and the body, such as the adapters' `VerifiedEvent` or
+    /// `EventRouter`) runs in the worker unchanged.
+    ///
+    /// A stored secret name this version does not know (not `current` nor
+    /// `previous[i]`) reads as [`MatchedSecret::Current`].
+    pub fn verified(&self) -> Verified {
+        let mut verified = Verified::new(
+            self.envelope.event_id.clone(),
+            self.envelope.event_type.clone(),
+            self.envelope.id.clone(),
+            self.signed_at,
+        )
+        .with_secret(parse_secret(&self.secret).unwrap_or(MatchedSecret::Current));
+        verified.tenant.clone_from(&self.tenant);
+        verified
+    }
+
     /// The raw body, exactly as signed.
     pub fn body(&self) -> &[u8] {
         &self.body
@@ -171,13 +198,29 @@ impl fmt::Debug for Delivery {
             .field("attempt", &self.attempt)
             .field("event_id", &self.envelope.event_id)
             .field("event_type", &self.envelope.event_type)
+            .field("tenant", &self.tenant)
             .field("body_len", &self.body.len())
             .finish_non_exhaustive()
     }
 }
 
+/// The stored name of a matched secret back as the value: `current`, `previous[i]`
+/// (as [`MatchedSecret`]'s `Display` writes them).
+pub(crate) fn parse_secret(stored: &str) -> Option<MatchedSecret> {
+    if stored == "current" {
+        return Some(MatchedSecret::Current);
+    }
+    let index = stored.strip_prefix("previous[")?.strip_suffix(']')?;
+    index.parse().ok().map(MatchedSecret::Previous)
+}
+
+/// The stored tenant (`''` for none) as the API shows it.
+pub(crate) fn tenant_from_column(stored: String) -> Option<String> {
+    (!stored.is_empty()).then_some(stored)
+}
+
 /// The columns of [`DeliveryInfo`], in a `SELECT`.
-pub(crate) const INFO_COLUMNS: &str = "id, event_id, event_type, delivery_id, signed_at, \
+pub(crate) const INFO_COLUMNS: &str = "id, tenant, event_id, event_type, delivery_id, signed_at, \
      secret, received_at, state, attempts, due_at, last_error, finished_at";
 
 /// Reads a [`DeliveryInfo`] from a row of [`INFO_COLUMNS`] (a macro: the row type is
@@ -189,6 +232,7 @@ macro_rules! info_from_row {
         let state: String = row.try_get("state")?;
         $crate::delivery::DeliveryInfo {
             id: row.try_get("id")?,
+            tenant: $crate::delivery::tenant_from_column(row.try_get("tenant")?),
             event_id: row.try_get("event_id")?,
             event_type: row.try_get("event_type")?,
             delivery_id: row.try_get("delivery_id")?,
@@ -206,3 +250,31 @@ macro_rules! info_from_row {
     }};
 }
 pub(crate) use info_from_row;
+
+#[cfg(test)]
+mod tests {
+    use mapping_webhooks::MatchedSecret;
+
+    use super::parse_secret;
+
+    #[test]
+    fn a_stored_secret_name_reads_back_as_it_was_written() {
+        for secret in [
+            MatchedSecret::Current,
+            MatchedSecret::Previous(0),
+            MatchedSecret::Previous(12),
+        ] {
+            assert_eq!(parse_secret(&secret.to_string()), Some(secret));
+        }
+        for unknown in [
+            "",
+            "previous",
+            "previous[]",
+            "previous[x]",
+            "previous[1",
+            "next",
+        ] {
+            assert_eq!(parse_secret(unknown), None, "{unknown}");
+        }
+    }
+}

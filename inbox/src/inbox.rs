@@ -1,35 +1,44 @@
-//! The inbox: its settings, and accepting a delivery.
+//! The inbox: its settings, and storing a verified delivery (the core's [`Sink`]).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mapping_webhooks::{
-    Admission, CheckedHead, Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate,
-    Observer, Outcome, Reply, Secret, Secrets, SystemClock, UnsignedHeaders, VerifyError,
-};
+use mapping_webhooks::{Clock, Sink, SinkDelivery, Stored, SystemClock};
 use tokio::sync::Notify;
 
 use crate::InboxError;
-use crate::db::{DEFAULT_ACQUIRE_TIMEOUT, Db, on_pool};
+use crate::db::{Db, DbOptions, on_pool};
 
 /// A durable inbox for one webhook endpoint: every verified delivery is stored in a
 /// database before it is acknowledged, then processed by a [`Worker`](crate::Worker).
 ///
-/// Cheap to clone: clones share the pool, the [`Secrets`], the observer and the
-/// wake-up signal.
+/// The inbox stands behind a [`Gate`](mapping_webhooks::Gate), as a
+/// [`Sink`]: the gate checks the request (its head, tenant, body, signature and
+/// envelope), reports to its observer, and hands each verified delivery to the inbox,
+/// which answers 202 only once the row is committed. The inbox holds no secret: the
+/// gate's [`Secrets`](mapping_webhooks::Secrets) (or its tenants') verify, and
+/// [`reverify`](Self::reverify) takes the secrets to check a stored delivery with.
+///
+/// Cheap to clone: clones share the pool and the wake-up signal.
 ///
 /// ```no_run
+/// use mapping_webhooks::{Gate, UnsignedHeaders};
 /// use mapping_webhooks_inbox::Inbox;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let inbox = Inbox::builder(std::env::var("MAPPING_WEBHOOK_SECRET")?)?
-///     .connect("sqlite://webhooks.db")
-///     .await?;
-/// // In the HTTP handler: 202 once stored, 200 for a duplicate, 4xx or 503 otherwise.
+/// let gate = Gate::builder()
+///     .secret(std::env::var("MAPPING_WEBHOOK_SECRET")?)
+///     .without_dedup()
+///     .build()?;
+/// let inbox = Inbox::builder().connect("sqlite://webhooks.db").await?;
+/// // In the HTTP handler (or mount an adapter's inbox endpoint instead):
+/// // 202 once stored, 200 for a duplicate, 4xx or 503 otherwise.
 /// # let (header, body) = ("", b"");
-/// let answer = inbox.accept([header.as_bytes()], Default::default(), body).await;
-/// println!("{} {}", answer.status(), answer.reason());
+/// let reply = gate
+///     .admit_into(&inbox, [header.as_bytes()], UnsignedHeaders::default(), body)
+///     .await;
+/// println!("{} {}", reply.status(), reply.reason());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -39,15 +48,10 @@ pub struct Inbox {
 
 pub(crate) struct Shared {
     pub(crate) db: Db,
-    /// The core's gate, without a store: it checks the head, verifies the body against
-    /// the [`Secrets`] as they are at each request, and reports to the observer.
-    pub(crate) gate: Gate,
     pub(crate) namespace: String,
     pub(crate) clock: Arc<dyn Clock>,
     /// Whose clock times the workers' leases.
     pub(crate) lease_clock: LeaseClock,
-    pub(crate) body_limit: usize,
-    pub(crate) read_timeout: Duration,
     /// Woken after each accepted delivery, so a worker in this process starts at once.
     pub(crate) accepted: Notify,
     /// The deliveries the workers of this inbox hold (claimed, their outcome not yet
@@ -80,90 +84,29 @@ pub enum LeaseClock {
     Inbox,
 }
 
-/// Builds an [`Inbox`]: [`Inbox::builder`] (or [`Inbox::builder_from_secrets`]), the
-/// settings, then [`connect`](Self::connect) or [`pool`](Self::pool).
+/// Builds an [`Inbox`]: [`Inbox::builder`], the database settings, then
+/// [`connect`](Self::connect) or [`pool`](Self::pool). Every request setting (secrets,
+/// tenants, tolerance, body limit, read timeout, observer) is the
+/// [`Gate`](mapping_webhooks::Gate)'s.
 #[must_use]
 pub struct InboxBuilder {
-    secrets: Secrets,
-    /// Sets the observer on the gate (kept as the concrete type: one dispatch per call).
-    observer: Option<Box<dyn FnOnce(Gate) -> Gate + Send + Sync>>,
-    tolerance: Option<Duration>,
     namespace: String,
     clock: Option<Arc<dyn Clock>>,
     lease_clock: Option<LeaseClock>,
-    body_limit: usize,
-    read_timeout: Duration,
-    max_connections: Option<u32>,
-    acquire_timeout: Duration,
+    db: DbOptions,
     existing_only: bool,
 }
 
 impl Inbox {
-    /// Starts building an inbox for `secret` (the whole `whsec_…` string).
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::EmptySecret`] when the secret is empty or blank.
-    pub fn builder(secret: impl AsRef<[u8]>) -> Result<InboxBuilder, ConfigError> {
-        Ok(Self::builder_from_secrets(Secrets::new(Secret::new(
-            secret,
-        )?)))
-    }
-
-    /// Starts building an inbox reading `secrets`, a handle the app keeps to change the
-    /// secrets while the inbox runs, as the core's
-    /// [`Gate::from_secrets`](mapping_webhooks::Gate::from_secrets) and the adapters'
-    /// `from_secrets` do: every request, and every [`reverify`](Self::reverify), uses the
-    /// secrets as they are at that moment. No restart, and the stored deliveries are
-    /// untouched.
-    ///
-    /// ```no_run
-    /// use mapping_webhooks_inbox::Inbox;
-    /// use mapping_webhooks::{Secret, Secrets};
-    ///
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let secrets = Secrets::new(Secret::new(std::env::var("MAPPING_WEBHOOK_SECRET")?)?);
-    /// let inbox = Inbox::builder_from_secrets(secrets.clone())
-    ///     .connect("sqlite://webhooks.db")
-    ///     .await?;
-    /// // Later, while requests are accepted (a reloaded secrets file, an admin call):
-    /// secrets.rotate(Secret::new(std::env::var("MAPPING_WEBHOOK_NEXT_SECRET")?)?);
-    /// // The old secret stays accepted for ten minutes (`Secrets::previous_expiry`).
-    /// # let _ = inbox;
-    /// # Ok(()) }
-    /// ```
-    pub fn builder_from_secrets(secrets: Secrets) -> InboxBuilder {
+    /// Starts building an inbox: database settings only (the secrets are the gate's).
+    pub fn builder() -> InboxBuilder {
         InboxBuilder {
-            secrets,
-            observer: None,
-            tolerance: None,
             namespace: String::new(),
             clock: None,
             lease_clock: None,
-            body_limit: DEFAULT_BODY_LIMIT,
-            read_timeout: DEFAULT_READ_TIMEOUT,
-            max_connections: None,
-            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            db: Db::options(),
             existing_only: false,
         }
-    }
-
-    /// The secrets handle this inbox reads on every request (and in
-    /// [`reverify`](Self::reverify)): clone it to [`rotate`](Secrets::rotate),
-    /// [`set`](Secrets::set) or [`remove_previous`](Secrets::remove_previous) while the
-    /// inbox runs. Clones of the inbox share it.
-    pub fn secrets(&self) -> &Secrets {
-        self.shared.gate.secrets()
-    }
-
-    /// The largest body an adapter reads for this inbox.
-    pub fn body_limit(&self) -> usize {
-        self.shared.body_limit
-    }
-
-    /// The time an adapter allows for reading the body.
-    pub fn read_timeout(&self) -> Duration {
-        self.shared.read_timeout
     }
 
     /// The namespace this inbox stores and processes (empty for none).
@@ -177,8 +120,19 @@ impl Inbox {
         &self.shared.db
     }
 
+    /// Checks that the inbox's database answers, for a readiness route: one cheap query
+    /// (see [`Db::ping`]).
+    ///
+    /// # Errors
+    ///
+    /// [`InboxError::Database`] when the database is down or unreachable, or the pool
+    /// was [closed](Self::close).
+    pub async fn ping(&self) -> Result<(), InboxError> {
+        self.shared.db.ping().await
+    }
+
     /// Closes the pool. Every later call fails as if the database were down; for tests
-    /// and for shutting down.
+    /// and for shutting down. A pool shared with other inboxes closes for them too.
     pub async fn close(&self) {
         self.shared.db.close().await;
     }
@@ -201,53 +155,18 @@ impl Inbox {
             _ => Ok(self.now_millis()),
         }
     }
+}
 
-    /// Verifies a request and stores it: [`check_head`](Self::check_head) (with the
-    /// body's length as the declared one), then [`accept_checked`](Self::accept_checked).
-    ///
-    /// `signatures` are the values of every `X-Webhook-Signature` header (none or more
-    /// than one is refused); `body` is the raw body, read within
-    /// [`body_limit`](Self::body_limit). The delivery is stored in one statement (one
-    /// transaction): the answer is 2xx only once it is committed.
-    pub async fn accept<'h>(
+impl Sink for Inbox {
+    /// Stores a verified delivery in one statement (one transaction), with its tenant:
+    /// [`Stored::New`] only once the row is committed, [`Stored::AlreadyStored`] when
+    /// this event (of this tenant, in this namespace) was stored before, an error when
+    /// the database failed (the gate answers 503 and the sender retries).
+    async fn store(
         &self,
-        signatures: impl IntoIterator<Item = &'h [u8]>,
-        unsigned: UnsignedHeaders<'_>,
-        body: &[u8],
-    ) -> Acceptance {
-        let mut signatures = signatures.into_iter();
-        let (first, second) = (signatures.next(), signatures.next());
-        let length = u64::try_from(body.len()).unwrap_or(u64::MAX);
-        match self.check_head(first.into_iter().chain(second), Some(length), unsigned) {
-            // A head that passed has exactly one signature header: `first`.
-            Ok(head) => match first {
-                Some(header) => self.accept_checked(head, header, unsigned, body).await,
-                None => self.refuse(VerifyError::MissingHeader, unsigned),
-            },
-            Err(refused) => refused,
-        }
-    }
-
-    /// Verifies the body of a request whose head passed [`check_head`](Self::check_head)
-    /// and stores it. `header` is that request's `X-Webhook-Signature` value, stored as
-    /// received so the delivery can be [re-verified](Self::reverify) later. As in the
-    /// inline adapters, the timestamp window is not checked again: it was checked with
-    /// the head, and the body read that followed is bounded by the read timeout.
-    pub async fn accept_checked(
-        &self,
-        head: CheckedHead,
-        header: &[u8],
-        unsigned: UnsignedHeaders<'_>,
-        body: &[u8],
-    ) -> Acceptance {
-        // The gate has no store: it only verifies (and logs and reports a refusal). Its
-        // ticket is handed over with what became of the row, the request's one outcome.
-        let (verified, ticket) = match self.shared.gate.admit_checked(head, unsigned, body).await {
-            Admission::Process { verified, ticket } => (verified, ticket),
-            Admission::Reply(reply) => return Acceptance::from_reply(reply),
-        };
-        // A parsed header is ASCII: the lossy conversion never changes it.
-        let header = String::from_utf8_lossy(header);
+        delivery: SinkDelivery<'_>,
+    ) -> Result<Stored, Box<dyn std::error::Error + Send + Sync>> {
+        let verified = delivery.verified;
         let now = self.now_millis();
         // `fetch_all`, not `fetch_optional`: the statement must be stepped to its end. On
         // SQLite in autocommit the commit (the WAL write and its fsync) happens when the
@@ -257,147 +176,71 @@ impl Inbox {
         let stored: Result<Vec<i64>, sqlx::Error> = on_pool!(&self.shared.db, pool => {
             sqlx::query_scalar(INSERT)
                 .bind(&self.shared.namespace)
+                .bind(verified.tenant.as_deref().unwrap_or(""))
                 .bind(&verified.event_id)
                 .bind(&verified.event_type)
                 .bind(&verified.delivery_id)
                 .bind(i64::try_from(verified.timestamp).unwrap_or(i64::MAX))
                 .bind(verified.secret.to_string())
-                .bind(header.as_ref())
-                .bind(body)
+                .bind(delivery.signature.to_header_value())
+                .bind(delivery.body)
                 .bind(now)
                 .fetch_all(pool)
                 .await
         });
-        match stored.map(|ids| ids.first().copied()) {
-            Ok(Some(id)) => {
+        match stored?.first().copied() {
+            Some(id) => {
                 tracing::debug!(
                     id,
                     event_id = verified.event_id,
                     delivery_id = verified.delivery_id,
                     "webhook stored in the inbox"
                 );
+                // A worker of this process starts at once.
                 self.shared.accepted.notify_one();
-                ticket.hand_over(Outcome::Queued);
-                Acceptance::Stored { id }
+                Ok(Stored::New)
             }
-            Ok(None) => {
+            None => {
                 tracing::debug!(
                     event_id = verified.event_id,
                     delivery_id = verified.delivery_id,
                     "webhook already in the inbox; acknowledged"
                 );
-                ticket.hand_over(Outcome::Duplicate);
-                Acceptance::Duplicate
-            }
-            Err(error) => {
-                tracing::error!(
-                    %error,
-                    event_id = verified.event_id,
-                    delivery_id = verified.delivery_id,
-                    "inbox database failed; answered 503 so the sender retries"
-                );
-                ticket.hand_over(Outcome::StoreUnavailable);
-                Acceptance::Unavailable
+                Ok(Stored::AlreadyStored)
             }
         }
     }
-
-    /// Logs a refusal found by the adapter itself (the body was too large or could not
-    /// be read) and turns it into an answer, as the core's [`Gate::refuse`] does.
-    pub fn refuse(&self, error: VerifyError, unsigned: UnsignedHeaders<'_>) -> Acceptance {
-        Acceptance::from_reply(self.shared.gate.refuse(error, unsigned))
-    }
-
-    /// Checks what a request's head says, before any byte of its body is read, with the
-    /// core's [`Gate::check_head`]: the declared length (413), then exactly one
-    /// well-formed signature header (400) whose timestamp is within the tolerance (401).
-    /// An adapter calls this first and reads the body only when it passes.
-    ///
-    /// # Errors
-    ///
-    /// The [`Acceptance::Refused`] to answer with. The [`CheckedHead`] goes to
-    /// [`accept_checked`](Self::accept_checked) with the body.
-    pub fn check_head<'h>(
-        &self,
-        signatures: impl IntoIterator<Item = &'h [u8]>,
-        content_length: Option<u64>,
-        unsigned: UnsignedHeaders<'_>,
-    ) -> Result<CheckedHead, Acceptance> {
-        self.shared
-            .gate
-            .check_head(signatures, content_length, unsigned)
-            .map_err(Acceptance::from_reply)
-    }
 }
 
+/// The tenant is stored as `''` for none: part of the uniqueness, which `NULL` could not be.
 const INSERT: &str = "INSERT INTO mapping_webhooks_inbox \
-     (namespace, event_id, event_type, delivery_id, signed_at, secret, signature, body, \
-      received_at, state, attempts, due_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $9) \
-     ON CONFLICT (namespace, event_id) DO NOTHING RETURNING id";
+     (namespace, tenant, event_id, event_type, delivery_id, signed_at, secret, signature, \
+      body, received_at, state, attempts, due_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $10) \
+     ON CONFLICT (namespace, tenant, event_id) DO NOTHING RETURNING id";
 
 impl fmt::Debug for Inbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Inbox")
             .field("db", &self.shared.db)
-            .field("verifier", self.shared.gate.verifier())
             .field("namespace", &self.shared.namespace)
-            .field("body_limit", &self.shared.body_limit)
-            .field("read_timeout", &self.shared.read_timeout)
+            .field("lease_clock", &self.shared.lease_clock)
             .finish_non_exhaustive()
     }
 }
 
 impl InboxBuilder {
-    /// Also accepts signatures made with a previous secret, during a rotation.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::EmptySecret`] when the secret is empty or blank.
-    /// The secret is added to the inbox's [`Secrets`] (see
-    /// [`Secrets::previous_secret`]: it does not expire; remove it with
-    /// [`Secrets::remove_previous`] through [`Inbox::secrets`] once the rotation is over).
-    pub fn previous_secret(mut self, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        self.secrets = self.secrets.previous_secret(Secret::new(secret)?);
-        Ok(self)
-    }
-
-    /// How far the signed timestamp may be from the clock, either way (default 5
-    /// minutes).
-    pub fn tolerance(mut self, tolerance: Duration) -> Self {
-        self.tolerance = Some(tolerance);
-        self
-    }
-
     /// Stores and processes only this namespace's deliveries, so one database can serve
-    /// several endpoints (`eventId` is unique per namespace).
+    /// several endpoints (`eventId` is unique per namespace and tenant).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
     }
 
-    /// The largest body read (default 1 MiB).
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::ZeroBodyLimit`] for zero.
-    pub fn body_limit(mut self, bytes: usize) -> Result<Self, ConfigError> {
-        if bytes == 0 {
-            return Err(ConfigError::ZeroBodyLimit);
-        }
-        self.body_limit = bytes;
-        Ok(self)
-    }
-
-    /// The time allowed for reading the body (default 10 s).
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.read_timeout = timeout;
-        self
-    }
-
-    /// Reads the time from `clock`: the signature window, received-at, retry times and
-    /// leases all follow it (a [`ManualClock`](mapping_webhooks::ManualClock) in tests),
-    /// and so do the [`Secrets`]' expiry deadlines, as with the core's `Verifier::clock`.
+    /// Reads the time from `clock`: received-at, retry times and leases follow it (a
+    /// [`ManualClock`](mapping_webhooks::ManualClock) in tests). The signature window is
+    /// the gate's: give the gate the same clock
+    /// ([`GateBuilder::clock`](mapping_webhooks::GateBuilder::clock)).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self
@@ -412,36 +255,17 @@ impl InboxBuilder {
         self
     }
 
-    /// Reports each [`accept`](Inbox::accept)'s outcome, exactly once, and how long
-    /// verification took, to `observer`: the core's [`Observer`], as the inline
-    /// adapters' `observer` does (the core's `MetricsObserver`, feature `metrics`, fits).
-    ///
-    /// - a refusal: [`Outcome::Refused`] with the same [`Refusal`](mapping_webhooks::Refusal)
-    ///   the inline gate reports (the head, then the body's signature and envelope);
-    /// - stored: [`Outcome::Queued`] (202), once the row is committed;
-    /// - an `eventId` stored before: [`Outcome::Duplicate`] (200);
-    /// - the database failed: [`Outcome::StoreUnavailable`] (503).
-    ///
-    /// A request whose future is dropped while its row is being written (the client went
-    /// away) is reported as a handler that was dropped. The worker's attempts are
-    /// reported by a [`WorkerObserver`](crate::WorkerObserver) instead. Without an
-    /// observer the accept path reads no clock.
-    pub fn observer(mut self, observer: impl Observer) -> Self {
-        self.observer = Some(Box::new(move |gate: Gate| gate.observer(observer)));
-        self
-    }
-
     /// The pool's size, for [`connect`](Self::connect) (default 4 for SQLite, 10 for
     /// Postgres).
     pub fn max_connections(mut self, n: u32) -> Self {
-        self.max_connections = Some(n);
+        self.db = self.db.max_connections(n);
         self
     }
 
     /// How long a request waits for a connection before it is answered 503 (default
     /// 3 s; for [`connect`](Self::connect)).
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.acquire_timeout = timeout;
+        self.db = self.db.acquire_timeout(timeout);
         self
     }
 
@@ -451,6 +275,7 @@ impl InboxBuilder {
     /// [`InboxError::NoInbox`]. For operator tools, where a mistyped URL or working
     /// directory must not look like an empty inbox.
     pub fn existing_only(mut self) -> Self {
+        self.db = self.db.existing_only();
         self.existing_only = true;
         self
     }
@@ -465,17 +290,15 @@ impl InboxBuilder {
     /// none, [`InboxError::Config`] for a URL this build does not support,
     /// [`InboxError::Database`] when the database cannot be reached or migrated.
     pub async fn connect(self, url: &str) -> Result<Inbox, InboxError> {
-        let db = Db::connect(
-            url,
-            self.max_connections,
-            self.acquire_timeout,
-            !self.existing_only,
-        )
-        .await?;
+        let db = self.db.connect(url).await?;
         self.pool(db).await
     }
 
-    /// Uses an existing pool, and creates or upgrades the schema in it.
+    /// Uses an existing pool (made with [`Db::options`] or [`Db::connect`], or another
+    /// inbox's [`db`](Inbox::db): several inboxes, each a namespace, may share one),
+    /// and creates or upgrades the schema in it. The pool's settings are its own
+    /// ([`max_connections`](Self::max_connections) and
+    /// [`acquire_timeout`](Self::acquire_timeout) are for [`connect`](Self::connect)).
     ///
     /// # Errors
     ///
@@ -486,41 +309,18 @@ impl InboxBuilder {
             return Err(InboxError::NoInbox);
         }
         db.migrate().await?;
-        // The secrets handle as given (the app may keep a clone to rotate); the store is
-        // dropped last (`clock` would rebuild the default one). A clock is set on the
-        // handle only when one was given, so the app's own stays otherwise.
-        let mut gate = Gate::from_secrets(self.secrets);
-        if let Some(tolerance) = self.tolerance {
-            gate = gate.tolerance(tolerance);
-        }
         let lease_clock = self.lease_clock.unwrap_or(if self.clock.is_some() {
             LeaseClock::Inbox
         } else {
             LeaseClock::Database
         });
-        let clock = match self.clock {
-            Some(clock) => {
-                gate = gate.clock(Arc::clone(&clock));
-                clock
-            }
-            None => Arc::new(SystemClock),
-        };
-        if let Some(observe) = self.observer {
-            gate = observe(gate);
-        }
-        let gate = gate
-            .body_limit(self.body_limit)
-            .map_err(|e| InboxError::config(e.to_string()))?
-            .without_dedup();
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         Ok(Inbox {
             shared: Arc::new(Shared {
                 db,
-                gate,
                 namespace: self.namespace,
                 clock,
                 lease_clock,
-                body_limit: self.body_limit,
-                read_timeout: self.read_timeout,
                 accepted: Notify::new(),
                 held: std::sync::Mutex::default(),
                 claiming: tokio::sync::Mutex::const_new(()),
@@ -532,78 +332,10 @@ impl InboxBuilder {
 impl fmt::Debug for InboxBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InboxBuilder")
-            .field("secrets", &self.secrets)
-            .field("observer", &self.observer.is_some())
             .field("namespace", &self.namespace)
             .field("lease_clock", &self.lease_clock)
-            .field("body_limit", &self.body_limit)
+            .field("db", &self.db)
+            .field("existing_only", &self.existing_only)
             .finish_non_exhaustive()
-    }
-}
-
-/// What [`Inbox::accept`] decided, and what to answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Acceptance {
-    /// Stored and committed: 202. A worker processes it.
-    Stored {
-        /// The delivery's id in the inbox.
-        id: i64,
-    },
-    /// This `eventId` was accepted before: 200, so the sender stops retrying. Answered
-    /// as every receiver answers a duplicate: the body
-    /// [`DUPLICATE_REASON`](mapping_webhooks::DUPLICATE_REASON) and the header
-    /// [`DUPLICATE_HEADER`](mapping_webhooks::DUPLICATE_HEADER)`: true`.
-    Duplicate,
-    /// Refused (4xx): the signature, the window, the header or the body.
-    Refused(VerifyError),
-    /// The database could not store it: 503, so the sender retries later.
-    Unavailable,
-}
-
-impl Acceptance {
-    /// The answer for a reply of the inbox's store-less gate: a refusal, or (never seen
-    /// without a store or tenants) unavailable.
-    fn from_reply(reply: Reply) -> Self {
-        match reply {
-            Reply::Refused(error) => Self::Refused(error),
-            _ => Self::Unavailable,
-        }
-    }
-
-    /// The HTTP status to answer with.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::Stored { .. } => 202,
-            Self::Duplicate => 200,
-            Self::Refused(e) => e.status(),
-            Self::Unavailable => 503,
-        }
-    }
-
-    /// A short reason for the response body, safe to send to the client.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Stored { .. } => "accepted",
-            Self::Duplicate => mapping_webhooks::DUPLICATE_REASON,
-            Self::Refused(e) => e.reason(),
-            Self::Unavailable => "inbox database unavailable; retry later",
-        }
-    }
-
-    /// Whether this answers a copy of an event already accepted: the response then
-    /// carries [`DUPLICATE_HEADER`](mapping_webhooks::DUPLICATE_HEADER)`: true`.
-    pub fn is_duplicate(&self) -> bool {
-        matches!(self, Self::Duplicate)
-    }
-
-    /// A short machine-readable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Stored { .. } => "accepted",
-            Self::Duplicate => "duplicate",
-            Self::Refused(e) => e.code(),
-            Self::Unavailable => "inbox_unavailable",
-        }
     }
 }

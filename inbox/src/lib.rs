@@ -3,29 +3,36 @@
 //!
 //! The inline adapters (`mapping-webhooks-tower`, `mapping-webhooks-actix`) run your
 //! handler inside the request and acknowledge the event when it answers 2xx. That is
-//! right for quick handlers. The inbox is for the others: it verifies the signature with
-//! the core's [`Verifier`](mapping_webhooks::Verifier), stores the raw bytes, the header
-//! and what was verified in one transaction, answers 202 once that committed, and a
-//! [`Worker`] runs your handler afterwards, with retries, a dead state and replay.
+//! right for quick handlers. The inbox is for the others: it stands behind the same
+//! core [`Gate`] as a durable [`Sink`]. The gate checks the request (head, tenant, body,
+//! signature, envelope) and reports to its observer; the inbox stores the raw bytes, the
+//! header and what was verified (its tenant included) in one transaction, the gate
+//! answers 202 once that committed, and a [`Worker`] runs your handler afterwards, with
+//! retries, a dead state and replay.
 //!
-//! - **Accept** ([`Inbox::accept`]): 202 once stored; 200 for an `eventId` accepted
-//!   before (unique per namespace); 4xx for a bad signature, window, header or body;
-//!   503 when the database fails (the sender retries).
+//! - **Accept**: mount an adapter's inbox endpoint (`WebhookVerify::inbox(..)` in both
+//!   adapters, built from the configured middleware, so tenants, refusal formats and
+//!   observers apply), or call [`Gate::admit_into`] with the inbox: [`Reply::Queued`]
+//!   (202) once stored; 200 for an `eventId` accepted before (unique per namespace and
+//!   tenant); 4xx for a bad signature, window, header or body; 503 when the database
+//!   fails (the sender retries).
 //! - **Process** ([`Inbox::worker`]): claims due deliveries under a lease, runs the
 //!   handler with the envelope and the attempt number, marks it done, retries it with
 //!   exponential backoff and jitter, or marks it dead after the last attempt. A panic,
-//!   a handler past its deadline, or a dead worker: retried after the lease.
+//!   a handler past its deadline, or a dead worker: retried after the lease. A
+//!   [`Delivery`] carries the raw body and [`Delivery::verified`], what an inline
+//!   handler gets, so one handler runs inline or in the worker.
 //! - **Exactly once on Postgres** (`Inbox::transactional_worker`, feature `postgres`): the handler writes
 //!   in the transaction that marks the delivery done.
 //! - **Operate**: [`list`](Inbox::list), [`show`](Inbox::show),
 //!   [`replay`](Inbox::replay), [`replay_dead`](Inbox::replay_dead),
 //!   [`purge`](Inbox::purge), [`prune`](Inbox::prune), and
 //!   [`reverify`](Inbox::reverify) a stored delivery against its stored header.
-//! - **Rotate** ([`Inbox::builder_from_secrets`], [`Inbox::secrets`]): the inbox reads a
-//!   core [`Secrets`] handle on every request, so the app rotates without a restart.
-//! - **Observe**: [`InboxBuilder::observer`] takes the core's [`Observer`] (one
-//!   [`Outcome`] per accept: [`Outcome::Queued`] once stored, `Duplicate`,
-//!   `StoreUnavailable`, or the gate's `Refused` reason, and the verification time);
+//! - **Rotate**: the secrets are the gate's ([`GateBuilder::secrets`] takes a
+//!   [`Secrets`] handle the app keeps to rotate without a restart).
+//! - **Observe**: the gate's [`Observer`] (set with [`GateBuilder::observer`]) hears one
+//!   [`Outcome`] per request: [`Outcome::Queued`] once stored, `Duplicate`,
+//!   `StoreUnavailable`, or the gate's `Refused` reason, and the verification time;
 //!   [`Worker::observer`] takes a [`WorkerObserver`] (each [`Attempt`]'s
 //!   [`AttemptResult`] and duration, each done delivery's lag, the deliveries by state).
 //!   The `metrics` feature records both through the `metrics` facade: `MetricsObserver`
@@ -58,21 +65,27 @@
 //! # Example
 //!
 //! ```no_run
+//! use mapping_webhooks::{Gate, UnsignedHeaders};
 //! use mapping_webhooks_inbox::{Delivery, Inbox};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let inbox = Inbox::builder(std::env::var("MAPPING_WEBHOOK_SECRET")?)?
-//!     .connect("sqlite://webhooks.db")
-//!     .await?;
+//! let gate = Gate::builder()
+//!     .secret(std::env::var("MAPPING_WEBHOOK_SECRET")?)
+//!     .without_dedup() // the inbox's table is the dedup
+//!     .build()?;
+//! let inbox = Inbox::builder().connect("sqlite://webhooks.db").await?;
 //! let worker = inbox.worker(|delivery: Delivery| async move {
-//!     println!("{} {}", delivery.envelope.event_type, delivery.envelope.event_id);
+//!     let verified = delivery.verified();
+//!     println!("{} {}", verified.event_type, verified.event_id);
 //!     Ok::<(), std::io::Error>(())
 //! });
 //! tokio::spawn(worker.run());
 //! // In the webhook route, with the raw body and the X-Webhook-Signature values:
 //! # let (header, body) = ("", &b""[..]);
-//! let answer = inbox.accept([header.as_bytes()], Default::default(), body).await;
-//! assert!([200, 202].contains(&answer.status()));
+//! let reply = gate
+//!     .admit_into(&inbox, [header.as_bytes()], UnsignedHeaders::default(), body)
+//!     .await;
+//! assert!([200, 202].contains(&reply.status()));
 //! # Ok(()) }
 //! ```
 
@@ -91,10 +104,10 @@ mod observe;
 mod operate;
 mod worker;
 
-pub use db::Db;
+pub use db::{Db, DbOptions};
 pub use delivery::{Delivery, DeliveryInfo, State, StoredDelivery, UnknownState};
 pub use error::InboxError;
-pub use inbox::{Acceptance, Inbox, InboxBuilder, LeaseClock};
+pub use inbox::{Inbox, InboxBuilder, LeaseClock};
 #[cfg(feature = "metrics")]
 pub use metrics::WorkerMetrics;
 pub use observe::{Attempt, AttemptResult, WorkerObserver};
@@ -110,5 +123,6 @@ pub use worker::{
 #[cfg(feature = "metrics")]
 pub use mapping_webhooks::MetricsObserver;
 pub use mapping_webhooks::{
-    Envelope, Event, Observer, Outcome, Secret, Secrets, UnsignedHeaders, Verified, VerifyError,
+    Envelope, Event, Gate, GateBuilder, MatchedSecret, Observer, Outcome, Reply, Secret, Secrets,
+    Sink, UnsignedHeaders, Verified, VerifyError,
 };

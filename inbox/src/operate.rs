@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mapping_webhooks::Verified;
+use mapping_webhooks::{Secrets, Verified, Verifier};
 
 use crate::db::on_pool;
 use crate::delivery::{INFO_COLUMNS, info_from_row};
@@ -218,27 +218,24 @@ impl Inbox {
         }))
     }
 
-    /// Checks a stored delivery against its stored `X-Webhook-Signature` header with the
-    /// inbox's [`secrets`](Inbox::secrets) as they are now (a secret rotated out and
-    /// removed, or expired, no longer verifies what it signed), whatever the delivery's
-    /// age (the stored bytes are proven to be what the sender signed, however old), and
-    /// that the signed body still names the stored event.
+    /// Checks a stored delivery against its stored `X-Webhook-Signature` header with
+    /// `secrets` as they are now (pass the gate's,
+    /// [`Gate::secrets`](mapping_webhooks::Gate::secrets), or, for a delivery of a
+    /// tenant, that tenant's: a secret rotated out and removed, or expired, no longer
+    /// verifies what it signed), whatever the delivery's age (the stored bytes are
+    /// proven to be what the sender signed, however old), and that the signed body still
+    /// names the stored event. The result carries the stored tenant.
     ///
     /// # Errors
     ///
     /// [`InboxError::Verify`] when it does not verify (a changed secret, an altered row),
     /// [`InboxError::NotFound`], [`InboxError::Database`].
-    pub async fn reverify(&self, id: i64) -> Result<Verified, InboxError> {
+    pub async fn reverify(&self, id: i64, secrets: &Secrets) -> Result<Verified, InboxError> {
         let stored = self.show(id).await?;
         // No timestamp window: the age of a stored delivery is no reason to doubt it.
-        // (Not a clock frozen at signing: a verifier's clock is also its secrets', and the
-        // handle is shared with every request.)
-        let any_age = self
-            .shared
-            .gate
-            .verifier()
-            .clone()
-            .tolerance(Duration::from_secs(u64::MAX));
+        // The handle's own clock still rules its secrets' expiry (a verifier's `clock`
+        // would replace it, for every holder of the handle).
+        let any_age = Verifier::from_secrets(secrets.clone()).tolerance(Duration::MAX);
         let verified = any_age
             .verify(&stored.signature, &stored.body)
             .map_err(InboxError::Verify)?;
@@ -251,6 +248,8 @@ impl Inbox {
                 ),
             ));
         }
+        let mut verified = verified;
+        verified.tenant = stored.info.tenant;
         Ok(verified)
     }
 }

@@ -508,6 +508,7 @@ struct Claimed {
     secret: String,
     signed_at: u64,
     received_at_ms: i64,
+    tenant: String,
     body: Vec<u8>,
 }
 
@@ -517,7 +518,7 @@ struct Claimed {
 const CLAIM_ORDER: &str = "(attempts > 0), due_at, id";
 
 const CLAIMED_COLUMNS: &str =
-    "id, event_id, secret, signed_at, received_at, attempts, due_at, body";
+    "id, tenant, event_id, secret, signed_at, received_at, attempts, due_at, body";
 
 /// Claims up to `n` due deliveries: pending ones whose time has come, and running ones
 /// whose lease ran out (their worker died or overran), but never one a worker of this
@@ -573,6 +574,7 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
                     secret: row.try_get("secret")?,
                     signed_at: u64::try_from(row.try_get::<i64, _>("signed_at")?).unwrap_or(0),
                     received_at_ms: row.try_get("received_at")?,
+                    tenant: row.try_get("tenant")?,
                     body: row.try_get("body")?,
                 });
             }
@@ -678,7 +680,8 @@ async fn process(settings: Arc<Settings>, claimed: Claimed) {
                     secret: claimed.secret,
                     signed_at: claimed.signed_at,
                     received_at_ms: claimed.received_at_ms,
-                    body: claimed.body,
+                    tenant: crate::delivery::tenant_from_column(claimed.tenant),
+                    body: claimed.body.into(),
                 };
                 run_handler(&settings, delivery, lease).await
             }

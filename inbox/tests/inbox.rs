@@ -9,9 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mapping_webhooks::{Clock, ManualClock};
-use mapping_webhooks_inbox::{Acceptance, Delivery, Event, Inbox, State, UnsignedHeaders};
-use support::{Backend, PREVIOUS_SECRET, SECRET, T0, TestDb, deliver, envelope, eventually, sign};
+use mapping_webhooks::{Clock, Gate, ManualClock, Reply, Secret, Secrets};
+use mapping_webhooks_inbox::{Delivery, Event, Inbox, State, UnsignedHeaders};
+use support::{
+    Backend, PREVIOUS_SECRET, SECRET, T0, TestDb, accept, deliver, deliver_stored, envelope,
+    eventually, sign, stored_id,
+};
 use tokio::sync::Notify;
 
 on_both!(
@@ -28,6 +31,7 @@ on_both!(
     worker_run_processes_what_is_accepted,
     a_clock_stepped_past_the_lease_never_runs_a_delivery_twice_at_once,
     hanging_retries_do_not_keep_new_deliveries_waiting,
+    one_pool_serves_several_inboxes_and_ping_fails_once_it_is_closed,
 );
 
 async fn setup(backend: Backend, test: &str) -> Option<(TestDb, Inbox, ManualClock)> {
@@ -47,13 +51,9 @@ async fn accept_stores_the_delivery_and_duplicates_are_200(backend: Backend) {
     };
     let body = envelope("evt_store", "del_first");
     let header = sign(SECRET, &body, T0);
-    let answer = inbox
-        .accept([header.as_bytes()], UnsignedHeaders::default(), &body)
-        .await;
-    let Acceptance::Stored { id } = answer else {
-        panic!("{answer:?}")
-    };
+    let answer = accept(&inbox, &clock, [header.as_bytes()], &body).await;
     assert_eq!(answer.status(), 202);
+    let id = stored_id(&inbox, answer, "evt_store").await;
 
     let stored = inbox.show(id).await.unwrap();
     assert_eq!(stored.body, body, "the raw bytes, unchanged");
@@ -72,10 +72,8 @@ async fn accept_stores_the_delivery_and_duplicates_are_200(backend: Backend) {
     clock.advance(Duration::from_secs(60));
     let retry = envelope("evt_store", "del_second");
     let header = sign(SECRET, &retry, clock.now_secs());
-    let again = inbox
-        .accept([header.as_bytes()], UnsignedHeaders::default(), &retry)
-        .await;
-    assert_eq!(again, Acceptance::Duplicate);
+    let again = accept(&inbox, &clock, [header.as_bytes()], &retry).await;
+    assert_eq!(again, Reply::AlreadyProcessed);
     assert_eq!(
         (again.status(), again.reason()),
         (200, "event already received")
@@ -87,27 +85,28 @@ async fn accept_stores_the_delivery_and_duplicates_are_200(backend: Backend) {
     assert_eq!(inbox.show(id).await.unwrap().info.delivery_id, "del_first");
 
     // The previous secret is accepted during a rotation and recorded as such.
-    let rotating = Inbox::builder(SECRET)
-        .unwrap()
+    let rotating = Gate::builder()
+        .secret(SECRET)
         .previous_secret(PREVIOUS_SECRET)
-        .unwrap()
         .clock(clock.clone())
-        .connect(&_db.url)
-        .await
+        .without_dedup()
+        .build()
         .unwrap();
     let body = envelope("evt_old_secret", "del_1");
     let header = sign(PREVIOUS_SECRET, &body, clock.now_secs());
-    let Acceptance::Stored { id } = rotating
-        .accept([header.as_bytes()], UnsignedHeaders::default(), &body)
-        .await
-    else {
-        panic!("not stored")
-    };
+    let answer = rotating
+        .admit_into(
+            &inbox,
+            [header.as_bytes()],
+            UnsignedHeaders::default(),
+            &body,
+        )
+        .await;
+    let id = stored_id(&inbox, answer, "evt_old_secret").await;
     assert_eq!(inbox.show(id).await.unwrap().info.secret, "previous[0]");
 
     // Another namespace is another inbox in the same table.
-    let other = Inbox::builder(SECRET)
-        .unwrap()
+    let other = Inbox::builder()
         .namespace("orders")
         .clock(clock.clone())
         .connect(&_db.url)
@@ -115,7 +114,7 @@ async fn accept_stores_the_delivery_and_duplicates_are_200(backend: Backend) {
         .unwrap();
     assert!(matches!(
         deliver(&other, &clock, "evt_store").await,
-        Acceptance::Stored { .. }
+        Reply::Queued
     ));
     assert!(matches!(
         other.show(id).await,
@@ -138,29 +137,19 @@ async fn refusals_store_nothing(backend: Backend) {
         (vec![good.as_bytes()], envelope("evt_other", "del_1"), 401),
     ];
     for (headers, body, status) in cases {
-        let answer = inbox
-            .accept(headers, UnsignedHeaders::default(), &body)
-            .await;
+        let answer = accept(&inbox, &clock, headers, &body).await;
         assert_eq!(answer.status(), status, "{answer:?}");
     }
     let wrong = sign("whsec_wrong_secret_0123456789abcdef", &body, T0);
     let stale = sign(SECRET, &body, T0 - 301);
     for header in [wrong, stale] {
-        let answer = inbox
-            .accept([header.as_bytes()], UnsignedHeaders::default(), &body)
-            .await;
+        let answer = accept(&inbox, &clock, [header.as_bytes()], &body).await;
         assert_eq!(answer.status(), 401, "{answer:?}");
     }
     // A signed body that is not an envelope.
     let not_envelope = br#"{"type":"x"}"#;
     let header = sign(SECRET, not_envelope, clock.now_secs());
-    let answer = inbox
-        .accept(
-            [header.as_bytes()],
-            UnsignedHeaders::default(),
-            not_envelope,
-        )
-        .await;
+    let answer = accept(&inbox, &clock, [header.as_bytes()], not_envelope).await;
     assert_eq!(answer.status(), 400);
     assert!(inbox.counts().await.unwrap().is_empty(), "nothing stored");
 }
@@ -206,9 +195,7 @@ async fn failing_handler_is_retried_on_schedule_then_dead_then_replayed(backend:
     let Some((_db, inbox, clock)) = setup(backend, "retry_schedule").await else {
         return;
     };
-    let Acceptance::Stored { id } = deliver(&inbox, &clock, "evt_flaky").await else {
-        panic!("not stored")
-    };
+    let id = deliver_stored(&inbox, &clock, "evt_flaky").await;
     let flaky = Flaky::failing();
     let worker = inbox
         .worker(flaky.handler())
@@ -315,9 +302,7 @@ async fn panic_is_retried_after_the_lease(backend: Backend) {
     let Some((_db, inbox, clock)) = setup(backend, "panic").await else {
         return;
     };
-    let Acceptance::Stored { id } = deliver(&inbox, &clock, "evt_panic").await else {
-        panic!("not stored")
-    };
+    let id = deliver_stored(&inbox, &clock, "evt_panic").await;
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&calls);
     let worker = inbox
@@ -355,9 +340,7 @@ async fn hang_is_stopped_and_retried_after_the_lease(backend: Backend) {
     let Some((_db, inbox, clock)) = setup(backend, "hang").await else {
         return;
     };
-    let Acceptance::Stored { id } = deliver(&inbox, &clock, "evt_hang").await else {
-        panic!("not stored")
-    };
+    let id = deliver_stored(&inbox, &clock, "evt_hang").await;
     let calls = Arc::new(AtomicUsize::new(0));
     let cancelled = Arc::new(AtomicUsize::new(0));
     let (seen, dropped) = (Arc::clone(&calls), Arc::clone(&cancelled));
@@ -402,9 +385,7 @@ async fn killed_worker_delivery_is_claimed_again_after_the_lease(backend: Backen
     let Some((_db, inbox, clock)) = setup(backend, "killed_worker").await else {
         return;
     };
-    let Acceptance::Stored { id } = deliver(&inbox, &clock, "evt_killed").await else {
-        panic!("not stored")
-    };
+    let id = deliver_stored(&inbox, &clock, "evt_killed").await;
     let started = Arc::new(Notify::new());
     let calls = Arc::new(AtomicUsize::new(0));
     let cancelled = Arc::new(AtomicUsize::new(0));
@@ -462,12 +443,8 @@ async fn shutdown_lets_running_handlers_finish_and_releases_the_rest(backend: Ba
     let Some((_db, inbox, clock)) = setup(backend, "shutdown").await else {
         return;
     };
-    let Acceptance::Stored { id: quick } = deliver(&inbox, &clock, "evt_quick").await else {
-        panic!()
-    };
-    let Acceptance::Stored { id: stuck } = deliver(&inbox, &clock, "evt_stuck").await else {
-        panic!()
-    };
+    let quick = deliver_stored(&inbox, &clock, "evt_quick").await;
+    let stuck = deliver_stored(&inbox, &clock, "evt_stuck").await;
     let started = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(Notify::new());
     let (seen, stop_signal) = (started.clone(), stop.clone());
@@ -512,10 +489,7 @@ async fn list_show_purge_and_prune(backend: Backend) {
     };
     let mut ids = Vec::new();
     for i in 0..5 {
-        let Acceptance::Stored { id } = deliver(&inbox, &clock, &format!("evt_op_{i}")).await
-        else {
-            panic!()
-        };
+        let id = deliver_stored(&inbox, &clock, &format!("evt_op_{i}")).await;
         ids.push(id);
     }
     // Pages of two, in id order.
@@ -549,7 +523,7 @@ async fn list_show_purge_and_prune(backend: Backend) {
     // A purged event is new again.
     assert!(matches!(
         deliver(&inbox, &clock, "evt_op_0").await,
-        Acceptance::Stored { .. }
+        Reply::Queued
     ));
     clock.advance(Duration::from_secs(29 * 24 * 3600));
     assert_eq!(
@@ -576,27 +550,21 @@ async fn list_show_purge_and_prune(backend: Backend) {
 }
 
 async fn reverify_proves_the_stored_bytes(backend: Backend) {
-    let Some((db, inbox, clock)) = setup(backend, "reverify").await else {
+    let Some((_db, inbox, clock)) = setup(backend, "reverify").await else {
         return;
     };
-    let Acceptance::Stored { id } = deliver(&inbox, &clock, "evt_reverify").await else {
-        panic!()
-    };
+    let id = deliver_stored(&inbox, &clock, "evt_reverify").await;
     // Long after the signature window, the stored delivery still verifies as of its t.
     clock.advance(Duration::from_secs(90 * 24 * 3600));
-    let verified = inbox.reverify(id).await.unwrap();
+    let secrets = support::gate(&clock).secrets().clone();
+    let verified = inbox.reverify(id, &secrets).await.unwrap();
     assert_eq!(verified.event_id, "evt_reverify");
     assert_eq!(verified.timestamp, T0);
 
     // With another secret it does not.
-    let other = Inbox::builder("whsec_another_secret_0123456789abcdef")
-        .unwrap()
-        .clock(clock.clone())
-        .connect(&db.url)
-        .await
-        .unwrap();
+    let other = Secrets::new(Secret::new("whsec_another_secret_0123456789abcdef").unwrap());
     assert!(matches!(
-        other.reverify(id).await,
+        inbox.reverify(id, &other).await,
         Err(mapping_webhooks_inbox::InboxError::Verify(_))
     ));
 
@@ -624,7 +592,7 @@ async fn reverify_proves_the_stored_bytes(backend: Backend) {
         _ => unreachable!(),
     }
     assert!(matches!(
-        inbox.reverify(id).await,
+        inbox.reverify(id, &secrets).await,
         Err(mapping_webhooks_inbox::InboxError::Verify(_))
     ));
 }
@@ -689,8 +657,15 @@ async fn secrets_and_passwords_stay_out_of_debug_and_errors() {
         format!("postgres://app:{PASSWORD}@[not-an-address/webhooks"),
         format!("mysql://app:{PASSWORD}@127.0.0.1/webhooks"),
     ] {
-        let err = Inbox::builder(SECRET)
-            .unwrap()
+        let err = Inbox::builder()
+            .acquire_timeout(Duration::from_secs(2))
+            .connect(&url)
+            .await
+            .expect_err("nothing listens there");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(PASSWORD), "{shown}");
+        // The same through the pool's own constructor.
+        let err = mapping_webhooks_inbox::Db::options()
             .acquire_timeout(Duration::from_secs(2))
             .connect(&url)
             .await
@@ -713,9 +688,7 @@ async fn a_clock_stepped_past_the_lease_never_runs_a_delivery_twice_at_once(back
     let Some((_db, inbox, clock)) = setup(backend, "clock_step").await else {
         return;
     };
-    let Acceptance::Stored { id: step } = deliver(&inbox, &clock, "evt_step").await else {
-        panic!("not stored")
-    };
+    let step = deliver_stored(&inbox, &clock, "evt_step").await;
     let runs: Runs = Arc::default();
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let (seen, held) = (Arc::clone(&runs), Arc::clone(&gate));
@@ -752,9 +725,7 @@ async fn a_clock_stepped_past_the_lease_never_runs_a_delivery_twice_at_once(back
     // Past the lease's end, by the wall clock; the handler's own deadline (monotonic)
     // is far away.
     clock.advance(Duration::from_secs(120));
-    let Acceptance::Stored { id: after } = deliver(&inbox, &clock, "evt_after").await else {
-        panic!("not stored")
-    };
+    let after = deliver_stored(&inbox, &clock, "evt_after").await;
     // A claim ran after the step: it took the new delivery.
     eventually("the new delivery done", || async {
         inbox.show(after).await.unwrap().info.state == State::Done
@@ -807,10 +778,7 @@ async fn hanging_retries_do_not_keep_new_deliveries_waiting(backend: Backend) {
     clock.advance(Duration::from_secs(61));
     let mut fresh = Vec::new();
     for i in 0..2 {
-        let Acceptance::Stored { id } = deliver(&inbox, &clock, &format!("evt_new_{i}")).await
-        else {
-            panic!("not stored")
-        };
+        let id = deliver_stored(&inbox, &clock, &format!("evt_new_{i}")).await;
         fresh.push(id);
     }
     // Two slots, four retries due before the new deliveries: the new ones go first.
@@ -834,4 +802,52 @@ async fn hanging_retries_do_not_keep_new_deliveries_waiting(backend: Backend) {
         2,
         "{retried:?}"
     );
+}
+
+/// A pool opened once (`Db::options().connect(url)`) serves two inboxes, each its own
+/// namespace, without a throwaway inbox; `ping` answers while the pool is open and
+/// fails once it is closed, for every inbox on it.
+async fn one_pool_serves_several_inboxes_and_ping_fails_once_it_is_closed(backend: Backend) {
+    let Some(db) = TestDb::open(backend, "shared_pool") else {
+        return;
+    };
+    let clock = ManualClock::at_secs(T0);
+    let pool = mapping_webhooks_inbox::Db::options()
+        .max_connections(3)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let open = |namespace: &'static str| {
+        Inbox::builder()
+            .namespace(namespace)
+            .clock(clock.clone())
+            .pool(pool.clone())
+    };
+    let (orders, billing) = (
+        open("orders").await.unwrap(),
+        open("billing").await.unwrap(),
+    );
+    orders.ping().await.unwrap();
+    billing.ping().await.unwrap();
+
+    let id = deliver_stored(&orders, &clock, "evt_shared_pool").await;
+    // The same event in the other namespace is its own delivery.
+    let other = deliver_stored(&billing, &clock, "evt_shared_pool").await;
+    assert_ne!(id, other);
+    assert_eq!(orders.list(State::Pending, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(billing.list(State::Pending, 0, 10).await.unwrap().len(), 1);
+
+    // One pool: closing it through one inbox stops both, and ping says so.
+    orders.close().await;
+    for inbox in [&orders, &billing] {
+        let err = tokio::time::timeout(Duration::from_secs(20), inbox.ping())
+            .await
+            .expect("ping answers within the acquire timeout")
+            .expect_err("the pool is closed");
+        assert!(
+            matches!(err, mapping_webhooks_inbox::InboxError::Database(_)),
+            "{err:?}"
+        );
+    }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use mapping_webhooks::ManualClock;
 use mapping_webhooks_inbox::{Delivery, Inbox, WorkerMetrics};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use support::{Backend, SECRET, T0, TestDb, deliver, eventually};
+use support::{Backend, T0, TestDb, deliver, eventually};
 
 /// Keeps every gauge by its rendered key (`name{label=value,…}`, labels sorted).
 #[derive(Default)]
@@ -71,8 +71,7 @@ async fn each_namespace_reports_its_own_deliveries() {
     let open = |namespace: &'static str| {
         let (url, clock) = (db.url.clone(), clock.clone());
         async move {
-            Inbox::builder(SECRET)
-                .unwrap()
+            Inbox::builder()
                 .namespace(namespace)
                 .clock(clock)
                 .connect(&url)

@@ -8,13 +8,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mapping_webhooks::{Clock, ManualClock, MatchedSecret, Outcome, Refusal, Secret, Secrets};
+use mapping_webhooks::{
+    Clock, Gate, ManualClock, MatchedSecret, Outcome, Refusal, Reply, Secret, Secrets,
+};
 use mapping_webhooks_inbox::{
-    Acceptance, Attempt, AttemptResult, Delivery, Inbox, InboxError, Observer, State,
-    UnsignedHeaders, VerifyError, WorkerMetrics,
+    Attempt, AttemptResult, Delivery, Inbox, InboxError, Observer, State, UnsignedHeaders,
+    VerifyError, WorkerMetrics,
 };
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use support::{Backend, SECRET, T0, TestDb, deliver, envelope, eventually, sign};
+use support::{
+    Backend, SECRET, T0, TestDb, TestHead, deliver, envelope, eventually, sign, stored_id,
+};
 
 on_both!(
     rotating_while_accepting_loses_nothing_and_ends_the_old_secret,
@@ -29,12 +33,26 @@ fn secret(s: &str) -> Secret {
     Secret::new(s).unwrap()
 }
 
-async fn accept_signed(inbox: &Inbox, key: &str, event_id: &str, t: u64) -> Acceptance {
+async fn accept_signed(gate: &Gate, inbox: &Inbox, key: &str, event_id: &str, t: u64) -> Reply {
     let body = envelope(event_id, &format!("del_{event_id}"));
     let header = sign(key, &body, t);
-    inbox
-        .accept([header.as_bytes()], UnsignedHeaders::default(), &body)
-        .await
+    gate.admit_into(
+        inbox,
+        [header.as_bytes()],
+        UnsignedHeaders::default(),
+        &body,
+    )
+    .await
+}
+
+/// A gate on `clock` without a dedup store of its own, reading `secrets`.
+fn gate_for(secrets: &Secrets, clock: &ManualClock) -> Gate {
+    Gate::builder()
+        .secrets(secrets.clone())
+        .clock(clock.clone())
+        .without_dedup()
+        .build()
+        .unwrap()
 }
 
 async fn rotating_while_accepting_loses_nothing_and_ends_the_old_secret(backend: Backend) {
@@ -43,18 +61,24 @@ async fn rotating_while_accepting_loses_nothing_and_ends_the_old_secret(backend:
     };
     let clock = ManualClock::at_secs(T0);
     let secrets = Secrets::new(secret(OLD));
-    let inbox = Inbox::builder_from_secrets(secrets.clone())
+    let inbox = Inbox::builder()
         .clock(clock.clone())
         .connect(&db.url)
         .await
         .unwrap();
-    let stored = deliver_id(accept_signed(&inbox, OLD, "evt_before", T0).await);
+    let gate = gate_for(&secrets, &clock);
+    let stored = stored_id(
+        &inbox,
+        accept_signed(&gate, &inbox, OLD, "evt_before", T0).await,
+        "evt_before",
+    )
+    .await;
 
     // A sender keeps delivering with the old secret while the app rotates: every copy is
     // stored, before, during and after the rotation.
     let (started, rotate) = tokio::sync::oneshot::channel();
     let sender = {
-        let inbox = inbox.clone();
+        let (inbox, gate) = (inbox.clone(), gate.clone());
         tokio::spawn(async move {
             let mut started = Some(started);
             let mut answers = Vec::new();
@@ -62,15 +86,16 @@ async fn rotating_while_accepting_loses_nothing_and_ends_the_old_secret(backend:
                 if i == 20 {
                     started.take().unwrap().send(()).unwrap();
                 }
-                let answer = accept_signed(&inbox, OLD, &format!("evt_during_{i}"), T0).await;
+                let answer =
+                    accept_signed(&gate, &inbox, OLD, &format!("evt_during_{i}"), T0).await;
                 answers.push(answer.status());
             }
             answers
         })
     };
     rotate.await.unwrap();
-    // The handle the inbox hands out is the one it reads.
-    inbox.secrets().rotate(secret(NEW));
+    // The handle the gate hands out is the one it reads.
+    gate.secrets().rotate(secret(NEW));
     let answers = sender.await.unwrap();
     assert!(answers.iter().all(|s| *s == 202), "{answers:?}");
     assert_eq!(
@@ -88,79 +113,96 @@ async fn rotating_while_accepting_loses_nothing_and_ends_the_old_secret(backend:
     );
 
     // After it, the new secret is current and the old one still accepted (previous).
-    let by_new = deliver_id(accept_signed(&inbox, NEW, "evt_new", T0).await);
+    let by_new = stored_id(
+        &inbox,
+        accept_signed(&gate, &inbox, NEW, "evt_new", T0).await,
+        "evt_new",
+    )
+    .await;
     assert_eq!(inbox.show(by_new).await.unwrap().info.secret, "current");
-    let by_old = deliver_id(accept_signed(&inbox, OLD, "evt_old_after", T0).await);
+    let by_old = stored_id(
+        &inbox,
+        accept_signed(&gate, &inbox, OLD, "evt_old_after", T0).await,
+        "evt_old_after",
+    )
+    .await;
     assert_eq!(inbox.show(by_old).await.unwrap().info.secret, "previous[0]");
     // Re-verifying reads the same secrets, now; it does not freeze their clock.
     assert_eq!(
-        inbox.reverify(stored).await.unwrap().secret,
+        inbox.reverify(stored, &secrets).await.unwrap().secret,
         MatchedSecret::Previous(0)
     );
 
     // The rotation ends: the old secret is refused, for new deliveries and re-verifying.
     assert!(secrets.remove_previous(&secret(OLD)));
-    let refused = accept_signed(&inbox, OLD, "evt_old_late", T0).await;
-    assert_eq!(refused, Acceptance::Refused(VerifyError::SignatureMismatch));
+    let refused = accept_signed(&gate, &inbox, OLD, "evt_old_late", T0).await;
+    assert_eq!(refused, Reply::Refused(VerifyError::SignatureMismatch));
     assert!(matches!(
-        inbox.reverify(stored).await,
+        inbox.reverify(stored, &secrets).await,
         Err(InboxError::Verify(VerifyError::SignatureMismatch))
     ));
     assert_eq!(
-        inbox.reverify(by_new).await.unwrap().secret,
+        inbox.reverify(by_new, &secrets).await.unwrap().secret,
         MatchedSecret::Current
     );
     assert_eq!(
-        accept_signed(&inbox, NEW, "evt_new_2", T0).await.status(),
+        accept_signed(&gate, &inbox, NEW, "evt_new_2", T0)
+            .await
+            .status(),
         202
     );
 
     // A previous secret left to expire stops verifying after the expiry, on the inbox's
     // clock (re-verifying above did not stop that clock).
-    inbox.secrets().rotate(secret(OLD));
+    gate.secrets().rotate(secret(OLD));
     clock.advance(Duration::from_secs(60));
     let t = clock.now_secs();
     assert_eq!(
-        accept_signed(&inbox, NEW, "evt_expiring", t).await.status(),
+        accept_signed(&gate, &inbox, NEW, "evt_expiring", t)
+            .await
+            .status(),
         202
     );
     clock.advance(mapping_webhooks::DEFAULT_PREVIOUS_EXPIRY);
     let t = clock.now_secs();
     assert_eq!(
-        accept_signed(&inbox, NEW, "evt_expired", t).await,
-        Acceptance::Refused(VerifyError::SignatureMismatch)
+        accept_signed(&gate, &inbox, NEW, "evt_expired", t).await,
+        Reply::Refused(VerifyError::SignatureMismatch)
     );
     assert_eq!(
-        accept_signed(&inbox, OLD, "evt_current", t).await.status(),
+        accept_signed(&gate, &inbox, OLD, "evt_current", t)
+            .await
+            .status(),
         202
     );
 
     // The fixed-secret builder still works, and hands out its handle too.
-    let fixed = Inbox::builder(NEW)
-        .unwrap()
+    let fixed_gate = Gate::builder()
+        .secret(NEW)
         .previous_secret(OLD)
-        .unwrap()
+        .clock(clock.clone())
+        .without_dedup()
+        .build()
+        .unwrap();
+    let fixed = Inbox::builder()
         .namespace("fixed")
         .clock(clock.clone())
         .connect(&db.url)
         .await
         .unwrap();
     assert_eq!(
-        accept_signed(&fixed, OLD, "evt_fixed", t).await.status(),
+        accept_signed(&fixed_gate, &fixed, OLD, "evt_fixed", t)
+            .await
+            .status(),
         202
     );
-    assert!(fixed.secrets().remove_previous(&secret(OLD)));
+    assert!(fixed_gate.secrets().remove_previous(&secret(OLD)));
     assert_eq!(
-        accept_signed(&fixed, OLD, "evt_fixed_2", t).await.status(),
+        accept_signed(&fixed_gate, &fixed, OLD, "evt_fixed_2", t)
+            .await
+            .status(),
         401
     );
-}
-
-fn deliver_id(answer: Acceptance) -> i64 {
-    match answer {
-        Acceptance::Stored { id } => id,
-        other => panic!("not stored: {other:?}"),
-    }
 }
 
 /// What the accept path's observer heard.
@@ -194,14 +236,17 @@ async fn each_accept_reports_exactly_one_outcome(backend: Backend) {
     };
     let clock = ManualClock::at_secs(T0);
     let heard = Heard::default();
-    let inbox = Inbox::builder(SECRET)
-        .unwrap()
+    let gate = Gate::builder()
+        .secret(SECRET)
         .previous_secret(OLD)
-        .unwrap()
         .body_limit(4096)
-        .unwrap()
         .clock(clock.clone())
         .observer(heard.clone())
+        .without_dedup()
+        .build()
+        .unwrap();
+    let inbox = Inbox::builder()
+        .clock(clock.clone())
         .connect(&db.url)
         .await
         .unwrap();
@@ -209,11 +254,26 @@ async fn each_accept_reports_exactly_one_outcome(backend: Backend) {
     let current = Some(MatchedSecret::Current);
 
     // Stored, then the same event again.
-    assert_eq!(deliver(&inbox, &clock, "evt_1").await.status(), 202);
+    assert_eq!(
+        accept_signed(&gate, &inbox, SECRET, "evt_1", T0)
+            .await
+            .status(),
+        202
+    );
     assert_eq!(heard.take(), (vec![Outcome::Queued], vec![current]));
-    assert_eq!(deliver(&inbox, &clock, "evt_1").await.status(), 200);
+    assert_eq!(
+        accept_signed(&gate, &inbox, SECRET, "evt_1", T0)
+            .await
+            .status(),
+        200
+    );
     assert_eq!(heard.take(), (vec![Outcome::Duplicate], vec![current]));
-    assert_eq!(accept_signed(&inbox, OLD, "evt_2", T0).await.status(), 202);
+    assert_eq!(
+        accept_signed(&gate, &inbox, OLD, "evt_2", T0)
+            .await
+            .status(),
+        202
+    );
     assert_eq!(
         heard.take(),
         (
@@ -238,11 +298,11 @@ async fn each_accept_reports_exactly_one_outcome(backend: Backend) {
         (vec![stale.as_bytes()], Refusal::TimestampTooOld),
     ];
     for (headers, refusal) in cases {
-        let answer = inbox.accept(headers, u, &body).await;
-        assert!(matches!(answer, Acceptance::Refused(_)), "{answer:?}");
+        let answer = gate.admit_into(&inbox, headers, u, &body).await;
+        assert!(matches!(answer, Reply::Refused(_)), "{answer:?}");
         assert_eq!(heard.take(), (vec![Outcome::Refused(refusal)], vec![]));
     }
-    let answer = inbox.accept([forged.as_bytes()], u, &body).await;
+    let answer = gate.admit_into(&inbox, [forged.as_bytes()], u, &body).await;
     assert_eq!(answer.status(), 401);
     assert_eq!(
         heard.take(),
@@ -253,7 +313,9 @@ async fn each_accept_reports_exactly_one_outcome(backend: Backend) {
     );
     let not_envelope = br#"{"eventId":7}"#;
     let header = sign(SECRET, not_envelope, T0);
-    let _ = inbox.accept([header.as_bytes()], u, not_envelope).await;
+    let _ = gate
+        .admit_into(&inbox, [header.as_bytes()], u, not_envelope)
+        .await;
     assert_eq!(
         heard.take(),
         (
@@ -262,12 +324,15 @@ async fn each_accept_reports_exactly_one_outcome(backend: Backend) {
         )
     );
     // Found by an adapter: the head with a declared length, a body read that failed.
-    assert!(inbox.check_head([good.as_bytes()], Some(4097), u).is_err());
+    let too_large = TestHead::signed(&good).content_length(4097);
+    assert!(gate.intake(&too_large).await.is_err());
     assert_eq!(
         heard.take(),
         (vec![Outcome::Refused(Refusal::BodyTooLarge)], vec![])
     );
-    let _ = inbox.refuse(VerifyError::BodyRead { timed_out: true }, u);
+    let head = TestHead::signed(&good);
+    let intake = gate.intake(&head).await.expect("the head passes");
+    assert_eq!(intake.body_failed(true).status(), 408);
     assert_eq!(
         heard.take(),
         (vec![Outcome::Refused(Refusal::ReadTimeout)], vec![])
@@ -275,7 +340,12 @@ async fn each_accept_reports_exactly_one_outcome(backend: Backend) {
 
     // The database down: 503, reported once as the store's failure.
     inbox.close().await;
-    assert_eq!(deliver(&inbox, &clock, "evt_down").await.status(), 503);
+    assert_eq!(
+        accept_signed(&gate, &inbox, SECRET, "evt_down", T0)
+            .await
+            .status(),
+        503
+    );
     assert_eq!(
         heard.take(),
         (vec![Outcome::StoreUnavailable], vec![current])

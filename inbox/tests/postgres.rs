@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mapping_webhooks::ManualClock;
-use mapping_webhooks_inbox::{Acceptance, Db, Delivery, Inbox, LeaseClock, PgTransaction, State};
-use support::{Backend, SECRET, T0, TestDb, deliver, eventually};
+use mapping_webhooks::{ManualClock, Reply};
+use mapping_webhooks_inbox::{Db, Delivery, Inbox, LeaseClock, PgTransaction, State};
+use support::{Backend, T0, TestDb, deliver, deliver_stored, eventually};
 use tokio::sync::Notify;
 
 async fn setup(test: &str) -> Option<(TestDb, Inbox, ManualClock)> {
@@ -36,7 +36,7 @@ async fn database_down_is_503_then_accepted_again_without_a_restart() {
     };
     assert!(matches!(
         deliver(&inbox, &clock, "evt_before").await,
-        Acceptance::Stored { .. }
+        Reply::Queued
     ));
     db.pg.as_mut().unwrap().stop();
     let answer = tokio::time::timeout(
@@ -45,20 +45,20 @@ async fn database_down_is_503_then_accepted_again_without_a_restart() {
     )
     .await
     .expect("answered within the acquire timeout");
-    assert_eq!(answer, Acceptance::Unavailable);
+    assert_eq!(answer, Reply::SinkUnavailable);
     assert_eq!(answer.status(), 503);
 
     db.pg.as_mut().unwrap().restart();
     // The pool reconnects by itself; the sender's retry is stored.
-    let mut answer = Acceptance::Unavailable;
+    let mut answer = Reply::SinkUnavailable;
     for _ in 0..50 {
         answer = deliver(&inbox, &clock, "evt_during").await;
-        if answer != Acceptance::Unavailable {
+        if answer != Reply::SinkUnavailable {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(matches!(answer, Acceptance::Stored { .. }), "{answer:?}");
+    assert!(matches!(answer, Reply::Queued), "{answer:?}");
     assert_eq!(
         inbox.counts().await.unwrap(),
         HashMap::from([(State::Pending, 2)])
@@ -116,8 +116,8 @@ async fn two_receivers_two_workers_1000_events_3_copies_each_exactly_once() {
             sends.push(tokio::spawn(async move {
                 let _permit = gate.acquire().await.unwrap();
                 match deliver(&inbox, &clock, &format!("evt_many_{e}")).await {
-                    Acceptance::Stored { .. } => stored.fetch_add(1, Ordering::SeqCst),
-                    Acceptance::Duplicate => duplicates.fetch_add(1, Ordering::SeqCst),
+                    Reply::Queued => stored.fetch_add(1, Ordering::SeqCst),
+                    Reply::AlreadyProcessed => duplicates.fetch_add(1, Ordering::SeqCst),
                     other => panic!("{other:?}"),
                 };
             }));
@@ -156,9 +156,7 @@ async fn transactional_handler_effect_is_exactly_once_after_a_killed_worker() {
         .execute(&pool)
         .await
         .unwrap();
-    let Acceptance::Stored { id } = deliver(&inbox, &clock, "evt_tx").await else {
-        panic!()
-    };
+    let id = deliver_stored(&inbox, &clock, "evt_tx").await;
     let started = Arc::new(Notify::new());
     let calls = Arc::new(AtomicUsize::new(0));
     let handler = {
@@ -230,9 +228,7 @@ async fn transactional_handler_effect_is_exactly_once_after_a_killed_worker() {
     assert_eq!(rows, 1, "the effect exactly once");
 
     // A handler error rolls its write back and schedules a retry.
-    let Acceptance::Stored { id } = deliver(&inbox, &clock, "evt_tx_error").await else {
-        panic!()
-    };
+    let id = deliver_stored(&inbox, &clock, "evt_tx_error").await;
     let failing = inbox
         .transactional_worker(|d: Delivery, mut tx: PgTransaction| async move {
             sqlx::query("INSERT INTO imports (event_id, rows) VALUES ($1, 1)")
@@ -280,9 +276,7 @@ async fn a_replica_whose_clock_runs_ahead_does_not_take_over_a_running_delivery(
         .unwrap()
         .as_secs();
     let replica = |clock: Option<ManualClock>, lease_clock: Option<LeaseClock>| {
-        let mut builder = Inbox::builder(SECRET)
-            .unwrap()
-            .acquire_timeout(Duration::from_secs(2));
+        let mut builder = Inbox::builder().acquire_timeout(Duration::from_secs(2));
         if let Some(clock) = clock {
             builder = builder.clock(clock);
         }
@@ -293,10 +287,7 @@ async fn a_replica_whose_clock_runs_ahead_does_not_take_over_a_running_delivery(
     };
     // Replica A: the system clock and the default lease clock (the database's).
     let a = replica(None, None).await.unwrap();
-    let Acceptance::Stored { id } = deliver(&a, &ManualClock::at_secs(now), "evt_skew").await
-    else {
-        panic!("stored")
-    };
+    let id = deliver_stored(&a, &ManualClock::at_secs(now), "evt_skew").await;
     let started = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
     let runs = Arc::new(AtomicUsize::new(0));
@@ -364,4 +355,33 @@ async fn a_replica_whose_clock_runs_ahead_does_not_take_over_a_running_delivery(
     task.abort();
     let _ = task.await;
     assert_eq!(a.show(id).await.unwrap().info.state, State::Done);
+}
+
+/// The readiness check follows the database: `ping` answers while Postgres runs, fails
+/// (within the acquire timeout) while it is stopped, and answers again once it is back,
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_fails_while_postgres_is_down_and_answers_once_it_is_back() {
+    let Some((mut db, inbox, _clock)) = setup("ping").await else {
+        return;
+    };
+    inbox.ping().await.expect("Postgres is up");
+    db.pg.as_mut().unwrap().stop();
+    let down = tokio::time::timeout(Duration::from_secs(20), inbox.ping())
+        .await
+        .expect("answered within the acquire timeout");
+    assert!(
+        matches!(down, Err(mapping_webhooks_inbox::InboxError::Database(_))),
+        "{down:?}"
+    );
+    db.pg.as_mut().unwrap().restart();
+    let mut up = inbox.ping().await;
+    for _ in 0..50 {
+        if up.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        up = inbox.ping().await;
+    }
+    up.expect("Postgres is back");
 }

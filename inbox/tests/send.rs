@@ -7,48 +7,48 @@ mod support;
 use std::time::Duration;
 
 use mapping_webhooks::{Clock, SystemClock};
-use mapping_webhooks_inbox::{Acceptance, Delivery, Inbox, State, UnsignedHeaders};
+use mapping_webhooks::{Gate, Reply};
+use mapping_webhooks_inbox::{Delivery, Inbox, State, UnsignedHeaders};
 use support::{Backend, SECRET, TestDb, envelope, sign};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_public_future_is_send() {
     let db = TestDb::open(Backend::Sqlite, "send").unwrap();
     let url = db.url.clone();
-    let inbox =
-        tokio::spawn(async move { Inbox::builder(SECRET).expect("secret").connect(&url).await })
-            .await
-            .unwrap()
-            .expect("connect");
+    let inbox = tokio::spawn(async move { Inbox::builder().connect(&url).await })
+        .await
+        .unwrap()
+        .expect("connect");
     let pool = inbox.db().clone();
-    let again =
-        tokio::spawn(async move { Inbox::builder(SECRET).expect("secret").pool(pool).await })
-            .await
-            .unwrap()
-            .expect("pool");
+    let again = tokio::spawn(async move { Inbox::builder().pool(pool).await })
+        .await
+        .unwrap()
+        .expect("pool");
 
     let body = envelope("evt_send", "del_send");
     let header = sign(SECRET, &body, SystemClock.now_secs());
-    let (i, b, h) = (inbox.clone(), body.clone(), header.clone());
+    let gate = Gate::builder()
+        .secret(SECRET)
+        .without_dedup()
+        .build()
+        .unwrap();
+    let (i, b, h, g) = (inbox.clone(), body.clone(), header.clone(), gate.clone());
     let answer = tokio::spawn(async move {
-        i.accept([h.as_bytes()], UnsignedHeaders::default(), &b)
+        g.admit_into(&i, [h.as_bytes()], UnsignedHeaders::default(), &b)
             .await
     })
     .await
     .unwrap();
-    let Acceptance::Stored { id } = answer else {
-        panic!("{answer:?}")
-    };
-    let (i, b, h) = (inbox.clone(), body.clone(), header.clone());
+    assert_eq!(answer, Reply::Queued);
+    let id = inbox.find("evt_send").await.unwrap().unwrap().info.id;
+    let (i, b, h, g) = (inbox.clone(), body.clone(), header.clone(), gate.clone());
     let answer = tokio::spawn(async move {
-        let head = i
-            .check_head([h.as_bytes()], None, UnsignedHeaders::default())
-            .expect("head");
-        i.accept_checked(head, h.as_bytes(), UnsignedHeaders::default(), &b)
+        g.admit_into(&i, [h.as_bytes()], UnsignedHeaders::default(), &b)
             .await
     })
     .await
     .unwrap();
-    assert_eq!(answer, Acceptance::Duplicate);
+    assert_eq!(answer, Reply::AlreadyProcessed);
 
     macro_rules! spawned {
         ($inbox:ident => $call:expr) => {{
@@ -63,7 +63,8 @@ async fn every_public_future_is_send() {
     assert_eq!(spawned!(i => i.counts()).unwrap()[&State::Pending], 1);
     assert_eq!(spawned!(i => i.show(id)).unwrap().info.id, id);
     assert!(spawned!(i => i.find("evt_send")).unwrap().is_some());
-    assert!(spawned!(i => i.reverify(id)).is_ok());
+    let secrets = gate.secrets().clone();
+    assert!(spawned!(i => i.reverify(id, &secrets)).is_ok());
     assert!(spawned!(i => i.replay(id)).unwrap());
     assert_eq!(spawned!(i => i.replay_dead()).unwrap(), 0);
     assert_eq!(spawned!(i => i.prune(Duration::from_secs(1))).unwrap(), 0);
