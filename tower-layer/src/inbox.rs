@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use http_body::Body;
 use mapping_webhooks::{DedupStore, MemoryStore, Sink};
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+use mapping_webhooks_inbox::Delivery;
 use tower_service::Service;
 
 use crate::WebhookVerify;
@@ -132,3 +134,77 @@ where
 /// The future of [`InboxService`]: the layer's [`ResponseFuture`], whose inner body
 /// is never used.
 pub type InboxFuture = ResponseFuture<VerifiedBody, Infallible>;
+
+/// Runs `service`, the handler an app runs inline behind [`WebhookVerify`] (an axum
+/// handler's `.with_state(..)` or `.into_service()`, an
+/// [`EventRouter`](crate::EventRouter)'s, a `Router`), as the handler of an inbox
+/// [`Worker`](mapping_webhooks_inbox::Worker): moving a slow handler to the inbox is
+/// one line, `inbox.worker(worker_handler(service))`.
+///
+/// Each stored delivery is handed to `service` as the layer hands a request on: a
+/// `POST /` whose body is the raw bytes as signed and whose extensions hold the
+/// [`Verified`](mapping_webhooks::Verified) rebuilt from the stored row (tenant
+/// included), with the sender's `Content-Type`, `X-Webhook-Event` and
+/// `X-Webhook-Delivery` headers; a `Router` given here routes `/`. A 2xx answer marks
+/// the delivery done; any other status or an error of the service is a failure the
+/// worker retries (its message says the status and the start of the answer's body).
+///
+/// ```ignore
+/// use mapping_webhooks_tower::{EventRouter, worker_handler};
+///
+/// let events = EventRouter::new().on(on_completed);
+/// tokio::spawn(inbox.worker(worker_handler(events.with_state(()))).run());
+/// ```
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+pub fn worker_handler<S, ResBody>(service: S) -> impl Fn(Delivery) -> WorkerFuture + Send + Sync
+where
+    S: Service<Request<VerifiedBody>, Response = Response<ResBody>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: fmt::Display,
+    ResBody: Body<Data = bytes::Bytes> + Send + 'static,
+{
+    move |delivery: Delivery| {
+        let mut service = service.clone();
+        Box::pin(async move {
+            let mut request = Request::post("/")
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(
+                    mapping_webhooks::EVENT_HEADER,
+                    &delivery.envelope.event_type,
+                )
+                .header(mapping_webhooks::DELIVERY_HEADER, &delivery.envelope.id)
+                .body(VerifiedBody::new(delivery.body.clone()))
+                .map_err(|e| e.to_string())?;
+            request.extensions_mut().insert(delivery.verified());
+            std::future::poll_fn(|cx| service.poll_ready(cx))
+                .await
+                .map_err(|e| format!("the handler's service failed: {e}"))?;
+            let response = service
+                .call(request)
+                .await
+                .map_err(|e| format!("the handler failed: {e}"))?;
+            if response.status().is_success() {
+                return Ok(());
+            }
+            // The start of the answer (the refusal's reason, usually), for the operator.
+            let (parts, body) = response.into_parts();
+            let mut body = std::pin::pin!(body);
+            let mut text = Vec::new();
+            while text.len() < 256 {
+                match http_body_util::BodyExt::frame(&mut body).await {
+                    Some(Ok(frame)) => text.extend(frame.into_data().unwrap_or_default()),
+                    _ => break,
+                }
+            }
+            text.truncate(256);
+            let text = String::from_utf8_lossy(&text);
+            Err(format!("the handler answered {}: {text}", parts.status))
+        })
+    }
+}
+
+/// The future of the handler [`worker_handler`] makes: `Err` carries why the delivery
+/// is retried.
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+pub type WorkerFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;

@@ -232,6 +232,8 @@ pub use extract::VerifiedEvent;
 #[cfg(feature = "axum")]
 pub use extract::VerifiedEventRejection;
 pub use inbox::{InboxFuture, InboxService};
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+pub use inbox::{WorkerFuture, worker_handler};
 pub use layer::WebhookVerify;
 // Inlined, so the pages (and the links to them) exist in this crate's own docs.
 #[cfg(feature = "metrics")]
