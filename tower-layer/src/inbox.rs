@@ -149,11 +149,23 @@ pub type InboxFuture = ResponseFuture<VerifiedBody, Infallible>;
 /// the delivery done; any other status or an error of the service is a failure the
 /// worker retries (its message says the status and the start of the answer's body).
 ///
-/// ```ignore
-/// use mapping_webhooks_tower::{EventRouter, worker_handler};
+/// ```no_run
+/// use axum::handler::Handler;
+/// use axum::http::StatusCode;
+/// use mapping_webhooks_inbox::Inbox;
+/// use mapping_webhooks_tower::{EventRouter, MappingCompleted, VerifiedEvent, worker_handler};
 ///
+/// async fn on_completed(event: VerifiedEvent<MappingCompleted>) -> StatusCode {
+///     println!("{} rows", event.envelope.data.row_count); // slow work: an import
+///     StatusCode::NO_CONTENT
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let inbox = Inbox::builder().connect("sqlite://webhooks.db").await?;
+/// // Inline it was `.route("/hooks/mapping", post(events.clone()))` behind the layer:
 /// let events = EventRouter::new().on(on_completed);
 /// tokio::spawn(inbox.worker(worker_handler(events.with_state(()))).run());
+/// # Ok(()) }
 /// ```
 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 pub fn worker_handler<S, ResBody>(service: S) -> impl Fn(Delivery) -> WorkerFuture + Send + Sync
