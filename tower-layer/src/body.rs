@@ -17,6 +17,8 @@ use mapping_webhooks::adapter::{Intake, RequestHead};
 use mapping_webhooks::{DedupStore, Gate, Reply};
 use pin_project_lite::pin_project;
 
+use crate::WebhookVerify;
+
 /// A function taking a request's tenant key from its head (see
 /// [`WebhookVerify::tenant_key`](crate::WebhookVerify::tenant_key)).
 pub(crate) type TenantKeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
@@ -25,9 +27,24 @@ pub(crate) type TenantKeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 /// declares one (the length without a `Content-Length`), and the app's own tenant-key
 /// function if it has one.
 pub(crate) struct Head<'a> {
-    pub(crate) parts: &'a Parts,
-    pub(crate) exact_size: Option<u64>,
-    pub(crate) tenant_key: Option<&'a TenantKeyFn>,
+    parts: &'a Parts,
+    exact_size: Option<u64>,
+    tenant_key: Option<&'a TenantKeyFn>,
+}
+
+impl<'a> Head<'a> {
+    pub(crate) fn new<B: Body, D, R>(
+        parts: &'a Parts,
+        body: &B,
+        verify: &'a WebhookVerify<D, R>,
+    ) -> Self {
+        let (exact_size, tenant_key) = (body.size_hint().exact(), verify.tenant_key.as_deref());
+        Self {
+            parts,
+            exact_size,
+            tenant_key,
+        }
+    }
 }
 
 impl RequestHead for Head<'_> {

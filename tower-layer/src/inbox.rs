@@ -8,6 +8,8 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use http_body::Body;
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+use http_body_util::BodyExt;
 use mapping_webhooks::{DedupStore, MemoryStore, Sink};
 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 use mapping_webhooks_inbox::Delivery;
@@ -112,11 +114,7 @@ where
         ResponseFuture {
             inner: Box::pin(async move {
                 let (parts, body) = request.into_parts();
-                let head = Head {
-                    parts: &parts,
-                    exact_size: body.size_hint().exact(),
-                    tenant_key: this.verify.tenant_key.as_deref(),
-                };
+                let head = Head::new(&parts, &body, &this.verify);
                 let reply = match body::read(&this.verify.gate, &head, body).await {
                     Ok(intake) => intake.admit_into(&*this.sink).await,
                     Err(reply) => reply,
@@ -147,7 +145,7 @@ pub type InboxFuture = ResponseFuture<VerifiedBody, Infallible>;
 /// included), with the sender's `Content-Type`, `X-Webhook-Event` and
 /// `X-Webhook-Delivery` headers; a `Router` given here routes `/`. A 2xx answer marks
 /// the delivery done; any other status or an error of the service is a failure the
-/// worker retries (its message says the status and the start of the answer's body).
+/// worker retries (its message says the status and the answer's body, up to 1 KiB).
 ///
 /// ```no_run
 /// use axum::handler::Handler;
@@ -174,6 +172,7 @@ where
     S::Future: Send,
     S::Error: fmt::Display,
     ResBody: Body<Data = bytes::Bytes> + Send + 'static,
+    ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     move |delivery: Delivery| {
         let mut service = service.clone();
@@ -198,17 +197,10 @@ where
             if response.status().is_success() {
                 return Ok(());
             }
-            // The start of the answer (the refusal's reason, usually), for the operator.
+            // The answer (the refusal's reason, usually) for the operator, when short.
             let (parts, body) = response.into_parts();
-            let mut body = std::pin::pin!(body);
-            let mut text = Vec::new();
-            while text.len() < 256 {
-                match http_body_util::BodyExt::frame(&mut body).await {
-                    Some(Ok(frame)) => text.extend(frame.into_data().unwrap_or_default()),
-                    _ => break,
-                }
-            }
-            text.truncate(256);
+            let text = http_body_util::Limited::new(body, 1024).collect().await;
+            let text = text.map(|t| t.to_bytes()).unwrap_or_default();
             let text = String::from_utf8_lossy(&text);
             Err(format!("the handler answered {}: {text}", parts.status))
         })

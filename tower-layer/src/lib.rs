@@ -207,7 +207,9 @@
 //!
 //! [`WebhookVerify::inbox`] is the same pipeline ending in a [`Sink`] (the
 //! `mapping-webhooks-inbox` crate's `Inbox` is one): each delivery is stored and
-//! answered 202 at once, and a worker runs the handler afterwards.
+//! answered 202 at once, and a worker runs the handler afterwards. With an `inbox-*`
+//! feature, `worker_handler` runs the handler written for the inline path
+//! (`VerifiedEvent<T>`, an [`EventRouter`]) in that worker unchanged.
 //!
 //! # Tests
 //!

@@ -106,11 +106,7 @@ where
     R: OnReject,
 {
     let (mut parts, body) = request.into_parts();
-    let head = Head {
-        parts: &parts,
-        exact_size: body.size_hint().exact(),
-        tenant_key: verify.tenant_key.as_deref(),
-    };
+    let head = Head::new(&parts, &body, &verify);
     let admitted = match body::read(&verify.gate, &head, body).await {
         Ok(intake) => intake.admit().await,
         Err(reply) => Err(reply),
