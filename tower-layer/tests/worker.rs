@@ -90,6 +90,8 @@ fn deliveries() -> Vec<String> {
         body("evt_job", "mapping.completed", JOB),
         body("evt_other", "export.expired", "{}"),
         body("evt_bad", "mapping.completed", r#"{"rowCount":"many"}"#),
+        // A type no header can carry (a control character, escaped in the JSON).
+        body("evt_odd", r"export.\u0001odd", "{}"),
     ]
 }
 
@@ -104,7 +106,7 @@ where
     let inbox = Inbox::builder().connect(&db.url()).await.unwrap();
     assert_eq!(
         store_over_http(&inbox, &deliveries()).await,
-        [202, 202, 202]
+        [202, 202, 202, 202]
     );
     let worker = inbox.worker(handler).max_attempts(1);
     for _ in 0..5 {
@@ -113,7 +115,7 @@ where
         }
     }
     let mut states = Vec::new();
-    for event_id in ["evt_job", "evt_other", "evt_bad"] {
+    for event_id in ["evt_job", "evt_other", "evt_bad", "evt_odd"] {
         let stored = inbox.find(event_id).await.unwrap().expect("stored");
         states.push((stored.info.state, stored.info.last_error));
     }
@@ -127,8 +129,8 @@ fn assert_outcomes(states: &[(State, Option<String>)], seen: &Seen) {
         "the handler ran once, for the job"
     );
     assert_eq!(
-        (states[0].0, states[1].0, states[2].0),
-        (State::Done, State::Done, State::Dead),
+        (states[0].0, states[1].0, states[2].0, states[3].0),
+        (State::Done, State::Done, State::Dead, State::Done),
         "{states:?}"
     );
     let error = states[2].1.as_deref().unwrap_or_default();
