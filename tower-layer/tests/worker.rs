@@ -1,7 +1,7 @@
 //! One handler model: the handlers an app runs inline (`VerifiedEvent<T>`, an
 //! `EventRouter`) run unchanged in a real inbox worker, on deliveries stored over real
 //! HTTP through `WebhookVerify::inbox` in a SQLite file.
-#![cfg(feature = "inbox-sqlite")]
+#![cfg(all(feature = "inbox-sqlite", feature = "axum"))]
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
