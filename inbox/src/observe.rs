@@ -2,8 +2,9 @@
 //! it took, how long a delivery waited from its acceptance until it was done, and the
 //! inbox's deliveries by state.
 //!
-//! The accept path is observed with the core's [`Observer`](mapping_webhooks::Observer)
-//! ([`InboxBuilder::observer`](crate::InboxBuilder::observer)); the worker, which runs
+//! The accept path is observed with the core's [`Observer`](mapping_webhooks::Observer),
+//! set on the gate in front of the inbox
+//! ([`GateBuilder::observer`](mapping_webhooks::GateBuilder::observer)); the worker, which runs
 //! later and elsewhere, with this one ([`Worker::observer`](crate::Worker::observer)).
 //! Every method has a no-op default; a closure taking an [`Attempt`] is an observer too.
 //! With the `metrics` feature, `WorkerMetrics` records them all

@@ -73,7 +73,9 @@ impl Inbox {
             .ok_or(InboxError::NotFound(id))
     }
 
-    /// The delivery of `event_id`, if it was accepted.
+    /// The delivery of `event_id`, if it was accepted: the first one stored, whatever
+    /// its tenant (tenants may share an `eventId`; [`list`](Self::list) shows each
+    /// row's [`tenant`](DeliveryInfo::tenant)).
     ///
     /// # Errors
     ///
@@ -89,7 +91,7 @@ impl Inbox {
         };
         let sql = format!(
             "SELECT {INFO_COLUMNS}, signature, body FROM mapping_webhooks_inbox \
-             WHERE namespace = $1 AND {filter}"
+             WHERE namespace = $1 AND {filter} ORDER BY id LIMIT 1"
         );
         on_pool!(&self.shared.db, pool => {
             let query = sqlx::query(&sql).bind(&self.shared.namespace);

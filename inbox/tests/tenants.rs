@@ -302,6 +302,29 @@ async fn an_inbox_of_the_old_schema_opens_with_every_row_kept_and_processes_them
         ])
     );
 
+    // The indexes of 0001 are there after the rebuild (SQLite) or the change (Postgres).
+    let indexes: Vec<String> = match inbox.db() {
+        mapping_webhooks_inbox::Db::Sqlite(pool) => sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' \
+             AND tbl_name = 'mapping_webhooks_inbox' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap(),
+        mapping_webhooks_inbox::Db::Postgres(pool) => sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes WHERE tablename = 'mapping_webhooks_inbox' \
+             AND indexname NOT LIKE '%_key' AND indexname NOT LIKE '%_pkey' ORDER BY indexname",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap(),
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        indexes,
+        ["mapping_webhooks_inbox_due", "mapping_webhooks_inbox_state"]
+    );
+
     // Opening it again migrates nothing twice.
     drop(inbox);
     let again = db.inbox(&clock).await;
@@ -357,7 +380,9 @@ async fn a_worker_handler_gets_what_the_gate_verified_inline(backend: Backend) {
         async { Ok::<(), String>(()) }
     });
     assert_eq!(worker.run_once().await.unwrap(), 2);
-    let got = got.lock().unwrap().clone();
+    // The worker runs its claimed deliveries concurrently: compare in event order.
+    let mut got = got.lock().unwrap().clone();
+    got.sort_by(|a, b| a.0.event_id.cmp(&b.0.event_id));
     let expected: Got = inline
         .into_iter()
         .map(|(verified, body)| (verified, body, 4821))
