@@ -75,6 +75,26 @@ impl Body for Untouchable {
     }
 }
 
+/// A body of an exact size it says in its size hint (no `Content-Length` header), that
+/// must not be read.
+struct SizedUntouchable(u64);
+
+impl Body for SizedUntouchable {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        panic!("the body was read although its size is over the limit")
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0)
+    }
+}
+
 /// A body whose transfer breaks.
 struct Broken;
 
@@ -231,6 +251,17 @@ async fn a_declared_length_over_the_limit_is_refused_unread() {
         .header(CONTENT_LENGTH, "1001")
         .body(Untouchable)
         .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 413);
+}
+
+#[tokio::test]
+async fn an_exact_size_over_the_limit_is_refused_unread_without_a_content_length() {
+    let service = ServiceBuilder::new()
+        .layer(layer_with(|g| g.body_limit(1000)))
+        .service_fn(ok);
+    let request = with_fresh_signature().body(SizedUntouchable(1001)).unwrap();
+    assert!(request.headers().get(CONTENT_LENGTH).is_none());
     let response = service.oneshot(request).await.unwrap();
     assert_eq!(response.status(), 413);
 }
