@@ -147,7 +147,8 @@ pub type InboxFuture = ResponseFuture<VerifiedBody, Infallible>;
 /// included), with the sender's `Content-Type`, `X-Webhook-Event` and
 /// `X-Webhook-Delivery` headers; a `Router` given here routes `/`. A 2xx answer marks
 /// the delivery done; any other status or an error of the service is a failure the
-/// worker retries (its message says the status and the answer's body, up to 1 KiB).
+/// worker retries (its message says the status, and the answer's body when it is at
+/// most 1 KiB).
 ///
 /// ```no_run
 /// use axum::handler::Handler;
@@ -182,10 +183,8 @@ where
             let mut request = Request::new(VerifiedBody::new(delivery.body.clone()));
             *request.method_mut() = http::Method::POST;
             let headers = request.headers_mut();
-            headers.insert(
-                http::header::CONTENT_TYPE,
-                "application/json".parse().unwrap(),
-            );
+            let json = http::HeaderValue::from_static("application/json");
+            headers.insert(http::header::CONTENT_TYPE, json);
             let (event, id) = (&delivery.envelope.event_type, &delivery.envelope.id);
             // A value no header can carry (a control character) is left out: the
             // handler reads the signed body, never these headers, to decide.
