@@ -1,14 +1,113 @@
-//! The bodies the layer hands on and answers with, and the bounded body read.
+//! The one place a request enters the core's pipeline (its head as the gate reads it,
+//! its body pushed in chunk by chunk within the read timeout; the layer and the inbox
+//! endpoint both start here), and the bodies the layer hands on and answers with.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::fmt;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
+use http::HeaderValue;
+use http::request::Parts;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use mapping_webhooks::adapter::{Intake, RequestHead};
+use mapping_webhooks::{DedupStore, Gate, Reply};
 use pin_project_lite::pin_project;
+
+use crate::WebhookVerify;
+
+/// A function taking a request's tenant key from its head (see
+/// [`WebhookVerify::tenant_key`](crate::WebhookVerify::tenant_key)).
+pub(crate) type TenantKeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+
+/// A request's head as the gate reads it: the parts, the body's exact size when it
+/// declares one (the length without a `Content-Length`), and the app's own tenant-key
+/// function if it has one.
+pub(crate) struct Head<'a> {
+    parts: &'a Parts,
+    exact_size: Option<u64>,
+    tenant_key: Option<&'a TenantKeyFn>,
+}
+
+impl<'a> Head<'a> {
+    pub(crate) fn new<B: Body, D, R>(
+        parts: &'a Parts,
+        body: &B,
+        verify: &'a WebhookVerify<D, R>,
+    ) -> Self {
+        let (exact_size, tenant_key) = (body.size_hint().exact(), verify.tenant_key.as_deref());
+        Self {
+            parts,
+            exact_size,
+            tenant_key,
+        }
+    }
+}
+
+impl RequestHead for Head<'_> {
+    fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+        self.parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(HeaderValue::as_bytes)
+    }
+
+    fn path(&self) -> &str {
+        self.parts.uri.path()
+    }
+
+    fn host(&self) -> Option<&str> {
+        let authority = self.parts.uri.authority().map(http::uri::Authority::as_str);
+        authority.or_else(|| self.parts.headers.get(http::header::HOST)?.to_str().ok())
+    }
+
+    fn content_length(&self) -> Option<u64> {
+        let declared = self
+            .header_text("content-length")
+            .and_then(|v| v.parse().ok());
+        declared.or(self.exact_size)
+    }
+
+    fn tenant_key(&self) -> Option<Cow<'_, str>> {
+        // The app's function found no key: an empty one, refused 404.
+        self.tenant_key
+            .map(|f| Cow::Owned(f(self.parts).unwrap_or_default()))
+    }
+}
+
+/// Opens the gate's pipeline on `head` (a refused head is answered without polling the
+/// body, so hyper never sends it a `100 Continue`), then pushes the body's frames into
+/// it within the read timeout.
+pub(crate) async fn read<'r, D: DedupStore, B: Body>(
+    gate: &'r Gate<D>,
+    head: &'r Head<'_>,
+    body: B,
+) -> Result<Intake<'r, D>, Reply> {
+    let mut intake = gate.intake(head).await?;
+    let timeout = intake.read_timeout();
+    let frames = async {
+        let mut body = pin!(body);
+        while let Some(frame) = body.as_mut().frame().await {
+            // A broken transfer: Ok(false), answered 400.
+            let Ok(frame) = frame else { return Ok(false) };
+            // Trailers carry nothing the signature covers.
+            if let Ok(mut data) = frame.into_data() {
+                intake.push(data.copy_to_bytes(data.remaining()))?;
+            }
+        }
+        Ok(true)
+    };
+    match tokio::time::timeout(timeout, frames).await {
+        Ok(Ok(true)) => Ok(intake),
+        Ok(Ok(false)) => Err(intake.body_failed(false)),
+        Ok(Err(too_large)) => Err(too_large),
+        Err(_elapsed) => Err(intake.body_failed(true)),
+    }
+}
 
 /// The request body the inner service receives: the raw bytes the signature was
 /// verified over, unchanged.
@@ -72,41 +171,32 @@ pin_project! {
     /// the inner service's body, or the short body of a response the layer gave itself.
     pub struct ResponseBody<B> {
         #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B> {
-        Inner { #[pin] body: B },
-        Reply { bytes: Bytes },
+        inner: Option<B>,
+        reply: VerifiedBody,
     }
 }
 
 impl<B> ResponseBody<B> {
     pub(crate) fn inner(body: B) -> Self {
+        let reply = VerifiedBody::default();
         Self {
-            kind: Kind::Inner { body },
+            inner: Some(body),
+            reply,
         }
     }
 
     pub(crate) fn reply(bytes: Bytes) -> Self {
-        Self {
-            kind: Kind::Reply { bytes },
-        }
+        let reply = VerifiedBody::new(bytes);
+        Self { inner: None, reply }
     }
 }
 
 impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            Kind::Inner { .. } => f.write_str("ResponseBody::Inner"),
-            Kind::Reply { bytes } => f
-                .debug_struct("ResponseBody::Reply")
-                .field("len", &bytes.len())
-                .finish(),
-        }
+        f.debug_struct("ResponseBody")
+            .field("inner", &self.inner.is_some())
+            .field("reply", &self.reply)
+            .finish()
     }
 }
 
@@ -118,138 +208,20 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Reply { bytes } => {
-                let bytes = std::mem::take(bytes);
-                Poll::Ready((!bytes.is_empty()).then(|| Ok(Frame::data(bytes))))
-            }
+        let this = self.project();
+        match this.inner.as_pin_mut() {
+            Some(body) => body.poll_frame(cx),
+            None => Pin::new(this.reply).poll_frame(cx).map_err(|e| match e {}),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
-            Kind::Reply { bytes } => bytes.is_empty(),
-        }
+        let reply = self.reply.is_end_stream();
+        self.inner.as_ref().map_or(reply, Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
-            Kind::Reply { bytes } => SizeHint::with_exact(bytes.len() as u64),
-        }
-    }
-}
-
-/// Why the body could not be read.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ReadError {
-    /// More than the limit arrived; the rest was not read.
-    TooLarge,
-    /// The body stream failed (the client went away, a broken transfer encoding).
-    Broken,
-}
-
-/// Reads `body` whole, stopping as soon as it passes `limit` bytes. A body in one frame
-/// (the usual case) is handed on without a copy; several frames are gathered into one
-/// buffer sized from `expected` (the declared length, already checked against `limit`).
-pub(crate) async fn read_limited<B: Body>(
-    body: B,
-    limit: usize,
-    expected: Option<u64>,
-) -> Result<Bytes, ReadError> {
-    let mut body = pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut gathered = BytesMut::new();
-    let mut len = 0usize;
-    while let Some(frame) = body.as_mut().frame().await {
-        let Ok(data) = frame.map_err(|_| ReadError::Broken)?.into_data() else {
-            continue; // trailers carry nothing the signature covers
-        };
-        let mut data = data;
-        let n = data.remaining();
-        len = len.saturating_add(n);
-        if len > limit {
-            return Err(ReadError::TooLarge);
-        }
-        let chunk = data.copy_to_bytes(n);
-        if gathered.is_empty() {
-            match first.take() {
-                None => {
-                    first = Some(chunk);
-                    continue;
-                }
-                Some(previous) => {
-                    let want = expected.map_or(len, |e| usize::try_from(e).unwrap_or(len));
-                    gathered.reserve(want.clamp(len, limit));
-                    gathered.extend_from_slice(&previous);
-                }
-            }
-        }
-        gathered.extend_from_slice(&chunk);
-    }
-    Ok(if gathered.is_empty() {
-        first.unwrap_or_default()
-    } else {
-        gathered.freeze()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use http_body_util::BodyExt;
-
-    use super::*;
-
-    /// A body arriving in several frames.
-    struct Chunks(Vec<&'static [u8]>);
-
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = Infallible;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            let next = (!self.0.is_empty()).then(|| self.0.remove(0));
-            Poll::Ready(next.map(|c| Ok(Frame::data(Bytes::from_static(c)))))
-        }
-    }
-
-    fn chunks(parts: &[&'static [u8]]) -> Chunks {
-        Chunks(parts.to_vec())
-    }
-
-    #[tokio::test]
-    async fn one_frame_is_handed_on_without_a_copy() {
-        let bytes = Bytes::from_static(b"hello");
-        let read = read_limited(VerifiedBody::new(bytes.clone()), 5, None)
-            .await
-            .unwrap();
-        assert_eq!(read.as_ptr(), bytes.as_ptr());
-    }
-
-    #[tokio::test]
-    async fn frames_are_gathered_in_order() {
-        let read = read_limited(chunks(&[b"ab", b"cd", b"e"]), 5, Some(5))
-            .await
-            .unwrap();
-        assert_eq!(read, "abcde");
-    }
-
-    #[tokio::test]
-    async fn one_byte_over_the_limit_is_refused() {
-        let err = read_limited(chunks(&[b"ab", b"cd", b"ef"]), 5, None).await;
-        assert_eq!(err, Err(ReadError::TooLarge));
-    }
-
-    #[tokio::test]
-    async fn verified_body_yields_its_bytes_once() {
-        let body = VerifiedBody::new(Bytes::from_static(b"xyz"));
-        assert_eq!(body.size_hint().exact(), Some(3));
-        let collected = body.collect().await.unwrap().to_bytes();
-        assert_eq!(collected, "xyz");
+        let reply = self.reply.size_hint();
+        self.inner.as_ref().map_or(reply, Body::size_hint)
     }
 }

@@ -7,7 +7,8 @@ use axum::extract::FromRequest;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use mapping_webhooks::{Envelope, FromEventData, PayloadError, SystemClock, Verified};
+use mapping_webhooks::adapter::{PayloadRefusal, read_payload};
+use mapping_webhooks::{Envelope, FromEventData, SystemClock, Verified};
 use serde_json::Value;
 
 /// A webhook that passed [`WebhookVerify`](crate::WebhookVerify): the envelope, with its
@@ -121,36 +122,8 @@ where
             .await
             .map_err(VerifiedEventRejection::BodyRead)?
             .to_bytes();
-        match Envelope::from_verified_body(&bytes) {
-            Ok(envelope) => Ok(Self { envelope, verified }),
-            Err(PayloadError::OtherType {
-                expected,
-                event_type,
-            }) => {
-                tracing::warn!(
-                    event_type,
-                    expected,
-                    event_id = verified.event_id,
-                    "webhook event type not taken by this handler; acknowledged (200) without running it. Take VerifiedEvent<Event> or use an EventRouter to handle every subscribed type"
-                );
-                Err(VerifiedEventRejection::OtherEventType {
-                    expected,
-                    event_type,
-                })
-            }
-            Err(error) => {
-                tracing::warn!(
-                    %error,
-                    event_id = verified.event_id,
-                    delivery_id = verified.delivery_id,
-                    "verified webhook payload does not match the handler's type; answered 422, the event stays retryable"
-                );
-                Err(VerifiedEventRejection::InvalidPayload(match error {
-                    PayloadError::Invalid(e) => e,
-                    other => serde::de::Error::custom(other),
-                }))
-            }
-        }
+        let envelope = read_payload(&verified, &bytes)?;
+        Ok(Self { envelope, verified })
     }
 }
 
@@ -224,6 +197,23 @@ impl std::error::Error for VerifiedEventRejection {
             Self::MissingLayer | Self::OtherEventType { .. } => None,
             Self::InvalidPayload(e) => Some(e),
             Self::BodyRead(e) => Some(e),
+        }
+    }
+}
+
+impl From<PayloadRefusal> for VerifiedEventRejection {
+    fn from(refusal: PayloadRefusal) -> Self {
+        match refusal {
+            PayloadRefusal::OtherEventType {
+                expected,
+                event_type,
+            } => Self::OtherEventType {
+                expected,
+                event_type,
+            },
+            PayloadRefusal::InvalidPayload(e) => Self::InvalidPayload(e),
+            // A refusal a later core may add: 422, saying why.
+            other => Self::InvalidPayload(serde::de::Error::custom(other)),
         }
     }
 }

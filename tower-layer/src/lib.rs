@@ -180,21 +180,46 @@
 //! # Deduplication across replicas
 //!
 //! The default [`MemoryStore`] is right for one process.
-//! Behind a load balancer, pass a shared store to [`dedup`](WebhookVerify::dedup), such
-//! as the core's `RedisStore` (this crate's `redis` feature re-exports it); turn
-//! deduplication off with [`without_dedup`](WebhookVerify::without_dedup) only if the
-//! handler is idempotent on its own.
+//! Behind a load balancer, pass a shared store to [`GateBuilder::dedup`], such as the
+//! core's `RedisStore` (this crate's `redis` feature re-exports it), and the gate to
+//! [`WebhookVerify::from_gate`]; turn deduplication off with
+//! [`without_dedup`](GateBuilder::without_dedup) only if the handler is idempotent on
+//! its own. Every option of the verification is the gate's, set on [`Gate::builder`]
+//! and checked once at `build()`:
+//!
+//! ```
+//! use std::time::Duration;
+//! use mapping_webhooks_tower::{Gate, MemoryStore, WebhookVerify};
+//!
+//! let gate = Gate::builder()
+//!     .secret("whsec_test")
+//!     .body_limit(256 * 1024)
+//!     .read_timeout(Duration::from_secs(5))
+//!     .dedup(MemoryStore::new())
+//!     .namespace("orders")
+//!     .build()?;
+//! let layer = WebhookVerify::from_gate(gate);
+//! # let _ = layer;
+//! # Ok::<(), mapping_webhooks_tower::ConfigError>(())
+//! ```
+//!
+//! # A durable inbox
+//!
+//! [`WebhookVerify::inbox`] is the same pipeline ending in a [`Sink`] (the
+//! `mapping-webhooks-inbox` crate's `Inbox` is one): each delivery is stored and
+//! answered 202 at once, and a worker runs the handler afterwards. With an `inbox-*`
+//! feature, `worker_handler` runs the handler written for the inline path
+//! (`VerifiedEvent<T>`, an [`EventRouter`]) in that worker unchanged.
 //!
 //! # Tests
 //!
-//! [`WebhookVerify::clock`] with a [`ManualClock`] drives the signature window and the
+//! [`GateBuilder::clock`] with a [`ManualClock`] drives the signature window and the
 //! default store's leases and TTLs, so tests never sleep; [`testing::SignedRequest`]
 //! signs a request at a given time.
 
 mod body;
 #[cfg(feature = "axum")]
 mod extract;
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 mod inbox;
 mod layer;
 pub mod reject;
@@ -208,8 +233,9 @@ pub use body::{ResponseBody, VerifiedBody};
 pub use extract::VerifiedEvent;
 #[cfg(feature = "axum")]
 pub use extract::VerifiedEventRejection;
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 pub use inbox::{InboxFuture, InboxService};
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+pub use inbox::{WorkerFuture, worker_handler};
 pub use layer::WebhookVerify;
 // Inlined, so the pages (and the links to them) exist in this crate's own docs.
 #[cfg(feature = "metrics")]
@@ -223,14 +249,13 @@ pub use mapping_webhooks::observe::{
 };
 #[doc(inline)]
 pub use mapping_webhooks::{
-    Admission, Begin, CheckedHead, Claim, Clock, ConfigError, DEFAULT_BODY_LIMIT,
-    DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE, DELIVERY_HEADER, DUPLICATE_HEADER, DUPLICATE_REASON,
-    DedupStore, EVENT_HEADER, Envelope, Event, EventPayload, FromEventData, Gate, HeaderError,
-    LEASE_RANGE, MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES,
-    ManualClock, MappingCompleted, MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError,
-    PayloadError, Reply, SIGNATURE_HEADER, Secret, Secrets, SignatureMatch, SignedDelivery, Signer,
-    StoreError, SystemClock, TTL_RANGE, Ticket, UnsignedHeaders, Verified, Verifier, VerifyError,
-    dedup,
+    Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE,
+    DELIVERY_HEADER, DUPLICATE_HEADER, DUPLICATE_REASON, DedupStore, EVENT_HEADER, Envelope, Event,
+    EventPayload, FromEventData, Gate, GateBuilder, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
+    MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
+    MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
+    SIGNATURE_HEADER, Secret, Secrets, SignatureMatch, SignedDelivery, Signer, Sink, SinkDelivery,
+    StoreError, Stored, SystemClock, TTL_RANGE, Verified, Verifier, VerifyError,
 };
 #[doc(inline)]
 pub use mapping_webhooks::{

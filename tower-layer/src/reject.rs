@@ -78,30 +78,3 @@ fn respond(reply: &Reply, content_type: &'static str, body: Bytes) -> Response<B
     }
     response
 }
-
-#[cfg(test)]
-mod tests {
-    use mapping_webhooks::VerifyError;
-
-    use super::*;
-
-    #[test]
-    fn plain_text_carries_status_and_reason() {
-        let r = plain_text(&Reply::Refused(VerifyError::SignatureMismatch));
-        assert_eq!(r.status(), 401);
-        assert_eq!(r.body(), "signature does not match");
-        assert!(r.headers().get(RETRY_AFTER).is_none());
-    }
-
-    #[test]
-    fn in_flight_says_when_to_retry() {
-        let r = plain_text(&Reply::InFlight);
-        assert_eq!(r.status(), 409);
-        assert_eq!(r.headers()[RETRY_AFTER], "60");
-        let r = json(&Reply::InFlight);
-        assert_eq!(r.headers()[RETRY_AFTER], "60");
-        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
-        let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
-        assert_eq!(v["code"], "in_flight");
-    }
-}

@@ -1,15 +1,15 @@
 //! [`EventRouter`]: one URL, a handler per event type.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use mapping_webhooks::adapter::{EventTable, Route};
 use mapping_webhooks::{EventPayload, Verified};
 
 use crate::{VerifiedEvent, VerifiedEventRejection};
@@ -61,18 +61,9 @@ type Erased<S> = Arc<dyn Fn(Request, S) -> BoxFuture + Send + Sync>;
 /// The event type comes from the signed body (the [`Verified`] the layer inserted),
 /// never from the unsigned `X-Webhook-Event` header. Without the layer every request is
 /// answered 500, as with [`VerifiedEvent`].
+#[derive(Clone)]
 pub struct EventRouter<S = ()> {
-    routes: Arc<HashMap<String, Erased<S>>>,
-    fallback: Option<Erased<S>>,
-}
-
-impl<S> Clone for EventRouter<S> {
-    fn clone(&self) -> Self {
-        Self {
-            routes: Arc::clone(&self.routes),
-            fallback: self.fallback.clone(),
-        }
-    }
+    table: Arc<EventTable<Erased<S>>>,
 }
 
 impl<S> Default for EventRouter<S>
@@ -86,12 +77,7 @@ where
 
 impl<S> fmt::Debug for EventRouter<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut types: Vec<&str> = self.routes.keys().map(String::as_str).collect();
-        types.sort_unstable();
-        f.debug_struct("EventRouter")
-            .field("types", &types)
-            .field("fallback", &self.fallback.is_some())
-            .finish()
+        f.debug_tuple("EventRouter").field(&self.table).finish()
     }
 }
 
@@ -123,8 +109,7 @@ where
     /// A router with no handler: every event is acknowledged (200) and logged.
     pub fn new() -> Self {
         Self {
-            routes: Arc::new(HashMap::new()),
-            fallback: None,
+            table: Arc::new(EventTable::new()),
         }
     }
 
@@ -141,18 +126,10 @@ where
     /// When the type already has a handler.
     #[must_use]
     pub fn on<P: EventPayload>(self, handler: impl EventHandler<P>) -> Self {
-        self.insert(
-            P::EVENT_TYPE.to_owned(),
-            Arc::new(move |request: Request, state: S| {
-                let handler = handler.clone();
-                Box::pin(async move {
-                    match VerifiedEvent::<P>::from_request(request, &state).await {
-                        Ok(event) => handler.call(event).await,
-                        Err(rejection) => rejection.into_response(),
-                    }
-                })
-            }),
-        )
+        // An axum handler whose one extractor is the event: a rejection is its response.
+        self.on_type(P::EVENT_TYPE, move |event: VerifiedEvent<P>| {
+            handler.call(event)
+        })
     }
 
     /// Runs `handler`, any axum handler, for events of type `event_type`. It can take
@@ -180,46 +157,28 @@ where
         H: Handler<T, S>,
         T: 'static,
     {
-        self.fallback = Some(erase(handler));
+        Arc::make_mut(&mut self.table).set_fallback(erase(handler));
         self
     }
 
     fn insert(mut self, event_type: String, handler: Erased<S>) -> Self {
-        let routes = Arc::make_mut(&mut self.routes);
-        assert!(
-            !routes.contains_key(&event_type),
-            "EventRouter: event type {event_type:?} already has a handler"
-        );
-        routes.insert(event_type, handler);
+        Arc::make_mut(&mut self.table).insert(event_type, handler);
         self
     }
 
     /// The event types with a handler of their own, in no particular order.
     pub fn event_types(&self) -> impl Iterator<Item = &str> {
-        self.routes.keys().map(String::as_str)
+        self.table.event_types()
     }
 
     async fn dispatch(self, request: Request, state: S) -> Response {
         let Some(verified) = request.extensions().get::<Verified>() else {
             return VerifiedEventRejection::missing_layer(request.uri().path()).into_response();
         };
-        if let Some(handler) = self
-            .routes
-            .get(&verified.event_type)
-            .or(self.fallback.as_ref())
-        {
-            return handler(request, state).await;
+        match self.table.route(verified) {
+            Route::Handler(handler) => handler(request, state).await,
+            Route::Unrouted(reason) => (StatusCode::OK, reason).into_response(),
         }
-        tracing::info!(
-            event_type = verified.event_type,
-            event_id = verified.event_id,
-            "no handler for this webhook event type; acknowledged (200) so the sender does not retry it"
-        );
-        let reason = format!(
-            "no handler for event type {:?}; acknowledged",
-            verified.event_type
-        );
-        (StatusCode::OK, reason).into_response()
     }
 }
 

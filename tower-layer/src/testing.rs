@@ -5,7 +5,8 @@
 //! use axum::{Router, http::StatusCode, routing::post};
 //! use mapping_webhooks_tower::testing::SignedRequest;
 //! use mapping_webhooks_tower::{
-//!     Envelope, Event, MAPPING_COMPLETED, ManualClock, MappingCompleted, VerifiedEvent, WebhookVerify,
+//!     Envelope, Event, Gate, MAPPING_COMPLETED, ManualClock, MappingCompleted, VerifiedEvent,
+//!     WebhookVerify,
 //! };
 //! use tower::ServiceExt; // oneshot
 //!
@@ -18,7 +19,7 @@
 //! let clock = ManualClock::at_secs(1_717_250_400);
 //! let app = Router::new()
 //!     .route("/hooks/mapping", post(on_event))
-//!     .layer(WebhookVerify::new(secret).clock(clock.clone()));
+//!     .layer(WebhookVerify::from_gate(Gate::builder().secret(secret).clock(clock.clone()).build()?));
 //!
 //! let job = MappingCompleted::new("job_1", "COMPLETED", 4821, None);
 //! let envelope = Envelope::new("del_1", "evt_1", MAPPING_COMPLETED, job);
@@ -32,7 +33,8 @@
 //! // Signed six minutes ago: outside the window.
 //! let stale = SignedRequest::new(&envelope, secret).uri("/hooks/mapping").signed_at(1_717_250_040);
 //! assert_eq!(app.oneshot(stale.build()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
-//! # });
+//! # Ok::<(), mapping_webhooks_tower::ConfigError>(())
+//! # }).unwrap();
 //! ```
 
 use http::{Method, Request};
@@ -79,7 +81,7 @@ impl SignedRequest {
     }
 
     /// Signs at `timestamp` (Unix seconds) instead of now: pair it with a
-    /// [`ManualClock`](crate::ManualClock) given to [`WebhookVerify::clock`](crate::WebhookVerify::clock).
+    /// [`ManualClock`](crate::ManualClock) given to [`GateBuilder::clock`](crate::GateBuilder::clock).
     pub fn signed_at(mut self, timestamp: u64) -> Self {
         self.delivery = self.delivery.signed_at(timestamp);
         self

@@ -1,6 +1,7 @@
 //! What a user's tests need, from this crate alone: signed requests at a given time for
 //! `oneshot`, a manual clock that drives the window and the default store, and handlers
 //! unit-tested without the layer.
+#![cfg(feature = "axum")]
 
 use std::time::Duration;
 
@@ -10,8 +11,8 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use mapping_webhooks_tower::testing::SignedRequest;
 use mapping_webhooks_tower::{
-    Clock, Envelope, Event, EventRouter, MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED, ManualClock,
-    MappingCompleted, MappingErrorResolved, Verified, VerifiedEvent, WebhookVerify,
+    Clock, Envelope, Event, EventRouter, Gate, MAPPING_COMPLETED, MAPPING_ERROR_RESOLVED,
+    ManualClock, MappingCompleted, MappingErrorResolved, Verified, VerifiedEvent, WebhookVerify,
 };
 use tower::ServiceExt;
 
@@ -33,9 +34,16 @@ fn completed(event_id: &str, rows: u64) -> Envelope<MappingCompleted> {
 #[tokio::test]
 async fn a_signed_request_at_a_manual_time_is_processed_once() {
     let clock = ManualClock::at_secs(T);
-    let app = Router::new()
-        .route("/hooks/mapping", post(on_event))
-        .layer(WebhookVerify::new(SECRET).clock(clock.clone()));
+    let app =
+        Router::new()
+            .route("/hooks/mapping", post(on_event))
+            .layer(WebhookVerify::from_gate(
+                Gate::builder()
+                    .secret(SECRET)
+                    .clock(clock.clone())
+                    .build()
+                    .unwrap(),
+            ));
     let signed = || {
         SignedRequest::new(&completed("evt_1", 10), SECRET)
             .uri("/hooks/mapping")
