@@ -241,11 +241,10 @@ impl ReceiverConfig {
             let (file, secrets) = SecretsFile::load(path).map_err(|e| e.to_string())?;
             return Ok((secrets, Some(file)));
         }
-        let mut secrets = Secrets::new(Secret::new(&self.secret).map_err(|e| e.to_string())?);
-        if let Some(previous) = &self.previous_secret {
-            secrets = secrets.previous_secret(Secret::new(previous).map_err(|e| e.to_string())?);
-        }
-        Ok((secrets, None))
+        let current = Secret::new(&self.secret).map_err(|e| e.to_string())?;
+        let previous = self.previous_secret.as_ref().map(Secret::new).transpose();
+        let previous = previous.map_err(|e| e.to_string())?;
+        Ok((Secrets::with_previous(current, previous), None))
     }
 
     /// The core's [`Gate`] for these secrets, with every other option at its default:

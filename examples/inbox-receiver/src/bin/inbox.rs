@@ -48,11 +48,11 @@ fn secrets() -> Result<Secrets, String> {
         .ok()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| DEV_SECRET.to_owned());
-    let mut secrets = Secrets::new(Secret::new(secret).map_err(|e| e.to_string())?);
-    if let Ok(previous) = std::env::var("MAPPING_WEBHOOK_SECRET_PREVIOUS") {
-        secrets = secrets.previous_secret(Secret::new(previous).map_err(|e| e.to_string())?);
-    }
-    Ok(secrets)
+    let current = Secret::new(secret).map_err(|e| e.to_string())?;
+    let previous = std::env::var("MAPPING_WEBHOOK_SECRET_PREVIOUS").ok();
+    let previous = previous.map(Secret::new).transpose();
+    let previous = previous.map_err(|e| e.to_string())?;
+    Ok(Secrets::with_previous(current, previous))
 }
 
 #[tokio::main(flavor = "current_thread")]
