@@ -465,7 +465,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// # Errors
 ///
 /// A [`SecretsFileError`] naming the file when it cannot be read, is not UTF-8, or does
-/// not [parse](parse).
+/// not [parse].
 pub fn read(path: &Path) -> Result<FileSecrets, SecretsFileError> {
     let (text, _) = read_text(path)?;
     parse(&text).map_err(|e| e.in_file(path))
