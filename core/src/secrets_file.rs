@@ -105,6 +105,10 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// noticed it and two more, so the file stayed unchanged for at least two intervals.
 const STABLE_POLLS: u32 = 3;
 
+/// The longest `expires=` value an error shows: a UTC time's length. A longer one may be
+/// a secret pasted on the wrong line.
+const MAX_SHOWN_EXPIRES: usize = 20;
+
 /// The secrets a file holds: the current one, then the previous ones.
 #[derive(Debug)]
 pub struct FileSecrets {
@@ -176,8 +180,10 @@ pub enum SecretsFileError {
         path: Option<PathBuf>,
         /// The line, from 1.
         line: usize,
-        /// The text after `expires=`.
-        value: String,
+        /// The text after `expires=`, when it is no longer than a UTC time (20
+        /// characters); a longer one is not kept, in case it is a secret pasted on the
+        /// wrong line.
+        value: Option<String>,
     },
     /// The first secret (the current one) has an `expires=`: only previous secrets expire.
     CurrentExpires {
@@ -268,11 +274,16 @@ impl fmt::Display for SecretsFileError {
                 "unexpected text after the secret (a secret cannot hold white space; only \
                  one expires=<time> may follow it)",
             ),
-            Self::Expires { value, .. } => write!(
-                f,
-                "expires={value:?} is not a UTC time such as 2026-12-02T22:10:00Z, nor a \
-                 number of seconds since 1970"
-            ),
+            Self::Expires { value, .. } => {
+                match value {
+                    Some(value) => write!(f, "expires={value:?}")?,
+                    None => f.write_str("the text after expires= (not shown: too long)")?,
+                }
+                f.write_str(
+                    " is not a UTC time such as 2026-12-02T22:10:00Z, nor a number of \
+                     seconds since 1970",
+                )
+            }
             Self::CurrentExpires { .. } => f.write_str(
                 "the current secret (the first one) cannot expire; expires= belongs on a \
                  previous secret's line",
@@ -359,7 +370,7 @@ fn lines(text: &str) -> Result<Vec<(usize, Secret, Option<SystemTime>)>, Secrets
                     expires = Some(parse_time(value).ok_or_else(|| SecretsFileError::Expires {
                         path: None,
                         line,
-                        value: value.to_owned(),
+                        value: (value.len() <= MAX_SHOWN_EXPIRES).then(|| value.to_owned()),
                     })?);
                 }
                 _ => return Err(SecretsFileError::TextAfterSecret { path: None, line }),
@@ -902,6 +913,10 @@ mod tests {
             (
                 format!("{SECRET}\n{SECRET}x expires=2026-02-30T00:00:00Z"),
                 "is not a UTC time",
+            ),
+            (
+                format!("{SECRET}\n{SECRET}x expires={SECRET}"),
+                "line 2: the text after expires= (not shown: too long) is not a UTC time",
             ),
             (
                 format!("{SECRET} expires=1"),
