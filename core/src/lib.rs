@@ -85,6 +85,8 @@ mod metrics_observer;
 pub mod observe;
 mod secret;
 mod secrets;
+#[cfg(feature = "secrets-file")]
+pub mod secrets_file;
 mod sign;
 mod tenants;
 mod verify;

@@ -114,8 +114,42 @@ impl Secrets {
     /// A handle holding one secret, the current one, with the system clock and the
     /// default expiry for secrets that become previous ones.
     pub fn new(current: Secret) -> Self {
+        Self::with_previous(current, None)
+    }
+
+    /// A handle holding `current` and, in one call, the previous secrets `previous`,
+    /// tried in the order given: what [`new`](Self::new) followed by one
+    /// [`previous_secret`](Self::previous_secret) per secret does. As there, the previous
+    /// secrets given here do not expire: remove them with
+    /// [`remove_previous`](Self::remove_previous) or
+    /// [`clear_previous`](Self::clear_previous) once the rotation is over (a secret that
+    /// should end by itself is given to [`replace`](Self::replace) with an [`Expiry`]). A
+    /// secret given twice, or equal to `current`, is kept once, at its first place.
+    ///
+    /// ```
+    /// use mapping_webhooks::{Gate, MatchedSecret, Secret, Secrets, Signer};
+    ///
+    /// let current = Secret::new("whsec_new_fedcba9876543210fedcba9876")?;
+    /// let previous = Secret::new("whsec_old_0123456789abcdef0123456789")?;
+    /// // Such as MAPPING_WEBHOOK_SECRET_PREVIOUS, when it is set.
+    /// let secrets = Secrets::with_previous(current, Some(previous.clone()));
+    /// assert_eq!(secrets.masked(), ["whsec_••••9876", "whsec_••••6789"]);
+    ///
+    /// let gate = Gate::from_secrets(secrets);
+    /// let body = br#"{"eventId":"evt_1","type":"mapping.completed"}"#;
+    /// let verified = gate.verifier().verify(Signer::new(previous).sign_now(body), body)?;
+    /// assert_eq!(verified.secret, MatchedSecret::Previous(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_previous(current: Secret, previous: impl IntoIterator<Item = Secret>) -> Self {
+        let mut keys = vec![Key::new(current, None)];
+        for secret in previous {
+            if !keys.iter().any(|k| same(&k.secret, &secret)) {
+                keys.push(Key::new(secret, None));
+            }
+        }
         let ring = Ring {
-            keys: Box::new([Key::new(current, None)]),
+            keys: keys.into_boxed_slice(),
             clock: Arc::new(SystemClock),
             expiry: DEFAULT_PREVIOUS_EXPIRY,
         };
@@ -596,6 +630,27 @@ mod tests {
         assert!(!secrets.remove_previous(&s(A)));
         assert_eq!(check(&v, A), Err(VerifyError::SignatureMismatch));
         assert_eq!(check(&v, B), Ok(MatchedSecret::Current));
+    }
+
+    #[test]
+    fn with_previous_holds_them_all_in_order_without_expiry_or_duplicates() {
+        let clock = ManualClock::at_secs(NOW);
+        let secrets = Secrets::with_previous(s(C), [s(B), s(C), s(A), s(B)]).clock(clock.clone());
+        let chained = Secrets::new(s(C))
+            .previous_secret(s(B))
+            .previous_secret(s(A));
+        assert_eq!(secrets.masked(), chained.masked());
+        assert_eq!(secrets.masked().len(), 3, "{:?}", secrets.masked());
+        let v =
+            Verifier::from_secrets(secrets.clone()).tolerance(Duration::from_secs(u32::MAX.into()));
+        // A day later every one is still accepted, each at its place.
+        clock.advance(Duration::from_secs(86_400));
+        assert_eq!(check(&v, C), Ok(MatchedSecret::Current));
+        assert_eq!(check(&v, B), Ok(MatchedSecret::Previous(0)));
+        assert_eq!(check(&v, A), Ok(MatchedSecret::Previous(1)));
+        // None: only the current one.
+        let alone = Secrets::with_previous(s(A), None);
+        assert_eq!(alone.masked(), Secrets::new(s(A)).masked());
     }
 
     #[test]

@@ -285,6 +285,43 @@ impl RedisStore {
         self.timeout
     }
 
+    /// Checks that Redis answers: one `PING` over the store's connection, bounded by the
+    /// store's [timeout](Self::timeout). Meant for a readiness probe: while it fails, the
+    /// gate answers deliveries 503 (or lets them through, with
+    /// [`OnStoreError::PassThrough`](crate::OnStoreError::PassThrough)), so a load
+    /// balancer may send them to a replica whose Redis answers instead.
+    ///
+    /// The store needs no rebuilding after Redis comes back: its connection manager
+    /// reconnects by itself, and the first call after a restart (this one too) may still
+    /// fail while it does. `PING` touches no key, so it can be called as often as a
+    /// probe runs.
+    ///
+    /// ```no_run
+    /// use mapping_webhooks::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::builder("redis://127.0.0.1:6379/").build().await?;
+    /// // In the app's readiness route: 200 when Ok, 503 otherwise.
+    /// let ready = store.ping().await.is_ok();
+    /// # let _ = ready; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Timeout`] when Redis did not answer within the timeout (it is
+    /// frozen, overloaded, or unreachable without a refusal), and
+    /// [`StoreError::Backend`] when the connection fails or Redis answers with an error
+    /// (still loading its data, or a password is wanted); neither names the URL.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let ping = async { redis::cmd("PING").query_async::<()>(&mut connection).await };
+        match tokio::time::timeout(self.timeout, ping).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(failed(error, self.timeout)),
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
+        }
+    }
+
     /// The Redis key of a store key: the prefix, then the key.
     fn redis_key(&self, key: &str) -> String {
         let mut full = String::with_capacity(self.prefix.len() + key.len());

@@ -221,6 +221,58 @@ async fn a_dead_redis_fails_fast_and_a_restarted_one_works_again() {
     assert_eq!(store.begin("evt").await.unwrap(), Begin::Done);
 }
 
+/// `ping`, a readiness check: Ok while Redis runs; an error (bounded by the store's
+/// timeout) once it is killed, and while it is frozen; Ok again once it is back, on the
+/// same store object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_follows_the_server_down_frozen_and_back() {
+    let Some(mut server) = RedisServer::start("ping_follows_the_server") else {
+        return;
+    };
+    let timeout = Duration::from_millis(500);
+    let store = store_on(&server, |b| b.timeout(timeout)).await;
+    store.ping().await.expect("ping a running redis-server");
+    // The outer bound only catches a hang; it is not a speed assertion.
+    let bounded = Duration::from_secs(10);
+
+    // Frozen (SIGSTOP): no answer, so the store's timeout ends the ping.
+    server.pause();
+    let frozen = tokio::time::timeout(bounded, store.ping())
+        .await
+        .expect("ping hung on a frozen Redis");
+    server.resume();
+    assert!(
+        matches!(frozen, Err(StoreError::Timeout(after)) if after == timeout),
+        "{frozen:?}"
+    );
+    eventually(Duration::from_secs(20), "ping after SIGCONT", || async {
+        store.ping().await.ok()
+    })
+    .await;
+
+    server.kill();
+    for round in 0..3 {
+        let result = tokio::time::timeout(bounded, store.ping())
+            .await
+            .expect("ping hung with Redis down");
+        match result {
+            Err(StoreError::Timeout(after)) => assert_eq!(after, timeout),
+            Err(StoreError::Backend(error)) => {
+                assert!(!error.to_string().contains(&server.url()), "{error}");
+            }
+            other => panic!("round {round}: ping with Redis down gave {other:?}"),
+        }
+    }
+
+    // Same port, same store object: ready again once it reconnects.
+    server.restart();
+    eventually(Duration::from_secs(20), "ping after a restart", || async {
+        store.ping().await.ok()
+    })
+    .await;
+    store.ping().await.expect("ping once reconnected");
+}
+
 #[tokio::test]
 async fn credentials_never_show() {
     const PASSWORD: &str = "hunter2-s3cr3t";

@@ -9,7 +9,8 @@
 //! - `actix-receiver`: the same route and output behind `mapping-webhooks-actix`;
 //! - `sender`: signs an envelope and posts it, like the dashboard's Test button;
 //! - `rotate`: rotates a destination's secret through the API and rewrites the
-//!   receivers' secrets file ([`secrets_file`]), which they reload while running;
+//!   receivers' secrets file ([`mapping_webhooks::secrets_file`]), which they reload
+//!   while running;
 //! - `tenants-receiver`: one endpoint for many Mapping.Travel accounts,
 //!   `POST /hooks/mapping/{tenant}`, each tenant's secrets from a file;
 //! - `inbox-receiver`: the same route and output, through a durable inbox (SQLite by
@@ -44,9 +45,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 #[cfg(feature = "client")]
 pub mod client;
-pub mod secrets_file;
 
-use secrets_file::SecretsFile;
+use mapping_webhooks::secrets_file::{self, SecretsFile};
 
 /// The secret the examples use when `MAPPING_WEBHOOK_SECRET` is not set, and the one the
 /// sender signs with by default. It is public: never use it for a real endpoint.
@@ -238,14 +238,13 @@ impl ReceiverConfig {
     /// A message when the file cannot be read or holds no secret, or a secret is blank.
     pub fn secrets(&self) -> Result<(Secrets, Option<SecretsFile>), String> {
         if let Some(path) = &self.secret_file {
-            let (file, secrets) = SecretsFile::load(path)?;
+            let (file, secrets) = SecretsFile::load(path).map_err(|e| e.to_string())?;
             return Ok((secrets, Some(file)));
         }
-        let mut secrets = Secrets::new(Secret::new(&self.secret).map_err(|e| e.to_string())?);
-        if let Some(previous) = &self.previous_secret {
-            secrets = secrets.previous_secret(Secret::new(previous).map_err(|e| e.to_string())?);
-        }
-        Ok((secrets, None))
+        let current = Secret::new(&self.secret).map_err(|e| e.to_string())?;
+        let previous = self.previous_secret.as_ref().map(Secret::new).transpose();
+        let previous = previous.map_err(|e| e.to_string())?;
+        Ok((Secrets::with_previous(current, previous), None))
     }
 
     /// The core's [`Gate`] for these secrets, with every other option at its default:

@@ -47,9 +47,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mapping_webhooks::secrets_file::{self, PendingWrite};
 use mapping_webhooks::{DEFAULT_PREVIOUS_EXPIRY, Secret};
 use mapping_webhooks_examples::client::{check_url, describe, http_client};
-use mapping_webhooks_examples::secrets_file::{self, PendingWrite};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 

@@ -27,8 +27,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing;
+use mapping_webhooks::secrets_file;
 use mapping_webhooks::{Secret, Signer};
-use mapping_webhooks_examples::{WEBHOOK_PATH, secrets_file};
+use mapping_webhooks_examples::WEBHOOK_PATH;
 
 use crate::support::{Logged as Receiver, Ran, TempDir, Tool, collect};
 use crate::tls::{CA_CERT, tls_front};

@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use std::path::Path;
 
+use mapping_webhooks::secrets_file::SecretsFile;
 use mapping_webhooks_examples::DEV_SECRET;
-use mapping_webhooks_examples::secrets_file::SecretsFile;
 use mapping_webhooks_inbox::{DeliveryInfo, Inbox, Secret, Secrets, State};
 
 const USAGE: &str = "usage: inbox counts | list STATE [--after ID] [--limit N] | show ID | \
@@ -40,17 +40,19 @@ const MAX_DAYS: u64 = 36_500;
 /// The receiver's secrets: from its secrets file, else from the environment.
 fn secrets() -> Result<Secrets, String> {
     if let Some(path) = std::env::var_os("MAPPING_WEBHOOK_SECRET_FILE").filter(|p| !p.is_empty()) {
-        return SecretsFile::load(Path::new(&path)).map(|(_, secrets)| secrets);
+        return SecretsFile::load(Path::new(&path))
+            .map(|(_, secrets)| secrets)
+            .map_err(|e| e.to_string());
     }
     let secret = std::env::var("MAPPING_WEBHOOK_SECRET")
         .ok()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| DEV_SECRET.to_owned());
-    let mut secrets = Secrets::new(Secret::new(secret).map_err(|e| e.to_string())?);
-    if let Ok(previous) = std::env::var("MAPPING_WEBHOOK_SECRET_PREVIOUS") {
-        secrets = secrets.previous_secret(Secret::new(previous).map_err(|e| e.to_string())?);
-    }
-    Ok(secrets)
+    let current = Secret::new(secret).map_err(|e| e.to_string())?;
+    let previous = std::env::var("MAPPING_WEBHOOK_SECRET_PREVIOUS").ok();
+    let previous = previous.map(Secret::new).transpose();
+    let previous = previous.map_err(|e| e.to_string())?;
+    Ok(Secrets::with_previous(current, previous))
 }
 
 #[tokio::main(flavor = "current_thread")]

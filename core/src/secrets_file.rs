@@ -1,5 +1,5 @@
-//! The receivers' secrets file (`MAPPING_WEBHOOK_SECRET_FILE`): one secret per line, the
-//! current one first, then previous ones; blank lines are ignored.
+//! A secrets file, reloaded while the server runs: one secret per line, the current one
+//! first, then previous ones; blank lines are ignored. (Cargo feature `secrets-file`.)
 //!
 //! ```text
 //! whsec_e1c5d3a0b2f4...
@@ -8,9 +8,9 @@
 //!
 //! A previous secret's line may end with `expires=` and a UTC time
 //! (`YYYY-MM-DDTHH:MM:SSZ`) or a number of seconds since 1970: from then on it is no
-//! longer accepted, whenever the receiver (re)starts or reloads the file. The `rotate`
-//! command writes it. A previous secret without one expires
-//! [ten minutes](mapping_webhooks::DEFAULT_PREVIOUS_EXPIRY) after the file's last
+//! longer accepted, whenever the receiver (re)starts or reloads the file. The example
+//! `rotate` command writes it. A previous secret without one expires
+//! [ten minutes](crate::DEFAULT_PREVIOUS_EXPIRY) after the file's last
 //! modification (never later than a deadline the running receiver already holds for it),
 //! so an old secret left in the file is not accepted again at every restart; editing the
 //! file gives such a line ten more minutes, so give it a deadline or remove it. A file
@@ -21,40 +21,93 @@
 //! byte order mark at the start of the file (as some Windows editors write) is skipped;
 //! any other character a secret cannot hold (a control character, a non-ASCII one such
 //! as a byte order mark elsewhere or a non-breaking space) makes the file refused, with
-//! its line and the character's code named, never the secret.
+//! its line and the character's code named, never the secret
+//! ([`SecretsFileError::Character`]).
 //!
-//! The receivers load it at startup and then [watch](SecretsFile::watch) it: the file is
-//! checked every second (its size, modification time and inode, so an atomic replace is
-//! seen), and a change is applied once the next two checks find the file the same, so
-//! a file being written in place is not applied half-written. `SIGHUP` re-reads and
-//! applies it at once (the operator says it is complete). A changed file is applied with
-//! [`Secrets::replace`], so requests in flight finish with the secrets they started with
-//! and the next one uses the new ones, with no restart and no change to the dedup store;
-//! a current secret missing from the new file stays accepted as a previous one for ten
-//! minutes. A file that cannot be read, or holds no secret or a bad line, keeps the
-//! secrets already loaded, and says why in the log; one that cannot be read is tried
-//! again at every check, so fixing its permissions is enough.
+//! A receiver [loads](SecretsFile::load) it at startup and then [watches](SecretsFile::watch)
+//! it: the file is checked every second (its size, modification time and inode, so an
+//! atomic replace is seen), and a change is applied once the next two checks find the
+//! file the same, so a file being written in place is not applied half-written. `SIGHUP`
+//! re-reads and applies it at once (the operator says it is complete). A changed file is
+//! applied with [`Secrets::replace`], so requests in flight finish with the secrets they
+//! started with and the next one uses the new ones, with no restart and no change to the
+//! dedup store; a current secret missing from the new file stays accepted as a previous
+//! one for ten minutes. A file that cannot be read, or holds no secret or a bad line,
+//! keeps the secrets already loaded, and says why in the log; one that cannot be read is
+//! tried again at every check, so fixing its permissions is enough.
 //!
 //! [`PendingWrite`] replaces the file atomically (a temporary file in the same folder,
 //! with the file's owner, group and mode, synced, then renamed over it; through a
-//! symbolic link, the link's target is replaced), one writer at a time, as the `rotate`
-//! command does.
+//! symbolic link, the link's target is replaced), one writer at a time, as the example
+//! `rotate` command does.
+//!
+//! # Example
+//!
+//! Load the file at startup, hand its [`Secrets`] to the gate, and keep watching it:
+//!
+//! ```no_run
+//! use std::path::Path;
+//!
+//! use mapping_webhooks::Gate;
+//! use mapping_webhooks::secrets_file::{DEFAULT_POLL_INTERVAL, SecretsFile};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let (file, secrets) = SecretsFile::load(Path::new("/etc/receiver/webhook-secrets"))?;
+//! let gate = Gate::from_secrets(secrets.clone());
+//! // Polled every second and re-read on SIGHUP until the task is dropped.
+//! tokio::spawn(file.watch(secrets, Some(DEFAULT_POLL_INTERVAL)));
+//! // ... serve requests through `gate` ...
+//! # drop(gate);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The text alone, as [`parse`] reads it; an error names the line and never the secret:
+//!
+//! ```
+//! use mapping_webhooks::secrets_file::{self, SecretsFileError};
+//!
+//! let file = secrets_file::parse(
+//!     "whsec_new_0123456789abcdef0123\n\
+//!      whsec_old_0123456789abcdef0123 expires=2026-12-02T22:10:00Z\n",
+//! )?;
+//! assert_eq!(file.current.masked(), "whsec_••••0123");
+//! assert_eq!(file.previous.len(), 1);
+//!
+//! let error = secrets_file::parse("whsec_new_0123456789abcdef0123\u{7}\n").unwrap_err();
+//! assert!(matches!(error, SecretsFileError::Character { line: 1, .. }));
+//! assert_eq!(
+//!     error.to_string(),
+//!     "line 1: character 31 of the secret is a control character (U+0007), which a secret \
+//!      cannot hold (secrets are printable ASCII, such as whsec_ and hex digits)"
+//! );
+//! # Ok::<(), SecretsFileError>(())
+//! ```
 
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mapping_webhooks::{Expiry, Secret, Secrets};
 use zeroize::Zeroizing;
 
-/// How often [`SecretsFile::watch`] looks at the file when `MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS` is
-/// not set.
+use crate::{ConfigError, Expiry, Secret, Secrets};
+
+/// How often the example receivers [watch](SecretsFile::watch) the file by default: every
+/// second.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many polls in a row must see a change the same before it is applied: the one that
 /// noticed it and two more, so the file stayed unchanged for at least two intervals.
 const STABLE_POLLS: u32 = 3;
+
+/// The longest `expires=` value an error shows: a UTC time's length. A longer one may be
+/// a secret pasted on the wrong line.
+const MAX_SHOWN_EXPIRES: usize = 20;
 
 /// The secrets a file holds: the current one, then the previous ones.
 #[derive(Debug)]
@@ -74,55 +127,227 @@ pub struct PreviousSecret {
     pub expires: Option<SystemTime>,
 }
 
+/// Why a secrets file was not loaded (or not reloaded: the secrets already loaded are
+/// kept).
+///
+/// `Display` names the file (when the error came from one: [`parse`] knows no path), the
+/// line and, for a bad character, its code: never a secret, nor any part of one. The
+/// `path` of the variants that come from the text is `None` from [`parse`] and the
+/// file's path from [`read`] and [`SecretsFile::load`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SecretsFileError {
+    /// The file cannot be opened or read (missing, no permission, a folder...).
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The file's bytes are not UTF-8 text.
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file holds only blank lines, or nothing.
+    NoSecret {
+        /// The file, if known.
+        path: Option<PathBuf>,
+    },
+    /// A secret holds a character a secret cannot have: a control character or a
+    /// non-ASCII one (a byte order mark after the start, a non-breaking space...).
+    Character {
+        /// The file, if known.
+        path: Option<PathBuf>,
+        /// The line, from 1.
+        line: usize,
+        /// The character's position in the secret, from 1.
+        position: usize,
+        /// The character's code point (`U+0007` is 7).
+        code: u32,
+    },
+    /// Text other than one `expires=<time>` follows the secret on its line.
+    TextAfterSecret {
+        /// The file, if known.
+        path: Option<PathBuf>,
+        /// The line, from 1.
+        line: usize,
+    },
+    /// An `expires=` value is neither a UTC time such as `2026-12-02T22:10:00Z` nor a
+    /// number of seconds since 1970.
+    Expires {
+        /// The file, if known.
+        path: Option<PathBuf>,
+        /// The line, from 1.
+        line: usize,
+        /// The text after `expires=`, when it is no longer than a UTC time (20
+        /// characters); a longer one is not kept, in case it is a secret pasted on the
+        /// wrong line.
+        value: Option<String>,
+    },
+    /// The first secret (the current one) has an `expires=`: only previous secrets expire.
+    CurrentExpires {
+        /// The file, if known.
+        path: Option<PathBuf>,
+        /// The line, from 1.
+        line: usize,
+    },
+    /// A secret the core refuses ([`Secret::new`]).
+    Secret {
+        /// The file, if known.
+        path: Option<PathBuf>,
+        /// The line, from 1.
+        line: usize,
+        /// Why.
+        error: ConfigError,
+    },
+}
+
+impl SecretsFileError {
+    /// The file, when the error came from one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Unreadable { path, .. } | Self::NotUtf8 { path } => Some(path),
+            Self::NoSecret { path }
+            | Self::Character { path, .. }
+            | Self::TextAfterSecret { path, .. }
+            | Self::Expires { path, .. }
+            | Self::CurrentExpires { path, .. }
+            | Self::Secret { path, .. } => path.as_deref(),
+        }
+    }
+
+    /// The line (from 1), when the error is about one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::Character { line, .. }
+            | Self::TextAfterSecret { line, .. }
+            | Self::Expires { line, .. }
+            | Self::CurrentExpires { line, .. }
+            | Self::Secret { line, .. } => Some(*line),
+            Self::Unreadable { .. } | Self::NotUtf8 { .. } | Self::NoSecret { .. } => None,
+        }
+    }
+
+    /// The same error, naming `file`.
+    fn in_file(mut self, file: &Path) -> Self {
+        match &mut self {
+            Self::NoSecret { path }
+            | Self::Character { path, .. }
+            | Self::TextAfterSecret { path, .. }
+            | Self::Expires { path, .. }
+            | Self::CurrentExpires { path, .. }
+            | Self::Secret { path, .. } => *path = Some(file.to_owned()),
+            Self::Unreadable { .. } | Self::NotUtf8 { .. } => {}
+        }
+        self
+    }
+}
+
+impl fmt::Display for SecretsFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreadable { path, source } => {
+                return write!(f, "cannot read {}: {source}", path.display());
+            }
+            Self::NotUtf8 { path } => return write!(f, "{} is not UTF-8 text", path.display()),
+            _ => {}
+        }
+        if let Some(path) = self.path() {
+            write!(f, "{}: ", path.display())?;
+        }
+        if let Some(line) = self.line() {
+            write!(f, "line {line}: ")?;
+        }
+        match self {
+            Self::Unreadable { .. } | Self::NotUtf8 { .. } => Ok(()),
+            Self::NoSecret { .. } => {
+                f.write_str("the file holds no secret (only blank lines, or nothing)")
+            }
+            Self::Character { position, code, .. } => write!(
+                f,
+                "character {position} of the secret is {}, which a secret cannot hold \
+                 (secrets are printable ASCII, such as whsec_ and hex digits)",
+                describe(*code)
+            ),
+            Self::TextAfterSecret { .. } => f.write_str(
+                "unexpected text after the secret (a secret cannot hold white space; only \
+                 one expires=<time> may follow it)",
+            ),
+            Self::Expires { value, .. } => {
+                match value {
+                    Some(value) => write!(f, "expires={value:?}")?,
+                    None => f.write_str("the text after expires= (not shown: too long)")?,
+                }
+                f.write_str(
+                    " is not a UTC time such as 2026-12-02T22:10:00Z, nor a number of \
+                     seconds since 1970",
+                )
+            }
+            Self::CurrentExpires { .. } => f.write_str(
+                "the current secret (the first one) cannot expire; expires= belongs on a \
+                 previous secret's line",
+            ),
+            Self::Secret { error, .. } => fmt::Display::fmt(error, f),
+        }
+    }
+}
+
+impl std::error::Error for SecretsFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unreadable { source, .. } => Some(source),
+            Self::Secret { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
 /// Parses a secrets file's text.
 ///
 /// # Errors
 ///
-/// A message (never containing a secret) when the text holds no secret, or a line holds
-/// a character a secret cannot have, text after the secret other than one `expires=`,
-/// an `expires=` that is not a time, or the current secret has one.
-pub fn parse(text: &str) -> Result<FileSecrets, String> {
+/// A [`SecretsFileError`] (whose `path` is `None`) when the text holds no secret, or a
+/// line holds a character a secret cannot have, text after the secret other than one
+/// `expires=`, an `expires=` that is not a time, or the current secret has one.
+pub fn parse(text: &str) -> Result<FileSecrets, SecretsFileError> {
     let mut current = None;
     let mut previous = Vec::new();
-    for (n, secret, expires) in lines(text)? {
+    for (line, secret, expires) in lines(text)? {
         if current.is_none() {
             if expires.is_some() {
-                return Err(format!(
-                    "line {n}: the current secret (the first one) cannot expire;                      expires= belongs on a previous secret's line"
-                ));
+                return Err(SecretsFileError::CurrentExpires { path: None, line });
             }
             current = Some(secret);
         } else {
             previous.push(PreviousSecret { secret, expires });
         }
     }
-    let current = current
-        .ok_or_else(|| "the file holds no secret (only blank lines, or nothing)".to_owned())?;
+    let current = current.ok_or(SecretsFileError::NoSecret { path: None })?;
     Ok(FileSecrets { current, previous })
 }
 
 /// The current secret's text in a secrets file's text (its first secret), once the whole
-/// text [parses](parse): what `rotate` keeps as the previous secret.
+/// text [parses](parse): what the example `rotate` command keeps as the previous secret.
 ///
 /// # Errors
 ///
 /// As [`parse`].
-pub fn current_text(text: &str) -> Result<&str, String> {
+pub fn current_text(text: &str) -> Result<&str, SecretsFileError> {
     parse(text)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    Ok(text
-        .lines()
+    text.lines()
         .find_map(|line| line.split_ascii_whitespace().next())
-        .expect("a parsed file holds a secret"))
+        .ok_or(SecretsFileError::NoSecret { path: None })
 }
 
 /// Each secret's line: its number, the secret, its `expires=` time.
-fn lines(text: &str) -> Result<Vec<(usize, Secret, Option<SystemTime>)>, String> {
+fn lines(text: &str) -> Result<Vec<(usize, Secret, Option<SystemTime>)>, SecretsFileError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut found = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let n = index + 1;
-        let mut words = line.split_ascii_whitespace();
+    for (index, line_text) in text.lines().enumerate() {
+        let line = index + 1;
+        let mut words = line_text.split_ascii_whitespace();
         let Some(secret) = words.next() else {
             continue;
         };
@@ -131,45 +356,43 @@ fn lines(text: &str) -> Result<Vec<(usize, Secret, Option<SystemTime>)>, String>
             .enumerate()
             .find(|(_, c)| !c.is_ascii_graphic())
         {
-            return Err(format!(
-                "line {n}: character {} of the secret is {}, which a secret cannot hold \
-                 (secrets are printable ASCII, such as whsec_ and hex digits)",
-                at + 1,
-                describe(c)
-            ));
+            return Err(SecretsFileError::Character {
+                path: None,
+                line,
+                position: at + 1,
+                code: u32::from(c),
+            });
         }
         let mut expires = None;
         for word in words {
             match word.strip_prefix("expires=") {
                 Some(value) if expires.is_none() => {
-                    expires = Some(parse_time(value).ok_or_else(|| {
-                        format!(
-                            "line {n}: expires={value:?} is not a UTC time such as \
-                             2026-12-02T22:10:00Z, nor a number of seconds since 1970"
-                        )
+                    expires = Some(parse_time(value).ok_or_else(|| SecretsFileError::Expires {
+                        path: None,
+                        line,
+                        value: (value.len() <= MAX_SHOWN_EXPIRES).then(|| value.to_owned()),
                     })?);
                 }
-                _ => {
-                    return Err(format!(
-                        "line {n}: unexpected text after the secret (a secret cannot hold \
-                         white space; only one expires=<time> may follow it)"
-                    ));
-                }
+                _ => return Err(SecretsFileError::TextAfterSecret { path: None, line }),
             }
         }
-        let secret = Secret::new(secret).map_err(|e| format!("line {n}: {e}"))?;
-        found.push((n, secret, expires));
+        let secret = Secret::new(secret).map_err(|error| SecretsFileError::Secret {
+            path: None,
+            line,
+            error,
+        })?;
+        found.push((line, secret, expires));
     }
     Ok(found)
 }
 
-fn describe(c: char) -> String {
-    let code = format!("U+{:04X}", u32::from(c));
-    match c {
-        '\u{feff}' => format!("a byte order mark ({code})"),
-        c if c.is_control() => format!("a control character ({code})"),
-        c if c.is_whitespace() => format!("a non-ASCII space ({code})"),
-        _ => format!("the non-ASCII character {code}"),
+fn describe(code: u32) -> String {
+    let name = format!("U+{code:04X}");
+    match char::from_u32(code) {
+        Some('\u{feff}') => format!("a byte order mark ({name})"),
+        Some(c) if c.is_control() => format!("a control character ({name})"),
+        Some(c) if c.is_whitespace() => format!("a non-ASCII space ({name})"),
+        _ => format!("the non-ASCII character {name}"),
     }
 }
 
@@ -252,10 +475,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 ///
 /// # Errors
 ///
-/// A message naming the file when it cannot be read, is not UTF-8, or does not parse.
-pub fn read(path: &Path) -> Result<FileSecrets, String> {
+/// A [`SecretsFileError`] naming the file when it cannot be read, is not UTF-8, or does
+/// not [parse].
+pub fn read(path: &Path) -> Result<FileSecrets, SecretsFileError> {
     let (text, _) = read_text(path)?;
-    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    parse(&text).map_err(|e| e.in_file(path))
 }
 
 /// Gives `secrets` what `file` holds: a previous secret until its `expires=` time, or
@@ -284,11 +508,11 @@ impl SecretsFile {
     /// # Errors
     ///
     /// As [`read`].
-    pub fn load(path: &Path) -> Result<(Self, Secrets), String> {
+    pub fn load(path: &Path) -> Result<(Self, Secrets), SecretsFileError> {
         // Before reading: a change made while reading is then seen by the first poll.
         let seen = fingerprint(path);
         let (text, modified) = read_text(path)?;
-        let file = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = parse(&text).map_err(|e| e.in_file(path))?;
         let secrets = Secrets::new(file.current.clone());
         apply(&secrets, file, modified);
         let loaded = Self {
@@ -333,17 +557,7 @@ impl SecretsFile {
         secrets: Secrets,
         poll: Option<Duration>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        #[cfg(unix)]
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(signal) => Some(signal),
-            Err(error) => {
-                tracing::warn!(
-                    "cannot listen for SIGHUP ({error}); the secrets file is only polled"
-                );
-                None
-            }
-        };
+        let mut hangup = Hangup::listen();
         let Self {
             path,
             mut seen,
@@ -355,23 +569,21 @@ impl SecretsFile {
             // Why the last read failed: tried again at every poll, logged once.
             let mut failed: Option<String> = None;
             loop {
-                #[cfg(unix)]
-                let signalled = async {
-                    match &mut hangup {
-                        Some(signal) => signal.recv().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                #[cfg(not(unix))]
-                let signalled = std::future::pending::<Option<()>>();
-                let forced = tokio::select! {
-                    () = async {
+                let forced = {
+                    let mut sleep = pin!(async {
                         match poll {
                             Some(every) => tokio::time::sleep(every).await,
                             None => std::future::pending().await,
                         }
-                    } => false,
-                    Some(()) = signalled => true,
+                    });
+                    std::future::poll_fn(|cx| {
+                        if hangup.poll(cx).is_ready() {
+                            Poll::Ready(true)
+                        } else {
+                            sleep.as_mut().poll(cx).map(|()| false)
+                        }
+                    })
+                    .await
                 };
                 let now = fingerprint(&path);
                 if !forced && failed.is_none() && pending.is_none() && now == seen {
@@ -384,6 +596,7 @@ impl SecretsFile {
                 let (text, modified) = match read_text(&path) {
                     Ok(read) => read,
                     Err(why) => {
+                        let why = why.to_string();
                         if forced || failed.as_ref() != Some(&why) {
                             keep(&secrets, &format!("{why} (tried again at every check)"));
                         }
@@ -425,7 +638,7 @@ impl SecretsFile {
                         );
                         applied = Some(text);
                     }
-                    Err(why) => keep(&secrets, &format!("{}: {why}", path.display())),
+                    Err(why) => keep(&secrets, &why.in_file(&path).to_string()),
                 }
             }
         }
@@ -441,8 +654,11 @@ fn keep(secrets: &Secrets, why: &str) {
 
 /// The file's text (zeroized when dropped) and its modification time (now, if the
 /// platform has none).
-fn read_text(path: &Path) -> Result<(Zeroizing<String>, SystemTime), String> {
-    let cannot = |e: io::Error| format!("cannot read {}: {e}", path.display());
+fn read_text(path: &Path) -> Result<(Zeroizing<String>, SystemTime), SecretsFileError> {
+    let cannot = |source: io::Error| SecretsFileError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
     let mut file = File::open(path).map_err(cannot)?;
     let meta = file.metadata().map_err(cannot)?;
     let modified = meta.modified().unwrap_or_else(|_| SystemTime::now());
@@ -453,9 +669,50 @@ fn read_text(path: &Path) -> Result<(Zeroizing<String>, SystemTime), String> {
     let text = String::from_utf8(bytes).map(Zeroizing::new).map_err(|e| {
         // Zeroize the bytes that were not text too.
         drop(Zeroizing::new(e.into_bytes()));
-        format!("{} is not UTF-8 text", path.display())
+        SecretsFileError::NotUtf8 {
+            path: path.to_owned(),
+        }
     })?;
     Ok((text, modified))
+}
+
+/// `SIGHUP`, where the platform has it: taken over when created, so a signal sent later
+/// cannot end the process.
+struct Hangup(#[cfg(unix)] Option<tokio::signal::unix::Signal>);
+
+impl Hangup {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::hangup()) {
+                Ok(signal) => Self(Some(signal)),
+                Err(error) => {
+                    tracing::warn!(
+                        "cannot listen for SIGHUP ({error}); the secrets file is only polled"
+                    );
+                    Self(None)
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        Self()
+    }
+
+    /// Ready once per signal received; never ready without a signal to listen to.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.0 {
+            match signal.poll_recv(cx) {
+                Poll::Ready(Some(())) => return Poll::Ready(()),
+                Poll::Ready(None) => self.0 = None,
+                Poll::Pending => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = cx;
+        Poll::Pending
+    }
 }
 
 /// A replacement of a file, prepared before its content is known: the lock and the
@@ -613,6 +870,11 @@ mod tests {
         assert_eq!(file.previous[0].expires, None);
         for empty in ["", "\n\n", "  \r\n \t\n"] {
             let e = parse(empty).unwrap_err();
+            assert!(
+                matches!(e, SecretsFileError::NoSecret { path: None }),
+                "{e:?}"
+            );
+            let e = e.to_string();
             assert!(e.contains("no secret"), "{e}");
         }
     }
@@ -622,8 +884,8 @@ mod tests {
         const SECRET: &str = "whsec_e1c5d3a0b2f4e1c5d3a0b2f4";
         let bom = parse(&format!("\u{feff}{SECRET}\n")).unwrap();
         assert_eq!(
-            mapping_webhooks::Secrets::new(bom.current).masked(),
-            mapping_webhooks::Secrets::new(Secret::new(SECRET).unwrap()).masked()
+            Secrets::new(bom.current).masked(),
+            Secrets::new(Secret::new(SECRET).unwrap()).masked()
         );
         assert!(bom.previous.is_empty());
         for (text, why) in [
@@ -653,13 +915,21 @@ mod tests {
                 "is not a UTC time",
             ),
             (
+                format!("{SECRET}\n{SECRET}x expires={SECRET}"),
+                "line 2: the text after expires= (not shown: too long) is not a UTC time",
+            ),
+            (
                 format!("{SECRET} expires=1"),
                 "line 1: the current secret (the first one) cannot expire",
             ),
         ] {
             let e = parse(&text).unwrap_err();
+            assert_eq!(e.path(), None);
+            let debug = format!("{e:?}");
+            let e = e.to_string();
             assert!(e.contains(why), "{e}");
             assert!(!e.contains("e1c5"), "a secret shown: {e}");
+            assert!(!debug.contains("e1c5"), "a secret shown: {debug}");
         }
     }
 
@@ -700,13 +970,33 @@ mod tests {
     #[test]
     fn an_unreadable_file_is_named_and_no_secret_is_shown() {
         let e = read(Path::new("/nonexistent/secrets")).unwrap_err();
+        assert!(
+            matches!(&e, SecretsFileError::Unreadable { source, .. } if source.kind() == io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+        let e = e.to_string();
         assert!(e.contains("/nonexistent/secrets"), "{e}");
         let dir = std::env::temp_dir().join(format!("secrets-file-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bad");
         fs::write(&path, b"whsec_\xff\xfe_0123456789abcdef").unwrap();
         let e = read(&path).unwrap_err();
+        assert!(matches!(&e, SecretsFileError::NotUtf8 { .. }), "{e:?}");
+        assert_eq!(e.path(), Some(path.as_path()));
+        let e = e.to_string();
         assert!(e.contains("not UTF-8") && !e.contains("0123"), "{e}");
+        // A line the text cannot hold, read from a file: the file and the line named.
+        fs::write(&path, "whsec_0123456789abcdef\nwhsec_x\u{a0}y\n").unwrap();
+        let e = read(&path).unwrap_err();
+        assert_eq!((e.path(), e.line()), (Some(path.as_path()), Some(2)));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: line 2: character 8 of the secret is a non-ASCII space (U+00A0), which a \
+                 secret cannot hold (secrets are printable ASCII, such as whsec_ and hex digits)",
+                path.display()
+            )
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
