@@ -259,7 +259,9 @@ impl AppSpec {
                 };
                 builder.dedup(SpecStore::Memory(store))
             }
-            Dedup::Off => builder.dedup(SpecStore::Failing(FailingStore)).without_dedup(),
+            Dedup::Off => builder
+                .dedup(SpecStore::Failing(FailingStore))
+                .without_dedup(),
             Dedup::Failing => builder.dedup(SpecStore::Failing(FailingStore)),
             Dedup::User(store) => builder.dedup(SpecStore::User(store.clone())),
         };

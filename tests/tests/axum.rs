@@ -7,9 +7,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use mapping_webhooks::{MappingCompleted, Verified};
 use mapping_webhooks_conformance::{
-    App, AppSpec, HANDLER_COMPLETED, HANDLER_RESOLVED, Probe, ROUTE_ANY,
-    ROUTE_EVENTS, ROUTE_HOOKS, ROUTE_JSON, ROUTE_TENANT_KEY, ROUTE_TENANTS, ROUTE_TYPED,
-    ROUTE_UNLAYERED, conformance_suite,
+    App, AppSpec, HANDLER_COMPLETED, HANDLER_RESOLVED, Probe, ROUTE_ANY, ROUTE_EVENTS, ROUTE_HOOKS,
+    ROUTE_JSON, ROUTE_TENANT_KEY, ROUTE_TENANTS, ROUTE_TYPED, ROUTE_UNLAYERED, conformance_suite,
 };
 use mapping_webhooks_tower::{Event, EventRouter, Gate, VerifiedEvent, WebhookVerify};
 use serde_json::value::RawValue;

@@ -119,9 +119,9 @@ async fn axum_replica(store: RedisStore, handler: Arc<Handler>) -> App {
                 http::StatusCode::from_u16(handler.run(AXUM).await).unwrap()
             }),
         )
-        .layer(
-            mapping_webhooks_tower::WebhookVerify::from_gate(gate(store)),
-        );
+        .layer(mapping_webhooks_tower::WebhookVerify::from_gate(gate(
+            store,
+        )));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let serve = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
