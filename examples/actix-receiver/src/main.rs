@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use actix_web::http::KeepAlive;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use mapping_webhooks_actix::{Event, VerifiedEvent, WebhookVerify};
+use mapping_webhooks_actix::{Event, Gate, MetricsObserver, VerifiedEvent, WebhookVerify};
 use mapping_webhooks_examples::{
     METRICS_PATH, METRICS_UPKEEP, ReceiverConfig, WEBHOOK_PATH, print_event, shutdown_signal,
 };
@@ -49,34 +49,51 @@ async fn main() -> ExitCode {
     let Some(config) = ReceiverConfig::start() else {
         return ExitCode::FAILURE;
     };
-    // The secrets file, if any, is reloaded while the server runs.
-    let (gate, metrics) = match config.observed_gate() {
-        Ok(observed) => observed,
+    match run(config).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             tracing::error!("{error}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    let verify = WebhookVerify::from_gate(gate);
+    }
+}
+
+async fn run(config: ReceiverConfig) -> Result<(), String> {
+    // The secrets: MAPPING_WEBHOOK_SECRET (and _PREVIOUS), or MAPPING_WEBHOOK_SECRET_FILE,
+    // which is watched and applied to the same handle while the server runs.
+    let (secrets, secrets_file) = config.secrets()?;
+    config.watch_secrets_file(secrets_file, &secrets);
+    // METRICS_ADDR: the Prometheus recorder first, then the observer, which registers its
+    // series with it.
+    let metrics = config.install_metrics()?;
+    // The gate: every option in one place. The store is the default bounded in-memory
+    // one (`.dedup(RedisStore)` when several replicas receive).
+    let mut gate = Gate::builder().secrets(secrets);
+    if metrics.is_some() {
+        gate = gate.observer(MetricsObserver::new());
+    }
+    let verify = WebhookVerify::from_gate(gate.build().map_err(|e| e.to_string())?);
     if let (Some(handle), Some(addr)) = (metrics, config.metrics_addr) {
-        match serve_metrics(handle, addr, &config) {
-            Ok(()) => tracing::info!("serving metrics on http://{addr}{METRICS_PATH}"),
-            Err(error) => {
-                tracing::error!("cannot listen on {addr}: {error}");
-                return ExitCode::FAILURE;
-            }
-        }
+        serve_metrics(handle, addr, &config)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        tracing::info!("serving metrics on http://{addr}{METRICS_PATH}");
     }
 
     // actix counts connections per worker: share the cap among them.
     let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
     // Built once and cloned into every worker: the clones share one dedup store.
     let server = HttpServer::new(move || {
-        App::new().service(
-            web::resource(WEBHOOK_PATH)
-                .wrap(verify.clone())
-                .route(web::post().to(on_event)),
-        )
+        App::new()
+            .service(
+                web::resource(WEBHOOK_PATH)
+                    .wrap(verify.clone())
+                    .route(web::post().to(on_event)),
+            )
+            // Liveness, unsigned: the middleware wraps the webhook route only.
+            .route("/healthz", web::get().to(|| async { "ok" }))
     })
     // A sender that gave up (after 30 s) closes the connection: cancel its handler so
     // the event is freed for the retry at once.
@@ -98,27 +115,15 @@ async fn main() -> ExitCode {
     // a forced stop that drops the requests in progress).
     .shutdown_signal(shutdown_signal())
     .bind(config.bind_addr);
-    let server = match server {
-        Ok(server) => server,
-        Err(error) => {
-            tracing::error!("cannot listen on {}: {error}", config.bind_addr);
-            return ExitCode::FAILURE;
-        }
-    };
+    let server = server.map_err(|e| format!("cannot listen on {}: {e}", config.bind_addr))?;
     tracing::info!(
         "receiving webhooks on http://{}{WEBHOOK_PATH}",
         config.bind_addr
     );
-    match server.run().await {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            tracing::error!("server failed: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    server
+        .run()
+        .await
+        .map_err(|e| format!("server failed: {e}"))
 }
 
 /// Serves `GET /metrics` on its own listener (one worker, the same header timeout),

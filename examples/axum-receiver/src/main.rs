@@ -21,11 +21,11 @@ use std::process::ExitCode;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use mapping_webhooks_examples::{
     ReceiverConfig, WEBHOOK_PATH, print_event, serve_axum, shutdown_signal,
 };
-use mapping_webhooks_tower::{Event, VerifiedEvent, WebhookVerify};
+use mapping_webhooks_tower::{Event, Gate, MetricsObserver, VerifiedEvent, WebhookVerify};
 
 /// Runs once per event, for every subscribed type (duplicates are answered by the layer).
 /// Answer 2xx only once the work is done: anything else makes the sender retry, and the
@@ -46,37 +46,47 @@ async fn main() -> ExitCode {
     let Some(config) = ReceiverConfig::start() else {
         return ExitCode::FAILURE;
     };
-    // The secrets file, if any, is reloaded while the server runs.
-    let (gate, metrics) = match config.observed_gate() {
-        Ok(observed) => observed,
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    let layer = WebhookVerify::from_gate(gate);
+    }
+}
+
+async fn run(config: ReceiverConfig) -> Result<(), String> {
+    // The secrets: MAPPING_WEBHOOK_SECRET (and _PREVIOUS), or MAPPING_WEBHOOK_SECRET_FILE,
+    // which is watched and applied to the same handle while the server runs.
+    let (secrets, secrets_file) = config.secrets()?;
+    config.watch_secrets_file(secrets_file, &secrets);
+    // METRICS_ADDR: the Prometheus recorder first, then the observer, which registers its
+    // series with it.
+    let metrics = config.install_metrics()?;
+    // The gate: every option in one place. The store is the default bounded in-memory
+    // one (`.dedup(RedisStore)` when several replicas receive).
+    let mut gate = Gate::builder().secrets(secrets);
+    if metrics.is_some() {
+        gate = gate.observer(MetricsObserver::new());
+    }
+    let gate = gate.build().map_err(|e| e.to_string())?;
+    // The layer on the webhook route only; liveness and readiness stay unsigned.
     let app = Router::new()
         .route(WEBHOOK_PATH, post(on_event))
-        .layer(layer);
+        .layer(WebhookVerify::from_gate(gate))
+        .route("/healthz", get(|| async { "ok" }));
 
-    let listener = match tokio::net::TcpListener::bind(config.bind_addr).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!("cannot listen on {}: {error}", config.bind_addr);
-            return ExitCode::FAILURE;
-        }
-    };
+    let listener = tokio::net::TcpListener::bind(config.bind_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.bind_addr))?;
     tracing::info!(
         "receiving webhooks on http://{}{WEBHOOK_PATH}",
         config.bind_addr
     );
-    if let Some(handle) = metrics
-        && let Err(error) = config.serve_metrics(handle).await
-    {
-        tracing::error!("{error}");
-        return ExitCode::FAILURE;
+    if let Some(handle) = metrics {
+        config.serve_metrics(handle).await?;
     }
     serve_axum(listener, app, &config, shutdown_signal()).await;
     tracing::info!("stopped");
-    ExitCode::SUCCESS
+    Ok(())
 }

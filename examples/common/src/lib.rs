@@ -18,8 +18,12 @@
 //!   its `inbox` binary lists, shows, replays and purges the inbox's deliveries;
 //! - `load-test`: the load test's server and request signer, and the inbox benchmark.
 //!
-//! Features: `receiver` adds logging (`init_tracing`) and Prometheus metrics
-//! (`ReceiverConfig::observe`), for the receivers; `axum` adds `serve_axum` (axum,
+//! Only process plumbing lives here: each receiver's `main.rs` shows the library calls
+//! themselves (the secrets, the gate, the layer or middleware, the store, the observer,
+//! the handler).
+//!
+//! Features: `receiver` adds logging (`init_tracing`) and the Prometheus recorder
+//! (`ReceiverConfig::install_metrics`), for the receivers; `axum` adds `serve_axum` (axum,
 //! hyper and hyper-util), for the receivers served by axum. Without them nothing here
 //! depends on a web framework, a log subscriber or a metrics exporter (the sender and
 //! `rotate` use neither). `client` adds their HTTP client (module `client`), and
@@ -37,9 +41,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[cfg(feature = "receiver")]
-use mapping_webhooks::MetricsObserver;
-use mapping_webhooks::{Gate, Secret, Secrets, Verified};
+use mapping_webhooks::{Secret, Secrets, Verified};
 #[cfg(feature = "receiver")]
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -247,55 +249,12 @@ impl ReceiverConfig {
         Ok((Secrets::with_previous(current, previous), None))
     }
 
-    /// The core's [`Gate`] for these secrets, with every other option at its default:
-    /// both receivers wrap it in their framework's middleware. Change the secrets while
-    /// it runs through [`Gate::secrets`].
-    ///
-    /// # Errors
-    ///
-    /// As [`secrets`](Self::secrets).
-    pub fn gate(&self) -> Result<(Gate, Option<SecretsFile>), String> {
-        let (secrets, file) = self.secrets()?;
-        Ok((Gate::from_secrets(secrets), file))
-    }
-
     /// Starts watching the secrets file, if there is one, on the current tokio runtime
     /// (see [`SecretsFile::watch`]).
     pub fn watch_secrets_file(&self, file: Option<SecretsFile>, secrets: &Secrets) {
         if let Some(file) = file {
             tokio::spawn(file.watch(secrets.clone(), self.secret_file_poll));
         }
-    }
-
-    /// With `METRICS_ADDR` set: installs the Prometheus recorder (histogram buckets from
-    /// 10 µs to 30 s for the `_seconds` metrics), adds a [`MetricsObserver`] to `gate`,
-    /// and returns the handle that renders `/metrics`. Without it: `gate` unchanged, no
-    /// handle.
-    ///
-    /// # Errors
-    ///
-    /// When a recorder is already installed.
-    #[cfg(feature = "receiver")]
-    pub fn observe(&self, gate: Gate) -> Result<(Gate, Option<PrometheusHandle>), String> {
-        let Some(handle) = self.install_metrics()? else {
-            return Ok((gate, None));
-        };
-        // The recorder first, then the observer: it registers its handles with it.
-        Ok((gate.observer(MetricsObserver::new()), Some(handle)))
-    }
-
-    /// What both inline receivers start with: the [`gate`](Self::gate), its secrets file
-    /// watched while the server runs, and with `METRICS_ADDR` set an observer and the
-    /// handle that renders `/metrics` (see [`observe`](Self::observe)).
-    ///
-    /// # Errors
-    ///
-    /// As [`gate`](Self::gate) and [`observe`](Self::observe).
-    #[cfg(feature = "receiver")]
-    pub fn observed_gate(&self) -> Result<(Gate, Option<PrometheusHandle>), String> {
-        let (gate, secrets_file) = self.gate()?;
-        self.watch_secrets_file(secrets_file, gate.secrets());
-        self.observe(gate)
     }
 
     /// With `METRICS_ADDR` set: installs the Prometheus recorder (histogram buckets from
@@ -625,14 +584,15 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_accepts_the_current_and_the_previous_secret() {
-        use mapping_webhooks::{MatchedSecret, Signer};
+    fn the_secrets_accept_the_current_and_the_previous_secret() {
+        use mapping_webhooks::{Gate, MatchedSecret, Signer};
         let c = ReceiverConfig::from_lookup(env(&[
             ("MAPPING_WEBHOOK_SECRET", "whsec_new"),
             ("MAPPING_WEBHOOK_SECRET_PREVIOUS", "whsec_old"),
         ]))
         .unwrap();
-        let (gate, _) = c.gate().unwrap();
+        let (secrets, _) = c.secrets().unwrap();
+        let gate = Gate::from_secrets(secrets);
         let body = br#"{"eventId":"evt_1","type":"mapping.completed"}"#;
         for (secret, matched) in [
             ("whsec_new", MatchedSecret::Current),
@@ -683,7 +643,7 @@ mod tests {
         let c =
             ReceiverConfig::from_lookup(env(&[("MAPPING_WEBHOOK_SECRET_FILE", "/nonexistent/s")]))
                 .unwrap();
-        assert!(c.gate().unwrap_err().contains("/nonexistent/s"));
+        assert!(c.secrets().unwrap_err().contains("/nonexistent/s"));
     }
 
     #[test]

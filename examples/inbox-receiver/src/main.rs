@@ -23,30 +23,25 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::post_service;
+use axum::http::StatusCode;
+use axum::routing::{get, post, post_service};
 use mapping_webhooks_examples::{
-    EventLine, ReceiverConfig, WEBHOOK_PATH, print_line, serve_axum, shutdown_signal,
+    ReceiverConfig, WEBHOOK_PATH, print_event, serve_axum, shutdown_signal,
 };
-use mapping_webhooks_inbox::{Delivery, Inbox, MetricsObserver, WorkerMetrics};
-use mapping_webhooks_tower::InboxService;
+use mapping_webhooks_inbox::{Inbox, WorkerMetrics};
+use mapping_webhooks_tower::{
+    Event, Gate, MetricsObserver, VerifiedEvent, WebhookVerify, worker_handler,
+};
 
 /// The default database: a file in the working directory.
 const DEFAULT_DATABASE_URL: &str = "sqlite://webhooks.db";
 
-/// The handler: here it prints the event line. A real one imports the export file; an
-/// error makes the worker retry it later.
-async fn on_event(delivery: Delivery) -> Result<(), std::convert::Infallible> {
-    let envelope = &delivery.envelope;
-    let line = EventLine {
-        event_id: &envelope.event_id,
-        event_type: &envelope.event_type,
-        delivery_id: &envelope.id,
-        api_version: &envelope.api_version,
-        signed_at: delivery.signed_at,
-        secret: &delivery.secret,
-    };
-    print_line(&line.to_string());
-    Ok(())
+/// The handler, written as for an inline route: the worker runs it with each stored
+/// delivery. Here it prints the event line; a real one imports the export file. Anything
+/// but a 2xx makes the worker retry it later.
+async fn on_event(event: VerifiedEvent<Event>) -> StatusCode {
+    print_event(&event.verified, &event.envelope.api_version);
+    StatusCode::NO_CONTENT
 }
 
 #[tokio::main]
@@ -54,46 +49,43 @@ async fn main() -> ExitCode {
     let Some(config) = ReceiverConfig::start() else {
         return ExitCode::FAILURE;
     };
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: ReceiverConfig) -> Result<(), String> {
     let url = std::env::var("DATABASE_URL")
         .ok()
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-    let (secrets, secrets_file) = match config.secrets() {
-        Ok(secrets) => secrets,
-        Err(error) => {
-            tracing::error!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // The recorder before the observers: they register their handles with it.
-    let metrics = match config.install_metrics() {
-        Ok(metrics) => metrics,
-        Err(error) => {
-            tracing::error!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut builder = Inbox::builder_from_secrets(secrets);
+    // The secrets: MAPPING_WEBHOOK_SECRET (and _PREVIOUS), or MAPPING_WEBHOOK_SECRET_FILE,
+    // which is watched and applied to the same handle while the server runs.
+    let (secrets, secrets_file) = config.secrets()?;
+    config.watch_secrets_file(secrets_file, &secrets);
+    // METRICS_ADDR: the recorder before the observers, which register their series.
+    let metrics = config.install_metrics()?;
+    // The gate: every option in one place. No dedup store in front of the inbox: it
+    // deduplicates durably on its own.
+    let mut gate = Gate::builder().secrets(secrets).without_dedup();
     if metrics.is_some() {
-        builder = builder.observer(MetricsObserver::new());
+        gate = gate.observer(MetricsObserver::new());
     }
-    let inbox = match builder.connect(&url).await {
-        Ok(inbox) => inbox,
-        Err(error) => {
-            tracing::error!("cannot open the inbox: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Reloads the secrets file, if any, while the server runs.
-    config.watch_secrets_file(secrets_file, inbox.secrets());
-    let listener = match tokio::net::TcpListener::bind(config.bind_addr).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!("cannot listen on {}: {error}", config.bind_addr);
-            return ExitCode::FAILURE;
-        }
-    };
+    let gate = gate.build().map_err(|e| e.to_string())?;
+    // The inbox: database settings only.
+    let inbox = Inbox::builder()
+        .connect(&url)
+        .await
+        .map_err(|e| format!("cannot open the inbox: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(config.bind_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.bind_addr))?;
 
+    // The worker runs the handler written for an inline route.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = if std::env::var("INBOX_WORKER").as_deref() == Ok("off") {
         tracing::info!("INBOX_WORKER=off: storing deliveries, processing none");
@@ -101,7 +93,7 @@ async fn main() -> ExitCode {
     } else {
         let mut stopped = stopped.clone();
         let mut worker = inbox
-            .worker(on_event)
+            .worker(worker_handler(post(on_event).with_state(())))
             .shutdown_timeout(Duration::from_secs(10));
         if metrics.is_some() {
             worker = worker.observer(WorkerMetrics::new());
@@ -111,17 +103,36 @@ async fn main() -> ExitCode {
         })))
     };
 
-    let app =
-        Router::new().route_service(WEBHOOK_PATH, post_service(InboxService::new(inbox.clone())));
+    // The route stores each verified delivery and answers once it is committed; the
+    // readiness route asks the database.
+    let ready = inbox.clone();
+    let app = Router::new()
+        .route_service(
+            WEBHOOK_PATH,
+            post_service(WebhookVerify::from_gate(gate).inbox(inbox.clone())),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let inbox = ready.clone();
+                async move {
+                    match inbox.ping().await {
+                        Ok(()) => (StatusCode::OK, "ready"),
+                        Err(_) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "inbox database unavailable",
+                        ),
+                    }
+                }
+            }),
+        );
     tracing::info!(
         "receiving webhooks on http://{}{WEBHOOK_PATH} into the inbox",
         config.bind_addr
     );
-    if let Some(handle) = metrics
-        && let Err(error) = config.serve_metrics(handle).await
-    {
-        tracing::error!("{error}");
-        return ExitCode::FAILURE;
+    if let Some(handle) = metrics {
+        config.serve_metrics(handle).await?;
     }
     serve_axum(listener, app, &config, shutdown_signal()).await;
     let _ = stop.send(true);
@@ -134,5 +145,5 @@ async fn main() -> ExitCode {
     }
     // Closing the pool checkpoints SQLite's write-ahead log into the database file.
     inbox.close().await;
-    ExitCode::SUCCESS
+    Ok(())
 }

@@ -34,7 +34,7 @@ use actix_web::http::KeepAlive;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use mapping_webhooks::{DEFAULT_TENANT_CAPACITY, DEFAULT_TENANT_TTL};
 use mapping_webhooks_actix::{
-    ResolveError, Secret, Secrets, Tenant, TenantFrom, Tenants, VerifiedEvent, WebhookVerify,
+    Gate, ResolveError, Secret, Secrets, Tenant, TenantFrom, Tenants, VerifiedEvent, WebhookVerify,
 };
 use mapping_webhooks_examples::{DEFAULT_BIND_ADDR, init_tracing, print_event};
 use zeroize::Zeroizing;
@@ -67,10 +67,8 @@ fn load(path: &Path) -> Result<Table, String> {
             return Err(at("a tenant without a secret"));
         };
         let secret = |s: &str| Secret::new(s).map_err(|e| at(&e.to_string()));
-        let mut secrets = Secrets::new(secret(current)?);
-        for previous in fields {
-            secrets = secrets.previous_secret(secret(previous)?);
-        }
+        let previous = fields.map(secret).collect::<Result<Vec<_>, _>>()?;
+        let secrets = Secrets::with_previous(secret(current)?, previous);
         table.insert(key.to_owned(), Tenant::new(key, secrets));
     }
     Ok(table)
@@ -139,13 +137,25 @@ async fn main() -> ExitCode {
         Err(error) => tracing::warn!("cannot listen for SIGHUP: {error}"),
     }
 
-    let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(2));
+    // The gate: the tenants, their key the path's third segment; the default store.
+    let gate = Gate::builder()
+        .tenants(tenants, TenantFrom::PathSegment(2))
+        .build();
+    let verify = match gate {
+        Ok(gate) => WebhookVerify::from_gate(gate),
+        Err(error) => {
+            tracing::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = HttpServer::new(move || {
-        App::new().service(
-            web::resource(ROUTE)
-                .wrap(verify.clone())
-                .route(web::post().to(on_event)),
-        )
+        App::new()
+            .service(
+                web::resource(ROUTE)
+                    .wrap(verify.clone())
+                    .route(web::post().to(on_event)),
+            )
+            .route("/healthz", web::get().to(|| async { "ok" }))
     })
     // As in actix-receiver: cancel a handler whose sender gave up, time out slow heads.
     .h1_allow_half_closed(false)

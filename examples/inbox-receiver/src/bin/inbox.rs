@@ -66,15 +66,11 @@ async fn main() -> ExitCode {
         Ok(secrets) => secrets,
         Err(error) => return fail(&error),
     };
-    let inbox = match Inbox::builder_from_secrets(secrets)
-        .existing_only()
-        .connect(&url)
-        .await
-    {
+    let inbox = match Inbox::builder().existing_only().connect(&url).await {
         Ok(inbox) => inbox,
         Err(error) => return fail(&format!("cannot open the inbox: {error}")),
     };
-    match run(&inbox, &args).await {
+    match run(&inbox, &secrets, &args).await {
         Ok(Some(output)) => {
             println!("{output}");
             ExitCode::SUCCESS
@@ -93,7 +89,7 @@ fn fail(message: &str) -> ExitCode {
 }
 
 /// Runs one command; `Ok(None)` for a usage mistake.
-async fn run(inbox: &Inbox, args: &[String]) -> Result<Option<String>, String> {
+async fn run(inbox: &Inbox, secrets: &Secrets, args: &[String]) -> Result<Option<String>, String> {
     let force = args.iter().any(|a| a == "--force");
     let args: Vec<&str> = args
         .iter()
@@ -213,7 +209,7 @@ async fn run(inbox: &Inbox, args: &[String]) -> Result<Option<String>, String> {
             format!("{n} done deliveries older than {days} days pruned")
         }
         ["reverify", n] => {
-            let verified = inbox.reverify(id(n)?).await.map_err(e)?;
+            let verified = inbox.reverify(id(n)?, secrets).await.map_err(e)?;
             format!(
                 "{n} verifies: {} signed at {} with the {} secret",
                 verified.event_id, verified.timestamp, verified.secret

@@ -6,7 +6,7 @@
 //!
 //! For SQLite (a temporary file, WAL, `synchronous=FULL`) and for Postgres (a server
 //! started for the run, on loopback, with Postgres's default durability), 32 concurrent
-//! senders call `Inbox::accept` with pre-signed, distinct events, and the same senders
+//! senders call `Gate::admit_into(&inbox, ..)` with pre-signed, distinct events, and the same senders
 //! run the floor: a bare `INSERT` of the same row into an identical table through the
 //! same pool, without verification, `ON CONFLICT` or `RETURNING`. Rounds alternate
 //! (accept, floor, accept, floor, …) so both see the same machine. Then a worker with a
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mapping_webhooks::{Secret, Signer, UnsignedHeaders};
-use mapping_webhooks_inbox::{Acceptance, Db, Delivery, Inbox, State};
+use mapping_webhooks_inbox::{Db, Delivery, Gate, Inbox, Reply, State};
 
 const SECRET: &str = "whsec_bench_0123456789abcdef0123456789";
 const SENDERS: usize = 32;
@@ -151,8 +151,15 @@ async fn create_floor(db: &Db, migration: &str) {
 }
 
 async fn bench(name: &str, url: &str, migration: &str, per_round: usize) {
-    let inbox = Inbox::builder(SECRET)
-        .unwrap()
+    // The gate verifies; the inbox, its sink, stores (and deduplicates) on its own.
+    let gate = Arc::new(
+        Gate::builder()
+            .secret(SECRET)
+            .without_dedup()
+            .build()
+            .expect("a valid gate"),
+    );
+    let inbox = Inbox::builder()
         .max_connections(if url.starts_with("sqlite") { 4 } else { 16 })
         .connect(url)
         .await
@@ -163,15 +170,20 @@ async fn bench(name: &str, url: &str, migration: &str, per_round: usize) {
     let (mut accept_wall, mut floor_wall) = (Duration::ZERO, Duration::ZERO);
     for round in 0..ROUNDS {
         let evs = Arc::new(events(&format!("a{round}"), per_round));
-        let inbox2 = inbox.clone();
+        let (inbox2, gate2) = (inbox.clone(), Arc::clone(&gate));
         let (lat, wall) = drive(evs, move |evs, i| {
-            let inbox = inbox2.clone();
+            let (inbox, gate) = (inbox2.clone(), Arc::clone(&gate2));
             async move {
                 let e = &evs[i];
-                let answer = inbox
-                    .accept([e.header.as_bytes()], UnsignedHeaders::default(), &e.body)
+                let answer = gate
+                    .admit_into(
+                        &inbox,
+                        [e.header.as_bytes()],
+                        UnsignedHeaders::default(),
+                        &e.body,
+                    )
                     .await;
-                assert!(matches!(answer, Acceptance::Stored { .. }), "{answer:?}");
+                assert_eq!(answer, Reply::Queued, "{answer:?}");
             }
         })
         .await;

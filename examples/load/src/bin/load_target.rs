@@ -15,7 +15,7 @@
 
 use std::net::SocketAddr;
 
-use mapping_webhooks::RedisStore;
+use mapping_webhooks::{Gate, RedisStore};
 use mapping_webhooks_examples::DEV_SECRET;
 
 fn main() -> std::io::Result<()> {
@@ -38,11 +38,17 @@ fn main() -> std::io::Result<()> {
 
 /// A Redis store for the third route, namespaced per run so runs never see each
 /// other's events.
-async fn redis_store(url: &str) -> std::io::Result<RedisStore> {
-    RedisStore::builder(url)
+/// The gate of the Redis routes: the development secret and a Redis store.
+async fn redis_gate(url: &str) -> std::io::Result<Gate<RedisStore>> {
+    let store = RedisStore::builder(url)
         .prefix(format!("load:{}:", std::process::id()))
         .build()
         .await
+        .map_err(std::io::Error::other)?;
+    Gate::builder()
+        .secret(DEV_SECRET)
+        .dedup(store)
+        .build()
         .map_err(std::io::Error::other)
 }
 
@@ -55,7 +61,7 @@ mod axum_app {
     use axum::routing::post;
     use mapping_webhooks_tower::WebhookVerify;
 
-    use super::{DEV_SECRET, redis_store};
+    use super::{DEV_SECRET, redis_gate};
 
     async fn read(body: Bytes) -> StatusCode {
         std::hint::black_box(body);
@@ -73,7 +79,7 @@ mod axum_app {
                     post(read).layer(WebhookVerify::new(DEV_SECRET)),
                 );
                 if let Some(url) = redis {
-                    let layer = WebhookVerify::new(DEV_SECRET).dedup(redis_store(&url).await?);
+                    let layer = WebhookVerify::from_gate(redis_gate(&url).await?);
                     app = app.route("/verified-redis", post(read).layer(layer));
                 }
                 let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -89,7 +95,7 @@ mod actix_app {
     use actix_web::{App, HttpResponse, HttpServer, web};
     use mapping_webhooks_actix::WebhookVerify;
 
-    use super::{DEV_SECRET, redis_store};
+    use super::{DEV_SECRET, redis_gate};
 
     async fn read(body: web::Bytes) -> HttpResponse {
         std::hint::black_box(body);
@@ -101,7 +107,7 @@ mod actix_app {
         let verify = WebhookVerify::new(DEV_SECRET);
         actix_web::rt::System::new().block_on(async move {
             let with_redis = match redis {
-                Some(url) => Some(WebhookVerify::new(DEV_SECRET).dedup(redis_store(&url).await?)),
+                Some(url) => Some(WebhookVerify::from_gate(redis_gate(&url).await?)),
                 None => None,
             };
             let server = HttpServer::new(move || {
