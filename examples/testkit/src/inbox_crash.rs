@@ -293,7 +293,7 @@ pub fn a_failed_commit_is_503_and_every_202_is_stored(binary: &str, tool: &str) 
     assert!(unavailable > 0, "the limit never bit: {seen}");
     assert!(!accepted.is_empty(), "nothing fit under the limit: {seen}");
     assert!(
-        logged.contains("inbox database failed"),
+        logged.contains("the inbox could not store the webhook"),
         "{seen}; no log line for the failed commits:\n{logged}"
     );
     eprintln!("{seen}");
