@@ -216,7 +216,7 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         self.on_reject(reject::json as RejectFn)
     }
 
-    /// Takes each request's tenant key with `f` instead of the [`TenantFrom`] given to
+    /// Takes each request's tenant key with `f` instead of the [`TenantFrom`](crate::TenantFrom) given to
     /// [`Gate::for_tenants`] (which this replaces; without tenants
     /// the key is not used). `None` is an unknown tenant (404). The route is matched
     /// before the middleware runs, so a path parameter is there:

@@ -153,7 +153,7 @@ impl Gate {
     }
 
     /// A gate for many tenants on one endpoint: each request's tenant key is taken as
-    /// `from` says, and its secrets from `tenants` (see [`check_tenant`](Self::check_tenant)).
+    /// `from` says, and its secrets from `tenants`.
     /// Dedup keys are per tenant. The other options are the defaults.
     pub fn for_tenants(tenants: Tenants, from: TenantFrom) -> Self {
         Self {
@@ -407,10 +407,10 @@ impl<D: DedupStore> Gate<D> {
     /// Verifies a request and claims its event.
     ///
     /// `signatures` are the values of every `X-Webhook-Signature` header (none or more
-    /// than one is refused), `body` the raw body, read within the limit. This is
-    /// [`check_head`](Self::check_head) (without a declared length) followed by
-    /// [`admit_checked`](Self::admit_checked); an adapter that reads the body itself
-    /// should call those two instead, so a request refused on its head is never read.
+    /// than one is refused), `body` the raw body, read within the limit: the head checks
+    /// (without a declared length), then the body's. An adapter that reads the body
+    /// itself should open [`intake`](Self::intake) instead, so a request refused on its
+    /// head is never read.
     pub async fn admit<'h>(
         &self,
         signatures: impl IntoIterator<Item = &'h [u8]>,

@@ -1,7 +1,7 @@
 //! Watching what the gate decides: an [`Observer`] hears each request's [`Outcome`]
 //! exactly once, and how long verification, the store and the handler took.
 //!
-//! Set one with [`Gate::observer`](crate::Gate::observer) (the adapters have the same
+//! Set one with [`GateBuilder::observer`](crate::GateBuilder::observer) (the adapters have the same
 //! builder method). Every method has a no-op default, so implement only what you need;
 //! a closure taking an [`Outcome`] is an observer too:
 //!
@@ -28,7 +28,7 @@
 //! When each outcome is reported:
 //! - a refusal, a duplicate, a copy in flight and a store failure answered 503: when the
 //!   gate decides it, before the adapter answers;
-//! - a request whose handler ran: when its [`Ticket`](crate::Ticket) is finished, or
+//! - a request whose handler ran: when its [`Ticket`](crate::adapter::Ticket) is finished, or
 //!   dropped unfinished (the handler panicked, the client went away, a timeout fired).
 
 use std::fmt;
@@ -154,18 +154,18 @@ pub struct Handled {
     pub store_error: bool,
 }
 
-/// How a handler ended, as its [`Ticket`](crate::Ticket) was told.
+/// How a handler ended, as its [`Ticket`](crate::adapter::Ticket) was told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HandlerEnd {
-    /// [`Ticket::finish`](crate::Ticket::finish) with this status (2xx completed the
+    /// [`Ticket::finish`](crate::adapter::Ticket::finish) with this status (2xx completed the
     /// event).
     Status(u16),
-    /// [`Ticket::succeeded`](crate::Ticket::succeeded), without a status.
+    /// [`Ticket::succeeded`](crate::adapter::Ticket::succeeded), without a status.
     Succeeded,
-    /// [`Ticket::failed`](crate::Ticket::failed): the handler returned an error.
+    /// [`Ticket::failed`](crate::adapter::Ticket::failed): the handler returned an error.
     Failed,
-    /// [`Ticket::panicked`](crate::Ticket::panicked): the adapter caught a panic.
+    /// [`Ticket::panicked`](crate::adapter::Ticket::panicked): the adapter caught a panic.
     Panicked,
     /// The ticket was dropped unfinished: a panic that unwound through the adapter, a
     /// client that went away, a timeout.

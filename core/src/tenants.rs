@@ -231,7 +231,7 @@ impl<R: SecretsResolver> DynResolver for R {
 ///
 /// A tenant's previous secrets expire on the clock of the [`Secrets`] the resolver
 /// returned ([`Secrets::clock`]; the system clock by default): the gate's own
-/// [`clock`](crate::Gate::clock) does not reach a handle the app owns, so a test with a
+/// [`clock`](crate::GateBuilder::clock) does not reach a handle the app owns, so a test with a
 /// manual clock gives it to the tenants' handles too.
 ///
 /// ```

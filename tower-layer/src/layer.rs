@@ -123,7 +123,7 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     }
 
     /// Takes each request's tenant key with `f`, from the request's head, instead of the
-    /// [`TenantFrom`] given to [`Gate::for_tenants`] (which this
+    /// [`TenantFrom`](crate::TenantFrom) given to [`Gate::for_tenants`] (which this
     /// replaces; without tenants the key is not used). `None` is an unknown tenant (404).
     ///
     /// ```

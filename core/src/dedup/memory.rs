@@ -68,7 +68,7 @@ pub const DEFAULT_CAPACITY: u64 = 100_000;
 /// resumed) neither frees a claim early nor keeps one for ever. Only the signature
 /// window reads the wall clock.
 ///
-/// A clock set with [`MemoryStoreBuilder::clock`] (or [`Gate::clock`](crate::Gate::clock),
+/// A clock set with [`MemoryStoreBuilder::clock`] (or [`GateBuilder::clock`](crate::GateBuilder::clock),
 /// which rebuilds the default store on it) must be monotonic too. The store never lets
 /// its own time go back: a reading earlier than one already seen counts as that one, so
 /// a wall clock stepped back stretches the leases and TTLs of that moment instead of
