@@ -230,9 +230,7 @@ pub mod testing;
 
 pub use body::{ResponseBody, VerifiedBody};
 #[cfg(feature = "axum")]
-pub use extract::VerifiedEvent;
-#[cfg(feature = "axum")]
-pub use extract::VerifiedEventRejection;
+pub use extract::{VerifiedEvent, VerifiedEventRejection};
 pub use inbox::{InboxFuture, InboxService};
 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 pub use inbox::{WorkerFuture, worker_handler};
