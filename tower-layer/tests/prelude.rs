@@ -1,5 +1,6 @@
 //! An app names everything from this crate alone (the core's prelude, re-exported whole):
 //! here, a dedup store of its own, which needs `Begin` and `Claim`, served over real HTTP.
+#![cfg(feature = "axum")]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -95,7 +96,11 @@ async fn a_store_of_the_apps_own_is_written_with_this_crates_names_alone() {
 
     assert_eq!(first.0, 204, "first delivery: {}", first.1);
     assert_eq!(again.0, 200, "the copy: {}", again.1);
-    assert!(again.1.contains(&format!("{DUPLICATE_HEADER}: true")), "{}", again.1);
+    assert!(
+        again.1.contains(&format!("{DUPLICATE_HEADER}: true")),
+        "{}",
+        again.1
+    );
     assert_eq!(*ran.lock().unwrap(), ["evt_own"]);
     assert_eq!(*store.calls.lock().unwrap(), ["begin", "complete", "begin"]);
 }
