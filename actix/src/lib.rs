@@ -101,10 +101,10 @@
 //! uses the new secrets:
 //!
 //! ```
-//! use mapping_webhooks_actix::{Secret, Secrets, WebhookVerify};
+//! use mapping_webhooks_actix::{Gate, Secret, Secrets, WebhookVerify};
 //!
 //! let secrets = Secrets::new(Secret::new("whsec_old_0123456789abcdef0123456789")?);
-//! let verify = WebhookVerify::from_secrets(secrets.clone()); // clone it into HttpServer::new
+//! let verify = WebhookVerify::from_gate(Gate::from_secrets(secrets.clone())); // clone it into HttpServer::new
 //! // On a reloaded secrets file, an admin call...: the old one stays accepted for 10 min.
 //! secrets.rotate(Secret::new("whsec_new_fedcba9876543210fedcba9876")?);
 //! # let _ = verify;
@@ -119,7 +119,7 @@
 //!
 //! ```
 //! use mapping_webhooks_actix::{
-//!     ResolveError, Secret, Secrets, Tenant, TenantFrom, Tenants, WebhookVerify,
+//!     Gate, ResolveError, Secret, Secrets, Tenant, TenantFrom, Tenants, WebhookVerify,
 //! };
 //!
 //! let tenants = Tenants::new(|key: String| async move {
@@ -129,7 +129,7 @@
 //!     Ok::<_, ResolveError>(key.eq_ignore_ascii_case("acme").then(|| Tenant::new("acme", secrets())))
 //! });
 //! // /hooks/mapping/{tenant}: the tenant is the third path segment.
-//! let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(2));
+//! let verify = WebhookVerify::from_gate(Gate::for_tenants(tenants, TenantFrom::PathSegment(2)));
 //! # let _ = verify;
 //! ```
 //!
@@ -183,30 +183,8 @@ pub use extract::{VerifiedEvent, VerifiedEventRejection};
 pub use middleware::{WebhookVerify, WebhookVerifyService};
 pub use router::{EventHandler, EventRouter};
 
-// Inlined, so the pages (and the links to them) exist in this crate's own docs.
-#[cfg(feature = "metrics")]
+// What an app names from the core, in one list (the core's `prelude`); inlined, so the
+// pages (and the links to them) exist in this crate's own docs. The adapter-author items
+// (`mapping_webhooks::adapter`) are not in it.
 #[doc(inline)]
-pub use mapping_webhooks::MetricsObserver;
-#[doc(inline)]
-pub use mapping_webhooks::dedup::MemoryStoreBuilder;
-#[doc(inline)]
-pub use mapping_webhooks::observe::{
-    Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOperation,
-};
-#[doc(inline)]
-pub use mapping_webhooks::{
-    Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE,
-    DELIVERY_HEADER, DUPLICATE_HEADER, DUPLICATE_REASON, DedupStore, EVENT_HEADER, Envelope, Event,
-    EventPayload, FromEventData, Gate, GateBuilder, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
-    MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
-    MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
-    SIGNATURE_HEADER, Secret, SignatureMatch, SignedDelivery, Signer, Sink, SinkDelivery,
-    StoreError, Stored, SystemClock, TTL_RANGE, Verified, Verifier, VerifyError,
-};
-#[doc(inline)]
-pub use mapping_webhooks::{
-    LookupError, ResolveError, Secrets, SecretsResolver, Tenant, TenantFrom, Tenants,
-};
-#[cfg(feature = "redis")]
-#[doc(inline)]
-pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
+pub use mapping_webhooks::prelude::*;

@@ -17,9 +17,7 @@ use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transfor
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse};
 use mapping_webhooks::adapter::Admitted;
-use mapping_webhooks::{
-    ConfigError, DedupStore, Gate, MemoryStore, Reply, Secret, Secrets, TenantFrom, Tenants,
-};
+use mapping_webhooks::{DedupStore, Gate, MemoryStore, Reply};
 use tracing::Instrument;
 
 use crate::body::{self, Head, TenantKeyFn};
@@ -137,45 +135,16 @@ impl WebhookVerify {
     /// # Panics
     ///
     /// When `secret` is empty or blank, which usually means its environment variable is
-    /// not set: a receiver must not start without a secret. Use [`try_new`](Self::try_new)
-    /// to handle that as an error.
+    /// not set: a receiver must not start without a secret. To handle that as an error,
+    /// build the gate: `WebhookVerify::from_gate(Gate::builder().secret(secret).build()?)`;
+    /// many tenants ([`Gate::for_tenants`]) or a [`Secrets`](crate::Secrets) handle to
+    /// rotate while the server runs ([`Gate::from_secrets`], [`Gate::secrets`]) are the
+    /// gate's too.
     pub fn new(secret: impl AsRef<[u8]>) -> Self {
-        Self::try_new(secret).unwrap_or_else(|e| panic!("WebhookVerify::new: {e}"))
-    }
-
-    /// Like [`new`](Self::new), returning an error instead of panicking.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::EmptySecret`] when `secret` is empty or blank.
-    pub fn try_new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        Ok(Self::from_gate(Gate::new(Secret::new(secret)?)))
-    }
-
-    /// The middleware reading `secrets`, a handle the app keeps to change the secrets
-    /// while the server runs; every worker's clone reads the same handle:
-    ///
-    /// ```
-    /// use mapping_webhooks_actix::{Secret, Secrets, WebhookVerify};
-    ///
-    /// let secrets = Secrets::new(Secret::new("whsec_current")?);
-    /// let verify = WebhookVerify::from_secrets(secrets.clone());
-    /// // Later, on a reloaded secrets file or an admin call: the next request sees it.
-    /// secrets.rotate(Secret::new("whsec_next")?);
-    /// # let _ = verify;
-    /// # Ok::<(), mapping_webhooks_actix::ConfigError>(())
-    /// ```
-    pub fn from_secrets(secrets: Secrets) -> Self {
-        Self::from_gate(Gate::from_secrets(secrets))
-    }
-
-    /// The middleware for many tenants on one route: each request's tenant key is taken
-    /// as `from` says (for `web::resource("/hooks/mapping/{tenant}")`,
-    /// `TenantFrom::PathSegment(2)`), and its secrets from `tenants`, before the body is
-    /// read. An unknown tenant is answered 404, a failed lookup 503; dedup keys are per
-    /// tenant, and [`Verified::tenant`](mapping_webhooks::Verified::tenant) names it.
-    pub fn for_tenants(tenants: Tenants, from: TenantFrom) -> Self {
-        Self::from_gate(Gate::for_tenants(tenants, from))
+        match Gate::builder().secret(secret).build() {
+            Ok(gate) => Self::from_gate(gate),
+            Err(e) => panic!("WebhookVerify::new: {e}"),
+        }
     }
 }
 
@@ -247,17 +216,17 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
         self.on_reject(reject::json as RejectFn)
     }
 
-    /// Takes each request's tenant key with `f` instead of the [`TenantFrom`] given to
-    /// [`for_tenants`](WebhookVerify::for_tenants) (which this replaces; without tenants
+    /// Takes each request's tenant key with `f` instead of the [`TenantFrom`](crate::TenantFrom) given to
+    /// [`Gate::for_tenants`] (which this replaces; without tenants
     /// the key is not used). `None` is an unknown tenant (404). The route is matched
     /// before the middleware runs, so a path parameter is there:
     ///
     /// ```
-    /// use mapping_webhooks_actix::{ResolveError, Tenant, TenantFrom, Tenants, WebhookVerify};
+    /// use mapping_webhooks_actix::{Gate, ResolveError, Tenant, TenantFrom, Tenants, WebhookVerify};
     ///
     /// let tenants = Tenants::new(|_key: String| async { Ok::<Option<Tenant>, ResolveError>(None) });
     /// // web::resource("/hooks/{tenant}/mapping")
-    /// let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(1))
+    /// let verify = WebhookVerify::from_gate(Gate::for_tenants(tenants, TenantFrom::PathSegment(1)))
     ///     .tenant_key(|req| req.match_info().get("tenant").map(str::to_owned));
     /// # let _ = verify;
     /// ```
@@ -273,13 +242,6 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// getters ([`body_limit`](Gate::body_limit), [`read_timeout`](Gate::read_timeout), …).
     pub fn gate(&self) -> &Gate<D> {
         &self.gate
-    }
-
-    /// The secrets handle every request reads (in every worker): clone it to
-    /// [`rotate`](Secrets::rotate) or [`set`](Secrets::set) the secrets while the server
-    /// runs.
-    pub fn secrets(&self) -> &Secrets {
-        self.gate.secrets()
     }
 }
 

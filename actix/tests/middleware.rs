@@ -737,9 +737,14 @@ fn an_empty_secret_panics_at_construction() {
 }
 
 #[test]
-fn try_new_reports_an_empty_secret() {
+fn an_empty_secret_is_reported_by_the_gate_builder() {
+    // Was `WebhookVerify::try_new`: the fallible form is the gate's builder.
     assert_eq!(
-        WebhookVerify::try_new("").unwrap_err(),
+        mapping_webhooks_actix::Gate::builder()
+            .secret("")
+            .build()
+            .map(WebhookVerify::from_gate)
+            .unwrap_err(),
         mapping_webhooks_actix::ConfigError::EmptySecret
     );
 }

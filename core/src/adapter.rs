@@ -9,6 +9,11 @@
 //! or stores the request with [`Intake::admit_into`]. Every [`Reply`](crate::Reply) it
 //! gets is answered as it is: the adapter only turns it into its framework's response.
 
+mod declare;
+
+#[doc(hidden)]
+pub use declare::__private;
+
 use std::collections::HashMap;
 use std::fmt;
 

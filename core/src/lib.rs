@@ -83,6 +83,7 @@ mod header;
 #[cfg(feature = "metrics")]
 mod metrics_observer;
 pub mod observe;
+pub mod prelude;
 mod secret;
 mod secrets;
 #[cfg(feature = "secrets-file")]

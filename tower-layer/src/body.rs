@@ -12,10 +12,9 @@ use bytes::{Buf, Bytes};
 use http::HeaderValue;
 use http::request::Parts;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either, Full};
 use mapping_webhooks::adapter::{Intake, RequestHead};
 use mapping_webhooks::{DedupStore, Gate, Reply};
-use pin_project_lite::pin_project;
 
 use crate::WebhookVerify;
 
@@ -38,7 +37,8 @@ impl<'a> Head<'a> {
         body: &B,
         verify: &'a WebhookVerify<D, R>,
     ) -> Self {
-        let (exact_size, tenant_key) = (body.size_hint().exact(), verify.tenant_key.as_deref());
+        let tenant_key = verify.tenant_key.as_deref();
+        let exact_size = body.size_hint().exact();
         Self {
             parts,
             exact_size,
@@ -166,62 +166,13 @@ impl Body for VerifiedBody {
     }
 }
 
-pin_project! {
-    /// The response body of [`WebhookVerifyService`](crate::WebhookVerifyService):
-    /// the inner service's body, or the short body of a response the layer gave itself.
-    pub struct ResponseBody<B> {
-        #[pin]
-        inner: Option<B>,
-        reply: VerifiedBody,
-    }
-}
+/// The response body of [`WebhookVerifyService`](crate::WebhookVerifyService) (and
+/// [`InboxService`](crate::InboxService)): the inner service's body (`Left`), or the
+/// short body of a response the layer gave itself (`Right`). Its error is boxed, as
+/// axum's and hyper's bodies accept.
+pub type ResponseBody<B> = Either<B, Full<Bytes>>;
 
-impl<B> ResponseBody<B> {
-    pub(crate) fn inner(body: B) -> Self {
-        let reply = VerifiedBody::default();
-        Self {
-            inner: Some(body),
-            reply,
-        }
-    }
-
-    pub(crate) fn reply(bytes: Bytes) -> Self {
-        let reply = VerifiedBody::new(bytes);
-        Self { inner: None, reply }
-    }
-}
-
-impl<B> fmt::Debug for ResponseBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseBody")
-            .field("inner", &self.inner.is_some())
-            .field("reply", &self.reply)
-            .finish()
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        match this.inner.as_pin_mut() {
-            Some(body) => body.poll_frame(cx),
-            None => Pin::new(this.reply).poll_frame(cx).map_err(|e| match e {}),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        let reply = self.reply.is_end_stream();
-        self.inner.as_ref().map_or(reply, Body::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let reply = self.reply.size_hint();
-        self.inner.as_ref().map_or(reply, Body::size_hint)
-    }
+/// The body of a response the layer gives itself.
+pub(crate) fn reply<B>(bytes: Bytes) -> ResponseBody<B> {
+    Either::Right(Full::new(bytes))
 }

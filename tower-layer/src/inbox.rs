@@ -121,11 +121,7 @@ where
                     Ok(intake) => intake.admit_into(&*this.sink).await,
                     Err(reply) => reply,
                 };
-                Ok(this
-                    .verify
-                    .on_reject
-                    .on_reject(&reply)
-                    .map(ResponseBody::reply))
+                Ok(this.verify.on_reject.on_reject(&reply).map(body::reply))
             }),
         }
     }

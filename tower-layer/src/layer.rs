@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Response;
-use mapping_webhooks::{
-    ConfigError, DedupStore, Gate, MemoryStore, Reply, Secret, Secrets, TenantFrom, Tenants,
-};
+use mapping_webhooks::{DedupStore, Gate, MemoryStore, Reply};
 use tower_layer::Layer;
 
 use crate::body::TenantKeyFn;
@@ -62,44 +60,15 @@ impl WebhookVerify {
     ///
     /// When `secret` is empty or blank (the message says so): usually an environment
     /// variable that is not set. This happens while the app is built, never at a
-    /// request; use [`try_new`](Self::try_new) to handle it yourself.
+    /// request. To handle it yourself, build the gate:
+    /// `WebhookVerify::from_gate(Gate::builder().secret(secret).build()?)`; many tenants
+    /// ([`Gate::for_tenants`]) or a [`Secrets`](crate::Secrets) handle to rotate while the
+    /// server runs ([`Gate::from_secrets`], [`Gate::secrets`]) are the gate's too.
     pub fn new(secret: impl AsRef<[u8]>) -> Self {
-        Self::try_new(secret).unwrap_or_else(|e| panic!("WebhookVerify::new: {e}"))
-    }
-
-    /// Like [`new`](Self::new), returning the configuration error instead of panicking.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError::EmptySecret`] when `secret` is empty or blank.
-    pub fn try_new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        Ok(Self::from_gate(Gate::new(Secret::new(secret)?)))
-    }
-
-    /// A layer reading `secrets`, a handle the app keeps to change the secrets while the
-    /// server runs, without rebuilding the router:
-    ///
-    /// ```
-    /// use mapping_webhooks_tower::{Secret, Secrets, WebhookVerify};
-    ///
-    /// let secrets = Secrets::new(Secret::new("whsec_current")?);
-    /// let layer = WebhookVerify::from_secrets(secrets.clone());
-    /// // Later, on a reloaded secrets file or an admin call: the next request sees it.
-    /// secrets.rotate(Secret::new("whsec_next")?);
-    /// # let _ = layer;
-    /// # Ok::<(), mapping_webhooks_tower::ConfigError>(())
-    /// ```
-    pub fn from_secrets(secrets: Secrets) -> Self {
-        Self::from_gate(Gate::from_secrets(secrets))
-    }
-
-    /// A layer for many tenants on one route: each request's tenant key is taken as
-    /// `from` says (for `/hooks/mapping/{tenant}`, `TenantFrom::PathSegment(2)`), and
-    /// its secrets from `tenants`, before the body is read. An unknown tenant is answered
-    /// 404, a failed lookup 503; dedup keys are per tenant, and
-    /// [`Verified::tenant`](mapping_webhooks::Verified::tenant) names it.
-    pub fn for_tenants(tenants: Tenants, from: TenantFrom) -> Self {
-        Self::from_gate(Gate::for_tenants(tenants, from))
+        match Gate::builder().secret(secret).build() {
+            Ok(gate) => Self::from_gate(gate),
+            Err(e) => panic!("WebhookVerify::new: {e}"),
+        }
     }
 }
 
@@ -154,15 +123,15 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     }
 
     /// Takes each request's tenant key with `f`, from the request's head, instead of the
-    /// [`TenantFrom`] given to [`for_tenants`](WebhookVerify::for_tenants) (which this
+    /// [`TenantFrom`](crate::TenantFrom) given to [`Gate::for_tenants`] (which this
     /// replaces; without tenants the key is not used). `None` is an unknown tenant (404).
     ///
     /// ```
-    /// use mapping_webhooks_tower::{ResolveError, Tenant, TenantFrom, Tenants, WebhookVerify};
+    /// use mapping_webhooks_tower::{Gate, ResolveError, Tenant, TenantFrom, Tenants, WebhookVerify};
     ///
     /// let tenants = Tenants::new(|_key: String| async { Ok::<Option<Tenant>, ResolveError>(None) });
     /// // acme.hooks.example.com -> "acme"
-    /// let layer = WebhookVerify::for_tenants(tenants, TenantFrom::Host).tenant_key(|parts| {
+    /// let layer = WebhookVerify::from_gate(Gate::for_tenants(tenants, TenantFrom::Host)).tenant_key(|parts| {
     ///     let host = parts.headers.get(http::header::HOST)?.to_str().ok()?;
     ///     Some(host.split('.').next()?.to_owned())
     /// });
@@ -179,12 +148,6 @@ impl<D: DedupStore, R> WebhookVerify<D, R> {
     /// The gate holding the configuration.
     pub fn gate(&self) -> &Gate<D> {
         &self.gate
-    }
-
-    /// The secrets handle every request reads: clone it to [`rotate`](Secrets::rotate)
-    /// or [`set`](Secrets::set) the secrets while the server runs.
-    pub fn secrets(&self) -> &Secrets {
-        self.gate.secrets()
     }
 }
 

@@ -149,7 +149,7 @@
 //! use mapping_webhooks_tower::{Secret, Secrets, WebhookVerify};
 //!
 //! let layer = WebhookVerify::new("whsec_old_0123456789abcdef0123456789");
-//! let secrets: Secrets = layer.secrets().clone(); // or WebhookVerify::from_secrets(..)
+//! let secrets: Secrets = layer.gate().secrets().clone(); // or Gate::from_secrets(..)
 //! // On a reloaded secrets file, an admin call...: the old one stays accepted for 10 min.
 //! secrets.rotate(Secret::new("whsec_new_fedcba9876543210fedcba9876")?);
 //! # Ok::<(), mapping_webhooks_tower::ConfigError>(())
@@ -163,7 +163,7 @@
 //!
 //! ```
 //! use mapping_webhooks_tower::{
-//!     ResolveError, Secret, Secrets, Tenant, TenantFrom, Tenants, WebhookVerify,
+//!     Gate, ResolveError, Secret, Secrets, Tenant, TenantFrom, Tenants, WebhookVerify,
 //! };
 //!
 //! let tenants = Tenants::new(|key: String| async move {
@@ -173,7 +173,7 @@
 //!     Ok::<_, ResolveError>(key.eq_ignore_ascii_case("acme").then(|| Tenant::new("acme", secrets())))
 //! });
 //! // /hooks/mapping/{tenant}: the tenant is the third path segment.
-//! let verify = WebhookVerify::for_tenants(tenants, TenantFrom::PathSegment(2));
+//! let verify = WebhookVerify::from_gate(Gate::for_tenants(tenants, TenantFrom::PathSegment(2)));
 //! # let _ = verify;
 //! ```
 //!
@@ -230,40 +230,16 @@ pub mod testing;
 
 pub use body::{ResponseBody, VerifiedBody};
 #[cfg(feature = "axum")]
-pub use extract::VerifiedEvent;
-#[cfg(feature = "axum")]
-pub use extract::VerifiedEventRejection;
+pub use extract::{VerifiedEvent, VerifiedEventRejection};
 pub use inbox::{InboxFuture, InboxService};
 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 pub use inbox::{WorkerFuture, worker_handler};
 pub use layer::WebhookVerify;
-// Inlined, so the pages (and the links to them) exist in this crate's own docs.
-#[cfg(feature = "metrics")]
+// What an app names from the core, in one list (the core's `prelude`); inlined, so the
+// pages (and the links to them) exist in this crate's own docs. The adapter-author items
+// (`mapping_webhooks::adapter`) are not in it.
 #[doc(inline)]
-pub use mapping_webhooks::MetricsObserver;
-#[doc(inline)]
-pub use mapping_webhooks::dedup::MemoryStoreBuilder;
-#[doc(inline)]
-pub use mapping_webhooks::observe::{
-    Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOperation,
-};
-#[doc(inline)]
-pub use mapping_webhooks::{
-    Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE,
-    DELIVERY_HEADER, DUPLICATE_HEADER, DUPLICATE_REASON, DedupStore, EVENT_HEADER, Envelope, Event,
-    EventPayload, FromEventData, Gate, GateBuilder, HeaderError, LEASE_RANGE, MAPPING_COMPLETED,
-    MAPPING_ERROR_RESOLVED, MAX_HEADER_LEN, MAX_SIGNATURES, ManualClock, MappingCompleted,
-    MappingErrorResolved, MatchedSecret, MemoryStore, OnStoreError, PayloadError, Reply,
-    SIGNATURE_HEADER, Secret, Secrets, SignatureMatch, SignedDelivery, Signer, Sink, SinkDelivery,
-    StoreError, Stored, SystemClock, TTL_RANGE, Verified, Verifier, VerifyError,
-};
-#[doc(inline)]
-pub use mapping_webhooks::{
-    LookupError, ResolveError, SecretsResolver, Tenant, TenantFrom, Tenants,
-};
-#[cfg(feature = "redis")]
-#[doc(inline)]
-pub use mapping_webhooks::{RedisStore, RedisStoreBuilder};
+pub use mapping_webhooks::prelude::*;
 pub use reject::{JsonReject, OnReject, PlainTextReject};
 #[cfg(feature = "axum")]
 pub use router::{EventHandler, EventRouter};

@@ -140,12 +140,13 @@ where
     ///
     /// When the type already has a handler.
     #[must_use]
-    pub fn on_type<H, T>(self, event_type: impl Into<String>, handler: H) -> Self
+    pub fn on_type<H, T>(mut self, event_type: impl Into<String>, handler: H) -> Self
     where
         H: Handler<T, S>,
         T: 'static,
     {
-        self.insert(event_type.into(), erase(handler))
+        Arc::make_mut(&mut self.table).insert(event_type.into(), erase(handler));
+        self
     }
 
     /// Runs `handler`, any axum handler, for every event type without its own handler,
@@ -158,11 +159,6 @@ where
         T: 'static,
     {
         Arc::make_mut(&mut self.table).set_fallback(erase(handler));
-        self
-    }
-
-    fn insert(mut self, event_type: String, handler: Erased<S>) -> Self {
-        Arc::make_mut(&mut self.table).insert(event_type, handler);
         self
     }
 

@@ -72,6 +72,7 @@ where
     B: Body + Send + 'static,
     B::Data: Send,
     ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     D: DedupStore,
     R: OnReject,
 {
@@ -118,7 +119,7 @@ where
         ..
     } = match admitted {
         Ok(admitted) => admitted,
-        Err(reply) => return Ok(verify.on_reject.on_reject(&reply).map(ResponseBody::reply)),
+        Err(reply) => return Ok(verify.on_reject.on_reject(&reply).map(body::reply)),
     };
     parts.extensions.insert(verified);
     // If the inner future panics or this future is dropped (client gone, a timeout
@@ -129,7 +130,7 @@ where
     match call.instrument(span).await {
         Ok(response) => {
             ticket.finish(response.status().as_u16()).await;
-            Ok(response.map(ResponseBody::inner))
+            Ok(response.map(ResponseBody::Left))
         }
         Err(error) => {
             ticket.failed().await;

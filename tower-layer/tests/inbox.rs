@@ -70,7 +70,7 @@ async fn serve(rows: Rows) -> (String, Arc<Mutex<Vec<String>>>) {
         .build()
         .unwrap();
     let verify = WebhookVerify::from_gate(gate).json_rejections();
-    let by_header = WebhookVerify::for_tenants(tenants(), TenantFrom::Host)
+    let by_header = WebhookVerify::from_gate(Gate::for_tenants(tenants(), TenantFrom::Host))
         .tenant_key(|parts| Some(parts.headers.get("x-tenant")?.to_str().ok()?.to_owned()));
     let app = Router::new()
         .route_service("/hooks/{tenant}", verify.inbox(rows.clone()))

@@ -7,9 +7,14 @@ use mapping_webhooks_tower::reject::{json, plain_text};
 use mapping_webhooks_tower::{ConfigError, Gate, Reply, VerifyError, WebhookVerify};
 
 #[test]
-fn try_new_refuses_a_blank_secret() {
+fn a_blank_secret_is_refused_by_the_gate_builder() {
+    // Was `WebhookVerify::try_new`: the fallible form is the gate's builder.
     assert_eq!(
-        WebhookVerify::try_new(" ").unwrap_err(),
+        Gate::builder()
+            .secret(" ")
+            .build()
+            .map(WebhookVerify::from_gate)
+            .unwrap_err(),
         ConfigError::EmptySecret
     );
 }
