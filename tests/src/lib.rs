@@ -16,15 +16,15 @@
 //! | `POST /hooks` | yes | the raw body (`Bytes`) and the `Verified` from the request extensions | `probe.handle(ROUTE_HOOKS, Some(verified), body)` |
 //! | `POST /json` | yes | the framework's JSON extractor of `Box<serde_json::value::RawValue>`, and the `Verified` | `probe.handle(ROUTE_JSON, Some(verified), raw.get() bytes)` |
 //! | `POST /typed` | yes | the adapter's typed extractor of `MappingCompleted` | `probe.handle(ROUTE_TYPED, Some(meta), serde_json::to_vec(&envelope))` |
-//! | `POST /t/{tenant}` | yes, built with `for_tenants(spec.tenants, TenantFrom::PathSegment(1))`, only when the spec has tenants | as `/hooks` | `probe.handle(ROUTE_TENANTS, Some(verified), body)` |
+//! | `POST /t/{tenant}` | yes, built from `AppSpec::tenants_gate` (`TenantFrom::PathSegment(1)`), only when the spec has tenants | as `/hooks` | `probe.handle(ROUTE_TENANTS, Some(verified), body)` |
 //! | `POST /k/{tenant}` | as `/t/{tenant}`, plus `.tenant_key(..)`: the framework's own way to read `{tenant}` | as `/hooks` | `probe.handle(ROUTE_TENANT_KEY, Some(verified), body)` |
 //! | `POST /unlayered` | **no** | the typed extractor (must refuse: 500 naming `WebhookVerify`) | `probe.handle(ROUTE_UNLAYERED, None, ..)` |
 //! | `POST /any` | yes | the typed extractor of the `Event` enum | `probe.handle(ROUTE_ANY, Some(meta), serde_json::to_vec(&envelope))` |
 //! | `POST /events` | yes | the adapter's `EventRouter`: `on::<MappingCompleted>` and `on_type("mapping.error.resolved", …)` taking `VerifiedEvent` (`Value`), no fallback | `probe.handle(HANDLER_COMPLETED` or `HANDLER_RESOLVED, Some(meta), serde_json::to_vec(&envelope))` |
 //!
 //! Each handler answers with the status `probe.handle` returns and an empty body. The
-//! adapter applies the spec's settings: `secret` (or `secrets`, a shared handle built
-//! with `from_secrets`), `previous_secret`, `tolerance`, `body_limit`, `read_timeout`,
+//! adapter is built from the spec's gate ([`AppSpec::gate`], `WebhookVerify::from_gate`),
+//! which applies the spec's settings: `secret` (or `secrets`, a shared handle), `previous_secret`, `tolerance`, `body_limit`, `read_timeout`,
 //! `clock`, `on_store_error`, and `dedup`
 //! ([`Dedup::Memory`]: the default store; [`Dedup::Off`]: no dedup;
 //! [`Dedup::Failing`]: [`FailingStore`];
@@ -75,7 +75,7 @@ pub const HANDLER_COMPLETED: &str = "/events on mapping.completed";
 /// What the `EventRouter`'s `mapping.error.resolved` handler passes as its route.
 pub const HANDLER_RESOLVED: &str = "/events on mapping.error.resolved";
 /// The prefix of the tenant route, `POST /t/{tenant}`, served when the spec has
-/// [`tenants`](AppSpec::tenants): the adapter is built with `for_tenants(tenants,
+/// [`tenants`](AppSpec::tenants): the adapter is built from `Gate::builder().tenants(tenants,
 /// TenantFrom::PathSegment(1))` and the handler extracts raw bytes, as on [`ROUTE_HOOKS`].
 pub const ROUTE_TENANTS: &str = "/t";
 /// The prefix of a second tenant route, `POST /k/{tenant}`, whose adapter takes the
@@ -90,7 +90,7 @@ pub struct AppSpec {
     /// The current secret.
     pub secret: String,
     /// A secrets handle the case keeps to change the secrets while the app runs; when
-    /// set, the adapter is built from it (`from_secrets`) instead of from `secret`.
+    /// set, the gate reads it (`GateBuilder::secrets`) instead of `secret`.
     pub secrets: Option<Secrets>,
     /// Tenants: the app also serves [`ROUTE_TENANTS`]`/{tenant}` for them.
     pub tenants: Option<Tenants>,

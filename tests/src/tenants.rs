@@ -1,5 +1,5 @@
 //! One endpoint, many tenants: `POST /t/{tenant}` behind an adapter built with
-//! `for_tenants`, each tenant with its own secrets from a resolver, cached.
+//! `Gate::for_tenants`, each tenant with its own secrets from a resolver, cached.
 //!
 //! [`tenant_suite!`](crate::tenant_suite) instantiates the cases for one adapter;
 //! [`conformance_suite!`](crate::conformance_suite) already includes it.
