@@ -832,75 +832,7 @@ async fn the_app_s_tenant_key_function_takes_the_route_s_parameter() {
     );
 }
 
-/// Records the fields of every `webhook` span, as `name=value`.
-#[derive(Clone, Default)]
-struct SpanFields(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
-
-impl tracing::field::Visit for SpanFields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("{}={value:?}", field.name()));
-    }
-
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("{}={value}", field.name()));
-    }
-}
-
-impl<S> tracing_subscriber::Layer<S> for SpanFields
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _: &tracing::span::Id,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if attrs.metadata().name() == "webhook" {
-            attrs.record(&mut self.clone());
-        }
-    }
-
-    fn on_record(
-        &self,
-        id: &tracing::span::Id,
-        values: &tracing::span::Record<'_>,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if ctx.span(id).is_some_and(|span| span.name() == "webhook") {
-            values.record(&mut self.clone());
-        }
-    }
-}
-
-impl SpanFields {
-    /// Installs a registry with this layer as the thread's default subscriber.
-    ///
-    /// Send one delivery before: tracing caches each callsite's interest when the
-    /// callsite is first hit, and a test on another thread hitting the span's callsite
-    /// while this subscriber is being installed can leave it cached as "never" (the span
-    /// then disabled here). Hit first on this thread, the callsite is registered before
-    /// the subscriber, whose installation rebuilds every registered callsite's interest.
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        use tracing_subscriber::layer::SubscriberExt;
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(self.clone()))
-    }
-
-    fn fields(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-/// The name of the span the code calling this runs in.
-fn current_span() -> Option<&'static str> {
-    tracing::Span::current().metadata().map(|m| m.name())
-}
+use mapping_webhooks_test_spans::{SpanFields, current_span};
 
 #[actix_web::test]
 async fn the_handler_runs_inside_the_delivery_span() {
