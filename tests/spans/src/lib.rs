@@ -8,7 +8,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
 /// Records the fields of every `webhook` span, as `name=value`. Clones share the record.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SpanFields(Arc<Mutex<Vec<String>>>);
 
 impl tracing::field::Visit for SpanFields {
