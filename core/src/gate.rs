@@ -270,9 +270,11 @@ impl<D: DedupStore> Gate<D> {
             );
             return Err(self.tenant_refused(Reply::UnknownTenant));
         };
+        // A cached answer costs no await: the lookup's future (large, with its timeout)
+        // is built, boxed, only on a miss, so a request's pipeline stays small.
         let found = match tenants.cached(key) {
             Some(cached) => cached,
-            None => match tenants.lookup(key).await {
+            None => match Box::pin(tenants.lookup(key)).await {
                 Ok(found) => found,
                 Err(error) => {
                     tracing::error!(%error, tenant = key, delivery_id = unsigned.delivery_id, "tenant lookup failed; answered 503 so the sender retries");
