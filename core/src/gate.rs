@@ -1,33 +1,35 @@
 //! The decisions every adapter shares: what to answer for each outcome, and when to
 //! complete or abandon a dedup claim. Adapters only move bytes and build responses.
+//!
+//! One idea a file: the gate and its settings here, [`builder`] (every option, checked at
+//! `build`), [`head`] (the head's checks and the tenant, before the body), [`intake`] (a
+//! request's whole life), [`admission`] (verification and the dedup claim), [`key`] (the
+//! dedup key scheme), [`reply`] (the answers) and [`ticket`] (how a claim ends).
 
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use crate::dedup::{Claim, DedupStore, MemoryStore};
+use crate::observe::Observer;
+use crate::{Clock, Secret, Secrets, TenantFrom, Tenants, Verifier};
 
-use crate::dedup::{Begin, Claim, DedupStore, MemoryStore};
-use crate::header::encode_hex32;
-use crate::observe::{Observer, Outcome, Refusal, StoreOperation};
-use crate::tenants::MAX_TENANT_KEY_LEN;
-use crate::verify::read_envelope;
-use crate::{
-    Clock, LookupError, MatchedSecret, Secret, Secrets, SignatureHeader, Tenant, TenantFrom,
-    Tenants, Verified, Verifier, VerifyError,
-};
-
+mod admission;
 mod builder;
+mod head;
 mod intake;
+mod key;
 mod reply;
 mod ticket;
 
+pub use admission::Admission;
 pub use builder::GateBuilder;
+use head::CheckedHead;
 pub use intake::{Admitted, Intake, RequestHead, Sink, SinkDelivery, Stored};
+use key::escape_namespace;
 pub use reply::Reply;
 pub use ticket::Ticket;
-use ticket::{Held, Observed, record};
 
 /// The default largest body read, in bytes (1 MiB). Real deliveries are a few hundred
 /// bytes; the limit exists so a hostile client cannot make the receiver buffer gigabytes.
@@ -44,10 +46,6 @@ pub const RETRY_AFTER_SECS: u64 = 60;
 /// The `Retry-After` of a 503 for a tenant lookup that failed, timed out or was over the
 /// limit, in seconds: soon, as the next try may well find the resolver free.
 const TENANT_RETRY_AFTER_SECS: u64 = 10;
-
-/// Event ids longer than this are hashed before they become store keys, so a key's size
-/// is bounded whatever the body holds.
-const MAX_PLAIN_KEY_LEN: usize = 128;
 
 /// What to do when the dedup store cannot answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -243,79 +241,6 @@ impl<D: DedupStore> Gate<D> {
         self.tenants.as_ref().map(|(tenants, _)| tenants)
     }
 
-    /// Looks up the tenant of a request whose head passed [`check_head`](Self::check_head),
-    /// before its body is read: `tenant` is its key, taken from the request as
-    /// [`tenant_from`](Self::tenant_from) says (or as the adapter's own function does).
-    /// A gate without tenants returns `head` as it is.
-    ///
-    /// # Errors
-    ///
-    /// 404 (`not found`, the answer of a route that does not exist) for a missing key or a
-    /// tenant the resolver does not know; 503 with `Retry-After` when the lookup failed,
-    /// panicked, timed out, or too many lookups were running (the sender retries). The
-    /// tenant found names the request's dedup namespace by its [id](crate::Tenant::id).
-    pub(crate) async fn check_tenant(
-        &self,
-        mut head: CheckedHead,
-        tenant: Option<&str>,
-        unsigned: UnsignedHeaders<'_>,
-    ) -> Result<CheckedHead, Reply> {
-        let Some((tenants, _)) = &self.tenants else {
-            return Ok(head);
-        };
-        let Some(key) = tenant.filter(|k| !k.is_empty() && k.len() <= MAX_TENANT_KEY_LEN) else {
-            tracing::info!(
-                delivery_id = unsigned.delivery_id,
-                "webhook without a tenant key refused (404)"
-            );
-            return Err(self.tenant_refused(Reply::UnknownTenant));
-        };
-        // A cached answer costs no await: the lookup's future (large, with its timeout)
-        // is built, boxed, only on a miss, so a request's pipeline stays small.
-        let found = match tenants.cached(key) {
-            Some(cached) => cached,
-            None => match Box::pin(tenants.lookup(key)).await {
-                Ok(found) => found,
-                Err(error) => {
-                    tracing::error!(%error, tenant = key, delivery_id = unsigned.delivery_id, "tenant lookup failed; answered 503 so the sender retries");
-                    return Err(self.tenant_refused(match error {
-                        LookupError::TimedOut(_) => Reply::TenantLookupTimedOut,
-                        LookupError::Busy(_) => Reply::TenantLookupsBusy,
-                        _ => Reply::TenantLookupFailed,
-                    }));
-                }
-            },
-        };
-        match found {
-            Some(tenant) => {
-                head.tenant = Some(tenant);
-                Ok(head)
-            }
-            None => {
-                tracing::info!(
-                    tenant = key,
-                    delivery_id = unsigned.delivery_id,
-                    "webhook for an unknown tenant refused (404)"
-                );
-                Err(self.tenant_refused(Reply::UnknownTenant))
-            }
-        }
-    }
-
-    /// Reports a tenant refusal (404 or 503) to the observer and returns `reply`. Every
-    /// 503 of a lookup (failed, timed out, too many) is observed as
-    /// [`Refusal::TenantLookupFailed`]; the log line tells them apart.
-    fn tenant_refused(&self, reply: Reply) -> Reply {
-        if let Some(observer) = &self.observer {
-            let refusal = match reply {
-                Reply::UnknownTenant => Refusal::UnknownTenant,
-                _ => Refusal::TenantLookupFailed,
-            };
-            observer.outcome(Outcome::Refused(refusal));
-        }
-        reply
-    }
-
     /// The largest body read.
     pub fn body_limit(&self) -> usize {
         self.body_limit
@@ -325,333 +250,6 @@ impl<D: DedupStore> Gate<D> {
     pub fn read_timeout(&self) -> Duration {
         self.read_timeout
     }
-
-    /// Refuses a declared `Content-Length` over the limit before any byte is read.
-    ///
-    /// # Errors
-    ///
-    /// A 413 [`Reply`] when `content_length` is over the limit.
-    pub(crate) fn check_content_length(
-        &self,
-        content_length: Option<u64>,
-        unsigned: UnsignedHeaders<'_>,
-    ) -> Result<(), Reply> {
-        match content_length {
-            Some(len) if len > self.body_limit as u64 => Err(self.refuse(
-                VerifyError::BodyTooLarge {
-                    limit: self.body_limit,
-                },
-                unsigned,
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// Logs a refusal found by the adapter itself (the body was too large or could
-    /// not be read), reports it to the observer, and turns it into a reply. Every
-    /// refusal, the gate's own included, goes through here, so each is reported once.
-    pub(crate) fn refuse(&self, error: VerifyError, unsigned: UnsignedHeaders<'_>) -> Reply {
-        if let Some(observer) = &self.observer {
-            observer.outcome(Outcome::Refused(Refusal::of(&error)));
-        }
-        tracing::warn!(
-            status = error.status(),
-            reason = error.reason(),
-            delivery_id = unsigned.delivery_id,
-            event_type = unsigned.event_type,
-            "webhook refused"
-        );
-        Reply::Refused(error)
-    }
-
-    /// Checks what a request's head says, before any byte of its body is read: the
-    /// declared length, then the signature header (exactly one, well formed, its
-    /// timestamp within the tolerance). An adapter calls this first, and reads the body
-    /// only when it passes, so an unauthenticated client cannot make the receiver wait
-    /// for or buffer a body (nor answer its `Expect: 100-continue`).
-    ///
-    /// `signatures` are the values of every `X-Webhook-Signature` header, `content_length`
-    /// the declared body length if any. The header is parsed once, here; the returned
-    /// [`CheckedHead`] owns the result (no allocation) and goes to
-    /// [`admit_checked`](Self::admit_checked) with the body.
-    ///
-    /// # Errors
-    ///
-    /// The [`Reply`] to answer with, in this order: 413 for a declared length over the
-    /// limit; 400 for no header or more than one; 400 for a malformed one; 401 for a
-    /// timestamp outside the tolerance.
-    pub(crate) fn check_head<'h>(
-        &self,
-        signatures: impl IntoIterator<Item = &'h [u8]>,
-        content_length: Option<u64>,
-        unsigned: UnsignedHeaders<'_>,
-    ) -> Result<CheckedHead, Reply> {
-        self.check_content_length(content_length, unsigned)?;
-        let mut signatures = signatures.into_iter();
-        let header = match (signatures.next(), signatures.next()) {
-            (Some(header), None) => header,
-            (None, _) => return Err(self.refuse(VerifyError::MissingHeader, unsigned)),
-            (Some(_), Some(_)) => return Err(self.refuse(VerifyError::RepeatedHeader, unsigned)),
-        };
-        let header = match SignatureHeader::parse(header) {
-            Ok(header) => header,
-            Err(error) => return Err(self.refuse(error.into(), unsigned)),
-        };
-        if let Err(error) = self.verifier.check_window(&header) {
-            return Err(self.refuse(error, unsigned));
-        }
-        Ok(CheckedHead {
-            header,
-            tenant: None,
-        })
-    }
-
-    /// Verifies a request and claims its event.
-    ///
-    /// `signatures` are the values of every `X-Webhook-Signature` header (none or more
-    /// than one is refused), `body` the raw body, read already. An adapter that reads the
-    /// body itself opens an [`intake`](Self::intake) instead, so a request refused on its
-    /// head is never read.
-    pub async fn admit<'h>(
-        &self,
-        signatures: impl IntoIterator<Item = &'h [u8]>,
-        unsigned: UnsignedHeaders<'_>,
-        body: &[u8],
-    ) -> Admission<D> {
-        match self.check_head(signatures, None, unsigned) {
-            Ok(head) => self.admit_checked(head, unsigned, body).await,
-            Err(reply) => Admission::Reply(reply),
-        }
-    }
-
-    /// Verifies the body of a request whose head passed [`check_head`](Self::check_head)
-    /// and claims its event: the signature (401), then the envelope (400), then the dedup
-    /// claim (200 for a duplicate, 409 for a copy in flight, 503 for a store failure).
-    ///
-    /// The timestamp window is not checked again: it was checked when the head arrived,
-    /// and the body read that followed is bounded by the read timeout.
-    pub(crate) async fn admit_checked(
-        &self,
-        head: CheckedHead,
-        unsigned: UnsignedHeaders<'_>,
-        body: &[u8],
-    ) -> Admission<D> {
-        // With an observer, each step's end is the next one's start: one clock read per
-        // step. Without one, no clock is read.
-        let started = self.observer.as_ref().map(|_| Instant::now());
-        let matched = match (&head.tenant, &self.tenants) {
-            (Some(tenant), _) => {
-                self.verifier
-                    .match_signature_with(tenant.secrets(), &head.header, body)
-            }
-            (None, None) => self.verifier.match_signature(&head.header, body),
-            // A gate for tenants never verifies without one (check_tenant was skipped).
-            (None, Some(_)) => {
-                return Admission::Reply(self.tenant_refused(Reply::UnknownTenant));
-            }
-        };
-        let secret = matched.as_ref().ok().map(|m| m.secret);
-        let verified = matched.and_then(|matched| read_envelope(matched, body));
-        let mut step = None;
-        if let (Some(observer), Some(started)) = (&self.observer, started) {
-            let now = Instant::now();
-            observer.verification(now - started, secret);
-            step = Some(now);
-        }
-        let mut verified = match verified {
-            Ok(verified) => verified,
-            Err(error) => return Admission::Reply(self.refuse(error, unsigned)),
-        };
-        // The tenant's canonical id, as its resolver named it: every spelling of its key
-        // shares one dedup namespace.
-        let tenant = head.tenant;
-        verified.tenant = tenant.as_ref().map(|t| t.id().to_owned());
-        let span = tracing::info_span!(
-            "webhook",
-            event_id = verified.event_id,
-            delivery_id = verified.delivery_id,
-            event_type = verified.event_type,
-            secret = %verified.secret,
-            outcome = tracing::field::Empty,
-            reason = tracing::field::Empty,
-        );
-        if let MatchedSecret::Previous(index) = verified.secret {
-            tracing::info!(
-                previous_secret = index,
-                event_id = verified.event_id,
-                "webhook signed with a previous secret; remove it once this no longer appears"
-            );
-        }
-        if let Some(hint) = unsigned.event_type
-            && hint != verified.event_type
-        {
-            tracing::warn!(
-                header = hint,
-                body = verified.event_type,
-                event_id = verified.event_id,
-                "X-Webhook-Event disagrees with the signed body; using the body"
-            );
-        }
-        let Some(store) = &self.store else {
-            return Admission::Process {
-                verified,
-                ticket: Ticket::new(None, self.observed(step, false), span),
-            };
-        };
-        let key = self.key_in(tenant.as_ref().map(Tenant::id), &verified.event_id);
-        let begun = store.begin(&key).await;
-        if let (Some(observer), Some(started)) = (&self.observer, step) {
-            let now = Instant::now();
-            observer.store(StoreOperation::Begin, now - started, begun.is_ok());
-            step = Some(now);
-        }
-        let reply = |reply: Reply, outcome: Outcome| {
-            record(&span, outcome);
-            if let Some(observer) = &self.observer {
-                observer.outcome(outcome);
-            }
-            Admission::Reply(reply)
-        };
-        match begun {
-            Ok(Begin::New(claim)) => {
-                if let Some(observer) = &self.observer {
-                    observer.claim_started();
-                }
-                let held = Held {
-                    store: Arc::clone(store),
-                    key,
-                    claim,
-                };
-                Admission::Process {
-                    verified,
-                    ticket: Ticket::new(Some(held), self.observed(step, false), span),
-                }
-            }
-            Ok(Begin::Done) => {
-                tracing::debug!(
-                    event_id = verified.event_id,
-                    delivery_id = verified.delivery_id,
-                    "webhook already processed; acknowledged without running the handler"
-                );
-                reply(Reply::AlreadyProcessed, Outcome::Duplicate)
-            }
-            Ok(Begin::InFlight) => {
-                tracing::info!(
-                    event_id = verified.event_id,
-                    delivery_id = verified.delivery_id,
-                    "another copy of this webhook is being processed; asked the sender to retry"
-                );
-                reply(Reply::InFlight, Outcome::InFlight)
-            }
-            Err(error) => match self.on_store_error {
-                OnStoreError::Reject => {
-                    tracing::error!(
-                        %error,
-                        event_id = verified.event_id,
-                        delivery_id = verified.delivery_id,
-                        "dedup store failed; answered 503 so the sender retries"
-                    );
-                    reply(Reply::StoreUnavailable, Outcome::StoreUnavailable)
-                }
-                OnStoreError::PassThrough => {
-                    tracing::warn!(
-                        %error,
-                        event_id = verified.event_id,
-                        delivery_id = verified.delivery_id,
-                        "dedup store failed; running the handler without deduplication"
-                    );
-                    Admission::Process {
-                        verified,
-                        ticket: Ticket::new(None, self.observed(step, true), span),
-                    }
-                }
-            },
-        }
-    }
-
-    /// What a ticket needs to report its handler, started at `started`, when there is
-    /// an observer.
-    fn observed(&self, started: Option<Instant>, store_error: bool) -> Option<Observed> {
-        let (observer, started) = (self.observer.as_ref()?, started?);
-        Some(Observed {
-            observer: Arc::clone(observer),
-            started,
-            store_error,
-        })
-    }
-
-    /// The dedup store key for an event: `{namespace}:id:{eventId}`, or
-    /// `{namespace}:sha256:{hex}` for an `eventId` longer than 128 bytes (so no input makes
-    /// a key large).
-    ///
-    /// The namespace is written with `%` as `%25` and `:` as `%3A`, so the first `:` always
-    /// ends it, and the tag after it tells a plain id from a digest: two distinct
-    /// (namespace, `eventId`) pairs never share a key. Without a namespace the key starts
-    /// with `:`.
-    ///
-    /// ```
-    /// use mapping_webhooks::{Gate, Secret};
-    ///
-    /// let gate = Gate::new(Secret::new("whsec_test")?);
-    /// assert_eq!(gate.key_for("evt_1"), ":id:evt_1");
-    /// let gate = Gate::builder().secret("whsec_test").namespace("orders:eu").build()?;
-    /// assert_eq!(gate.key_for("evt_1"), "orders%3Aeu:id:evt_1");
-    /// # Ok::<(), mapping_webhooks::ConfigError>(())
-    /// ```
-    pub fn key_for(&self, event_id: &str) -> String {
-        self.key_in(None, event_id)
-    }
-
-    /// The dedup store key for an event of `tenant`:
-    /// `{namespace}:tenant:{tenant}:id:{eventId}`, the tenant escaped like the namespace,
-    /// so two tenants' events, or a tenant's and a plain endpoint's, never share a key.
-    ///
-    /// ```
-    /// use mapping_webhooks::{Gate, Secret};
-    ///
-    /// let gate = Gate::builder().secret("whsec_test").namespace("hooks").build()?;
-    /// assert_eq!(gate.key_for_tenant("acme:eu", "evt_1"), "hooks:tenant:acme%3Aeu:id:evt_1");
-    /// # Ok::<(), mapping_webhooks::ConfigError>(())
-    /// ```
-    pub fn key_for_tenant(&self, tenant: &str, event_id: &str) -> String {
-        self.key_in(Some(tenant), event_id)
-    }
-
-    fn key_in(&self, tenant: Option<&str>, event_id: &str) -> String {
-        let ns = self.namespace.as_deref().unwrap_or("");
-        let plain = event_id.len() <= MAX_PLAIN_KEY_LEN;
-        let tenant = tenant.map(escape_namespace);
-        let tenant_len = tenant.as_ref().map_or(0, |t| ":tenant:".len() + t.len());
-        let mut key = String::with_capacity(
-            ns.len() + tenant_len + ":sha256:".len() + if plain { event_id.len() } else { 64 },
-        );
-        key.push_str(ns);
-        if let Some(tenant) = &tenant {
-            key.push_str(":tenant:");
-            key.push_str(tenant);
-        }
-        if plain {
-            key.push_str(":id:");
-            key.push_str(event_id);
-        } else {
-            key.push_str(":sha256:");
-            encode_hex32(&Sha256::digest(event_id.as_bytes()), &mut key);
-        }
-        key
-    }
-}
-
-/// A namespace as it is written in keys: with no `:`, so the first `:` of a key ends it.
-fn escape_namespace(namespace: &str) -> Box<str> {
-    let mut escaped = String::with_capacity(namespace.len());
-    for c in namespace.chars() {
-        match c {
-            '%' => escaped.push_str("%25"),
-            ':' => escaped.push_str("%3A"),
-            c => escaped.push(c),
-        }
-    }
-    escaped.into_boxed_str()
 }
 
 impl<D> fmt::Debug for Gate<D> {
@@ -669,39 +267,13 @@ impl<D> fmt::Debug for Gate<D> {
     }
 }
 
-/// A request whose head passed [`Gate::check_head`] (and, with tenants,
-/// [`Gate::check_tenant`]): its signatures are not checked yet, which needs the body.
-/// `Debug` shows the timestamp and the number of signatures, never a signature.
-#[derive(Debug)]
-pub(crate) struct CheckedHead {
-    pub(crate) header: SignatureHeader,
-    /// The tenant [`Gate::check_tenant`] found for the request.
-    tenant: Option<Tenant>,
-}
-
-/// What [`Gate::admit`] decided.
-#[derive(Debug)]
-// `Process` is the larger variant by design: it is moved once per request, never stored.
-#[allow(clippy::large_enum_variant)]
-pub enum Admission<D: DedupStore> {
-    /// Run the handler with this verified event, then [`finish`](Ticket::finish) the
-    /// ticket with its status.
-    Process {
-        /// The verified request.
-        verified: Verified,
-        /// The dedup claim, to finish once the handler answered.
-        ticket: Ticket<D>,
-    },
-    /// Answer this without running the handler.
-    Reply(Reply),
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::{ManualClock, Signer, StoreError};
+    use crate::dedup::Begin;
+    use crate::{ManualClock, MatchedSecret, Signer, StoreError, Verified, VerifyError};
 
     const SECRET: &str = "whsec_gate_test_0123456789abcdef";
     const NOW: u64 = 1_717_250_400;
