@@ -216,9 +216,10 @@ pub fn a_failed_commit_is_503_and_every_202_is_stored(binary: &str, tool: &str) 
         .map(|entry| entry.unwrap().metadata().unwrap().len())
         .max()
         .unwrap();
-    // Room for a few WAL frames (4 KiB pages) over the largest file (the database, or
-    // the 32 KiB shared-memory index).
-    let limit = size.max(32 * 1024) + 16 * 1024;
+    // Room for a few commits' WAL frames (4 KiB pages; a delivery's commit writes its
+    // table page and one page of each of its three indexes) over the largest file (the
+    // database, or the 32 KiB shared-memory index).
+    let limit = size.max(32 * 1024) + 64 * 1024;
 
     // The limited run: `prlimit` sets the limit, the shell ignores SIGXFSZ (ignored
     // signals stay ignored across `exec`), so writes past it fail with EFBIG.
