@@ -225,6 +225,7 @@ mod layer;
 pub mod reject;
 #[cfg(feature = "axum")]
 mod router;
+mod serve;
 mod service;
 pub mod testing;
 
@@ -243,4 +244,6 @@ pub use mapping_webhooks::prelude::*;
 pub use reject::{JsonReject, OnReject, PlainTextReject};
 #[cfg(feature = "axum")]
 pub use router::{EventHandler, EventRouter};
+#[cfg(feature = "serve")]
+pub use serve::{Serve, WithGracefulShutdown, serve};
 pub use service::{ResponseFuture, WebhookVerifyService};
