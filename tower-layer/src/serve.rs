@@ -55,6 +55,7 @@ use {
 ///     StatusCode::NO_CONTENT
 /// }
 ///
+/// # async fn shutdown_signal() {}
 /// # #[tokio::main] async fn main() -> std::io::Result<()> {
 /// let app = Router::new()
 ///     .route("/hooks/mapping", post(on_event))
@@ -63,9 +64,8 @@ use {
 /// mapping_webhooks_tower::serve(listener, app)
 ///     .header_timeout(Duration::from_secs(5))
 ///     .max_connections(512)
-///     .with_graceful_shutdown(async {
-///         let _ = tokio::signal::ctrl_c().await;
-///     })
+///     // Resolves on SIGTERM or Ctrl-C (tokio::signal).
+///     .with_graceful_shutdown(shutdown_signal())
 ///     .await
 /// # }
 /// ```
