@@ -229,3 +229,19 @@ async fn on_shutdown_the_request_in_progress_finishes_and_an_idle_connection_is_
     // The listener is closed: no new client is accepted.
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+#[should_panic(expected = "a connection cap of zero")]
+async fn a_cap_of_zero_connections_is_refused_when_configured() {
+    let (listener, _) = listener().await;
+    let _ =
+        mapping_webhooks_tower::serve(listener, counting_app(Arc::default())).max_connections(0);
+}
+
+#[tokio::test]
+#[should_panic(expected = "a header timeout of zero")]
+async fn a_header_timeout_of_zero_is_refused_when_configured() {
+    let (listener, _) = listener().await;
+    let _ = mapping_webhooks_tower::serve(listener, counting_app(Arc::default()))
+        .header_timeout(Duration::ZERO);
+}
