@@ -211,6 +211,13 @@
 //! feature, `worker_handler` runs the handler written for the inline path
 //! (`VerifiedEvent<T>`, an [`EventRouter`]) in that worker unchanged.
 //!
+//! # Serving
+//!
+//! `axum::serve` gives hyper no timer, so slow or idle clients hold their connections
+//! for ever. With the `serve` feature, `mapping_webhooks_tower::serve(listener, app)`
+//! serves over HTTP/1 with a header timeout (5 s), a connection cap (512) and graceful
+//! shutdown (see `SECURITY.md`, "What your server must configure").
+//!
 //! # Tests
 //!
 //! [`GateBuilder::clock`] with a [`ManualClock`] drives the signature window and the
@@ -225,6 +232,7 @@ mod layer;
 pub mod reject;
 #[cfg(feature = "axum")]
 mod router;
+mod serve;
 mod service;
 pub mod testing;
 
@@ -243,4 +251,6 @@ pub use mapping_webhooks::prelude::*;
 pub use reject::{JsonReject, OnReject, PlainTextReject};
 #[cfg(feature = "axum")]
 pub use router::{EventHandler, EventRouter};
+#[cfg(feature = "serve")]
+pub use serve::{Serve, WithGracefulShutdown, serve};
 pub use service::{ResponseFuture, WebhookVerifyService};

@@ -1,9 +1,6 @@
 //! [`EventRouter`]: one URL, a handler per event type.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
+use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
 use axum::extract::Request;
 use axum::handler::Handler;

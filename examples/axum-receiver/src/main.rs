@@ -22,9 +22,7 @@ use std::process::ExitCode;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use mapping_webhooks_examples::{
-    ReceiverConfig, WEBHOOK_PATH, print_event, serve_axum, shutdown_signal,
-};
+use mapping_webhooks_examples::{ReceiverConfig, WEBHOOK_PATH, print_event, shutdown_signal};
 use mapping_webhooks_tower::{Event, Gate, MetricsObserver, VerifiedEvent, WebhookVerify};
 
 /// Runs once per event, for every subscribed type (duplicates are answered by the layer).
@@ -86,7 +84,14 @@ async fn run(config: ReceiverConfig) -> Result<(), String> {
     if let Some(handle) = metrics {
         config.serve_metrics(handle).await?;
     }
-    serve_axum(listener, app, &config, shutdown_signal()).await;
+    // The header timeout, the connection cap and the graceful shutdown that
+    // axum::serve leaves out (the tower crate's `serve` feature).
+    mapping_webhooks_tower::serve(listener, app)
+        .header_timeout(config.header_timeout)
+        .max_connections(config.max_connections)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("serving failed: {e}"))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -23,8 +23,9 @@
 //! the handler).
 //!
 //! Features: `receiver` adds logging (`init_tracing`) and the Prometheus recorder
-//! (`ReceiverConfig::install_metrics`), for the receivers; `axum` adds `serve_axum` (axum,
-//! hyper and hyper-util), for the receivers served by axum. Without them nothing here
+//! (`ReceiverConfig::install_metrics`), for the receivers; `axum` adds
+//! `ReceiverConfig::serve_metrics` (axum, served by `mapping_webhooks_tower::serve`), for
+//! the receivers served by axum. Without them nothing here
 //! depends on a web framework, a log subscriber or a metrics exporter (the sender and
 //! `rotate` use neither). `client` adds their HTTP client (module `client`), and
 //! `https` its TLS (rustls).
@@ -303,10 +304,10 @@ impl ReceiverConfig {
             METRICS_PATH,
             axum::routing::get(move || std::future::ready(handle.render())),
         );
-        let config = self.clone();
-        tokio::spawn(async move {
-            serve_axum(listener, metrics, &config, std::future::pending()).await;
-        });
+        let serve = mapping_webhooks_tower::serve(listener, metrics)
+            .header_timeout(self.header_timeout)
+            .max_connections(self.max_connections);
+        tokio::spawn(serve.into_future());
         tracing::info!("serving metrics on http://{addr}{METRICS_PATH}");
         Ok(())
     }
@@ -463,73 +464,6 @@ pub fn print_event(verified: &Verified, api_version: &str) {
     let mut out = std::io::stdout().lock();
     // A closed stdout must not turn a processed event into a failed one.
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-}
-
-/// Serves `app` with hyper directly, as `axum::serve` sets no timer: without one, hyper
-/// has no header timeout, and slow or idle clients hold their connections for ever.
-///
-/// - A client has `config.header_timeout` to send a request's headers, on a new
-///   connection and, from the end of the last response, on a kept-alive one: an idle
-///   connection is closed after that long too. (The body has the layer's read timeout.)
-/// - At most `config.max_connections` connections are open at once; the next clients
-///   wait in the listen queue until one closes.
-/// - On `shutdown`, it stops accepting, closes idle connections, and waits for the
-///   requests in progress.
-#[cfg(feature = "axum")]
-pub async fn serve_axum(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    config: &ReceiverConfig,
-    shutdown: impl Future<Output = ()>,
-) {
-    use std::sync::Arc;
-
-    use hyper::server::conn::http1;
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
-    use tokio::sync::Semaphore;
-
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout);
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        // A slot first, then a connection: past the cap, clients wait in the kernel's
-        // queue instead of taking file descriptors.
-        let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = async {
-                let slot = slots.clone().acquire_owned().await.expect("never closed");
-                (slot, listener.accept().await)
-            } => accepted,
-        };
-        let (stream, slot) = match accepted {
-            (slot, Ok((stream, _peer))) => (stream, slot),
-            (_, Err(error)) => {
-                // Out of file descriptors, or a connection reset before it was accepted:
-                // wait a little rather than spin.
-                tracing::warn!("accept failed: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            // Errors are the client's (a header timeout, a reset): nothing to do.
-            if let Err(error) = connection.await {
-                tracing::debug!("connection closed: {error}");
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    tracing::info!("shutting down: finishing the requests in progress");
-    graceful.shutdown().await;
 }
 
 #[cfg(test)]

@@ -25,9 +25,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post, post_service};
-use mapping_webhooks_examples::{
-    ReceiverConfig, WEBHOOK_PATH, print_event, serve_axum, shutdown_signal,
-};
+use mapping_webhooks_examples::{ReceiverConfig, WEBHOOK_PATH, print_event, shutdown_signal};
 use mapping_webhooks_inbox::{Inbox, WorkerMetrics};
 use mapping_webhooks_tower::{
     Event, Gate, MetricsObserver, VerifiedEvent, WebhookVerify, worker_handler,
@@ -134,7 +132,14 @@ async fn run(config: ReceiverConfig) -> Result<(), String> {
     if let Some(handle) = metrics {
         config.serve_metrics(handle).await?;
     }
-    serve_axum(listener, app, &config, shutdown_signal()).await;
+    // The header timeout, the connection cap and the graceful shutdown that
+    // axum::serve leaves out (the tower crate's `serve` feature).
+    mapping_webhooks_tower::serve(listener, app)
+        .header_timeout(config.header_timeout)
+        .max_connections(config.max_connections)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("serving failed: {e}"))?;
     let _ = stop.send(true);
     if let Some(worker) = worker {
         match worker.await {
