@@ -480,14 +480,14 @@ mod tests {
 
         // A head whose signature is for another body: 401 at the second step, store untouched.
         let head = gate.check_head([header.as_bytes()], None, u).unwrap();
-        let r = reply(gate.admit_checked(head, u, &body("evt_other")).await);
+        let r = reply(gate.admit_checked(&head, u, &body("evt_other")).await);
         assert_eq!(r.error(), Some(&VerifyError::SignatureMismatch));
         assert_eq!(calls(), 0);
 
         // The window was checked with the head: a slow body read does not undo it.
         let head = gate.check_head([header.as_bytes()], None, u).unwrap();
         clock.advance(Duration::from_secs(3600));
-        let (verified, ticket) = process(gate.admit_checked(head, u, &b).await);
+        let (verified, ticket) = process(gate.admit_checked(&head, u, &b).await);
         assert_eq!(verified.event_id, "evt_checked");
         ticket.finish(200).await;
         assert_eq!(calls(), 1);
@@ -755,7 +755,7 @@ mod tests {
         };
         let key = gate.tenant_from().unwrap().key(path, None);
         match gate.check_tenant(head, key.as_deref(), unsigned).await {
-            Ok(head) => gate.admit_checked(head, unsigned, b).await,
+            Ok(head) => gate.admit_checked(&head, unsigned, b).await,
             Err(reply) => Admission::Reply(reply),
         }
     }

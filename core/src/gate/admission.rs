@@ -24,7 +24,7 @@ impl<D: DedupStore> Gate<D> {
         body: &[u8],
     ) -> Admission<D> {
         match self.check_head(signatures, None, unsigned) {
-            Ok(head) => self.admit_checked(head, unsigned, body).await,
+            Ok(head) => self.admit_checked(&head, unsigned, body).await,
             Err(reply) => Admission::Reply(reply),
         }
     }
@@ -37,7 +37,7 @@ impl<D: DedupStore> Gate<D> {
     /// and the body read that followed is bounded by the read timeout.
     pub(crate) async fn admit_checked(
         &self,
-        head: CheckedHead,
+        head: &CheckedHead,
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Admission<D> {
@@ -69,8 +69,8 @@ impl<D: DedupStore> Gate<D> {
         };
         // The tenant's canonical id, as its resolver named it: every spelling of its key
         // shares one dedup namespace.
-        let tenant = head.tenant;
-        verified.tenant = tenant.as_ref().map(|t| t.id().to_owned());
+        let tenant = head.tenant.as_ref();
+        verified.tenant = tenant.map(|t| t.id().to_owned());
         let span = tracing::info_span!(
             "webhook",
             event_id = verified.event_id,
@@ -103,7 +103,7 @@ impl<D: DedupStore> Gate<D> {
                 ticket: Ticket::new(None, self.observed(step, false), span),
             };
         };
-        let key = self.key_in(tenant.as_ref().map(Tenant::id), &verified.event_id);
+        let key = self.key_in(tenant.map(Tenant::id), &verified.event_id);
         let begun = store.begin(&key).await;
         if let (Some(observer), Some(started)) = (&self.observer, step) {
             let now = Instant::now();

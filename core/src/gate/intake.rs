@@ -101,6 +101,15 @@ enum Body {
 }
 
 impl Body {
+    /// The whole body, without a copy.
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Empty => Bytes::new(),
+            Self::One(bytes) => bytes,
+            Self::Many(bytes) => bytes.freeze(),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Self::Empty => 0,
@@ -213,14 +222,7 @@ impl<D: DedupStore> Gate<D> {
             Ok(head) => head,
             Err(reply) => return reply,
         };
-        let intake = Intake {
-            gate: self,
-            head,
-            unsigned,
-            declared: Some(length),
-            body: Body::One(Bytes::copy_from_slice(body)),
-        };
-        intake.admit_into(sink).await
+        self.store_in(&head, unsigned, body, sink).await
     }
 }
 
@@ -284,22 +286,17 @@ impl<'r, D: DedupStore> Intake<'r, D> {
     ///
     /// The [`Reply`] to answer with, without running the handler.
     pub async fn admit(self) -> Result<Admitted<D>, Reply> {
-        let body = match self.body {
-            Body::Empty => Bytes::new(),
-            Body::One(bytes) => bytes,
-            Body::Many(bytes) => bytes.freeze(),
-        };
-        let signature = self.head.header.clone();
+        let body = self.body.into_bytes();
         match self
             .gate
-            .admit_checked(self.head, self.unsigned, &body)
+            .admit_checked(&self.head, self.unsigned, &body)
             .await
         {
             super::Admission::Process { verified, ticket } => Ok(Admitted {
                 verified,
                 body,
                 ticket,
-                signature,
+                signature: self.head.header,
             }),
             super::Admission::Reply(reply) => Err(reply),
         }
@@ -310,21 +307,32 @@ impl<'r, D: DedupStore> Intake<'r, D> {
     /// the event already, 503 when it failed. The dedup claim is completed only once
     /// the sink answered, and freed when it failed, so the sender's retry is stored.
     pub async fn admit_into<S: Sink>(self, sink: &S) -> Reply {
-        let admitted = match self.admit().await {
-            Ok(admitted) => admitted,
-            Err(reply) => return reply,
+        let body = self.body.into_bytes();
+        self.gate
+            .store_in(&self.head, self.unsigned, &body, sink)
+            .await
+    }
+}
+
+impl<D: DedupStore> Gate<D> {
+    /// Admits a request whose body was read and stores it in `sink`: the end of both
+    /// [`Intake::admit_into`] and [`Gate::admit_into`].
+    async fn store_in<S: Sink>(
+        &self,
+        head: &CheckedHead,
+        unsigned: UnsignedHeaders<'_>,
+        body: &[u8],
+        sink: &S,
+    ) -> Reply {
+        let (verified, ticket) = match self.admit_checked(head, unsigned, body).await {
+            super::Admission::Process { verified, ticket } => (verified, ticket),
+            super::Admission::Reply(reply) => return reply,
         };
-        let Admitted {
-            verified,
-            body,
-            ticket,
-            signature,
-        } = admitted;
         let stored = sink
             .store(SinkDelivery {
                 verified: &verified,
-                signature: &signature,
-                body: &body,
+                signature: &head.header,
+                body,
             })
             .await;
         match stored {
