@@ -55,13 +55,8 @@ impl fmt::Display for PayloadRefusal {
             Self::OtherEventType {
                 expected,
                 event_type,
-            } => write!(
-                f,
-                "event type {event_type:?} acknowledged without running the handler, which takes only {expected:?}"
-            ),
-            Self::InvalidPayload(e) => {
-                write!(f, "webhook payload does not match the expected type: {e}")
-            }
+            } => __private::other_event_type(f, expected, event_type),
+            Self::InvalidPayload(e) => __private::invalid_payload(f, e),
         }
     }
 }

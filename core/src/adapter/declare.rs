@@ -10,6 +10,27 @@ pub mod __private {
     pub use serde::de::Error as DeError;
     pub use serde_json::{Error as JsonError, Value};
     pub use tracing::error;
+
+    /// The message of a typed handler given another event type, for every adapter's
+    /// rejection and for [`PayloadRefusal`](crate::adapter::PayloadRefusal): one text.
+    pub fn other_event_type(
+        f: &mut std::fmt::Formatter<'_>,
+        expected: &str,
+        event_type: &str,
+    ) -> std::fmt::Result {
+        write!(
+            f,
+            "event type {event_type:?} acknowledged without running the handler, which takes only {expected:?}"
+        )
+    }
+
+    /// The message of a payload that does not match the handler's type.
+    pub fn invalid_payload(f: &mut std::fmt::Formatter<'_>, error: &JsonError) -> std::fmt::Result {
+        write!(
+            f,
+            "webhook payload does not match the expected type: {error}"
+        )
+    }
 }
 
 /// Declares `VerifiedEvent<T = serde_json::Value>` (the envelope, with `data` parsed as
@@ -150,13 +171,8 @@ macro_rules! declare_verified_event {
                     Self::OtherEventType {
                         expected,
                         event_type,
-                    } => write!(
-                        f,
-                        "event type {event_type:?} acknowledged without running the handler, which takes only {expected:?}"
-                    ),
-                    Self::InvalidPayload(e) => {
-                        write!(f, "webhook payload does not match the expected type: {e}")
-                    }
+                    } => $crate::adapter::__private::other_event_type(f, expected, event_type),
+                    Self::InvalidPayload(e) => $crate::adapter::__private::invalid_payload(f, e),
                 }
             }
         }
