@@ -84,6 +84,7 @@ mod header;
 mod metrics_observer;
 pub mod observe;
 pub mod prelude;
+pub mod scheme;
 mod secret;
 mod secrets;
 #[cfg(feature = "secrets-file")]
