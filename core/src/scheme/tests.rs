@@ -496,6 +496,67 @@ async fn github_and_shopify_hand_over_their_unsigned_type_and_delivery() {
     t.finish(200).await;
 }
 
+/// A head at a path (for tenants).
+struct At<'a>(&'a Head, &'a str);
+
+impl RequestHead for At<'_> {
+    fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+        self.0.header_values(name)
+    }
+    fn path(&self) -> &str {
+        self.1
+    }
+    fn host(&self) -> Option<&str> {
+        None
+    }
+}
+
+#[tokio::test]
+async fn tenants_have_their_own_secrets_and_keys_in_every_scheme() {
+    for scheme in Scheme::ALL {
+        let tenants = crate::Tenants::new(|key: String| async move {
+            let secret = match key.as_str() {
+                "acme" => SECRET,
+                "globex" => OTHER,
+                _ => return Ok(None),
+            };
+            Ok::<_, crate::ResolveError>(Some(crate::Tenant::new(
+                key.as_str(),
+                Secrets::new(Secret::new(secret).unwrap()),
+            )))
+        });
+        let gate = Gate::builder()
+            .scheme(scheme)
+            .tenants(tenants, crate::TenantFrom::PathSegment(1))
+            .clock(ManualClock::at_secs(NOW))
+            .build()
+            .unwrap();
+        let b = body(scheme, "evt_t");
+        for (tenant, secret) in [("acme", SECRET), ("globex", OTHER)] {
+            let head = signed(scheme, secret, "evt_t", NOW, &b);
+            let at = At(&head, &format!("/t/{tenant}"));
+            let mut intake = gate.intake(&at).await.unwrap();
+            intake.push(bytes::Bytes::from(b.clone())).unwrap();
+            let admitted = intake.admit().await.unwrap();
+            // The same id for another tenant is another event.
+            assert_eq!(
+                admitted.verified.tenant.as_deref(),
+                Some(tenant),
+                "{scheme}"
+            );
+            assert_eq!(admitted.verified.scheme, scheme);
+            admitted.ticket.finish(200).await;
+        }
+        // One tenant's secret does not sign for another.
+        let b = body(scheme, "evt_u");
+        let head = signed(scheme, OTHER, "evt_u", NOW, &b);
+        let at = At(&head, "/t/acme");
+        let mut intake = gate.intake(&at).await.unwrap();
+        intake.push(bytes::Bytes::from(b)).unwrap();
+        assert_eq!(intake.admit().await.unwrap_err().status(), 401, "{scheme}");
+    }
+}
+
 #[test]
 fn standard_secrets_must_be_base64() {
     for scheme in [Scheme::Standard, Scheme::Svix] {
