@@ -265,6 +265,59 @@ impl Verifier {
         self.match_signature(&header, body)
     }
 
+    /// Checks a request of any [`Scheme`] against `body`, without looking inside the
+    /// body: the scheme's headers, read from `head` (see
+    /// [`Scheme::parse_head`]), its timestamp window where it has one, and its
+    /// signatures against every live secret. The counterpart of
+    /// [`verify_signature`](Self::verify_signature) for the other senders; the
+    /// [`Gate`](crate::Gate) does the same, then reads the scheme's event id and
+    /// deduplicates.
+    ///
+    /// ```
+    /// use mapping_webhooks::adapter::RequestHead;
+    /// use mapping_webhooks::scheme::Scheme;
+    /// use mapping_webhooks::{ManualClock, MatchedSecret, Secret, Verifier};
+    ///
+    /// struct Head(Vec<(&'static str, String)>);
+    /// impl RequestHead for Head {
+    ///     fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+    ///         self.0.iter().filter(move |(n, _)| *n == name).map(|(_, v)| v.as_bytes())
+    ///     }
+    ///     fn path(&self) -> &str { "/hooks/slack" }
+    ///     fn host(&self) -> Option<&str> { None }
+    /// }
+    ///
+    /// let secret = Secret::new("8f742231b10e8888abcd99yyyzzz85a5")?;
+    /// let body = br#"{"event_id":"Ev1","type":"event_callback"}"#;
+    /// let head = Head(Scheme::Slack.sign(&secret, "", 1_717_250_400, body)?);
+    /// let verifier = Verifier::new(secret).clock(ManualClock::at_secs(1_717_250_400));
+    /// let matched = verifier.verify_head(Scheme::Slack, &head, body)?;
+    /// assert_eq!(matched.secret, MatchedSecret::Current);
+    /// assert!(verifier.verify_head(Scheme::Slack, &head, b"{}").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Scheme::parse_head`] (400), [`VerifyError::TimestampTooOld`],
+    /// [`VerifyError::TimestampInFuture`] or [`VerifyError::SignatureMismatch`] (401).
+    pub fn verify_head<H: crate::adapter::RequestHead>(
+        &self,
+        scheme: Scheme,
+        head: &H,
+        body: &[u8],
+    ) -> Result<SignatureMatch, VerifyError> {
+        let head = scheme.parse_head(head)?;
+        if let Some(timestamp) = head.timestamp() {
+            self.check_timestamp(timestamp)?;
+        }
+        let secret = scheme.match_signature(&self.secrets, &head, body)?;
+        Ok(SignatureMatch {
+            timestamp: head.timestamp().unwrap_or(0),
+            secret,
+        })
+    }
+
     /// Refuses a parsed header whose timestamp is more than the tolerance away from the
     /// clock, either way. Needs no body, so [`Gate::check_head`](crate::Gate::check_head)
     /// runs it before one is read.
