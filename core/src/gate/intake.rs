@@ -217,6 +217,9 @@ impl<D: DedupStore> Gate<D> {
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Reply {
+        if self.scheme != Scheme::Mapping {
+            return self.sink_refuses_scheme();
+        }
         let length = u64::try_from(body.len()).unwrap_or(u64::MAX);
         let head = match self.check_head(signatures, Some(length), unsigned) {
             Ok(head) => head,
@@ -329,20 +332,9 @@ impl<D: DedupStore> Gate<D> {
     ) -> Reply {
         // The inbox stores Mapping.Travel's header and verifies it again later; another
         // scheme's head is not stored yet (issue #21): refused before any claim.
-        let super::Signed::Header(header) = &head.signed else {
-            tracing::error!(
-                scheme = %self.scheme,
-                "a durable sink stores Mapping.Travel deliveries only; answered 503"
-            );
-            return Reply::SinkUnavailable;
+        let (super::Signed::Header(header), Scheme::Mapping) = (&head.signed, self.scheme) else {
+            return self.sink_refuses_scheme();
         };
-        if self.scheme != Scheme::Mapping {
-            tracing::error!(
-                scheme = %self.scheme,
-                "a durable sink stores Mapping.Travel deliveries only; answered 503"
-            );
-            return Reply::SinkUnavailable;
-        }
         let (verified, ticket) = match self.admit_checked(head, unsigned, body).await {
             super::Admission::Process { verified, ticket } => (verified, ticket),
             super::Admission::Reply(reply) => return reply,
@@ -374,6 +366,18 @@ impl<D: DedupStore> Gate<D> {
                 Reply::SinkUnavailable
             }
         }
+    }
+}
+
+impl<D: DedupStore> Gate<D> {
+    /// The answer of a durable sink to another scheme than Mapping.Travel's, which it
+    /// cannot store yet: 503 and an error log naming the scheme, before any claim.
+    fn sink_refuses_scheme(&self) -> Reply {
+        tracing::error!(
+            scheme = %self.scheme,
+            "a durable sink (the inbox) stores Mapping.Travel deliveries only; answered 503"
+        );
+        Reply::SinkUnavailable
     }
 }
 

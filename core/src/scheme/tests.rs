@@ -709,3 +709,46 @@ mod ed25519 {
         t.finish(200).await;
     }
 }
+
+/// A sink that counts what it was given.
+#[derive(Default)]
+struct CountingSink(std::sync::atomic::AtomicUsize);
+
+impl crate::Sink for CountingSink {
+    async fn store(
+        &self,
+        _: crate::SinkDelivery<'_>,
+    ) -> Result<crate::Stored, Box<dyn std::error::Error + Send + Sync>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(crate::Stored::New)
+    }
+}
+
+#[tokio::test]
+async fn a_durable_sink_refuses_other_schemes_before_any_claim() {
+    // The inbox stores Mapping.Travel's head only, for now: 503, nothing stored, and
+    // the event stays new for a gate that can take it.
+    for scheme in Scheme::ALL.into_iter().filter(|s| *s != Scheme::Mapping) {
+        let gate = gate(scheme);
+        let sink = CountingSink::default();
+        let b = body(scheme, "evt_sink");
+        let head = signed(scheme, SECRET, "evt_sink", NOW, &b);
+        let mut intake = gate.intake(&head).await.unwrap();
+        intake.push(bytes::Bytes::from(b.clone())).unwrap();
+        assert_eq!(
+            intake.admit_into(&sink).await,
+            Reply::SinkUnavailable,
+            "{scheme}"
+        );
+        let signature = head
+            .header_values(scheme.signature_header())
+            .next()
+            .unwrap();
+        let reply = gate
+            .admit_into(&sink, [signature], UnsignedHeaders::default(), &b)
+            .await;
+        assert_eq!(reply, Reply::SinkUnavailable, "{scheme}");
+        assert_eq!(sink.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        processed(admit(&gate, &head, &b).await).1.finish(200).await;
+    }
+}
