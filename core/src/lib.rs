@@ -48,12 +48,11 @@
 //!
 //! # Other senders' signatures
 //!
-//! The same gate (and so both adapters and the inbox's endpoint) receives Standard
-//! Webhooks (HMAC `v1`, and ed25519 `v1a` with the `ed25519` feature), Svix, Stripe,
-//! GitHub, Shopify and Slack webhooks: `Gate::builder().scheme(Scheme::Stripe)`. Each
-//! is deduplicated on its own event id, with the same secrets handle, tenants and dedup
-//! store. See the [`scheme`] module for each scheme's headers and what it cannot protect
-//! against.
+//! The same gate (and so both adapters) receives Standard Webhooks (HMAC `v1`, and
+//! ed25519 `v1a` with the `ed25519` feature), Svix, Stripe, GitHub, Shopify and Slack
+//! webhooks: `Gate::builder().scheme(Scheme::Stripe)`. Each is deduplicated on its own
+//! event id, with the same secrets handle, tenants and dedup store. See the [`scheme`]
+//! module for each scheme's headers and what it cannot protect against.
 //!
 //! # Many tenants on one endpoint
 //!

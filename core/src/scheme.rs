@@ -21,11 +21,34 @@
 //!
 //! A scheme is a setting of the [`Gate`](crate::Gate), as the body limit is:
 //! `Gate::builder().scheme(Scheme::Standard).secret(..)`, and the gate goes to the tower
-//! layer, the actix middleware or the inbox as any gate does. It is one value of a closed
-//! enum, not a trait object: the pipeline branches on it once per request, and the
-//! default scheme's path is the one it always was (same parser, same pre-keyed HMAC).
+//! layer or the actix middleware as any gate does. (The inbox does not store another
+//! scheme's deliveries yet: its endpoint answers them 503, before any claim.) A scheme
+//! is one value of a closed enum, not a trait object: the pipeline branches on it once
+//! per request, and the default scheme's path is the one it always was (same parser,
+//! same pre-keyed HMAC).
 //! One route receives one scheme; a receiver of several senders mounts one gate per
 //! route (`/hooks/stripe`, `/hooks/github`, …), each with its own secrets.
+//!
+//! Why a builder option rather than `WebhookVerify::stripe(secret)`-style constructors:
+//! every adapter (`WebhookVerify::from_gate`, the actix middleware's `from_gate`) and
+//! the inbox's endpoint are built from a [`Gate`](crate::Gate), as tower-http's layers
+//! are built from one config value; one `.scheme(..)` there reaches all three, and
+//! every other option (secrets handle, tenants, store, limits) composes with it
+//! unchanged, where per-scheme constructors would be written three times over and
+//! still need the builder for the rest.
+//!
+//! ```
+//! use mapping_webhooks::scheme::Scheme;
+//! use mapping_webhooks::{Gate, Secret, Secrets};
+//!
+//! // Rotation works as for Mapping.Travel: keep the handle, rotate at any time.
+//! let secrets = Secrets::new(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?);
+//! let gate = Gate::builder().scheme(Scheme::Standard).secrets(secrets.clone()).build()?;
+//! // `WebhookVerify::from_gate(gate)` (tower) or the actix middleware's `from_gate`.
+//! secrets.rotate(Secret::new("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")?);
+//! assert_eq!(gate.secrets().masked().len(), 2);
+//! # Ok::<(), mapping_webhooks::ConfigError>(())
+//! ```
 //!
 //! # Secrets
 //!
