@@ -88,3 +88,38 @@ for i, h in enumerate(HEADERS[:6]):
 # Regression seeds for findings, kept so every fuzz run replays them.
 # The header cap was bypassed by the sender's exact form with `t` padded with zeros.
 write("header", "regression-zero-padded-t", f"t={'0' * 3000}{NOW},v1={'ab' * 32}".encode())
+
+# The scheme head targets: each header's value (0xff between them; a lone 0xfe leaves
+# the header out), then the body. Signed as each provider signs, with the targets'
+# secret (whsec_ and base64: decoded for Standard Webhooks, raw for the others).
+import base64
+
+SCHEME_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+RAW = SCHEME_SECRET.encode()
+DECODED = base64.b64decode(SCHEME_SECRET[len("whsec_"):])
+
+
+def mac(key, data):
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def scheme_seed(target, name, values, body):
+    parts = [b"\xfe" if v is None else v.encode() for v in values]
+    write(target, name, b"\xff".join(parts + [body]))
+
+
+for i, body in enumerate(BODIES):
+    sid = f"msg_{i}"
+    v1 = base64.b64encode(mac(DECODED, f"{sid}.{NOW}.".encode() + body)).decode()
+    scheme_seed("scheme_standard", f"seed-{i:02}", [sid, str(NOW), f"v1,{v1}"], body)
+    scheme_seed("scheme_standard", f"seed-{i:02}-two", [sid, str(NOW), f"v1,{'A' * 43}= v1a,{'B' * 86}== v1,{v1}"], body)
+    scheme_seed("scheme_standard", f"seed-{i:02}-stale", [sid, str(NOW - 301), f"v1,{v1}"], body)
+    hub = mac(RAW, body).hex()
+    scheme_seed("scheme_github", f"seed-{i:02}", [f"sha256={hub}", f"72d3162e-{i}", "push"], body)
+    scheme_seed("scheme_github", f"seed-{i:02}-nodelivery", [f"sha256={hub}", None, None], body)
+    shop = base64.b64encode(mac(RAW, body)).decode()
+    scheme_seed("scheme_shopify", f"seed-{i:02}", [shop, f"evt-{i}", "orders/create", f"wh-{i}"], body)
+    slack_body = b'{"event_id":"Ev%d","type":"event_callback"}' % i
+    v0 = mac(RAW, f"v0:{NOW}:".encode() + slack_body).hex()
+    scheme_seed("scheme_slack", f"seed-{i:02}", [f"v0={v0}", str(NOW)], slack_body)
+    scheme_seed("scheme_slack", f"seed-{i:02}-future", [f"v0={v0}", str(NOW + 301)], slack_body)

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
-targets=(header verify verify_signed envelope)
+targets=(header verify verify_signed envelope scheme_standard scheme_github scheme_shopify scheme_slack)
 export RUSTC_BOOTSTRAP=1
 
 cargo fuzz build

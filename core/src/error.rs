@@ -52,6 +52,30 @@ pub enum VerifyError {
         /// Whether the read timed out.
         timed_out: bool,
     },
+    /// A header another [`Scheme`](crate::scheme::Scheme) needs is missing (its
+    /// signature, timestamp or id header). (400)
+    MissingSchemeHeader {
+        /// The header's name, lowercase.
+        header: &'static str,
+    },
+    /// A header of another [`Scheme`](crate::scheme::Scheme) came more than once. (400)
+    RepeatedSchemeHeader {
+        /// The header's name, lowercase.
+        header: &'static str,
+    },
+    /// A header of another [`Scheme`](crate::scheme::Scheme) is not in its form. (400)
+    MalformedSchemeHeader {
+        /// The header's name, lowercase.
+        header: &'static str,
+        /// What is wrong with it, such as `is not a unix time in whole seconds`.
+        why: &'static str,
+    },
+    /// The signed body is JSON but has no event id where the scheme keeps it (Stripe's
+    /// `id`, Slack's `event_id`). (400)
+    MissingEventId {
+        /// The field that was looked for.
+        field: &'static str,
+    },
 }
 
 impl VerifyError {
@@ -62,6 +86,10 @@ impl VerifyError {
             | Self::RepeatedHeader
             | Self::MalformedHeader(_)
             | Self::NotAnEnvelope(_)
+            | Self::MissingSchemeHeader { .. }
+            | Self::RepeatedSchemeHeader { .. }
+            | Self::MalformedSchemeHeader { .. }
+            | Self::MissingEventId { .. }
             | Self::BodyRead { timed_out: false } => 400,
             Self::BodyRead { timed_out: true } => 408,
             Self::TimestampTooOld { .. }
@@ -84,6 +112,10 @@ impl VerifyError {
             Self::BodyTooLarge { .. } => "body is larger than the limit",
             Self::BodyRead { timed_out: true } => "body was not received in time",
             Self::BodyRead { timed_out: false } => "body could not be read",
+            Self::MissingSchemeHeader { .. } => "missing signature header",
+            Self::RepeatedSchemeHeader { .. } => "more than one signature header",
+            Self::MalformedSchemeHeader { .. } => "malformed signature header",
+            Self::MissingEventId { .. } => "signed body has no event id",
         }
     }
 
@@ -99,6 +131,10 @@ impl VerifyError {
             Self::NotAnEnvelope(_) => "not_an_envelope",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyRead { .. } => "body_read",
+            Self::MissingSchemeHeader { .. } => "missing_header",
+            Self::RepeatedSchemeHeader { .. } => "repeated_header",
+            Self::MalformedSchemeHeader { .. } => "malformed_header",
+            Self::MissingEventId { .. } => "not_an_envelope",
         }
     }
 }
@@ -121,6 +157,14 @@ impl fmt::Display for VerifyError {
             ),
             Self::NotAnEnvelope(why) => write!(f, "{}: {why}", self.reason()),
             Self::BodyTooLarge { limit } => write!(f, "body is larger than the {limit}-byte limit"),
+            Self::MissingSchemeHeader { header } => write!(f, "missing {header} header"),
+            Self::RepeatedSchemeHeader { header } => {
+                write!(f, "more than one {header} header")
+            }
+            Self::MalformedSchemeHeader { header, why } => write!(f, "the {header} header {why}"),
+            Self::MissingEventId { field } => {
+                write!(f, "signed body has no string {field:?}: is this the right scheme?")
+            }
             other => f.write_str(other.reason()),
         }
     }
@@ -162,6 +206,9 @@ pub enum ConfigError {
     TimeToLive(Duration),
     /// A memory store's capacity is zero: it could remember no event.
     ZeroCapacity,
+    /// A secret is not one the scheme can use: Standard Webhooks and Svix take `whsec_`
+    /// and base64 (or, with the `ed25519` feature, a `whpk_` public key).
+    SecretNotForScheme(crate::scheme::Scheme),
 }
 
 impl fmt::Display for ConfigError {
@@ -183,6 +230,12 @@ impl fmt::Display for ConfigError {
             }
             Self::ZeroCapacity => {
                 return f.write_str("the dedup store's capacity must be at least one event");
+            }
+            Self::SecretNotForScheme(scheme) => {
+                return write!(
+                    f,
+                    "a {scheme} webhook secret must be whsec_ followed by base64 (or, with the ed25519 feature, a whpk_ public key)"
+                );
             }
             Self::Lease(got) => ("lease", got, &crate::LEASE_RANGE),
             Self::TimeToLive(got) => ("time to live", got, &crate::TTL_RANGE),

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::dedup::{Claim, DedupStore, MemoryStore};
 use crate::observe::Observer;
+use crate::scheme::Scheme;
 use crate::{Clock, Secret, Secrets, TenantFrom, Tenants, Verifier};
 
 mod admission;
@@ -25,7 +26,7 @@ mod ticket;
 
 pub use admission::Admission;
 pub use builder::GateBuilder;
-use head::CheckedHead;
+use head::{CheckedHead, Signed};
 pub use intake::{Admitted, Intake, RequestHead, Sink, SinkDelivery, Stored};
 use key::escape_namespace;
 pub use reply::Reply;
@@ -100,6 +101,7 @@ pub struct UnsignedHeaders<'a> {
 /// ```
 pub struct Gate<D = MemoryStore> {
     verifier: Verifier,
+    scheme: Scheme,
     tenants: Option<(Tenants, TenantFrom)>,
     store: Option<Arc<D>>,
     namespace: Option<Box<str>>,
@@ -115,6 +117,7 @@ impl<D> Clone for Gate<D> {
     fn clone(&self) -> Self {
         Self {
             verifier: self.verifier.clone(),
+            scheme: self.scheme,
             tenants: self.tenants.clone(),
             store: self.store.clone(),
             namespace: self.namespace.clone(),
@@ -139,6 +142,7 @@ impl Gate {
     pub fn from_secrets(secrets: Secrets) -> Self {
         Self {
             verifier: Verifier::from_secrets(secrets),
+            scheme: Scheme::Mapping,
             tenants: None,
             store: Some(Arc::new(MemoryStore::new())),
             namespace: None,
@@ -201,6 +205,7 @@ impl<D: DedupStore> Gate<D> {
     fn with_store<S: DedupStore>(self, store: Option<Arc<S>>) -> Gate<S> {
         Gate {
             verifier: self.verifier,
+            scheme: self.scheme,
             tenants: self.tenants,
             store,
             namespace: self.namespace,
@@ -241,6 +246,11 @@ impl<D: DedupStore> Gate<D> {
         self.tenants.as_ref().map(|(tenants, _)| tenants)
     }
 
+    /// The signature scheme this gate verifies (see [`scheme`](crate::scheme)).
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
     /// The largest body read.
     pub fn body_limit(&self) -> usize {
         self.body_limit
@@ -256,6 +266,7 @@ impl<D> fmt::Debug for Gate<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gate")
             .field("verifier", &self.verifier)
+            .field("scheme", &self.scheme)
             .field("tenants", &self.tenants)
             .field("dedup", &self.store.is_some())
             .field("namespace", &self.namespace)
@@ -457,7 +468,7 @@ mod tests {
         let forged = format!("t={NOW},v1={}", "0".repeat(64));
         for header in [&good, &forged] {
             let head = gate.check_head([header.as_bytes()], Some(1000), u).unwrap();
-            assert_eq!(head.header.timestamp(), NOW);
+            assert_eq!(head.timestamp(), Some(NOW));
         }
         let head = gate.check_head([good.as_bytes()], None, u).unwrap();
         assert!(!format!("{head:?}").contains(good.split("v1=").nth(1).unwrap()));

@@ -241,7 +241,7 @@ impl fmt::Debug for SignatureHeader {
 
 /// Refuses leading zeros: the sender never writes them, and they would let one
 /// timestamp take many forms (and a header grow without changing its meaning).
-fn parse_timestamp(digits: &[u8]) -> Result<u64, HeaderError> {
+pub(crate) fn parse_timestamp(digits: &[u8]) -> Result<u64, HeaderError> {
     if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
         return Err(HeaderError::InvalidTimestamp);
     }
@@ -279,7 +279,7 @@ const HEX_VALUE: [u8; 256] = {
 ///
 /// Branch-free over the digits: every byte is looked up, and any invalid one shows in
 /// the high bits of the accumulated `bad`.
-fn decode_hex32(hex: &[u8]) -> Option<[u8; 32]> {
+pub(crate) fn decode_hex32(hex: &[u8]) -> Option<[u8; 32]> {
     let hex: &[u8; 64] = hex.try_into().ok()?;
     let mut out = [0u8; 32];
     let mut bad = 0u8;

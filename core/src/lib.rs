@@ -46,6 +46,14 @@
 //! # Ok::<(), mapping_webhooks::ConfigError>(())
 //! ```
 //!
+//! # Other senders' signatures
+//!
+//! The same gate (and so both adapters) receives Standard Webhooks (HMAC `v1`, and
+//! ed25519 `v1a` with the `ed25519` feature), Svix, Stripe, GitHub, Shopify and Slack
+//! webhooks: `Gate::builder().scheme(Scheme::Stripe)`. Each is deduplicated on its own
+//! event id, with the same secrets handle, tenants and dedup store. See the [`scheme`]
+//! module for each scheme's headers and what it cannot protect against.
+//!
 //! # Many tenants on one endpoint
 //!
 //! [`Gate::for_tenants`] takes each request's tenant key (a path segment, the host, or an
@@ -84,6 +92,7 @@ mod header;
 mod metrics_observer;
 pub mod observe;
 pub mod prelude;
+pub mod scheme;
 mod secret;
 mod secrets;
 #[cfg(feature = "secrets-file")]

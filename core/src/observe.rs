@@ -233,13 +233,21 @@ impl Refusal {
     /// The refusal for `error`.
     pub fn of(error: &VerifyError) -> Self {
         match error {
-            VerifyError::MissingHeader => Self::MissingHeader,
-            VerifyError::RepeatedHeader => Self::RepeatedHeader,
-            VerifyError::MalformedHeader(_) => Self::MalformedHeader,
+            VerifyError::MissingHeader | VerifyError::MissingSchemeHeader { .. } => {
+                Self::MissingHeader
+            }
+            VerifyError::RepeatedHeader | VerifyError::RepeatedSchemeHeader { .. } => {
+                Self::RepeatedHeader
+            }
+            VerifyError::MalformedHeader(_) | VerifyError::MalformedSchemeHeader { .. } => {
+                Self::MalformedHeader
+            }
             VerifyError::TimestampTooOld { .. } => Self::TimestampTooOld,
             VerifyError::TimestampInFuture { .. } => Self::TimestampInFuture,
             VerifyError::SignatureMismatch => Self::SignatureMismatch,
-            VerifyError::NotAnEnvelope(_) => Self::NotAnEnvelope,
+            VerifyError::NotAnEnvelope(_) | VerifyError::MissingEventId { .. } => {
+                Self::NotAnEnvelope
+            }
             VerifyError::BodyTooLarge { .. } => Self::BodyTooLarge,
             VerifyError::BodyRead { timed_out: true } => Self::ReadTimeout,
             VerifyError::BodyRead { timed_out: false } => Self::BodyRead,

@@ -3,7 +3,8 @@
 //! (`pub use mapping_webhooks::prelude::*;`), so a receiver and its tests depend on the
 //! adapter alone. App code may glob-import it too.
 //!
-//! It holds the gate and its builder, the secrets, the verified metadata, the envelope
+//! It holds the gate and its builder, the signature [`Scheme`]s, the secrets, the
+//! verified metadata, the envelope
 //! and event types, tenants, observers, the dedup stores (with [`Begin`] and [`Claim`],
 //! which a store of your own returns), the replies, the durable [`Sink`], the test
 //! signer and the clocks, and the header names and defaults. What only an adapter's
@@ -17,6 +18,7 @@ pub use crate::dedup::MemoryStoreBuilder;
 #[cfg(feature = "redis")]
 pub use crate::dedup::{RedisStore, RedisStoreBuilder};
 pub use crate::observe::{Handled, HandlerEnd, Observer, Outcome, Refusal, StoreOperation};
+pub use crate::scheme::{Scheme, UnknownScheme};
 pub use crate::{
     Begin, Claim, Clock, ConfigError, DEFAULT_BODY_LIMIT, DEFAULT_PREVIOUS_EXPIRY,
     DEFAULT_READ_TIMEOUT, DEFAULT_TOLERANCE, DELIVERY_HEADER, DUPLICATE_HEADER, DUPLICATE_REASON,

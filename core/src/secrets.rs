@@ -1,11 +1,12 @@
 //! The secrets an endpoint accepts, shared and changeable while the server runs.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, Guard};
 
+use crate::scheme::StandardKey;
 use crate::verify::{HmacSha256, keyed_mac};
 use crate::{Clock, Secret, SystemClock};
 
@@ -93,6 +94,9 @@ pub(crate) struct Key {
     /// ([`Clock::monotonic_millis`]); `None` for the current secret and for previous
     /// secrets given without an expiry.
     pub(crate) expires_at_ms: Option<u64>,
+    /// The secret as Standard Webhooks and Svix read it (base64 decoded, or a public
+    /// key): made at the first request of such a scheme, kept while the secret is held.
+    standard: OnceLock<StandardKey>,
 }
 
 impl Key {
@@ -102,7 +106,14 @@ impl Key {
             masked: secret.masked(),
             secret,
             expires_at_ms,
+            standard: OnceLock::new(),
         }
+    }
+
+    /// The secret as Standard Webhooks and Svix read it.
+    #[inline]
+    pub(crate) fn standard(&self) -> &StandardKey {
+        self.standard.get_or_init(|| StandardKey::of(&self.secret))
     }
 
     fn live_at(&self, now_ms: u64) -> bool {
@@ -338,6 +349,20 @@ impl Secrets {
             .filter(|k| k.live_at(now_ms))
             .map(|k| k.masked.clone())
             .collect()
+    }
+
+    /// Refuses secrets that `scheme` (Standard Webhooks, Svix) cannot use: checked when
+    /// a gate is built, so a typo is found at startup rather than as 401s.
+    pub(crate) fn check_standard_keys(
+        &self,
+        scheme: crate::scheme::Scheme,
+    ) -> Result<(), crate::ConfigError> {
+        let ring = self.shared.ring.load();
+        if ring.keys.iter().all(|k| k.standard().is_usable()) {
+            Ok(())
+        } else {
+            Err(crate::ConfigError::SecretNotForScheme(scheme))
+        }
     }
 
     /// The secrets as a request sees them: one atomic load, no lock.

@@ -10,6 +10,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::scheme::Scheme;
+use crate::secrets::Key;
 use crate::{Clock, Secret, Secrets, SignatureHeader, SystemClock, VerifyError};
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
@@ -110,23 +112,33 @@ pub struct SignatureMatch {
 }
 
 /// What a verified request is: its signature facts and the envelope fields every
-/// decision needs, all taken from the signed body (never from unsigned headers).
+/// decision needs. For Mapping.Travel, Stripe and Slack all are taken from the signed
+/// body; the other [schemes](crate::scheme) carry their id (and GitHub and Shopify their
+/// type) in headers, which Standard Webhooks and Svix sign and GitHub and Shopify do not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Verified {
-    /// The signed timestamp, in seconds since the Unix epoch.
+    /// The signed timestamp, in seconds since the Unix epoch; 0 for a scheme that signs
+    /// none (GitHub, Shopify): see [`signed_at`](Self::signed_at).
     pub timestamp: u64,
-    /// Which secret the signature was made with.
+    /// Which secret (or, for `v1a`, which public key) the signature was made with.
     pub secret: MatchedSecret,
-    /// The envelope's `eventId`: stable across retries, the idempotency key.
+    /// The event id, stable across retries: the idempotency key. Mapping.Travel's
+    /// `eventId`; the scheme's own id for the others (see [`scheme`](crate::scheme));
+    /// empty only for Slack's `url_verification`, which is not deduplicated.
     pub event_id: String,
-    /// The envelope's `type`, such as `mapping.completed`.
+    /// The event's type, such as `mapping.completed`: the body's `type` (Mapping.Travel,
+    /// Stripe, Slack), the unsigned `X-GitHub-Event` or `X-Shopify-Topic`, or empty
+    /// (Standard Webhooks, Svix: read the body).
     pub event_type: String,
-    /// The envelope's `id`: the delivery attempt, new on every retry (empty if absent).
+    /// The delivery attempt's id (empty if the scheme has none): Mapping.Travel's `id`,
+    /// new on every retry; GitHub's `X-GitHub-Delivery`; Shopify's `X-Shopify-Webhook-Id`.
     pub delivery_id: String,
     /// The tenant whose secret verified the request, when the gate serves many
     /// ([`Gate::for_tenants`](crate::Gate::for_tenants)).
     pub tenant: Option<String>,
+    /// The scheme that verified the request.
+    pub scheme: Scheme,
 }
 
 impl Verified {
@@ -155,7 +167,13 @@ impl Verified {
             event_type: event_type.into(),
             delivery_id: delivery_id.into(),
             tenant: None,
+            scheme: Scheme::Mapping,
         }
+    }
+
+    /// The signed timestamp, `None` for a scheme that signs none (GitHub, Shopify).
+    pub fn signed_at(&self) -> Option<u64> {
+        self.scheme.has_timestamp().then_some(self.timestamp)
     }
 
     /// The same metadata, as if signed with `secret`.
@@ -247,12 +265,70 @@ impl Verifier {
         self.match_signature(&header, body)
     }
 
+    /// Checks a request of any [`Scheme`] against `body`, without looking inside the
+    /// body: the scheme's headers, read from `head` (see
+    /// [`Scheme::parse_head`]), its timestamp window where it has one, and its
+    /// signatures against every live secret. The counterpart of
+    /// [`verify_signature`](Self::verify_signature) for the other senders; the
+    /// [`Gate`](crate::Gate) does the same, then reads the scheme's event id and
+    /// deduplicates.
+    ///
+    /// ```
+    /// use mapping_webhooks::adapter::RequestHead;
+    /// use mapping_webhooks::scheme::Scheme;
+    /// use mapping_webhooks::{ManualClock, MatchedSecret, Secret, Verifier};
+    ///
+    /// struct Head(Vec<(&'static str, String)>);
+    /// impl RequestHead for Head {
+    ///     fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+    ///         self.0.iter().filter(move |(n, _)| *n == name).map(|(_, v)| v.as_bytes())
+    ///     }
+    ///     fn path(&self) -> &str { "/hooks/slack" }
+    ///     fn host(&self) -> Option<&str> { None }
+    /// }
+    ///
+    /// let secret = Secret::new("8f742231b10e8888abcd99yyyzzz85a5")?;
+    /// let body = br#"{"event_id":"Ev1","type":"event_callback"}"#;
+    /// let head = Head(Scheme::Slack.sign(&secret, "", 1_717_250_400, body)?);
+    /// let verifier = Verifier::new(secret).clock(ManualClock::at_secs(1_717_250_400));
+    /// let matched = verifier.verify_head(Scheme::Slack, &head, body)?;
+    /// assert_eq!(matched.secret, MatchedSecret::Current);
+    /// assert!(verifier.verify_head(Scheme::Slack, &head, b"{}").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Scheme::parse_head`] (400), [`VerifyError::TimestampTooOld`],
+    /// [`VerifyError::TimestampInFuture`] or [`VerifyError::SignatureMismatch`] (401).
+    pub fn verify_head<H: crate::adapter::RequestHead>(
+        &self,
+        scheme: Scheme,
+        head: &H,
+        body: &[u8],
+    ) -> Result<SignatureMatch, VerifyError> {
+        let head = scheme.parse_head(head)?;
+        if let Some(timestamp) = head.timestamp() {
+            self.check_timestamp(timestamp)?;
+        }
+        let secret = scheme.match_signature(&self.secrets, &head, body)?;
+        Ok(SignatureMatch {
+            timestamp: head.timestamp().unwrap_or(0),
+            secret,
+        })
+    }
+
     /// Refuses a parsed header whose timestamp is more than the tolerance away from the
     /// clock, either way. Needs no body, so [`Gate::check_head`](crate::Gate::check_head)
     /// runs it before one is read.
     #[inline]
     pub(crate) fn check_window(&self, header: &SignatureHeader) -> Result<(), VerifyError> {
-        let timestamp = header.timestamp();
+        self.check_timestamp(header.timestamp())
+    }
+
+    /// Refuses a signed timestamp more than the tolerance away from the clock.
+    #[inline]
+    pub(crate) fn check_timestamp(&self, timestamp: u64) -> Result<(), VerifyError> {
         let now = self.clock.now_secs();
         if now.saturating_sub(timestamp) > self.tolerance_secs {
             return Err(VerifyError::TimestampTooOld { timestamp, now });
@@ -284,33 +360,13 @@ impl Verifier {
         body: &[u8],
     ) -> Result<SignatureMatch, VerifyError> {
         let timestamp = header.timestamp();
-        let ring = secrets.load();
-        // Read once, and only if a previous secret with a deadline is tried.
-        let mut now_ms = None;
-        let mut expired = false;
-        for (index, key) in ring.keys.iter().enumerate() {
-            if let Some(deadline) = key.expires_at_ms
-                && *now_ms.get_or_insert_with(|| ring.clock.monotonic_millis()) >= deadline
-            {
-                expired = true;
-                continue;
-            }
+        let secret = find_key(secrets, |key| {
             let expected = sign_with(&key.mac, timestamp, body);
-            for signature in header.signatures() {
-                if expected == CtOutput::new(Output::<HmacSha256>::from(*signature)) {
-                    let secret = match index {
-                        0 => MatchedSecret::Current,
-                        i => MatchedSecret::Previous(i - 1),
-                    };
-                    return Ok(SignatureMatch { timestamp, secret });
-                }
-            }
-        }
-        if expired {
-            drop(ring);
-            secrets.prune_expired();
-        }
-        Err(VerifyError::SignatureMismatch)
+            header
+                .signatures()
+                .any(|signature| expected == CtOutput::new(Output::<HmacSha256>::from(*signature)))
+        })?;
+        Ok(SignatureMatch { timestamp, secret })
     }
 
     /// Checks the signature, then reads `eventId`, `type` and `id` from the verified
@@ -325,6 +381,38 @@ impl Verifier {
         let matched = self.verify_signature(header, body)?;
         read_envelope(matched, body)
     }
+}
+
+/// Tries `matches` on each live secret of `secrets`, the current one first, and says
+/// which one matched. Previous secrets past their deadline are skipped (and pruned).
+#[inline]
+pub(crate) fn find_key(
+    secrets: &Secrets,
+    mut matches: impl FnMut(&Key) -> bool,
+) -> Result<MatchedSecret, VerifyError> {
+    let ring = secrets.load();
+    // Read once, and only if a previous secret with a deadline is tried.
+    let mut now_ms = None;
+    let mut expired = false;
+    for (index, key) in ring.keys.iter().enumerate() {
+        if let Some(deadline) = key.expires_at_ms
+            && *now_ms.get_or_insert_with(|| ring.clock.monotonic_millis()) >= deadline
+        {
+            expired = true;
+            continue;
+        }
+        if matches(key) {
+            return Ok(match index {
+                0 => MatchedSecret::Current,
+                i => MatchedSecret::Previous(i - 1),
+            });
+        }
+    }
+    if expired {
+        drop(ring);
+        secrets.prune_expired();
+    }
+    Err(VerifyError::SignatureMismatch)
 }
 
 /// Reads `eventId`, `type` and `id` from a body whose signature matched.
@@ -351,6 +439,7 @@ pub(crate) fn read_envelope(matched: SignatureMatch, body: &[u8]) -> Result<Veri
         event_type: head.event_type.into_owned(),
         delivery_id: head.id.map(Cow::into_owned).unwrap_or_default(),
         tenant: None,
+        scheme: Scheme::Mapping,
     })
 }
 

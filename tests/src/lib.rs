@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use mapping_webhooks::scheme::Scheme;
 use mapping_webhooks::{
     Begin, Claim, DedupStore, Gate, ManualClock, MatchedSecret, MemoryStore, Observer,
     OnStoreError, Outcome, Secret, Secrets, Signer, StoreError, TenantFrom, Tenants, Verified,
@@ -51,6 +52,7 @@ pub mod cases;
 pub mod hostile;
 pub mod inbox_cases;
 pub mod rotation;
+pub mod schemes;
 pub mod tenants;
 
 /// The secret every case signs with, unless it says otherwise.
@@ -112,6 +114,8 @@ pub struct AppSpec {
     pub probe: Probe,
     /// An observer for the adapter's `observer` builder method, if any.
     pub observer: Option<CountingObserver>,
+    /// The signature scheme (default Mapping.Travel's).
+    pub scheme: Scheme,
 }
 
 impl Default for AppSpec {
@@ -129,6 +133,7 @@ impl Default for AppSpec {
             on_store_error: OnStoreError::default(),
             probe: Probe::new(Behaviour::default()),
             observer: None,
+            scheme: Scheme::Mapping,
         }
     }
 }
@@ -137,6 +142,13 @@ impl AppSpec {
     /// The defaults, with handlers that answer 200.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// With the signature scheme `scheme`.
+    #[must_use]
+    pub fn scheme(mut self, scheme: Scheme) -> Self {
+        self.scheme = scheme;
+        self
     }
 
     /// With handlers that behave like `behaviour`.
@@ -229,7 +241,8 @@ impl AppSpec {
             Some(secrets) => Gate::builder().secrets(secrets.clone()),
             None => Gate::builder().secret(&self.secret),
         }
-        .on_store_error(self.on_store_error);
+        .on_store_error(self.on_store_error)
+        .scheme(self.scheme);
         if let Some(previous) = &self.previous_secret {
             builder = builder.previous_secret(previous);
         }
@@ -867,6 +880,7 @@ macro_rules! conformance_suite {
         $crate::hostile_suite!($spawn);
         $crate::rotation_suite!($spawn);
         $crate::tenant_suite!($spawn);
+        $crate::scheme_suite!($spawn);
         $crate::conformance_suite!(@cases $spawn;
             valid_delivery_is_processed_once,
             duplicate_is_acknowledged_without_the_handler,

@@ -4,11 +4,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::ticket::{Held, Observed, record};
-use super::{CheckedHead, Gate, OnStoreError, Reply, Ticket, UnsignedHeaders};
+use super::{CheckedHead, Gate, OnStoreError, Reply, Signed, Ticket, UnsignedHeaders};
+use crate::adapter::RequestHead;
 use crate::dedup::{Begin, DedupStore};
 use crate::observe::{Outcome, StoreOperation};
+use crate::scheme::{Scheme, read_verified};
 use crate::verify::read_envelope;
-use crate::{MatchedSecret, Tenant, Verified};
+use crate::{MatchedSecret, SignatureMatch, Tenant, Verified};
 
 impl<D: DedupStore> Gate<D> {
     /// Verifies a request and claims its event.
@@ -17,13 +19,41 @@ impl<D: DedupStore> Gate<D> {
     /// than one is refused), `body` the raw body, read already. An adapter that reads the
     /// body itself opens an [`intake`](Self::intake) instead, so a request refused on its
     /// head is never read.
+    ///
+    /// For another [`Scheme`], `signatures` are the values of its
+    /// [signature header](Scheme::signature_header); a scheme that needs more headers
+    /// (Standard Webhooks, Svix, GitHub, Shopify, Slack) is given the whole head with
+    /// [`admit_head`](Self::admit_head).
     pub async fn admit<'h>(
         &self,
         signatures: impl IntoIterator<Item = &'h [u8]>,
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Admission<D> {
+        if !self.scheme.is_signature_header_only() {
+            let mut signatures = signatures.into_iter();
+            let only = OnlySignatures {
+                name: self.scheme.signature_header(),
+                values: [signatures.next(), signatures.next()],
+            };
+            return self.admit_head(&only, unsigned, body).await;
+        }
         match self.check_head(signatures, None, unsigned) {
+            Ok(head) => self.admit_checked(&head, unsigned, body).await,
+            Err(reply) => Admission::Reply(reply),
+        }
+    }
+
+    /// Verifies a request whose body was read already and claims its event, reading
+    /// the scheme's headers from `head`: [`admit`](Self::admit) for any scheme. A gate
+    /// with tenants refuses it (404): give the request to [`intake`](Self::intake).
+    pub async fn admit_head<H: RequestHead>(
+        &self,
+        head: &H,
+        unsigned: UnsignedHeaders<'_>,
+        body: &[u8],
+    ) -> Admission<D> {
+        match self.check_scheme_head(head, None, unsigned) {
             Ok(head) => self.admit_checked(&head, unsigned, body).await,
             Err(reply) => Admission::Reply(reply),
         }
@@ -37,26 +67,41 @@ impl<D: DedupStore> Gate<D> {
     /// and the body read that followed is bounded by the read timeout.
     pub(crate) async fn admit_checked(
         &self,
-        head: &CheckedHead,
+        head: &CheckedHead<'_>,
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Admission<D> {
         // With an observer, each step's end is the next one's start: one clock read per
         // step. Without one, no clock is read.
         let started = self.observer.as_ref().map(|_| Instant::now());
-        let matched = match (&head.tenant, &self.tenants) {
-            (Some(tenant), _) => {
-                self.verifier
-                    .match_signature_with(tenant.secrets(), &head.header, body)
-            }
-            (None, None) => self.verifier.match_signature(&head.header, body),
+        let secrets = match (&head.tenant, &self.tenants) {
+            (Some(tenant), _) => tenant.secrets(),
+            (None, None) => self.verifier.secrets(),
             // A gate for tenants never verifies without one (check_tenant was skipped).
             (None, Some(_)) => {
                 return Admission::Reply(self.tenant_refused(Reply::UnknownTenant));
             }
         };
+        let (matched, scheme_head) = match &head.signed {
+            Signed::Header(header) => (
+                self.verifier.match_signature_with(secrets, header, body),
+                None,
+            ),
+            Signed::Scheme(scheme_head) => (
+                self.scheme
+                    .match_signature(secrets, scheme_head, body)
+                    .map(|secret| SignatureMatch {
+                        timestamp: scheme_head.timestamp().unwrap_or(0),
+                        secret,
+                    }),
+                Some(scheme_head),
+            ),
+        };
         let secret = matched.as_ref().ok().map(|m| m.secret);
-        let verified = matched.and_then(|matched| read_envelope(matched, body));
+        let verified = matched.and_then(|matched| match self.scheme {
+            Scheme::Mapping => read_envelope(matched, body),
+            scheme => read_verified(scheme, matched, scheme_head, body),
+        });
         let mut step = None;
         if let (Some(observer), Some(started)) = (&self.observer, started) {
             let now = Instant::now();
@@ -97,7 +142,12 @@ impl<D: DedupStore> Gate<D> {
                 "X-Webhook-Event disagrees with the signed body; using the body"
             );
         }
-        let Some(store) = &self.store else {
+        // Slack's `url_verification` has no event id: it is answered, never deduplicated.
+        let store = self
+            .store
+            .as_ref()
+            .filter(|_| !verified.event_id.is_empty());
+        let Some(store) = store else {
             return Admission::Process {
                 verified,
                 ticket: Ticket::new(None, self.observed(step, false), span),
@@ -183,6 +233,32 @@ impl<D: DedupStore> Gate<D> {
             started,
             store_error,
         })
+    }
+}
+
+/// The signature header values given to [`Gate::admit`], as a head, for a scheme read
+/// through [`Gate::admit_head`]: every other header is missing.
+struct OnlySignatures<'h> {
+    name: &'static str,
+    values: [Option<&'h [u8]>; 2],
+}
+
+impl RequestHead for OnlySignatures<'_> {
+    fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+        let wanted = name == self.name;
+        self.values
+            .iter()
+            .flatten()
+            .copied()
+            .filter(move |_| wanted)
+    }
+
+    fn path(&self) -> &str {
+        ""
+    }
+
+    fn host(&self) -> Option<&str> {
+        None
     }
 }
 

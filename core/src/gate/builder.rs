@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, Gate, OnStoreError};
 use crate::dedup::{DedupStore, MemoryStore};
+use crate::scheme::Scheme;
 use crate::{Clock, ConfigError, Observer, Secret, Secrets, TenantFrom, Tenants};
 
 /// Builds a [`Gate`]: [`Gate::builder`], the options, then [`build`](Self::build), which
@@ -33,6 +34,7 @@ use crate::{Clock, ConfigError, Observer, Secret, Secrets, TenantFrom, Tenants};
 /// ```
 #[must_use = "call build() to get the Gate"]
 pub struct GateBuilder<D = MemoryStore> {
+    scheme: Scheme,
     secret: Option<Result<Secret, ConfigError>>,
     secrets: Option<Secrets>,
     previous: Vec<Result<Secret, ConfigError>>,
@@ -60,6 +62,7 @@ enum Store<D> {
 impl GateBuilder {
     pub(super) fn new() -> Self {
         Self {
+            scheme: Scheme::Mapping,
             secret: None,
             secrets: None,
             previous: Vec::new(),
@@ -77,6 +80,29 @@ impl GateBuilder {
 }
 
 impl<D: DedupStore> GateBuilder<D> {
+    /// Verifies another sender's signature scheme instead of Mapping.Travel's (the
+    /// default): Standard Webhooks, Svix, Stripe, GitHub, Shopify or Slack. Secrets are
+    /// given as that provider shows them (see [`scheme`](crate::scheme)); everything
+    /// else (rotation, tenants, dedup, the inbox) works the same.
+    ///
+    /// ```
+    /// use mapping_webhooks::Gate;
+    /// use mapping_webhooks::scheme::Scheme;
+    ///
+    /// let gate = Gate::builder()
+    ///     .scheme(Scheme::Standard)
+    ///     .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    ///     .build()?;
+    /// assert_eq!(gate.scheme(), Scheme::Standard);
+    /// // A Standard Webhooks secret must be base64: a typo is found at build.
+    /// assert!(Gate::builder().scheme(Scheme::Svix).secret("whsec_not base64!").build().is_err());
+    /// # Ok::<(), mapping_webhooks::ConfigError>(())
+    /// ```
+    pub fn scheme(mut self, scheme: Scheme) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
     /// The signing secret: the whole string the sender's dashboard shows, `whsec_`
     /// included. Checked at [`build`](Self::build) ([`ConfigError::EmptySecret`] for an
     /// empty or blank one). Replaces a [`secrets`](Self::secrets) handle set before.
@@ -152,6 +178,7 @@ impl<D: DedupStore> GateBuilder<D> {
     /// of the default in-memory one.
     pub fn dedup<S: DedupStore>(self, store: S) -> GateBuilder<S> {
         GateBuilder {
+            scheme: self.scheme,
             secret: self.secret,
             secrets: self.secrets,
             previous: self.previous,
@@ -202,7 +229,9 @@ impl<D: DedupStore> GateBuilder<D> {
     ///
     /// - [`ConfigError::EmptySecret`]: a secret or previous secret is empty or blank;
     /// - [`ConfigError::MissingSecret`]: no secret, secrets handle or tenants was given;
-    /// - [`ConfigError::ZeroBodyLimit`], [`ConfigError::ZeroReadTimeout`].
+    /// - [`ConfigError::ZeroBodyLimit`], [`ConfigError::ZeroReadTimeout`];
+    /// - [`ConfigError::SecretNotForScheme`]: a Standard Webhooks or Svix secret given
+    ///   here is neither `whsec_` and base64 nor a `whpk_` public key.
     pub fn build(self) -> Result<Gate<D>, ConfigError> {
         let previous = self.previous.into_iter().collect::<Result<Vec<_>, _>>()?;
         let secrets = match (self.secret, self.secrets, &self.tenants) {
@@ -220,6 +249,10 @@ impl<D: DedupStore> GateBuilder<D> {
         let mut gate = Gate::from_secrets(secrets);
         for secret in previous {
             gate.verifier = gate.verifier.previous_secret(secret);
+        }
+        gate.scheme = self.scheme;
+        if self.scheme.uses_standard_keys() && self.tenants.is_none() {
+            gate.verifier.secrets().check_standard_keys(self.scheme)?;
         }
         if let Some(tolerance) = self.tolerance {
             gate.verifier = gate.verifier.tolerance(tolerance);
@@ -253,6 +286,7 @@ impl<D: DedupStore> GateBuilder<D> {
 impl<D> fmt::Debug for GateBuilder<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GateBuilder")
+            .field("scheme", &self.scheme)
             .field("secret", &self.secret.as_ref().map(|_| "<secret>"))
             .field("secrets", &self.secrets)
             .field("previous", &self.previous.len())

@@ -2,8 +2,10 @@
 //! signature header and its window, the tenant; and how a refusal is logged and observed.
 
 use super::{Gate, Reply, UnsignedHeaders};
+use crate::adapter::RequestHead;
 use crate::dedup::DedupStore;
 use crate::observe::{Outcome, Refusal};
+use crate::scheme::{Scheme, SchemeHead};
 use crate::tenants::MAX_TENANT_KEY_LEN;
 use crate::{LookupError, SignatureHeader, Tenant, VerifyError};
 
@@ -19,12 +21,12 @@ impl<D: DedupStore> Gate<D> {
     /// tenant the resolver does not know; 503 with `Retry-After` when the lookup failed,
     /// panicked, timed out, or too many lookups were running (the sender retries). The
     /// tenant found names the request's dedup namespace by its [id](crate::Tenant::id).
-    pub(crate) async fn check_tenant(
+    pub(crate) async fn check_tenant<'r>(
         &self,
-        mut head: CheckedHead,
+        mut head: CheckedHead<'r>,
         tenant: Option<&str>,
         unsigned: UnsignedHeaders<'_>,
-    ) -> Result<CheckedHead, Reply> {
+    ) -> Result<CheckedHead<'r>, Reply> {
         let Some((tenants, _)) = &self.tenants else {
             return Ok(head);
         };
@@ -125,7 +127,8 @@ impl<D: DedupStore> Gate<D> {
     /// only when it passes, so an unauthenticated client cannot make the receiver wait
     /// for or buffer a body (nor answer its `Expect: 100-continue`).
     ///
-    /// `signatures` are the values of every `X-Webhook-Signature` header, `content_length`
+    /// `signatures` are the values of every signature header (`X-Webhook-Signature`, or
+    /// `Stripe-Signature` for [`Scheme::Stripe`]), `content_length`
     /// the declared body length if any. The header is parsed once, here; the returned
     /// [`CheckedHead`] owns the result (no allocation) and goes to
     /// [`admit_checked`](Self::admit_checked) with the body.
@@ -140,13 +143,13 @@ impl<D: DedupStore> Gate<D> {
         signatures: impl IntoIterator<Item = &'h [u8]>,
         content_length: Option<u64>,
         unsigned: UnsignedHeaders<'_>,
-    ) -> Result<CheckedHead, Reply> {
+    ) -> Result<CheckedHead<'h>, Reply> {
         self.check_content_length(content_length, unsigned)?;
         let mut signatures = signatures.into_iter();
         let header = match (signatures.next(), signatures.next()) {
             (Some(header), None) => header,
-            (None, _) => return Err(self.refuse(VerifyError::MissingHeader, unsigned)),
-            (Some(_), Some(_)) => return Err(self.refuse(VerifyError::RepeatedHeader, unsigned)),
+            (None, _) => return Err(self.refuse(self.missing_header(), unsigned)),
+            (Some(_), Some(_)) => return Err(self.refuse(self.repeated_header(), unsigned)),
         };
         let header = match SignatureHeader::parse(header) {
             Ok(header) => header,
@@ -156,9 +159,66 @@ impl<D: DedupStore> Gate<D> {
             return Err(self.refuse(error, unsigned));
         }
         Ok(CheckedHead {
-            header,
+            signed: Signed::Header(header),
             tenant: None,
         })
+    }
+
+    /// [`check_head`](Self::check_head) for any scheme: reads the scheme's headers from
+    /// `head` (Mapping.Travel's and Stripe's through `check_head`, the others through
+    /// [`Scheme::parse_head`]), then checks the signed timestamp, if the scheme has one.
+    ///
+    /// # Errors
+    ///
+    /// As `check_head`: 413, then 400 for a missing, repeated or malformed header, then
+    /// 401 for a timestamp outside the tolerance.
+    pub(crate) fn check_scheme_head<'r, H: RequestHead>(
+        &self,
+        head: &'r H,
+        content_length: Option<u64>,
+        unsigned: UnsignedHeaders<'_>,
+    ) -> Result<CheckedHead<'r>, Reply> {
+        if self.scheme.is_signature_header_only() {
+            return self.check_head(
+                head.header_values(self.scheme.signature_header()),
+                content_length,
+                unsigned,
+            );
+        }
+        self.check_content_length(content_length, unsigned)?;
+        let parsed = match self.scheme.parse_head(head) {
+            Ok(parsed) => parsed,
+            Err(error) => return Err(self.refuse(error, unsigned)),
+        };
+        if let Some(timestamp) = parsed.timestamp()
+            && let Err(error) = self.verifier.check_timestamp(timestamp)
+        {
+            return Err(self.refuse(error, unsigned));
+        }
+        Ok(CheckedHead {
+            signed: Signed::Scheme(parsed),
+            tenant: None,
+        })
+    }
+
+    /// The refusal of a request without the signature header.
+    fn missing_header(&self) -> VerifyError {
+        match self.scheme {
+            Scheme::Mapping => VerifyError::MissingHeader,
+            scheme => VerifyError::MissingSchemeHeader {
+                header: scheme.signature_header(),
+            },
+        }
+    }
+
+    /// The refusal of a request with more than one signature header.
+    fn repeated_header(&self) -> VerifyError {
+        match self.scheme {
+            Scheme::Mapping => VerifyError::RepeatedHeader,
+            scheme => VerifyError::RepeatedSchemeHeader {
+                header: scheme.signature_header(),
+            },
+        }
     }
 }
 
@@ -166,8 +226,28 @@ impl<D: DedupStore> Gate<D> {
 /// [`Gate::check_tenant`]): its signatures are not checked yet, which needs the body.
 /// `Debug` shows the timestamp and the number of signatures, never a signature.
 #[derive(Debug)]
-pub(crate) struct CheckedHead {
-    pub(crate) header: SignatureHeader,
+pub(crate) struct CheckedHead<'r> {
+    pub(crate) signed: Signed<'r>,
     /// The tenant [`Gate::check_tenant`] found for the request.
     pub(super) tenant: Option<Tenant>,
+}
+
+impl CheckedHead<'_> {
+    /// The signed timestamp, for a scheme that has one.
+    #[cfg(test)]
+    pub(crate) fn timestamp(&self) -> Option<u64> {
+        match &self.signed {
+            Signed::Header(header) => Some(header.timestamp()),
+            Signed::Scheme(head) => head.timestamp(),
+        }
+    }
+}
+
+/// A checked head as its scheme reads it.
+#[derive(Debug)]
+pub(crate) enum Signed<'r> {
+    /// Mapping.Travel's and Stripe's one header, parsed (owned: no borrow of the request).
+    Header(SignatureHeader),
+    /// Another scheme's headers, borrowed from the request.
+    Scheme(SchemeHead<'r>),
 }

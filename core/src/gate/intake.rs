@@ -11,10 +11,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::{CheckedHead, Gate, Reply, Ticket, UnsignedHeaders};
 use crate::observe::Outcome;
-use crate::{
-    DELIVERY_HEADER, DedupStore, EVENT_HEADER, SIGNATURE_HEADER, SignatureHeader, Verified,
-    VerifyError,
-};
+use crate::scheme::Scheme;
+use crate::{DELIVERY_HEADER, DedupStore, EVENT_HEADER, SignatureHeader, Verified, VerifyError};
 
 /// What the pipeline reads from a request's head, as the adapter's framework holds it.
 ///
@@ -87,7 +85,7 @@ pub trait RequestHead {
 #[must_use = "push the body and admit the request, or answer the reply it gives"]
 pub struct Intake<'r, D: DedupStore> {
     gate: &'r Gate<D>,
-    head: CheckedHead,
+    head: CheckedHead<'r>,
     unsigned: UnsignedHeaders<'r>,
     declared: Option<u64>,
     body: Body,
@@ -129,8 +127,10 @@ pub struct Admitted<D: DedupStore> {
     pub body: Bytes,
     /// The dedup claim: [`finish`](Ticket::finish) it with the handler's status.
     pub ticket: Ticket<D>,
-    /// The parsed signature header (a durable inbox stores it to verify again later).
-    pub signature: SignatureHeader,
+    /// The parsed signature header (a durable inbox stores it to verify again later):
+    /// Mapping.Travel's and Stripe's; `None` for the other [schemes](crate::scheme),
+    /// whose head is several headers.
+    pub signature: Option<SignatureHeader>,
 }
 
 /// A verified delivery handed to a [`Sink`].
@@ -183,7 +183,7 @@ impl<D: DedupStore> Gate<D> {
             event_type: head.header_text(EVENT_HEADER),
         };
         let declared = head.content_length();
-        let checked = self.check_head(head.header_values(SIGNATURE_HEADER), declared, unsigned)?;
+        let checked = self.check_scheme_head(head, declared, unsigned)?;
         let checked = match self.tenant_from() {
             None => checked,
             Some(from) => {
@@ -217,6 +217,9 @@ impl<D: DedupStore> Gate<D> {
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Reply {
+        if self.scheme != Scheme::Mapping {
+            return self.sink_refuses_scheme();
+        }
         let length = u64::try_from(body.len()).unwrap_or(u64::MAX);
         let head = match self.check_head(signatures, Some(length), unsigned) {
             Ok(head) => head,
@@ -296,7 +299,10 @@ impl<'r, D: DedupStore> Intake<'r, D> {
                 verified,
                 body,
                 ticket,
-                signature: self.head.header,
+                signature: match self.head.signed {
+                    super::Signed::Header(header) => Some(header),
+                    super::Signed::Scheme(_) => None,
+                },
             }),
             super::Admission::Reply(reply) => Err(reply),
         }
@@ -319,11 +325,16 @@ impl<D: DedupStore> Gate<D> {
     /// [`Intake::admit_into`] and [`Gate::admit_into`].
     async fn store_in<S: Sink>(
         &self,
-        head: &CheckedHead,
+        head: &CheckedHead<'_>,
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
         sink: &S,
     ) -> Reply {
+        // The inbox stores Mapping.Travel's header and verifies it again later; another
+        // scheme's head is not stored yet (issue #21): refused before any claim.
+        let (super::Signed::Header(header), Scheme::Mapping) = (&head.signed, self.scheme) else {
+            return self.sink_refuses_scheme();
+        };
         let (verified, ticket) = match self.admit_checked(head, unsigned, body).await {
             super::Admission::Process { verified, ticket } => (verified, ticket),
             super::Admission::Reply(reply) => return reply,
@@ -331,7 +342,7 @@ impl<D: DedupStore> Gate<D> {
         let stored = sink
             .store(SinkDelivery {
                 verified: &verified,
-                signature: &head.header,
+                signature: header,
                 body,
             })
             .await;
@@ -358,6 +369,18 @@ impl<D: DedupStore> Gate<D> {
     }
 }
 
+impl<D: DedupStore> Gate<D> {
+    /// The answer of a durable sink to another scheme than Mapping.Travel's, which it
+    /// cannot store yet: 503 and an error log naming the scheme, before any claim.
+    fn sink_refuses_scheme(&self) -> Reply {
+        tracing::error!(
+            scheme = %self.scheme,
+            "a durable sink (the inbox) stores Mapping.Travel deliveries only; answered 503"
+        );
+        Reply::SinkUnavailable
+    }
+}
+
 impl<D: DedupStore> fmt::Debug for Intake<'_, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Intake")
@@ -373,7 +396,10 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
-    use crate::{ManualClock, ResolveError, Secret, Secrets, Signer, Tenant, TenantFrom, Tenants};
+    use crate::{
+        ManualClock, ResolveError, SIGNATURE_HEADER, Secret, Secrets, Signer, Tenant, TenantFrom,
+        Tenants,
+    };
 
     const SECRET: &str = "whsec_intake_test_0123456789abcdef";
     const NOW: u64 = 1_717_250_400;

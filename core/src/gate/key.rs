@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 use super::Gate;
 use crate::dedup::DedupStore;
 use crate::header::encode_hex32;
+use crate::scheme::Scheme;
 
 impl<D: DedupStore> Gate<D> {
     /// The dedup store key for an event: `{namespace}:id:{eventId}`, or
@@ -44,18 +45,32 @@ impl<D: DedupStore> Gate<D> {
         self.key_in(Some(tenant), event_id)
     }
 
+    /// The key of `event_id` (of `tenant`) for this gate's scheme. Mapping.Travel's keys
+    /// are as they always were; another scheme's carry `:scheme:{name}` before the id
+    /// (names are fixed words without `:`), so two schemes sharing a store never share
+    /// a key: `{namespace}[:tenant:{tenant}][:scheme:{name}]:id:{id}`.
     pub(super) fn key_in(&self, tenant: Option<&str>, event_id: &str) -> String {
         let ns = self.namespace.as_deref().unwrap_or("");
         let plain = event_id.len() <= MAX_PLAIN_KEY_LEN;
         let tenant = tenant.map(escape_namespace);
         let tenant_len = tenant.as_ref().map_or(0, |t| ":tenant:".len() + t.len());
+        let scheme = (self.scheme != Scheme::Mapping).then(|| self.scheme.name());
+        let scheme_len = scheme.map_or(0, |s| ":scheme:".len() + s.len());
         let mut key = String::with_capacity(
-            ns.len() + tenant_len + ":sha256:".len() + if plain { event_id.len() } else { 64 },
+            ns.len()
+                + tenant_len
+                + scheme_len
+                + ":sha256:".len()
+                + if plain { event_id.len() } else { 64 },
         );
         key.push_str(ns);
         if let Some(tenant) = &tenant {
             key.push_str(":tenant:");
             key.push_str(tenant);
+        }
+        if let Some(scheme) = scheme {
+            key.push_str(":scheme:");
+            key.push_str(scheme);
         }
         if plain {
             key.push_str(":id:");

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use mapping_webhooks::scheme::Scheme;
 use mapping_webhooks::{
     DELIVERY_HEADER, DUPLICATE_HEADER, EVENT_HEADER, Envelope, MAPPING_COMPLETED, MappingCompleted,
     SIGNATURE_HEADER, Secret, Signer,
@@ -27,8 +28,8 @@ const RETRY_AFTER_SECS: [u64; 3] = [60, 5 * 60, 30 * 60];
 /// The sender waits this long for an answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
-const USAGE: &str = "usage: sender [--url URL] [--secret SECRET] [--event TYPE] [--event-id ID] \
-[--copies N] [--timestamp-offset SECS] [--retry] [--time-scale F] [--ca-cert FILE] \
+const USAGE: &str = "usage: sender [--url URL] [--secret SECRET] [--scheme NAME] [--event TYPE] \
+[--event-id ID] [--copies N] [--timestamp-offset SECS] [--retry] [--time-scale F] [--ca-cert FILE] \
 (--help for details)";
 
 /// What `--help` prints.
@@ -47,6 +48,13 @@ Options (each also as --flag=value):
   --secret SECRET          The signing secret, the whole whsec_... string.
                            [default: $MAPPING_WEBHOOK_SECRET, else the public
                            development secret the example receivers use]
+  --scheme NAME            Signs as another sender does instead: standard (Standard
+                           Webhooks), svix, stripe, github, shopify or slack, with
+                           that provider's headers and its event id (in a header, or
+                           in the body: Stripe's id, Slack's event_id); --secret is
+                           then that provider's secret (Standard Webhooks and Svix:
+                           whsec_ and base64). [default: mapping; with another
+                           scheme the default URL ends /hooks/NAME]
   --event TYPE             The event type: mapping.completed (with the documented
                            payload), mapping.error.resolved or any other (with {} as
                            data). [default: mapping.completed]
@@ -80,6 +88,9 @@ new event exits 0 with one processed, the rest duplicates or in flight); 1 other
 
 struct Options {
     url: String,
+    /// Whether `--url` was given (else it follows `--scheme`).
+    url_given: bool,
+    scheme: Scheme,
     secret: String,
     event: String,
     event_id: String,
@@ -114,6 +125,8 @@ fn parse(
 ) -> Result<Command, String> {
     let mut options = Options {
         url: format!("http://{DEFAULT_BIND_ADDR}{WEBHOOK_PATH}"),
+        url_given: false,
+        scheme: Scheme::Mapping,
         secret: var("MAPPING_WEBHOOK_SECRET")
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| DEV_SECRET.to_owned()),
@@ -140,7 +153,15 @@ fn parse(
                 .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
         };
         match flag.as_str() {
-            "--url" => options.url = value("--url")?,
+            "--url" => {
+                options.url = value("--url")?;
+                options.url_given = true;
+            }
+            "--scheme" => {
+                options.scheme = value("--scheme")?
+                    .parse()
+                    .map_err(|e| format!("--scheme: {e}"))?;
+            }
             "--secret" => options.secret = value("--secret")?,
             "--event" => options.event = value("--event")?,
             "--event-id" => options.event_id = value("--event-id")?,
@@ -168,6 +189,9 @@ fn parse(
             "-h" | "--help" => return Ok(Command::Help),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
+    }
+    if !options.url_given && options.scheme != Scheme::Mapping {
+        options.url = format!("http://{DEFAULT_BIND_ADDR}/hooks/{}", options.scheme);
     }
     check_url("--url", &options.url)?;
     Ok(Command::Send(options))
@@ -245,13 +269,20 @@ pub fn run(
             return 2;
         }
     };
-    let signer = match Secret::new(&options.secret) {
-        Ok(secret) => Signer::new(secret),
+    let secret = match Secret::new(&options.secret) {
+        Ok(secret) => secret,
         Err(error) => {
             let _ = writeln!(err, "--secret: {error}");
             return 2;
         }
     };
+    // A secret the scheme cannot sign with (Standard Webhooks' is base64) is a usage
+    // error, found before anything is sent.
+    if let Err(error) = options.scheme.sign(&secret, "probe", 0, b"") {
+        let _ = writeln!(err, "--secret: {error}");
+        return 2;
+    }
+    let signer = Signer::new(secret.clone());
     let http = match http_client(ANSWER_TIMEOUT, options.ca_cert.as_deref()) {
         Ok(http) => http,
         Err(error) => {
@@ -263,7 +294,7 @@ pub fn run(
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let ok = runtime.block_on(send(options, signer, http, out));
+    let ok = runtime.block_on(send(options, (signer, secret), http, out));
     u8::from(!ok)
 }
 
@@ -271,13 +302,18 @@ pub fn run(
 /// summary; says whether the run succeeded.
 async fn send(
     options: Options,
-    signer: Signer,
+    signer: (Signer, Secret),
     http: reqwest::Client,
     out: &mut dyn Write,
 ) -> bool {
     let _ = writeln!(
         out,
-        "sending {} ({}) to {}{}",
+        "sending {}{} ({}) to {}{}",
+        if options.scheme == Scheme::Mapping {
+            String::new()
+        } else {
+            format!("a {} webhook, ", options.scheme)
+        },
         options.event,
         options.event_id,
         options.url,
@@ -321,7 +357,7 @@ async fn send(
 /// Its lines go to `lines`.
 async fn deliver(
     options: &Options,
-    signer: &Signer,
+    (signer, secret): &(Signer, Secret),
     http: &reqwest::Client,
     created_at: &str,
     copy: usize,
@@ -360,19 +396,30 @@ async fn deliver(
             data.clone(),
         )
         .with_meta("2026-06-01", created_at);
-        let body = serde_json::to_vec(&envelope).expect("an envelope serialises");
         let timestamp = now_secs().saturating_add_signed(options.timestamp_offset);
-        let signature = signer.sign(&body, timestamp);
-        let started = Instant::now();
-        let sent = http
+        let mut request = http
             .post(&options.url)
-            .header("content-type", "application/json")
-            .header(SIGNATURE_HEADER, signature)
-            .header(EVENT_HEADER, &options.event)
-            .header(DELIVERY_HEADER, &delivery_id)
-            .body(body)
-            .send()
-            .await;
+            .header("content-type", "application/json");
+        let body = if options.scheme == Scheme::Mapping {
+            let body = serde_json::to_vec(&envelope).expect("an envelope serialises");
+            request = request
+                .header(SIGNATURE_HEADER, signer.sign(&body, timestamp))
+                .header(EVENT_HEADER, &options.event)
+                .header(DELIVERY_HEADER, &delivery_id);
+            body
+        } else {
+            let body = scheme_body(options, &data);
+            let headers = options
+                .scheme
+                .sign(secret, &options.event_id, timestamp, &body)
+                .expect("the secret was checked");
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            body
+        };
+        let started = Instant::now();
+        let sent = request.body(body).send().await;
         let took = started.elapsed();
         let label = format!("copy {copy} attempt {attempt}/{attempts} {delivery_id}");
         match sent {
@@ -404,6 +451,22 @@ async fn deliver(
         }
     }
     outcome
+}
+
+/// The body another scheme's sender would send: its event id where the scheme keeps it
+/// in the body (Stripe's `id`, Slack's `event_id`; the others carry it in a header).
+fn scheme_body(options: &Options, data: &Value) -> Vec<u8> {
+    let body = match options.scheme {
+        Scheme::Stripe => serde_json::json!({
+            "id": options.event_id, "object": "event", "type": options.event, "data": {"object": data},
+        }),
+        Scheme::Slack => serde_json::json!({
+            "token": "sender", "event_id": options.event_id, "type": "event_callback",
+            "event": {"type": options.event},
+        }),
+        _ => serde_json::json!({"type": options.event, "data": data}),
+    };
+    serde_json::to_vec(&body).expect("a body serialises")
 }
 
 fn now_secs() -> u64 {
