@@ -5,9 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+#[cfg(feature = "redis-cluster")]
+use redis::cluster::ClusterClient;
 use redis::{Client, Script};
 
+use self::connection::Connection;
 use super::{Begin, Claim, DEFAULT_LEASE, DEFAULT_TTL, DedupStore, StoreError, late_complete};
+
+mod connection;
 
 /// The default prefix of every key the store writes.
 pub const DEFAULT_PREFIX: &str = "mapping-webhooks:";
@@ -204,7 +209,7 @@ const RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(250);
 /// own writes.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
     scripts: Arc<Scripts>,
     prefix: Arc<str>,
     lease: Duration,
@@ -232,6 +237,10 @@ enum Source {
     Url(String),
     Client(Client),
     Manager(ConnectionManager),
+    #[cfg(feature = "redis-cluster")]
+    ClusterUrls(Vec<String>),
+    #[cfg(feature = "redis-cluster")]
+    ClusterClient(Box<ClusterClient>),
 }
 
 /// Configures a [`RedisStore`]. Its `Debug` output never shows the URL.
@@ -263,6 +272,60 @@ impl RedisStore {
     /// own reconnection and timeout settings then apply, under this store's timeout).
     pub fn builder_with_manager(manager: ConnectionManager) -> RedisStoreBuilder {
         RedisStoreBuilder::new(Source::Manager(manager))
+    }
+
+    /// Configures a store on a Redis Cluster (or a Valkey cluster) that it finds through
+    /// `nodes`, the URLs of one or more of its nodes (seeds), such as
+    /// `["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]`; the cluster client learns
+    /// the others and the slot map from them. Needs the `redis-cluster` cargo feature.
+    ///
+    /// Every call touches one key, so each goes to the master of that key's slot, and
+    /// the keys spread over the whole cluster (no hash tags). `MOVED` and `ASK`
+    /// redirections (resharding, a failover) are followed by the cluster client; a
+    /// master promoted from a replica that has not seen the scripts answers `NOSCRIPT`,
+    /// and the script is then loaded again and run (see [`RedisStore`]'s "Redis
+    /// Cluster" section).
+    ///
+    /// The URLs are only read when the store is built; they never appear in `Debug`
+    /// output nor in errors. A password in the first URL is used for every node.
+    ///
+    /// ```no_run
+    /// use mapping_webhooks::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::cluster_builder([
+    ///     "redis://127.0.0.1:7000/",
+    ///     "redis://127.0.0.1:7001/",
+    ///     "redis://127.0.0.1:7002/",
+    /// ])
+    /// .build()
+    /// .await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    #[cfg(feature = "redis-cluster")]
+    pub fn cluster_builder<I>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        RedisStoreBuilder::new(Source::ClusterUrls(
+            nodes.into_iter().map(Into::into).collect(),
+        ))
+    }
+
+    /// Configures a store on a Redis Cluster through `client`, built by the
+    /// application (for TLS settings, credentials or retry settings of its own). The
+    /// store's [timeout](RedisStoreBuilder::timeout) replaces the client's connection
+    /// and response timeouts. Needs the `redis-cluster` cargo feature.
+    #[cfg(feature = "redis-cluster")]
+    pub fn builder_with_cluster_client(client: ClusterClient) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(Source::ClusterClient(Box::new(client)))
+    }
+
+    /// Whether the store talks to a Redis Cluster (built with
+    /// [`cluster_builder`](Self::cluster_builder)) rather than one server.
+    pub fn is_cluster(&self) -> bool {
+        self.connection.kind() == "cluster"
     }
 
     /// The prefix of every key.
@@ -435,12 +498,17 @@ impl RedisStore {
     /// Sends the scripts to the server, so requests only call them by hash.
     async fn load_scripts(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
+        // One command each, not a pipeline: on a cluster, `SCRIPT LOAD` goes to every
+        // node (replicas too, so a promoted one already has them).
         let load = async {
-            let mut pipe = redis::pipe();
             for source in [BEGIN, COMPLETE, ABANDON] {
-                pipe.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(source)
+                    .query_async::<()>(&mut connection)
+                    .await?;
             }
-            pipe.query_async::<()>(&mut connection).await
+            Ok::<(), redis::RedisError>(())
         };
         match tokio::time::timeout(self.timeout, load).await {
             Ok(Ok(())) => Ok(()),
@@ -570,9 +638,19 @@ impl RedisStoreBuilder {
         super::check_lease_and_ttl(self.lease, self.ttl)?;
         let timeout = self.timeout;
         let connection = match self.source {
-            Source::Manager(ref manager) => manager.clone(),
-            Source::Url(ref url) => connect(open(url)?, timeout).await?,
-            Source::Client(ref client) => connect(client.clone(), timeout).await?,
+            Source::Manager(ref manager) => Connection::Server(manager.clone()),
+            Source::Url(ref url) => Connection::Server(connect(open(url)?, timeout).await?),
+            Source::Client(ref client) => {
+                Connection::Server(connect(client.clone(), timeout).await?)
+            }
+            #[cfg(feature = "redis-cluster")]
+            Source::ClusterUrls(ref urls) => {
+                Connection::Cluster(cluster::connect(&cluster::open(urls)?, timeout).await?)
+            }
+            #[cfg(feature = "redis-cluster")]
+            Source::ClusterClient(ref client) => {
+                Connection::Cluster(cluster::connect(client, timeout).await?)
+            }
         };
         let store = self.finish(connection);
         store.load_scripts().await?;
@@ -596,14 +674,22 @@ impl RedisStoreBuilder {
             ));
         }
         let connection = match self.source {
-            Source::Manager(ref manager) => manager.clone(),
-            Source::Url(ref url) => lazy(open(url)?, self.timeout)?,
-            Source::Client(ref client) => lazy(client.clone(), self.timeout)?,
+            Source::Manager(ref manager) => Connection::Server(manager.clone()),
+            Source::Url(ref url) => Connection::Server(lazy(open(url)?, self.timeout)?),
+            Source::Client(ref client) => Connection::Server(lazy(client.clone(), self.timeout)?),
+            #[cfg(feature = "redis-cluster")]
+            Source::ClusterUrls(ref urls) => {
+                Connection::Cluster(cluster::lazy(&cluster::open(urls)?, self.timeout))
+            }
+            #[cfg(feature = "redis-cluster")]
+            Source::ClusterClient(ref client) => {
+                Connection::Cluster(cluster::lazy(client, self.timeout))
+            }
         };
         Ok(self.finish(connection))
     }
 
-    fn finish(self, connection: ConnectionManager) -> RedisStore {
+    fn finish(self, connection: Connection) -> RedisStore {
         RedisStore {
             connection,
             scripts: Arc::new(Scripts::new()),
@@ -641,6 +727,53 @@ async fn connect(client: Client, timeout: Duration) -> Result<ConnectionManager,
         Ok(Ok(manager)) => Ok(manager),
         Ok(Err(error)) => Err(failed(error, timeout)),
         Err(_) => Err(StoreError::Timeout(timeout)),
+    }
+}
+
+/// Connecting to a Redis Cluster.
+#[cfg(feature = "redis-cluster")]
+mod cluster {
+    use std::time::Duration;
+
+    use redis::cluster::{ClusterClient, ClusterConfig};
+    use redis::cluster_async::ClusterConnection;
+
+    use super::{StoreError, failed};
+
+    /// A cluster client for the seed `urls`. The parser's error does not repeat them.
+    pub(super) fn open(urls: &[String]) -> Result<ClusterClient, StoreError> {
+        if urls.is_empty() {
+            return Err(StoreError::backend(
+                "RedisStore::cluster_builder needs the URL of at least one cluster node",
+            ));
+        }
+        ClusterClient::new(urls.iter().map(String::as_str)).map_err(StoreError::backend)
+    }
+
+    /// Each connection attempt to a node, and each answer, bounded by `timeout`; the
+    /// cluster client's own retries (after a `MOVED`, a lost node) fit in it too.
+    fn config(timeout: Duration) -> ClusterConfig {
+        ClusterConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout)
+    }
+
+    /// Connects to the seeds and reads the slot map, within `timeout`.
+    pub(super) async fn connect(
+        client: &ClusterClient,
+        timeout: Duration,
+    ) -> Result<ClusterConnection, StoreError> {
+        let connecting = client.get_async_connection_with_config(config(timeout));
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(error)) => Err(failed(error, timeout)),
+            Err(_) => Err(StoreError::Timeout(timeout)),
+        }
+    }
+
+    /// Connects in the background: the first calls fail until the cluster answers.
+    pub(super) fn lazy(client: &ClusterClient, timeout: Duration) -> ClusterConnection {
+        client.get_pending_async_connection_with_config(config(timeout))
     }
 }
 
@@ -691,6 +824,7 @@ impl DedupStore for RedisStore {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
+            .field("connection", &self.connection.kind())
             .field("prefix", &self.prefix)
             .field("lease", &self.lease)
             .field("ttl", &self.ttl)
@@ -705,6 +839,10 @@ impl fmt::Debug for RedisStoreBuilder {
             Source::Url(_) => "url",
             Source::Client(_) => "client",
             Source::Manager(_) => "connection manager",
+            #[cfg(feature = "redis-cluster")]
+            Source::ClusterUrls(_) => "cluster urls",
+            #[cfg(feature = "redis-cluster")]
+            Source::ClusterClient(_) => "cluster client",
         };
         f.debug_struct("RedisStoreBuilder")
             .field("source", &source)
