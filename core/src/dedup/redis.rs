@@ -76,6 +76,11 @@ return 0
 const RELEASE_ATTEMPTS: u32 = 4;
 const RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(250);
 
+/// How many times the store sends a failed `complete` again (see
+/// [`RedisStore::complete_detached`]), and the longest pause between two tries.
+const COMPLETE_ATTEMPTS: u32 = 10;
+const COMPLETE_MAX_PAUSE: Duration = Duration::from_secs(5);
+
 /// A [`DedupStore`] in Redis, shared by every replica of a receiver.
 ///
 /// Behind a load balancer the sender's retries land on any replica, and a
@@ -119,8 +124,12 @@ const RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(250);
 /// claim nobody holds. So the store then releases the claim it was taking, in the
 /// background: the same compare-and-delete as `abandon`, sent after the `begin` on the
 /// same connection, so the sender's next retry is processed instead of getting 409 for
-/// the whole lease. A `complete` that times out is left alone: Redis usually still runs
-/// it, and if not, the claim expires after its lease.
+/// the whole lease. A `complete` that fails (a timeout, a lost connection, a master
+/// failing over) is sent again in the background, a few times over about half a minute
+/// (see [`RedisStore::complete_detached`]): the sender already has its 2xx, and without
+/// the record the claim would hold the event for the rest of its lease (retries get 409)
+/// and then let it run again. Sending it again is harmless: it only ever replaces our
+/// own claim, or a key that is gone.
 ///
 /// The scripts are sent once (`SCRIPT LOAD` in [`build`](RedisStoreBuilder::build)) and
 /// then called by their SHA-1 (`EVALSHA`); after a server restart the first call
@@ -475,6 +484,45 @@ impl RedisStore {
         }
     }
 
+    /// Sends a `complete` that failed again, in the background, until Redis answers:
+    /// at most [`COMPLETE_ATTEMPTS`] times, [`RELEASE_FIRST_PAUSE`] apart at first,
+    /// doubled each time up to [`COMPLETE_MAX_PAUSE`] (about 30 s in all, longer than a
+    /// cluster failover with the default `cluster-node-timeout` of 15 s).
+    ///
+    /// Without it, a handler that finished while Redis failed over (its `complete` went
+    /// to a master that died, or was refused while the cluster was down) would leave its
+    /// claim on the promoted replica for the rest of the lease: every copy 409 for
+    /// minutes, then processed again.
+    fn complete_detached(&self, key: &str, claim: Claim) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.clone();
+        let key = key.to_owned();
+        runtime.spawn(async move {
+            let mut pause = RELEASE_FIRST_PAUSE;
+            for attempt in 1..=COMPLETE_ATTEMPTS {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(COMPLETE_MAX_PAUSE);
+                let sent = store
+                    .run(&store.scripts.complete, &key, claim, millis(store.ttl))
+                    .await;
+                match sent {
+                    Ok(_) => {
+                        tracing::info!(key, attempt, "a dedup complete that had failed went through");
+                        return;
+                    }
+                    Err(error) if attempt == COMPLETE_ATTEMPTS => tracing::warn!(
+                        %error,
+                        key,
+                        "could not record a processed webhook as done; its claim expires after its lease"
+                    ),
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
     async fn release(&self, key: &str, claim: Claim) {
         let mut pause = RELEASE_FIRST_PAUSE;
         for attempt in 1..=RELEASE_ATTEMPTS {
@@ -807,8 +855,13 @@ impl DedupStore for RedisStore {
     }
 
     async fn complete(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
-        let _completed = self.complete_now(key, claim).await?;
-        Ok(())
+        match self.complete_now(key, claim).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                self.complete_detached(key, claim);
+                Err(error)
+            }
+        }
     }
 
     async fn abandon(&self, key: &str, claim: Claim) -> Result<(), StoreError> {

@@ -242,3 +242,68 @@ async fn the_store_on_a_three_master_cluster() {
         "{frozen_key} after SIGCONT: {last:?}"
     );
 }
+
+/// A `complete` sent to a master that dies before running it (frozen, then killed, the
+/// command still in its socket), after the claim reached its replica: once the replica
+/// is promoted, the store sends the `complete` again, so the event ends done rather
+/// than held by a claim nobody will complete (409 for the whole lease, then run again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_lost_with_its_master_is_sent_again_to_the_promoted_replica() {
+    let Some(mut cluster) =
+        RedisCluster::start("a_complete_lost_with_its_master_is_sent_again", 3, 1)
+    else {
+        return;
+    };
+    let timeout = Duration::from_millis(500);
+    let store = RedisStore::cluster_builder(cluster.urls())
+        .timeout(timeout)
+        .build()
+        .await
+        .expect("build a RedisStore on the cluster");
+    let claim = claim_of(store.begin("lost_complete").await.unwrap());
+    let master = holder(&cluster, "lost_complete");
+    let replica = cluster.replica_of(master).expect("a replica");
+    // The claim is on the replica too (the only key of this cluster).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cluster.cli(replica, &["DBSIZE"]).trim() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the claim never replicated"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    cluster.signal(master, "-STOP");
+    let completed = store.complete("lost_complete", claim).await;
+    assert!(
+        matches!(completed, Err(StoreError::Timeout(after)) if after == timeout),
+        "{completed:?}"
+    );
+    cluster.kill(master);
+    cluster.wait_until_ok(Duration::from_secs(20));
+    assert!(
+        cluster.masters().contains(&replica),
+        "the replica took over"
+    );
+
+    // A copy of the event, on the promoted replica: in flight until the store's own
+    // `complete` lands there, then done; never processed again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut answers = Vec::new();
+    loop {
+        let answer = store.begin("lost_complete").await;
+        if !matches!(answers.last(), Some(last) if format!("{last:?}") == format!("{answer:?}")) {
+            answers.push(answer);
+        }
+        match answers.last() {
+            Some(Ok(Begin::Done)) => break,
+            Some(Ok(Begin::New(_))) => panic!("processed a second time: {answers:?}"),
+            _ => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the event never became done on the promoted replica: answers {answers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
