@@ -89,8 +89,9 @@ const COMPLETE_MAX_PAUSE: Duration = Duration::from_secs(5);
 /// across processes. Enable the `redis` cargo feature to get it.
 ///
 /// Cheap to clone: clones share one connection manager, which multiplexes every call
-/// over one connection and reconnects by itself. Its `Debug` output shows the prefix
-/// and durations, never the URL or its password.
+/// over one connection and reconnects by itself (on a cluster, one cluster connection,
+/// with one such connection per node). Its `Debug` output shows the prefix and
+/// durations, never the URL or its password.
 ///
 /// ```no_run
 /// use mapping_webhooks::{Gate, RedisStore, Secret};
@@ -125,20 +126,58 @@ const COMPLETE_MAX_PAUSE: Duration = Duration::from_secs(5);
 /// background: the same compare-and-delete as `abandon`, sent after the `begin` on the
 /// same connection, so the sender's next retry is processed instead of getting 409 for
 /// the whole lease. A `complete` that fails (a timeout, a lost connection, a master
-/// failing over) is sent again in the background, a few times over about half a minute
-/// (see [`RedisStore::complete_detached`]): the sender already has its 2xx, and without
+/// failing over) is sent again in the background, up to 10 times over about half a
+/// minute: the sender already has its 2xx, and without
 /// the record the claim would hold the event for the rest of its lease (retries get 409)
 /// and then let it run again. Sending it again is harmless: it only ever replaces our
 /// own claim, or a key that is gone.
 ///
 /// The scripts are sent once (`SCRIPT LOAD` in [`build`](RedisStoreBuilder::build)) and
 /// then called by their SHA-1 (`EVALSHA`); after a server restart the first call
-/// reloads them by itself. Any Redis from 2.6.12 on, and Valkey, will do.
+/// reloads them by itself. Any Redis from 2.6.12 on, and Valkey, will do (Redis 3.0 or
+/// Valkey 7.2 on for a cluster).
 ///
 /// For TLS (`rediss://` URLs), enable the `redis` crate's `tokio-rustls-comp` (or
 /// `tokio-native-tls-comp`) feature in your own `Cargo.toml`; this crate enables only
-/// plain TCP and Unix sockets. Redis Cluster and Sentinel connections are not supported:
-/// use one server, or a managed endpoint that fails over behind one address.
+/// plain TCP and Unix sockets. Sentinel connections are not supported: use one server,
+/// a managed endpoint that fails over behind one address, or a cluster.
+///
+/// # Redis Cluster
+///
+/// With the `redis-cluster` cargo feature, `RedisStore::cluster_builder`
+/// builds the same store on a Redis Cluster (cluster-mode ElastiCache or MemoryDB, a
+/// Valkey cluster), found through one or more seed nodes:
+///
+/// - Every script touches one key (`KEYS[1]`), so each call goes to the master of that
+///   key's slot, atomically there as on one server. Keys carry no hash tag: they spread
+///   over every master.
+/// - The scripts are loaded on every node, replicas too, when the store is built. A
+///   master that lacks them (restarted, added later, or a replica promoted that never
+///   got them) answers `NOSCRIPT`, and the script is then loaded and run again.
+/// - `MOVED` and `ASK` redirections, while slots move between masters, are followed by
+///   the cluster client, which then refreshes its slot map.
+/// - The [timeout](RedisStoreBuilder::timeout) bounds connecting to the seeds, each
+///   node's connection and answers, and each call with the cluster client's own retries
+///   included.
+///
+/// **On a failover**, until a replica is promoted (the cluster's `cluster-node-timeout`,
+/// 15 s by default, plus an election of about a second), calls for the failed master's
+/// keys (every key, while `cluster-require-full-coverage` is `yes`, the default) end in
+/// a [`StoreError`] after the timeout: by default a 503, which the sender retries. The
+/// store keeps no state to rebuild: once the replica is promoted, calls go to it. A
+/// `complete` that failed meanwhile is sent again (see above). Replication is
+/// asynchronous, so a claim or a done record that a master acknowledged and died before
+/// sending to its replica is lost with it: a copy arriving later is processed again. See
+/// the README's many-replica section for what Redis's `WAIT` would cost to close that
+/// window.
+///
+/// The release of an unanswered `begin` relies on one connection's order (above): on a
+/// cluster it goes over the same node's connection while the slot map is unchanged;
+/// across a failover it may not, and the claim then expires after its lease.
+///
+/// The tests run against Redis 7.0 (Debian bookworm's `redis-server`), as one server and
+/// as clusters of 3 masters with and without replicas. Valkey 7.2 and later speak the
+/// same protocol and cluster bus; they are not run in CI.
 ///
 /// # Defaults, and why
 ///
@@ -332,7 +371,8 @@ impl RedisStore {
     }
 
     /// Whether the store talks to a Redis Cluster (built with
-    /// [`cluster_builder`](Self::cluster_builder)) rather than one server.
+    /// `RedisStore::cluster_builder`, with the `redis-cluster` feature) rather than one
+    /// server.
     pub fn is_cluster(&self) -> bool {
         self.connection.kind() == "cluster"
     }
