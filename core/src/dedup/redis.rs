@@ -283,7 +283,7 @@ impl Scripts {
 
 enum Source {
     Url(String),
-    Client(Client),
+    Client(Box<Client>),
     Manager(ConnectionManager),
     #[cfg(feature = "redis-cluster")]
     ClusterUrls(Vec<String>),
@@ -313,7 +313,7 @@ impl RedisStore {
 
     /// Configures a store that connects with `client`.
     pub fn builder_with_client(client: Client) -> RedisStoreBuilder {
-        RedisStoreBuilder::new(Source::Client(client))
+        RedisStoreBuilder::new(Source::Client(Box::new(client)))
     }
 
     /// Configures a store over a connection manager the application already has (its
@@ -729,7 +729,7 @@ impl RedisStoreBuilder {
             Source::Manager(ref manager) => Connection::Server(manager.clone()),
             Source::Url(ref url) => Connection::Server(connect(open(url)?, timeout).await?),
             Source::Client(ref client) => {
-                Connection::Server(connect(client.clone(), timeout).await?)
+                Connection::Server(connect((**client).clone(), timeout).await?)
             }
             #[cfg(feature = "redis-cluster")]
             Source::ClusterUrls(ref urls) => {
@@ -764,7 +764,9 @@ impl RedisStoreBuilder {
         let connection = match self.source {
             Source::Manager(ref manager) => Connection::Server(manager.clone()),
             Source::Url(ref url) => Connection::Server(lazy(open(url)?, self.timeout)?),
-            Source::Client(ref client) => Connection::Server(lazy(client.clone(), self.timeout)?),
+            Source::Client(ref client) => {
+                Connection::Server(lazy((**client).clone(), self.timeout)?)
+            }
             #[cfg(feature = "redis-cluster")]
             Source::ClusterUrls(ref urls) => {
                 Connection::Cluster(cluster::lazy(&cluster::open(urls)?, self.timeout))
