@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mapping_webhooks::{SIGNATURE_HEADER, Secret, Signer};
 use mapping_webhooks_examples::{DEV_SECRET, WEBHOOK_PATH};
 
-use crate::support::{Logged, collect, free_port};
+use crate::support::{Logged, TempDir, collect, free_port};
 
 #[path = "../../../core/tests/redis_store/server.rs"]
 mod redis_server;
@@ -33,9 +33,19 @@ pub enum Shared {
 
 const COPIES: usize = 20;
 
-/// Starts `binary` on a free port with `var=value`, the development secret, and waits
-/// (bounded) until it listens.
-fn start(binary: &str, var: &str, value: &str) -> Logged {
+/// What differs between receivers: where they take deliveries, and with which secret.
+struct Endpoint<'a> {
+    /// The path deliveries are posted to.
+    path: &'a str,
+    /// The secret they are signed with.
+    secret: &'a str,
+    /// More environment for the receiver.
+    env: &'a [(&'a str, &'a str)],
+}
+
+/// Starts `binary` on a free port with `var=value` and `endpoint`'s environment (the
+/// development secret unless it sets one), and waits (bounded) until it listens.
+fn start(binary: &str, var: &str, value: &str, endpoint: &Endpoint<'_>) -> Logged {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(binary)
         .env_remove("MAPPING_WEBHOOK_SECRET")
@@ -45,6 +55,7 @@ fn start(binary: &str, var: &str, value: &str) -> Logged {
         .env_remove("REDIS_URL")
         .env_remove("REDIS_CLUSTER_URLS")
         .env(var, value)
+        .envs(endpoint.env.iter().copied())
         .env("BIND_ADDR", &addr)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -77,6 +88,31 @@ fn start(binary: &str, var: &str, value: &str) -> Logged {
 /// copies are acknowledged as duplicates (`200`) or, while the first runs, asked to
 /// retry (`409`) and acknowledged on their retry.
 pub fn two_replicas_on_one_redis_process_an_event_once(name: &str, binary: &str, shared: Shared) {
+    let endpoint = Endpoint {
+        path: WEBHOOK_PATH,
+        secret: DEV_SECRET,
+        env: &[],
+    };
+    two_replicas(name, binary, shared, &endpoint);
+}
+
+/// The same for `tenants-receiver`: two replicas serving one tenant from one tenants
+/// file, on `POST /hooks/mapping/acme`.
+pub fn two_tenants_replicas_on_one_redis_process_an_event_once(binary: &str, shared: Shared) {
+    const ACME: &str = "whsec_Rd7Kq2Vn9Lx4Hc1Zp6Tb3Wm8Fs5Gj0Ya";
+    let dir = TempDir::new("tenants-shared");
+    let file = dir.path().join("tenants.txt");
+    std::fs::write(&file, format!("acme {ACME}\n")).unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let endpoint = Endpoint {
+        path: "/hooks/mapping/acme",
+        secret: ACME,
+        env: &[("MAPPING_WEBHOOK_TENANTS_FILE", &file)],
+    };
+    two_replicas("tenants-receiver", binary, shared, &endpoint);
+}
+
+fn two_replicas(name: &str, binary: &str, shared: Shared, endpoint: &Endpoint<'_>) {
     let test = format!("{name}: two replicas on {shared:?}");
     // Kept alive until the end: dropping them stops the servers.
     let (_server, _cluster, var, value) = match shared {
@@ -95,10 +131,13 @@ pub fn two_replicas_on_one_redis_process_an_event_once(name: &str, binary: &str,
             (None, Some(cluster), "REDIS_CLUSTER_URLS", urls)
         }
     };
-    let replicas = [start(binary, var, &value), start(binary, var, &value)];
+    let replicas = [
+        start(binary, var, &value, endpoint),
+        start(binary, var, &value, endpoint),
+    ];
     let urls: Vec<String> = replicas
         .iter()
-        .map(|r| format!("http://{}{WEBHOOK_PATH}", r.addr))
+        .map(|r| format!("http://{}{}", r.addr, endpoint.path))
         .collect();
     let event_id = format!(
         "evt_shared_{}_{}",
@@ -119,7 +158,7 @@ pub fn two_replicas_on_one_redis_process_an_event_once(name: &str, binary: &str,
         .unwrap();
     let statuses: Vec<Vec<u16>> = runtime.block_on(async {
         let client = reqwest::Client::new();
-        let signer = Signer::new(Secret::new(DEV_SECRET).unwrap());
+        let signer = Signer::new(Secret::new(endpoint.secret).unwrap());
         let tasks: Vec<_> = (0..COPIES)
             .map(|copy| {
                 let (client, url, body) = (client.clone(), urls[copy % 2].clone(), body.clone());
