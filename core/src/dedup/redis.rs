@@ -406,7 +406,8 @@ impl RedisStore {
     /// The store needs no rebuilding after Redis comes back: its connection manager
     /// reconnects by itself, and the first call after a restart (this one too) may still
     /// fail while it does. `PING` touches no key, so it can be called as often as a
-    /// probe runs.
+    /// probe runs. On a cluster it goes to every master, and is `Ok` only while all of
+    /// them answer (each holds a share of the keys); replicas are not asked.
     ///
     /// ```no_run
     /// use mapping_webhooks::RedisStore;
