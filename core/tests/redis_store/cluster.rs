@@ -213,6 +213,10 @@ async fn the_store_on_a_three_master_cluster() {
     )
     .await
     .expect("connecting to a frozen seed hung");
+    // Readiness asks every master: not ready while one is frozen.
+    let pinged = tokio::time::timeout(bounded, a.ping())
+        .await
+        .expect("a ping hung on a frozen master");
     cluster.signal(frozen, "-CONT");
     assert!(
         matches!(answer, Err(StoreError::Timeout(after)) if after == timeout),
@@ -230,6 +234,7 @@ async fn the_store_on_a_three_master_cluster() {
         Begin::InFlight,
         "{live_key} on a live master"
     );
+    assert!(pinged.is_err(), "ready with a master frozen: {pinged:?}");
     // Bounded by count and time; the last answer is shown if it never recovers.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut last = a.begin(&frozen_key).await;
