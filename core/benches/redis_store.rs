@@ -8,9 +8,25 @@
 //!
 //! Starts its own `redis-server` on a free loopback port (like the tests). Set
 //! `BENCH_ITERATIONS` to change the number of requests (default 20 000).
+//!
+//! With the `redis-cluster` feature, the same `begin` + `complete` round trips then run
+//! on a Redis Cluster of 3 masters, in the same run, and the ratio to the single server
+//! is printed:
+//!
+//! ```text
+//! cargo bench -p mapping-webhooks --features redis-cluster,metrics,secrets-file --bench redis_store
+//! ```
+//!
+//! The cluster is the one `BENCH_REDIS_CLUSTER_URLS` names (comma-separated seeds), or
+//! else one the benchmark starts on loopback (like the tests, with `redis-server` and
+//! `redis-cli`); without them the cluster part is skipped.
 
 #[path = "../tests/redis_store/server.rs"]
 mod server;
+
+#[cfg(feature = "redis-cluster")]
+#[path = "../tests/redis_store/cluster_server.rs"]
+mod cluster_server;
 
 use std::time::{Duration, Instant};
 
@@ -31,10 +47,84 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(&server, iterations));
+    let single = runtime.block_on(run(&server, iterations));
+    drop(server);
+    #[cfg(feature = "redis-cluster")]
+    runtime.block_on(cluster(iterations, &single));
+    let _ = single;
 }
 
-async fn run(server: &RedisServer, iterations: usize) {
+/// What the cluster part compares with: the single server's figures (read only with
+/// the `redis-cluster` feature).
+#[cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
+struct Single {
+    p50: f64,
+    throughput: f64,
+}
+
+/// `begin` + `complete` on a 3-master cluster: sequential, then 32 at once, each
+/// against the single server's figures.
+#[cfg(feature = "redis-cluster")]
+async fn cluster(iterations: usize, single: &Single) {
+    let (_started, urls) = match std::env::var("BENCH_REDIS_CLUSTER_URLS") {
+        Ok(urls) => (None, urls.split(',').map(str::to_owned).collect()),
+        Err(_) => {
+            let Some(cluster) = cluster_server::RedisCluster::start("redis_store bench", 3, 0)
+            else {
+                return;
+            };
+            let urls = cluster.urls();
+            (Some(cluster), urls)
+        }
+    };
+    let store = RedisStore::cluster_builder(urls).build().await.unwrap();
+    let sequential = measure(iterations, |i| begin_complete(&store, format!("evt_{i}"))).await;
+    let (concurrent, throughput) = at_once(&store, iterations).await;
+    println!();
+    println!("the same on a Redis Cluster of 3 masters (one connection per master)");
+    println!("{:<44} {:>9} {:>9} {:>9}", "", "p50", "p99", "mean");
+    for (name, samples) in [
+        ("cluster begin + complete (new event)", &sequential),
+        ("cluster begin + complete, 32 at once", &concurrent),
+    ] {
+        let Stats { p50, p99, mean } = stats(samples);
+        println!("{name:<44} {p50:>7.1}µs {p99:>7.1}µs {mean:>7.1}µs");
+    }
+    println!("32 at once on the cluster: {throughput:.0} new events/s");
+    println!(
+        "cluster / single server: p50 (sequential) {:.2}x; throughput, 32 at once {:.2}x",
+        stats(&sequential).p50 / single.p50,
+        throughput / single.throughput
+    );
+}
+
+/// `begin` + `complete` for new events, [`CONCURRENCY`] at once over one store: each
+/// request's time, and the events per second.
+async fn at_once(store: &RedisStore, iterations: usize) -> (Vec<Duration>, f64) {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..CONCURRENCY {
+        let redis = store.clone();
+        let per_task = iterations / CONCURRENCY;
+        tasks.spawn(async move {
+            let mut samples = Vec::with_capacity(per_task);
+            for i in 0..per_task {
+                let start = Instant::now();
+                begin_complete(&redis, format!("concurrent_{t}_{i}")).await;
+                samples.push(start.elapsed());
+            }
+            samples
+        });
+    }
+    let concurrent: Vec<Duration> = tasks.join_all().await.into_iter().flatten().collect();
+    let throughput = concurrent.len() as f64 / started.elapsed().as_secs_f64();
+    (concurrent, throughput)
+}
+
+/// Many requests at once share the store's one multiplexed connection (per node).
+const CONCURRENCY: usize = 32;
+
+async fn run(server: &RedisServer, iterations: usize) -> Single {
     let client = redis::Client::open(server.url()).unwrap();
     let mut ping = ConnectionManager::new(client).await.unwrap();
     let redis = RedisStore::builder(server.url()).build().await.unwrap();
@@ -67,25 +157,7 @@ async fn run(server: &RedisServer, iterations: usize) {
     })
     .await;
 
-    // Many requests at once share the store's one multiplexed connection.
-    const CONCURRENCY: usize = 32;
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for t in 0..CONCURRENCY {
-        let redis = redis.clone();
-        let per_task = iterations / CONCURRENCY;
-        tasks.spawn(async move {
-            let mut samples = Vec::with_capacity(per_task);
-            for i in 0..per_task {
-                let start = Instant::now();
-                begin_complete(&redis, format!("concurrent_{t}_{i}")).await;
-                samples.push(start.elapsed());
-            }
-            samples
-        });
-    }
-    let concurrent: Vec<Duration> = tasks.join_all().await.into_iter().flatten().collect();
-    let throughput = concurrent.len() as f64 / started.elapsed().as_secs_f64();
+    let (concurrent, throughput) = at_once(&redis, iterations).await;
 
     println!(
         "{iterations} sequential requests on loopback, one connection, current-thread runtime"
@@ -111,6 +183,10 @@ async fn run(server: &RedisServer, iterations: usize) {
         "used_memory per done event: {:.0} bytes",
         (memory_after.saturating_sub(memory_before)) as f64 / requests
     );
+    Single {
+        p50: stats(&in_redis).p50,
+        throughput,
+    }
 }
 
 async fn begin_complete(store: &impl DedupStore, key: String) {

@@ -1,5 +1,6 @@
 //! One set of cases run against every store: [`MemoryStore`] here, [`RedisStore`] on a
-//! real `redis-server` the test starts (with the `redis` feature). Where two stores
+//! real `redis-server` the test starts (with the `redis` feature) and on a real Redis
+//! Cluster (with the `redis-cluster` feature). Where two stores
 //! could disagree (a handler that outlives its lease, a stale claim, a take-over that
 //! fails), they must answer alike.
 
@@ -114,6 +115,38 @@ async fn redis_store() {
     };
     let (a, b) = (replica().await, replica().await);
     // Redis expires keys on its own clock, in whole milliseconds.
+    conformance(&a, &b, async || {
+        tokio::time::sleep(lease + std::time::Duration::from_millis(50)).await;
+    })
+    .await;
+}
+
+#[cfg(feature = "redis-cluster")]
+#[path = "redis_store/cluster_server.rs"]
+mod cluster_server;
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn redis_store_on_a_cluster() {
+    use mapping_webhooks::RedisStore;
+
+    let Some(cluster) =
+        cluster_server::RedisCluster::start("store_conformance::redis_store_on_a_cluster", 3, 0)
+    else {
+        return;
+    };
+    let lease = *mapping_webhooks::LEASE_RANGE.start();
+    // Two replicas, each with its own cluster connection.
+    let replica = || async {
+        let store = RedisStore::cluster_builder(cluster.urls())
+            .lease(lease)
+            .build()
+            .await
+            .expect("build a RedisStore on the cluster");
+        assert!(store.is_cluster());
+        store
+    };
+    let (a, b) = (replica().await, replica().await);
     conformance(&a, &b, async || {
         tokio::time::sleep(lease + std::time::Duration::from_millis(50)).await;
     })

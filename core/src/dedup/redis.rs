@@ -5,9 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+#[cfg(feature = "redis-cluster")]
+use redis::cluster::ClusterClient;
 use redis::{Client, Script};
 
+use self::connection::Connection;
 use super::{Begin, Claim, DEFAULT_LEASE, DEFAULT_TTL, DedupStore, StoreError, late_complete};
+
+mod connection;
 
 /// The default prefix of every key the store writes.
 pub const DEFAULT_PREFIX: &str = "mapping-webhooks:";
@@ -71,6 +76,11 @@ return 0
 const RELEASE_ATTEMPTS: u32 = 4;
 const RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(250);
 
+/// How many times the store sends a failed `complete` again (see
+/// [`RedisStore::complete_detached`]), and the longest pause between two tries.
+const COMPLETE_ATTEMPTS: u32 = 10;
+const COMPLETE_MAX_PAUSE: Duration = Duration::from_secs(5);
+
 /// A [`DedupStore`] in Redis, shared by every replica of a receiver.
 ///
 /// Behind a load balancer the sender's retries land on any replica, and a
@@ -79,8 +89,9 @@ const RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(250);
 /// across processes. Enable the `redis` cargo feature to get it.
 ///
 /// Cheap to clone: clones share one connection manager, which multiplexes every call
-/// over one connection and reconnects by itself. Its `Debug` output shows the prefix
-/// and durations, never the URL or its password.
+/// over one connection and reconnects by itself (on a cluster, one cluster connection,
+/// with one such connection per node). Its `Debug` output shows the prefix and
+/// durations, never the URL or its password.
 ///
 /// ```no_run
 /// use mapping_webhooks::{Gate, RedisStore, Secret};
@@ -114,17 +125,59 @@ const RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(250);
 /// claim nobody holds. So the store then releases the claim it was taking, in the
 /// background: the same compare-and-delete as `abandon`, sent after the `begin` on the
 /// same connection, so the sender's next retry is processed instead of getting 409 for
-/// the whole lease. A `complete` that times out is left alone: Redis usually still runs
-/// it, and if not, the claim expires after its lease.
+/// the whole lease. A `complete` that fails (a timeout, a lost connection, a master
+/// failing over) is sent again in the background, up to 10 times over about half a
+/// minute: the sender already has its 2xx, and without
+/// the record the claim would hold the event for the rest of its lease (retries get 409)
+/// and then let it run again. Sending it again is harmless: it only ever replaces our
+/// own claim, or a key that is gone.
 ///
 /// The scripts are sent once (`SCRIPT LOAD` in [`build`](RedisStoreBuilder::build)) and
 /// then called by their SHA-1 (`EVALSHA`); after a server restart the first call
-/// reloads them by itself. Any Redis from 2.6.12 on, and Valkey, will do.
+/// reloads them by itself. Any Redis from 2.6.12 on, and Valkey, will do (Redis 3.0 or
+/// Valkey 7.2 on for a cluster).
 ///
 /// For TLS (`rediss://` URLs), enable the `redis` crate's `tokio-rustls-comp` (or
 /// `tokio-native-tls-comp`) feature in your own `Cargo.toml`; this crate enables only
-/// plain TCP and Unix sockets. Redis Cluster and Sentinel connections are not supported:
-/// use one server, or a managed endpoint that fails over behind one address.
+/// plain TCP and Unix sockets. Sentinel connections are not supported: use one server,
+/// a managed endpoint that fails over behind one address, or a cluster.
+///
+/// # Redis Cluster
+///
+/// With the `redis-cluster` cargo feature, `RedisStore::cluster_builder`
+/// builds the same store on a Redis Cluster (cluster-mode ElastiCache or MemoryDB, a
+/// Valkey cluster), found through one or more seed nodes:
+///
+/// - Every script touches one key (`KEYS[1]`), so each call goes to the master of that
+///   key's slot, atomically there as on one server. Keys carry no hash tag: they spread
+///   over every master.
+/// - The scripts are loaded on every node, replicas too, when the store is built. A
+///   master that lacks them (restarted, added later, or a replica promoted that never
+///   got them) answers `NOSCRIPT`, and the script is then loaded and run again.
+/// - `MOVED` and `ASK` redirections, while slots move between masters, are followed by
+///   the cluster client, which then refreshes its slot map.
+/// - The [timeout](RedisStoreBuilder::timeout) bounds connecting to the seeds, each
+///   node's connection and answers, and each call with the cluster client's own retries
+///   included.
+///
+/// **On a failover**, until a replica is promoted (the cluster's `cluster-node-timeout`,
+/// 15 s by default, plus an election of about a second), calls for the failed master's
+/// keys (every key, while `cluster-require-full-coverage` is `yes`, the default) end in
+/// a [`StoreError`] after the timeout: by default a 503, which the sender retries. The
+/// store keeps no state to rebuild: once the replica is promoted, calls go to it. A
+/// `complete` that failed meanwhile is sent again (see above). Replication is
+/// asynchronous, so a claim or a done record that a master acknowledged and died before
+/// sending to its replica is lost with it: a copy arriving later is processed again. See
+/// the README's many-replica section for what Redis's `WAIT` would cost to close that
+/// window.
+///
+/// The release of an unanswered `begin` relies on one connection's order (above): on a
+/// cluster it goes over the same node's connection while the slot map is unchanged;
+/// across a failover it may not, and the claim then expires after its lease.
+///
+/// The tests run against Redis 7.0 (Debian bookworm's `redis-server`), as one server and
+/// as clusters of 3 masters with and without replicas. Valkey 7.2 and later speak the
+/// same protocol and cluster bus; they are not run in CI.
 ///
 /// # Defaults, and why
 ///
@@ -204,7 +257,7 @@ const RELEASE_FIRST_PAUSE: Duration = Duration::from_millis(250);
 /// own writes.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
     scripts: Arc<Scripts>,
     prefix: Arc<str>,
     lease: Duration,
@@ -230,8 +283,12 @@ impl Scripts {
 
 enum Source {
     Url(String),
-    Client(Client),
+    Client(Box<Client>),
     Manager(ConnectionManager),
+    #[cfg(feature = "redis-cluster")]
+    ClusterUrls(Vec<String>),
+    #[cfg(feature = "redis-cluster")]
+    ClusterClient(Box<ClusterClient>),
 }
 
 /// Configures a [`RedisStore`]. Its `Debug` output never shows the URL.
@@ -256,13 +313,68 @@ impl RedisStore {
 
     /// Configures a store that connects with `client`.
     pub fn builder_with_client(client: Client) -> RedisStoreBuilder {
-        RedisStoreBuilder::new(Source::Client(client))
+        RedisStoreBuilder::new(Source::Client(Box::new(client)))
     }
 
     /// Configures a store over a connection manager the application already has (its
     /// own reconnection and timeout settings then apply, under this store's timeout).
     pub fn builder_with_manager(manager: ConnectionManager) -> RedisStoreBuilder {
         RedisStoreBuilder::new(Source::Manager(manager))
+    }
+
+    /// Configures a store on a Redis Cluster (or a Valkey cluster) that it finds through
+    /// `nodes`, the URLs of one or more of its nodes (seeds), such as
+    /// `["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]`; the cluster client learns
+    /// the others and the slot map from them. Needs the `redis-cluster` cargo feature.
+    ///
+    /// Every call touches one key, so each goes to the master of that key's slot, and
+    /// the keys spread over the whole cluster (no hash tags). `MOVED` and `ASK`
+    /// redirections (resharding, a failover) are followed by the cluster client; a
+    /// master promoted from a replica that has not seen the scripts answers `NOSCRIPT`,
+    /// and the script is then loaded again and run (see [`RedisStore`]'s "Redis
+    /// Cluster" section).
+    ///
+    /// The URLs are only read when the store is built; they never appear in `Debug`
+    /// output nor in errors. A password in the first URL is used for every node.
+    ///
+    /// ```no_run
+    /// use mapping_webhooks::RedisStore;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::cluster_builder([
+    ///     "redis://127.0.0.1:7000/",
+    ///     "redis://127.0.0.1:7001/",
+    ///     "redis://127.0.0.1:7002/",
+    /// ])
+    /// .build()
+    /// .await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    #[cfg(feature = "redis-cluster")]
+    pub fn cluster_builder<I>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        RedisStoreBuilder::new(Source::ClusterUrls(
+            nodes.into_iter().map(Into::into).collect(),
+        ))
+    }
+
+    /// Configures a store on a Redis Cluster through `client`, built by the
+    /// application (for TLS settings, credentials or retry settings of its own). The
+    /// store's [timeout](RedisStoreBuilder::timeout) replaces the client's connection
+    /// and response timeouts. Needs the `redis-cluster` cargo feature.
+    #[cfg(feature = "redis-cluster")]
+    pub fn builder_with_cluster_client(client: ClusterClient) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(Source::ClusterClient(Box::new(client)))
+    }
+
+    /// Whether the store talks to a Redis Cluster (built with
+    /// `RedisStore::cluster_builder`, with the `redis-cluster` feature) rather than one
+    /// server.
+    pub fn is_cluster(&self) -> bool {
+        self.connection.kind() == "cluster"
     }
 
     /// The prefix of every key.
@@ -294,7 +406,8 @@ impl RedisStore {
     /// The store needs no rebuilding after Redis comes back: its connection manager
     /// reconnects by itself, and the first call after a restart (this one too) may still
     /// fail while it does. `PING` touches no key, so it can be called as often as a
-    /// probe runs.
+    /// probe runs. On a cluster it goes to every master, and is `Ok` only while all of
+    /// them answer (each holds a share of the keys); replicas are not asked.
     ///
     /// ```no_run
     /// use mapping_webhooks::RedisStore;
@@ -412,6 +525,45 @@ impl RedisStore {
         }
     }
 
+    /// Sends a `complete` that failed again, in the background, until Redis answers:
+    /// at most [`COMPLETE_ATTEMPTS`] times, [`RELEASE_FIRST_PAUSE`] apart at first,
+    /// doubled each time up to [`COMPLETE_MAX_PAUSE`] (about 30 s in all, longer than a
+    /// cluster failover with the default `cluster-node-timeout` of 15 s).
+    ///
+    /// Without it, a handler that finished while Redis failed over (its `complete` went
+    /// to a master that died, or was refused while the cluster was down) would leave its
+    /// claim on the promoted replica for the rest of the lease: every copy 409 for
+    /// minutes, then processed again.
+    fn complete_detached(&self, key: &str, claim: Claim) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.clone();
+        let key = key.to_owned();
+        runtime.spawn(async move {
+            let mut pause = RELEASE_FIRST_PAUSE;
+            for attempt in 1..=COMPLETE_ATTEMPTS {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(COMPLETE_MAX_PAUSE);
+                let sent = store
+                    .run(&store.scripts.complete, &key, claim, millis(store.ttl))
+                    .await;
+                match sent {
+                    Ok(_) => {
+                        tracing::info!(key, attempt, "a dedup complete that had failed went through");
+                        return;
+                    }
+                    Err(error) if attempt == COMPLETE_ATTEMPTS => tracing::warn!(
+                        %error,
+                        key,
+                        "could not record a processed webhook as done; its claim expires after its lease"
+                    ),
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
     async fn release(&self, key: &str, claim: Claim) {
         let mut pause = RELEASE_FIRST_PAUSE;
         for attempt in 1..=RELEASE_ATTEMPTS {
@@ -435,12 +587,17 @@ impl RedisStore {
     /// Sends the scripts to the server, so requests only call them by hash.
     async fn load_scripts(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
+        // One command each, not a pipeline: on a cluster, `SCRIPT LOAD` goes to every
+        // node (replicas too, so a promoted one already has them).
         let load = async {
-            let mut pipe = redis::pipe();
             for source in [BEGIN, COMPLETE, ABANDON] {
-                pipe.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(source)
+                    .query_async::<()>(&mut connection)
+                    .await?;
             }
-            pipe.query_async::<()>(&mut connection).await
+            Ok::<(), redis::RedisError>(())
         };
         match tokio::time::timeout(self.timeout, load).await {
             Ok(Ok(())) => Ok(()),
@@ -570,9 +727,19 @@ impl RedisStoreBuilder {
         super::check_lease_and_ttl(self.lease, self.ttl)?;
         let timeout = self.timeout;
         let connection = match self.source {
-            Source::Manager(ref manager) => manager.clone(),
-            Source::Url(ref url) => connect(open(url)?, timeout).await?,
-            Source::Client(ref client) => connect(client.clone(), timeout).await?,
+            Source::Manager(ref manager) => Connection::Server(manager.clone()),
+            Source::Url(ref url) => Connection::Server(connect(open(url)?, timeout).await?),
+            Source::Client(ref client) => {
+                Connection::Server(connect((**client).clone(), timeout).await?)
+            }
+            #[cfg(feature = "redis-cluster")]
+            Source::ClusterUrls(ref urls) => {
+                Connection::Cluster(cluster::connect(&cluster::open(urls)?, timeout).await?)
+            }
+            #[cfg(feature = "redis-cluster")]
+            Source::ClusterClient(ref client) => {
+                Connection::Cluster(cluster::connect(client, timeout).await?)
+            }
         };
         let store = self.finish(connection);
         store.load_scripts().await?;
@@ -596,14 +763,24 @@ impl RedisStoreBuilder {
             ));
         }
         let connection = match self.source {
-            Source::Manager(ref manager) => manager.clone(),
-            Source::Url(ref url) => lazy(open(url)?, self.timeout)?,
-            Source::Client(ref client) => lazy(client.clone(), self.timeout)?,
+            Source::Manager(ref manager) => Connection::Server(manager.clone()),
+            Source::Url(ref url) => Connection::Server(lazy(open(url)?, self.timeout)?),
+            Source::Client(ref client) => {
+                Connection::Server(lazy((**client).clone(), self.timeout)?)
+            }
+            #[cfg(feature = "redis-cluster")]
+            Source::ClusterUrls(ref urls) => {
+                Connection::Cluster(cluster::lazy(&cluster::open(urls)?, self.timeout))
+            }
+            #[cfg(feature = "redis-cluster")]
+            Source::ClusterClient(ref client) => {
+                Connection::Cluster(cluster::lazy(client, self.timeout))
+            }
         };
         Ok(self.finish(connection))
     }
 
-    fn finish(self, connection: ConnectionManager) -> RedisStore {
+    fn finish(self, connection: Connection) -> RedisStore {
         RedisStore {
             connection,
             scripts: Arc::new(Scripts::new()),
@@ -644,6 +821,53 @@ async fn connect(client: Client, timeout: Duration) -> Result<ConnectionManager,
     }
 }
 
+/// Connecting to a Redis Cluster.
+#[cfg(feature = "redis-cluster")]
+mod cluster {
+    use std::time::Duration;
+
+    use redis::cluster::{ClusterClient, ClusterConfig};
+    use redis::cluster_async::ClusterConnection;
+
+    use super::{StoreError, failed};
+
+    /// A cluster client for the seed `urls`. The parser's error does not repeat them.
+    pub(super) fn open(urls: &[String]) -> Result<ClusterClient, StoreError> {
+        if urls.is_empty() {
+            return Err(StoreError::backend(
+                "RedisStore::cluster_builder needs the URL of at least one cluster node",
+            ));
+        }
+        ClusterClient::new(urls.iter().map(String::as_str)).map_err(StoreError::backend)
+    }
+
+    /// Each connection attempt to a node, and each answer, bounded by `timeout`; the
+    /// cluster client's own retries (after a `MOVED`, a lost node) fit in it too.
+    fn config(timeout: Duration) -> ClusterConfig {
+        ClusterConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout)
+    }
+
+    /// Connects to the seeds and reads the slot map, within `timeout`.
+    pub(super) async fn connect(
+        client: &ClusterClient,
+        timeout: Duration,
+    ) -> Result<ClusterConnection, StoreError> {
+        let connecting = client.get_async_connection_with_config(config(timeout));
+        match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(error)) => Err(failed(error, timeout)),
+            Err(_) => Err(StoreError::Timeout(timeout)),
+        }
+    }
+
+    /// Connects in the background: the first calls fail until the cluster answers.
+    pub(super) fn lazy(client: &ClusterClient, timeout: Duration) -> ClusterConnection {
+        client.get_pending_async_connection_with_config(config(timeout))
+    }
+}
+
 impl DedupStore for RedisStore {
     async fn begin(&self, key: &str) -> Result<Begin, StoreError> {
         let claim = Claim::random();
@@ -674,8 +898,13 @@ impl DedupStore for RedisStore {
     }
 
     async fn complete(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
-        let _completed = self.complete_now(key, claim).await?;
-        Ok(())
+        match self.complete_now(key, claim).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                self.complete_detached(key, claim);
+                Err(error)
+            }
+        }
     }
 
     async fn abandon(&self, key: &str, claim: Claim) -> Result<(), StoreError> {
@@ -691,6 +920,7 @@ impl DedupStore for RedisStore {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
+            .field("connection", &self.connection.kind())
             .field("prefix", &self.prefix)
             .field("lease", &self.lease)
             .field("ttl", &self.ttl)
@@ -705,6 +935,10 @@ impl fmt::Debug for RedisStoreBuilder {
             Source::Url(_) => "url",
             Source::Client(_) => "client",
             Source::Manager(_) => "connection manager",
+            #[cfg(feature = "redis-cluster")]
+            Source::ClusterUrls(_) => "cluster urls",
+            #[cfg(feature = "redis-cluster")]
+            Source::ClusterClient(_) => "cluster client",
         };
         f.debug_struct("RedisStoreBuilder")
             .field("source", &source)

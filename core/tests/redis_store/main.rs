@@ -1,8 +1,13 @@
 //! The Redis store against a real `redis-server` (one per test, see `server.rs`): the
-//! store's protocol, faults, and two gates sharing one Redis as two replicas would.
+//! store's protocol, faults, and two gates sharing one Redis as two replicas would; with
+//! the `redis-cluster` feature, the store on a real Redis Cluster (see `cluster_server.rs`).
 
 #![cfg(feature = "redis")]
 
+#[cfg(feature = "redis-cluster")]
+mod cluster;
+#[cfg(feature = "redis-cluster")]
+mod cluster_server;
 mod gate;
 mod server;
 mod store;

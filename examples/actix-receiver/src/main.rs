@@ -14,7 +14,10 @@
 //! `BIND_ADDR` (default `127.0.0.1:3000`; `PORT` alone binds `0.0.0.0:$PORT`), `RUST_LOG`
 //! (default `info`), `HEADER_TIMEOUT_SECS` (default 5: the time allowed for a request's
 //! headers), `MAX_CONNECTIONS` (default 512 open at once), `METRICS_ADDR` (unset by
-//! default: when set, Prometheus metrics are served there on `GET /metrics`). Each
+//! default: when set, Prometheus metrics are served there on `GET /metrics`),
+//! `REDIS_URL` (one Redis, `redis://` or `rediss://`) or `REDIS_CLUSTER_URLS` (a Redis
+//! Cluster's nodes, comma-separated): the dedup store every replica shares (unset: in
+//! memory, for one process). Each
 //! processed event prints one JSON line on stdout; logs go to stderr. Ctrl-C or SIGTERM
 //! stops it gracefully: it stops accepting and finishes the requests in progress.
 
@@ -24,9 +27,12 @@ use std::time::Duration;
 
 use actix_web::http::KeepAlive;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use mapping_webhooks_actix::{Event, Gate, MetricsObserver, VerifiedEvent, WebhookVerify};
+use mapping_webhooks_actix::{
+    Event, Gate, MemoryStore, MetricsObserver, RedisStore, VerifiedEvent, WebhookVerify,
+};
 use mapping_webhooks_examples::{
-    METRICS_PATH, METRICS_UPKEEP, ReceiverConfig, WEBHOOK_PATH, print_event, shutdown_signal,
+    METRICS_PATH, METRICS_UPKEEP, ReceiverConfig, ReceiverStore, SharedStore, WEBHOOK_PATH,
+    print_event, shutdown_signal,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -69,9 +75,23 @@ async fn run(config: ReceiverConfig) -> Result<(), String> {
     // METRICS_ADDR: the Prometheus recorder first, then the observer, which registers its
     // series with it.
     let metrics = config.install_metrics()?;
-    // The gate: every option in one place. The store is the default bounded in-memory
-    // one (`.dedup(RedisStore)` when several replicas receive).
-    let mut gate = Gate::builder().secrets(secrets);
+    // The dedup store: shared in Redis when several replicas receive (REDIS_URL, or
+    // REDIS_CLUSTER_URLS for a cluster), else the bounded in-memory one. Built here, so a
+    // wrong URL or password stops the receiver at startup.
+    let store = match config.shared_store.clone() {
+        Some(SharedStore::Redis(url)) => RedisStore::builder(url)
+            .build()
+            .await
+            .map(ReceiverStore::Redis),
+        Some(SharedStore::RedisCluster(urls)) => RedisStore::cluster_builder(urls)
+            .build()
+            .await
+            .map(ReceiverStore::Redis),
+        None => Ok(ReceiverStore::Memory(MemoryStore::new())),
+    };
+    let store = store.map_err(|e| format!("cannot use the Redis store: {e}"))?;
+    // The gate: every option in one place; built once, and cloned into every worker.
+    let mut gate = Gate::builder().secrets(secrets).dedup(store);
     if metrics.is_some() {
         gate = gate.observer(MetricsObserver::new());
     }

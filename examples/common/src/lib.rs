@@ -48,6 +48,11 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "redis")]
+mod store;
+
+#[cfg(feature = "redis")]
+pub use store::ReceiverStore;
 
 use mapping_webhooks::secrets_file::{self, SecretsFile};
 
@@ -104,6 +109,73 @@ pub struct ReceiverConfig {
     /// `METRICS_ADDR`: where to serve `GET /metrics` for Prometheus, on its own
     /// listener. Unset (the default): no metrics are recorded or served.
     pub metrics_addr: Option<SocketAddr>,
+    /// `REDIS_URL` or `REDIS_CLUSTER_URLS`: the dedup store every replica shares. Unset
+    /// (the default): each process remembers events in memory.
+    pub shared_store: Option<SharedStore>,
+}
+
+/// Where the replicas of a receiver share their dedup store, from the environment.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SharedStore {
+    /// `REDIS_URL`: one Redis, `redis://[:password@]host:port[/db]` or `rediss://` for
+    /// TLS (or a managed endpoint that fails over behind one address).
+    Redis(String),
+    /// `REDIS_CLUSTER_URLS`: a Redis Cluster, by the comma-separated URLs of one or more
+    /// of its nodes.
+    RedisCluster(Vec<String>),
+}
+
+impl SharedStore {
+    /// Reads `REDIS_URL` and `REDIS_CLUSTER_URLS` through `var`; `None` when neither is
+    /// set (or both are blank).
+    ///
+    /// # Errors
+    ///
+    /// When both are set (one store only), or `REDIS_CLUSTER_URLS` holds no URL. The
+    /// message never repeats a URL: it may hold a password.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        match (set("REDIS_URL"), set("REDIS_CLUSTER_URLS")) {
+            (Some(_), Some(_)) => Err("REDIS_URL and REDIS_CLUSTER_URLS are both set: set \
+                 REDIS_URL for one Redis, or REDIS_CLUSTER_URLS for a cluster's nodes"
+                .to_owned()),
+            (Some(url), None) => Ok(Some(Self::Redis(url.trim().to_owned()))),
+            (None, Some(urls)) => {
+                let urls: Vec<String> = urls
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if urls.is_empty() {
+                    return Err("REDIS_CLUSTER_URLS holds no URL: give one or more of the \
+                         cluster's nodes, comma-separated (redis://10.0.0.1:6379,...)"
+                        .to_owned());
+                }
+                Ok(Some(Self::RedisCluster(urls)))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Reads `REDIS_URL` and `REDIS_CLUSTER_URLS` from the process environment.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_lookup`](Self::from_lookup).
+    pub fn from_env() -> Result<Option<Self>, String> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+/// Never shows a URL (it may hold a password): only which kind, and how many nodes.
+impl std::fmt::Debug for SharedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Redis(_) => f.write_str("Redis(••••)"),
+            Self::RedisCluster(urls) => write!(f, "RedisCluster({} nodes)", urls.len()),
+        }
+    }
 }
 
 impl std::fmt::Debug for ReceiverConfig {
@@ -120,6 +192,7 @@ impl std::fmt::Debug for ReceiverConfig {
             .field("header_timeout", &self.header_timeout)
             .field("max_connections", &self.max_connections)
             .field("metrics_addr", &self.metrics_addr)
+            .field("shared_store", &self.shared_store)
             .finish()
     }
 }
@@ -220,6 +293,7 @@ impl ReceiverConfig {
                 })
             })
             .transpose()?;
+        let shared_store = SharedStore::from_lookup(&var)?;
         Ok(Self {
             secret,
             previous_secret: set("MAPPING_WEBHOOK_SECRET_PREVIOUS"),
@@ -230,6 +304,7 @@ impl ReceiverConfig {
             header_timeout,
             max_connections,
             metrics_addr,
+            shared_store,
         })
     }
 
@@ -514,6 +589,39 @@ mod tests {
         ] {
             let e = ReceiverConfig::from_lookup(env(&[(name, value)])).unwrap_err();
             assert!(e.contains(name), "{e}");
+        }
+    }
+
+    #[test]
+    fn reads_the_shared_store() {
+        let c = ReceiverConfig::from_lookup(env(&[])).unwrap();
+        assert_eq!(c.shared_store, None);
+        let url = "rediss://:hunter2@redis.internal:6380/0";
+        let c = ReceiverConfig::from_lookup(env(&[("REDIS_URL", url)])).unwrap();
+        assert_eq!(c.shared_store, Some(SharedStore::Redis(url.to_owned())));
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        let c = ReceiverConfig::from_lookup(env(&[(
+            "REDIS_CLUSTER_URLS",
+            " redis://:hunter2@10.0.0.1:7000 ,redis://10.0.0.2:7000,, ",
+        )]))
+        .unwrap();
+        assert_eq!(
+            c.shared_store,
+            Some(SharedStore::RedisCluster(vec![
+                "redis://:hunter2@10.0.0.1:7000".to_owned(),
+                "redis://10.0.0.2:7000".to_owned(),
+            ]))
+        );
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        for vars in [
+            &[("REDIS_URL", url), ("REDIS_CLUSTER_URLS", url)][..],
+            &[("REDIS_CLUSTER_URLS", " , ")][..],
+        ] {
+            let e = ReceiverConfig::from_lookup(env(vars)).unwrap_err();
+            assert!(
+                e.contains("REDIS_CLUSTER_URLS") && !e.contains("hunter2"),
+                "{e}"
+            );
         }
     }
 

@@ -22,7 +22,9 @@
 //! middleware caches each tenant found for `MAPPING_WEBHOOK_TENANTS_TTL_SECS` (default
 //! 60), and "no such tenant" for 5 s. An unknown tenant is answered 404 before the body
 //! is read. Each processed event prints one JSON line on stdout, with its `tenant`. Also
-//! `BIND_ADDR` (default `127.0.0.1:3000`) and `RUST_LOG`.
+//! `BIND_ADDR` (default `127.0.0.1:3000`), `RUST_LOG`, and `REDIS_URL` (one Redis,
+//! `redis://` or `rediss://`) or `REDIS_CLUSTER_URLS` (a Redis Cluster's nodes,
+//! comma-separated): the dedup store every replica shares (unset: in memory).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,11 +34,13 @@ use std::time::Duration;
 
 use actix_web::http::KeepAlive;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use mapping_webhooks::{DEFAULT_TENANT_CAPACITY, DEFAULT_TENANT_TTL};
+use mapping_webhooks::{DEFAULT_TENANT_CAPACITY, DEFAULT_TENANT_TTL, MemoryStore, RedisStore};
 use mapping_webhooks_actix::{
     Gate, ResolveError, Secret, Secrets, Tenant, TenantFrom, Tenants, VerifiedEvent, WebhookVerify,
 };
-use mapping_webhooks_examples::{DEFAULT_BIND_ADDR, init_tracing, print_event};
+use mapping_webhooks_examples::{
+    DEFAULT_BIND_ADDR, ReceiverStore, SharedStore, init_tracing, print_event,
+};
 use zeroize::Zeroizing;
 
 /// The route; the tenant is its third path segment.
@@ -137,9 +141,35 @@ async fn main() -> ExitCode {
         Err(error) => tracing::warn!("cannot listen for SIGHUP: {error}"),
     }
 
-    // The gate: the tenants, their key the path's third segment; the default store.
+    // The dedup store: shared in Redis when several replicas receive (REDIS_URL, or
+    // REDIS_CLUSTER_URLS for a cluster), else the bounded in-memory one. Its keys hold
+    // the tenant, so tenants never share one.
+    let store = match SharedStore::from_env() {
+        Ok(Some(SharedStore::Redis(url))) => RedisStore::builder(url)
+            .build()
+            .await
+            .map(ReceiverStore::Redis),
+        Ok(Some(SharedStore::RedisCluster(urls))) => RedisStore::cluster_builder(urls)
+            .build()
+            .await
+            .map(ReceiverStore::Redis),
+        Ok(None) => Ok(ReceiverStore::Memory(MemoryStore::new())),
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = match store {
+        Ok(store) => store,
+        Err(error) => {
+            tracing::error!("cannot use the Redis store: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The gate: the tenants, their key the path's third segment.
     let gate = Gate::builder()
         .tenants(tenants, TenantFrom::PathSegment(2))
+        .dedup(store)
         .build();
     let verify = match gate {
         Ok(gate) => WebhookVerify::from_gate(gate),

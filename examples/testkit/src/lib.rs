@@ -26,6 +26,7 @@ pub mod inbox_tool;
 pub mod metrics_scrape;
 pub mod quick_start;
 pub mod rotation;
+pub mod shared_store;
 pub mod slow_clients;
 pub mod support;
 pub mod tenants;
