@@ -359,4 +359,5 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_inbox.sql")),
     (2, include_str!("../migrations/postgres/0002_tenant.sql")),
+    (3, include_str!("../migrations/postgres/0003_notify.sql")),
 ];

@@ -1,0 +1,255 @@
+//! Group commit on the accept path: deliveries stored within a short window share one
+//! multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING` and one commit.
+//!
+//! Each request still hears back only once its own row is committed: [`Stored::New`]
+//! for the first request of an event in a committed batch, [`Stored::AlreadyStored`]
+//! when the event's row exists (stored before, or by an earlier request of the same
+//! batch, in the same commit), and an error for every request of a batch whose commit
+//! failed (the gate answers 503 to each, the sender retries). Nobody is answered before
+//! the commit, so a failed commit answers 202 to nobody.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mapping_webhooks::Stored;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::db::{Db, on_pool};
+
+/// The default window: how long the first request of a batch waits for others.
+pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_millis(2);
+/// The most rows one statement stores (10 bound values each, far below both databases'
+/// limits on bound values).
+const MAX_ROWS: usize = 256;
+/// How many batches may be committing at once (on SQLite they take turns on the
+/// write lock).
+const MAX_COMMITTING: usize = 4;
+
+/// One verified delivery's row, owned, on its way to a batch.
+pub(crate) struct Row {
+    pub(crate) tenant: String,
+    pub(crate) event_id: String,
+    pub(crate) event_type: String,
+    pub(crate) delivery_id: String,
+    pub(crate) signed_at: i64,
+    pub(crate) secret: String,
+    pub(crate) signature: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) received_at: i64,
+}
+
+struct Pending {
+    row: Row,
+    reply: oneshot::Sender<Result<Stored, GroupCommitError>>,
+}
+
+/// A batch's statement or commit failed: none of its rows was stored.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupCommitError(Arc<sqlx::Error>);
+
+impl std::fmt::Display for GroupCommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the inbox could not commit the batch this delivery was in (nothing of it was stored): {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for GroupCommitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// The batching task's queue, started on the first delivery (in the runtime storing it)
+/// and again if that runtime went away.
+pub(crate) struct GroupCommit {
+    window: Duration,
+    queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+}
+
+impl GroupCommit {
+    pub(crate) fn new(window: Duration) -> Self {
+        Self {
+            window,
+            queue: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Stores `row` with whatever else arrives within the window; answers once the
+    /// batch's commit returned.
+    pub(crate) async fn store(
+        &self,
+        db: &Db,
+        namespace: &str,
+        row: Row,
+    ) -> Result<Stored, GroupCommitError> {
+        let (reply, answer) = oneshot::channel();
+        let mut pending = Pending { row, reply };
+        // At most twice: a queue whose task is gone (its runtime shut down) is replaced.
+        for _ in 0..2 {
+            let queue = {
+                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                queue
+                    .get_or_insert_with(|| start(db.clone(), namespace.to_owned(), self.window))
+                    .clone()
+            };
+            match queue.send(pending) {
+                Ok(()) => {
+                    return answer.await.unwrap_or_else(|_| {
+                        Err(GroupCommitError(Arc::new(sqlx::Error::WorkerCrashed)))
+                    });
+                }
+                Err(mpsc::error::SendError(back)) => {
+                    pending = back;
+                    let mut current = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                    if current.as_ref().is_some_and(|q| q.same_channel(&queue)) {
+                        *current = None;
+                    }
+                }
+            }
+        }
+        Err(GroupCommitError(Arc::new(sqlx::Error::WorkerCrashed)))
+    }
+}
+
+fn start(db: Db, namespace: String, window: Duration) -> mpsc::UnboundedSender<Pending> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(gather(db, namespace, window, rx));
+    tx
+}
+
+/// Gathers batches: the first request, then whatever arrives within the window (up to
+/// [`MAX_ROWS`]); each batch commits in a task of its own, so the next one gathers
+/// while it commits.
+async fn gather(
+    db: Db,
+    namespace: String,
+    window: Duration,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+) {
+    let committing = Arc::new(Semaphore::new(MAX_COMMITTING));
+    let namespace: Arc<str> = namespace.into();
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_ROWS);
+    loop {
+        if rx.recv_many(&mut batch, MAX_ROWS).await == 0 {
+            return;
+        }
+        let deadline = Instant::now() + window;
+        while batch.len() < MAX_ROWS {
+            let room = MAX_ROWS - batch.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let Ok(permit) = Arc::clone(&committing).acquire_owned().await else {
+            return;
+        };
+        // Requests that arrived while waiting for a free commit join this batch.
+        if batch.len() < MAX_ROWS {
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+                if batch.len() == MAX_ROWS {
+                    break;
+                }
+            }
+        }
+        let rows = std::mem::replace(&mut batch, Vec::with_capacity(MAX_ROWS));
+        let (db, namespace) = (db.clone(), Arc::clone(&namespace));
+        tokio::spawn(async move {
+            commit(&db, &namespace, rows).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Stores one batch in one statement (one transaction) and answers each request.
+async fn commit(db: &Db, namespace: &str, batch: Vec<Pending>) {
+    // Each event once in the statement; a second request for it in the same batch is
+    // its duplicate, answered once the first one's row is committed.
+    let mut keys = HashSet::with_capacity(batch.len());
+    let rows: Vec<&Row> = batch
+        .iter()
+        .map(|p| &p.row)
+        .filter(|r| keys.insert((r.tenant.as_str(), r.event_id.as_str())))
+        .collect();
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| {
+            let b = 2 + i * 9;
+            format!(
+                "($1, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${})",
+                b,
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 8
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO mapping_webhooks_inbox \
+         (namespace, tenant, event_id, event_type, delivery_id, signed_at, secret, signature, \
+          body, received_at, state, attempts, due_at) \
+         VALUES {} \
+         ON CONFLICT (namespace, tenant, event_id) DO NOTHING RETURNING tenant, event_id",
+        values.join(", ")
+    );
+    // `fetch_all`: stepped to its end, so a failed commit (SQLite in autocommit commits
+    // when the statement completes) is an error, not a lost one.
+    let stored: Result<Vec<(String, String)>, sqlx::Error> = on_pool!(db, pool => {
+        let mut query = sqlx::query_as(&sql).bind(namespace);
+        for row in &rows {
+            query = query
+                .bind(&row.tenant)
+                .bind(&row.event_id)
+                .bind(&row.event_type)
+                .bind(&row.delivery_id)
+                .bind(row.signed_at)
+                .bind(&row.secret)
+                .bind(&row.signature)
+                .bind(&row.body)
+                .bind(row.received_at);
+        }
+        query.fetch_all(pool).await
+    });
+    drop(rows);
+    match stored {
+        Ok(new) => {
+            let mut new: HashSet<(String, String)> = new.into_iter().collect();
+            for pending in batch {
+                let key = (pending.row.tenant, pending.row.event_id);
+                let stored = if new.remove(&key) {
+                    Stored::New
+                } else {
+                    Stored::AlreadyStored
+                };
+                let _ = pending.reply.send(Ok(stored));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                rows = batch.len(),
+                "the inbox could not commit a batch of deliveries; each is answered 503"
+            );
+            let error = GroupCommitError(Arc::new(error));
+            for pending in batch {
+                let _ = pending.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
