@@ -53,6 +53,9 @@ const MAX_ACK_BATCH: usize = 256;
 /// that finished gives its slot back at once, and its "done" mark is written with the
 /// next batch; past this many waiting, the worker claims nothing new until they land.
 const ACKS_PER_SLOT: usize = 4;
+/// When a handler returns while fewer than half the slots are free, the worker waits
+/// this long for others before it claims, so one claim fills many slots.
+const CLAIM_GATHER: Duration = Duration::from_millis(1);
 
 /// The longest `last_error` kept, in bytes.
 const MAX_ERROR_LEN: usize = 2000;
@@ -347,6 +350,7 @@ impl Worker {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut next_prune = Instant::now();
         let mut next_states = Instant::now();
+        let mut woke_by_freed = false;
         loop {
             while tasks.try_join_next().is_some() {}
             if let Some(observer) = &self.observer
@@ -373,6 +377,15 @@ impl Worker {
                     Err(error) => tracing::warn!(%error, "could not prune done deliveries"),
                 }
             }
+            // Woken by a handler that returned while others still run: give them a
+            // moment (at most CLAIM_GATHER) to return too, so one claim takes many.
+            if woke_by_freed
+                && slots.available_permits() < self.concurrency / 2
+                && slots.available_permits() + 1 < self.concurrency
+            {
+                tokio::time::sleep(CLAIM_GATHER).await;
+            }
+            woke_by_freed = false;
             let free = if tasks.len() < most_tasks {
                 slots.available_permits().min(most_tasks - tasks.len())
             } else {
@@ -411,7 +424,7 @@ impl Worker {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                () = settings.freed.notified() => {}
+                () = settings.freed.notified() => woke_by_freed = true,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = self.inbox.shared.accepted.notified() => {}
                 () = tokio::time::sleep(self.poll_interval) => {}
@@ -575,7 +588,8 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
         .iter()
         .copied()
         .collect();
-    // `AND id NOT IN ($6, $7, …)`: at most the worker's concurrency of ids.
+    // SQLite: `AND id NOT IN ($6, $7, …)`, at most the ids this process holds.
+    #[cfg(feature = "sqlite")]
     let not_held = if held.is_empty() {
         String::new()
     } else {
@@ -659,7 +673,7 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
                    (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) AS ms), \
                  due AS (SELECT id FROM mapping_webhooks_inbox \
                    WHERE namespace = $3 AND state IN ('pending', 'running') \
-                   AND due_at <= (SELECT ms FROM now){not_held} \
+                   AND due_at <= (SELECT ms FROM now) AND id <> ALL($6::BIGINT[]) \
                    ORDER BY {CLAIM_ORDER} LIMIT $5 FOR UPDATE SKIP LOCKED) \
                  UPDATE mapping_webhooks_inbox AS t \
                  SET state = 'running', attempts = t.attempts + 1, \
@@ -677,12 +691,10 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
                 .bind(token)
                 .bind(ns)
                 .bind(now)
-                .bind(limit);
-            let rows = held
-                .iter()
-                .fold(query, |query, id| query.bind(*id))
-                .fetch_all(pool)
-                .await?;
+                .bind(limit)
+                // The ids held here, as one array (one statement text for every claim).
+                .bind(&held);
+            let rows = query.fetch_all(pool).await?;
             read!(rows)
         }
     };

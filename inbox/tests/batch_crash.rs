@@ -207,6 +207,23 @@ async fn killed_mid_batch_reruns_the_unmarked_and_loses_nothing(backend: Backend
     tokio::time::sleep(Duration::from_millis(300)).await;
     child.kill().unwrap();
     child.wait().unwrap();
+    // Postgres notices a dead client only when it next reads from or writes to it: a
+    // statement of the killed worker still waiting for the lock would run once it is
+    // released. Its sessions are ended first, as the server's keepalive would.
+    if let Db::Postgres(pool) = inbox.db() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert!(
+            !ended.is_empty(),
+            "the killed worker's marks were waiting for the lock"
+        );
+    }
     unlock(lock).await;
 
     let mut finished_sorted = finished.clone();
