@@ -241,10 +241,11 @@ async fn commit(db: &Db, namespace: &str, batch: Vec<Pending>) {
             }
         }
         Err(error) => {
-            tracing::warn!(
+            // Each request's error is logged once, by the gate that answers it 503.
+            tracing::debug!(
                 %error,
                 rows = batch.len(),
-                "the inbox could not commit a batch of deliveries; each is answered 503"
+                "the inbox could not commit a batch of deliveries"
             );
             let error = GroupCommitError(Arc::new(error));
             for pending in batch {
