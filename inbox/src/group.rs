@@ -25,7 +25,7 @@ pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_millis(2);
 const MAX_ROWS: usize = 256;
 /// How many batches may be committing at once (on SQLite they take turns on the
 /// write lock).
-const MAX_COMMITTING: usize = 4;
+const MAX_COMMITTING: usize = 8;
 
 /// One verified delivery's row, owned, on its way to a batch.
 pub(crate) struct Row {

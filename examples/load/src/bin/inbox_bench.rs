@@ -36,7 +36,7 @@ const SECRET: &str = "whsec_bench_0123456789abcdef0123456789";
 const SENDERS: usize = 256;
 const ROUNDS: usize = 3;
 /// The worker's concurrency in the drain (its handler does nothing).
-const WORKER_CONCURRENCY: usize = 64;
+const WORKER_CONCURRENCY: usize = 256;
 /// Deliveries sent one at a time for the pickup latency.
 const PICKUPS: usize = 200;
 
