@@ -138,8 +138,9 @@ impl Inbox {
     /// The handler gets the transaction and hands it back; dropping it, or returning an
     /// error, rolls its writes back and the delivery is retried. While it runs, the
     /// delivery's row is locked, so no other worker claims it even past its lease. Each
-    /// running handler holds a pooled connection for its whole run: keep the
-    /// [`concurrency`](Worker::concurrency) below the pool's size (10 by default).
+    /// running handler holds a pooled connection for its whole run, and the running
+    /// worker one more (its `LISTEN`): keep the [`concurrency`](Worker::concurrency)
+    /// below the pool's size less one (10 by default).
     ///
     /// # Errors
     ///
@@ -194,7 +195,10 @@ impl Worker {
         self
     }
 
-    /// How many handlers run at once (default 8).
+    /// How many handlers run at once (default 8), and the most deliveries one claim
+    /// takes. A handler's slot is given back when it returns; its "done" mark is
+    /// written with others in one commit, and the worker claims no more while four
+    /// times this many deliveries wait for theirs.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
         self
@@ -249,7 +253,10 @@ impl Worker {
     }
 
     /// How often to look for due deliveries when nothing wakes the worker (default 1 s).
-    /// A delivery accepted by this process wakes it at once.
+    /// A delivery accepted by this process wakes it at once; on Postgres, so does one
+    /// accepted by any process (the worker `LISTEN`s for the inbox's `NOTIFY`, on one
+    /// of the pool's connections while it runs). Polling is the fallback: for retries
+    /// falling due, and for a notification lost while that connection was down.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -668,9 +675,17 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
                 crate::LeaseClock::Database => None,
                 crate::LeaseClock::Inbox => Some(inbox.now_millis()),
             };
+            // The claim commits without waiting for its WAL flush
+            // (`synchronous_commit` off for this statement's transaction only): a
+            // claim is a lease, not data. If the server crashes before the flush, the
+            // claim is undone (the row due as before, its attempt not counted), and the
+            // handler that ran meanwhile finds its lease gone when it is marked done: it
+            // runs again, as after any crash. The "done" marks and every other write
+            // keep the server's durability.
             let sql = format!(
                 "WITH now AS (SELECT COALESCE($4::BIGINT, \
-                   (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) AS ms), \
+                   (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) AS ms, \
+                   set_config('synchronous_commit', 'off', true) AS lazy), \
                  due AS (SELECT id FROM mapping_webhooks_inbox \
                    WHERE namespace = $3 AND state IN ('pending', 'running') \
                    AND due_at <= (SELECT ms FROM now) AND id <> ALL($6::BIGINT[]) \
