@@ -23,6 +23,10 @@ pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_millis(2);
 /// The most rows one statement stores (10 bound values each, far below both databases'
 /// limits on bound values).
 const MAX_ROWS: usize = 256;
+/// The most body bytes one statement carries: a batch of large bodies is stored in
+/// several statements of at most this much (each its own commit), so a statement's
+/// size stays bounded whatever the body limit.
+const MAX_BYTES: usize = 4 << 20;
 /// How many batches may be committing at once (on SQLite they take turns on the
 /// write lock).
 const MAX_COMMITTING: usize = 8;
@@ -166,10 +170,33 @@ async fn gather(
         let rows = std::mem::replace(&mut batch, Vec::with_capacity(MAX_ROWS));
         let (db, namespace) = (db.clone(), Arc::clone(&namespace));
         tokio::spawn(async move {
-            commit(&db, &namespace, rows).await;
+            for rows in split_by_size(rows) {
+                commit(&db, &namespace, rows).await;
+            }
             drop(permit);
         });
     }
+}
+
+/// Splits a batch into runs of at most [`MAX_BYTES`] of bodies (at least one row
+/// each), in order.
+fn split_by_size(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
+    let mut out: Vec<Vec<Pending>> = Vec::new();
+    let mut bytes = 0;
+    for pending in batch {
+        let size = pending.row.body.len();
+        match out.last_mut() {
+            Some(last) if bytes + size <= MAX_BYTES => {
+                bytes += size;
+                last.push(pending);
+            }
+            _ => {
+                bytes = size;
+                out.push(vec![pending]);
+            }
+        }
+    }
+    out
 }
 
 /// Stores one batch in one statement (one transaction) and answers each request.
@@ -252,5 +279,44 @@ async fn commit(db: &Db, namespace: &str, batch: Vec<Pending>) {
                 let _ = pending.reply.send(Err(error.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(event_id: &str, size: usize) -> Pending {
+        let (reply, _) = oneshot::channel();
+        Pending {
+            row: Row {
+                tenant: String::new(),
+                event_id: event_id.to_owned(),
+                event_type: "mapping.completed".to_owned(),
+                delivery_id: "del".to_owned(),
+                signed_at: 0,
+                secret: "current".to_owned(),
+                signature: String::new(),
+                body: vec![b'x'; size],
+                received_at: 0,
+            },
+            reply,
+        }
+    }
+
+    #[test]
+    fn a_batch_of_large_bodies_is_split_in_order_and_bounded() {
+        let sizes = [MAX_BYTES / 2, MAX_BYTES / 2, 1, MAX_BYTES + 1, 10, 20];
+        let batch = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| pending(&i.to_string(), size))
+            .collect();
+        let runs: Vec<Vec<String>> = split_by_size(batch)
+            .into_iter()
+            .map(|run| run.into_iter().map(|p| p.row.event_id).collect())
+            .collect();
+        // An oversized body is a run of its own; the others fill runs up to the bound.
+        assert_eq!(runs, [vec!["0", "1"], vec!["2"], vec!["3"], vec!["4", "5"]]);
     }
 }
