@@ -49,23 +49,28 @@ struct Pending {
     reply: oneshot::Sender<Result<Stored, GroupCommitError>>,
 }
 
-/// A batch's statement or commit failed: none of its rows was stored.
+/// A batch's statement or commit failed (none of its rows was stored), or the
+/// batching task stopped before it answered (its runtime shut down).
 #[derive(Debug, Clone)]
-pub(crate) struct GroupCommitError(Arc<sqlx::Error>);
+pub(crate) struct GroupCommitError(Option<Arc<sqlx::Error>>);
 
 impl std::fmt::Display for GroupCommitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the inbox could not commit the batch this delivery was in (nothing of it was stored): {}",
-            self.0
-        )
+        match &self.0 {
+            Some(error) => write!(
+                f,
+                "the inbox could not commit the batch this delivery was in (nothing of it was stored): {error}"
+            ),
+            None => f.write_str(
+                "the inbox's batching task stopped before it answered; if the delivery was stored, the sender's retry is answered 200",
+            ),
+        }
     }
 }
 
 impl std::error::Error for GroupCommitError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
+        self.0.as_deref().map(|e| e as _)
     }
 }
 
@@ -108,9 +113,7 @@ impl GroupCommit {
             };
             match queue.send(pending) {
                 Ok(()) => {
-                    return answer.await.unwrap_or_else(|_| {
-                        Err(GroupCommitError(Arc::new(sqlx::Error::WorkerCrashed)))
-                    });
+                    return answer.await.unwrap_or(Err(GroupCommitError(None)));
                 }
                 Err(mpsc::error::SendError(back)) => {
                     pending = back;
@@ -121,7 +124,7 @@ impl GroupCommit {
                 }
             }
         }
-        Err(GroupCommitError(Arc::new(sqlx::Error::WorkerCrashed)))
+        Err(GroupCommitError(None))
     }
 }
 
@@ -274,7 +277,7 @@ async fn commit(db: &Db, namespace: &str, batch: Vec<Pending>) {
                 rows = batch.len(),
                 "the inbox could not commit a batch of deliveries"
             );
-            let error = GroupCommitError(Arc::new(error));
+            let error = GroupCommitError(Some(Arc::new(error)));
             for pending in batch {
                 let _ = pending.reply.send(Err(error.clone()));
             }
