@@ -353,10 +353,16 @@ const RECORD: &str = "INSERT INTO mapping_webhooks_inbox_migrations (version) VA
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_inbox.sql")),
     (2, include_str!("../migrations/sqlite/0002_tenant.sql")),
+    (3, include_str!("../migrations/sqlite/0003_claim_order.sql")),
 ];
 
 #[cfg(feature = "postgres")]
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_inbox.sql")),
     (2, include_str!("../migrations/postgres/0002_tenant.sql")),
+    (3, include_str!("../migrations/postgres/0003_notify.sql")),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_claim_order.sql"),
+    ),
 ];

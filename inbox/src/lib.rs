@@ -10,7 +10,10 @@
 //! answers 202 once that committed, and a [`Worker`] runs your handler afterwards, with
 //! retries, a dead state and replay.
 //!
-//! - **Accept**: mount an adapter's inbox endpoint (`WebhookVerify::inbox(..)` in both
+//! - **Accept** (group commit: deliveries arriving within
+//!   [`InboxBuilder::group_commit`]'s window, 2 ms by default, share one `INSERT` and
+//!   one commit; each is answered once its own row is committed): mount an adapter's
+//!   inbox endpoint (`WebhookVerify::inbox(..)` in both
 //!   adapters, built from the configured middleware, so tenants, refusal formats and
 //!   observers apply), or call [`Gate::admit_into`] with the inbox: [`Reply::Queued`]
 //!   (202) once stored; 200 for an `eventId` accepted before (unique per namespace and
@@ -18,7 +21,12 @@
 //!   fails (the sender retries).
 //! - **Process** ([`Inbox::worker`]): claims due deliveries under a lease, runs the
 //!   handler with the envelope and the attempt number, marks it done, retries it with
-//!   exponential backoff and jitter, or marks it dead after the last attempt. A panic,
+//!   exponential backoff and jitter, or marks it dead after the last attempt. Claims
+//!   take up to the free handler slots in one statement, and "done" marks are written
+//!   in batches, each only after its handler succeeded (a crash before a batch commits
+//!   runs its deliveries again after their lease; none is lost). An idle worker starts
+//!   at once when this process stores a delivery, and on Postgres when any process
+//!   does (`LISTEN`/`NOTIFY`); polling remains the fallback. A panic,
 //!   a handler past its deadline, or a dead worker: retried after the lease. A
 //!   [`Delivery`] carries the raw body and [`Delivery::verified`], what an inline
 //!   handler gets, so one handler runs inline or in the worker.
@@ -97,11 +105,13 @@ compile_error!(
 mod db;
 mod delivery;
 mod error;
+mod group;
 mod inbox;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod observe;
 mod operate;
+mod wake;
 mod worker;
 
 pub use db::{Db, DbOptions};

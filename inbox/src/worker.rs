@@ -1,6 +1,6 @@
 //! The worker: claims due deliveries under a lease, runs the handler, records the outcome.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mapping_webhooks::Envelope;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -44,6 +45,17 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 /// Default number of attempts before a delivery is dead.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// The most finished deliveries one acknowledgement marks done (one statement on
+/// Postgres, one transaction on SQLite).
+const MAX_ACK_BATCH: usize = 256;
+/// How many deliveries may wait for their acknowledgement, per handler slot: a handler
+/// that finished gives its slot back at once, and its "done" mark is written with the
+/// next batch; past this many waiting, the worker claims nothing new until they land.
+const ACKS_PER_SLOT: usize = 4;
+/// When a handler returns while fewer than half the slots are free, the worker waits
+/// this long for others before it claims, so one claim fills many slots.
+const CLAIM_GATHER: Duration = Duration::from_millis(1);
 
 /// The longest `last_error` kept, in bytes.
 const MAX_ERROR_LEN: usize = 2000;
@@ -126,8 +138,9 @@ impl Inbox {
     /// The handler gets the transaction and hands it back; dropping it, or returning an
     /// error, rolls its writes back and the delivery is retried. While it runs, the
     /// delivery's row is locked, so no other worker claims it even past its lease. Each
-    /// running handler holds a pooled connection for its whole run: keep the
-    /// [`concurrency`](Worker::concurrency) below the pool's size (10 by default).
+    /// running handler holds a pooled connection for its whole run, and the running
+    /// worker one more (its `LISTEN`): keep the [`concurrency`](Worker::concurrency)
+    /// below the pool's size less one (10 by default).
     ///
     /// # Errors
     ///
@@ -182,7 +195,10 @@ impl Worker {
         self
     }
 
-    /// How many handlers run at once (default 8).
+    /// How many handlers run at once (default 8), and the most deliveries one claim
+    /// takes. A handler's slot is given back when it returns; its "done" mark is
+    /// written with others in one commit, and the worker claims no more while four
+    /// times this many deliveries wait for theirs.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
         self
@@ -237,7 +253,10 @@ impl Worker {
     }
 
     /// How often to look for due deliveries when nothing wakes the worker (default 1 s).
-    /// A delivery accepted by this process wakes it at once.
+    /// A delivery accepted by this process wakes it at once; on Postgres, so does one
+    /// accepted by any process (the worker `LISTEN`s for the inbox's `NOTIFY`, on one
+    /// of the pool's connections while it runs). Polling is the fallback: for retries
+    /// falling due, and for a notification lost while that connection was down.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -286,14 +305,18 @@ impl Worker {
     /// claim failed.
     pub async fn run_once(&self) -> Result<usize, InboxError> {
         self.check()?;
-        let settings = Arc::new(self.settings());
+        let (acks, acker) = Acker::start(&self.inbox);
+        let settings = Arc::new(self.settings(acks));
         let batch = claim(&self.inbox, self.concurrency, self.lease).await?;
         let n = batch.len();
         let mut tasks = JoinSet::new();
         for claimed in batch {
-            tasks.spawn(process(Arc::clone(&settings), claimed));
+            tasks.spawn(process(Arc::clone(&settings), claimed, None));
         }
         while tasks.join_next().await.is_some() {}
+        // Every acknowledgement is written before this returns.
+        drop(settings);
+        acker.finish().await;
         Ok(n)
     }
 
@@ -322,11 +345,19 @@ impl Worker {
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), InboxError> {
         self.check()?;
         let mut shutdown = pin!(shutdown);
-        let settings = Arc::new(self.settings());
+        let (acks, acker) = Acker::start(&self.inbox);
+        let settings = Arc::new(self.settings(acks));
+        // A handler slot is given back as soon as its handler returns; its
+        // acknowledgement is written with the next batch, while the next claim runs.
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let most_tasks = self.concurrency.saturating_mul(ACKS_PER_SLOT);
+        // Postgres: a notification per commit of a new delivery, from any process.
+        let _listener = self.inbox.listen();
         let held: Held = Arc::default();
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut next_prune = Instant::now();
         let mut next_states = Instant::now();
+        let mut woke_by_freed = false;
         loop {
             while tasks.try_join_next().is_some() {}
             if let Some(observer) = &self.observer
@@ -353,20 +384,36 @@ impl Worker {
                     Err(error) => tracing::warn!(%error, "could not prune done deliveries"),
                 }
             }
-            let free = self.concurrency.saturating_sub(tasks.len());
+            // Woken by a handler that returned while others still run: give them a
+            // moment (at most CLAIM_GATHER) to return too, so one claim takes many.
+            if woke_by_freed
+                && slots.available_permits() < self.concurrency / 2
+                && slots.available_permits() + 1 < self.concurrency
+            {
+                tokio::time::sleep(CLAIM_GATHER).await;
+            }
+            woke_by_freed = false;
+            let free = if tasks.len() < most_tasks {
+                slots.available_permits().min(most_tasks - tasks.len())
+            } else {
+                0
+            };
             let mut more = false;
             if free > 0 {
                 match claim(&self.inbox, free, self.lease).await {
                     Ok(batch) => {
                         more = batch.len() == free;
                         for claimed in batch {
+                            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                                unreachable!("only this loop takes slots");
+                            };
                             let key = (claimed.id, claimed.lease);
                             held.lock()
                                 .unwrap_or_else(|e| e.into_inner())
                                 .insert(key.0, key.1);
                             let (settings, held) = (Arc::clone(&settings), Arc::clone(&held));
                             tasks.spawn(async move {
-                                process(settings, claimed).await;
+                                process(settings, claimed, Some(slot)).await;
                                 held.lock()
                                     .unwrap_or_else(|e| e.into_inner())
                                     .remove(&key.0);
@@ -378,12 +425,13 @@ impl Worker {
                     }
                 }
             }
-            if more && self.concurrency > tasks.len() {
+            if more && slots.available_permits() > 0 && tasks.len() < most_tasks {
                 continue;
             }
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                () = settings.freed.notified() => woke_by_freed = true,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = self.inbox.shared.accepted.notified() => {}
                 () = tokio::time::sleep(self.poll_interval) => {}
@@ -400,6 +448,10 @@ impl Worker {
         }
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        // The acknowledgements already asked for are written before anything is
+        // released: a handler that finished is never run again for want of its mark.
+        drop(settings);
+        acker.finish().await;
         let left: Vec<(i64, i64)> = held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -418,9 +470,11 @@ impl Worker {
         Ok(())
     }
 
-    fn settings(&self) -> Settings {
+    fn settings(&self, acks: mpsc::UnboundedSender<Ack>) -> Settings {
         Settings {
             inbox: self.inbox.clone(),
+            acks,
+            freed: Notify::new(),
             job: self.job.clone(),
             handler_timeout: self.handler_timeout,
             max_attempts: self.max_attempts,
@@ -457,6 +511,10 @@ type Held = Arc<Mutex<HashMap<i64, i64>>>;
 
 struct Settings {
     inbox: Inbox,
+    /// Where a finished delivery's "done" mark is asked for (see [`Acker`]).
+    acks: mpsc::UnboundedSender<Ack>,
+    /// Woken when a handler gives its slot back.
+    freed: Notify,
     job: Job,
     handler_timeout: Duration,
     max_attempts: u32,
@@ -537,15 +595,15 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
         .iter()
         .copied()
         .collect();
-    // `AND id NOT IN ($6, $7, …)`: at most the worker's concurrency of ids.
+    // SQLite: `AND id NOT IN ($6, $7, …)`, at most the ids this process holds.
+    #[cfg(feature = "sqlite")]
     let not_held = if held.is_empty() {
         String::new()
     } else {
         let params: Vec<String> = (0..held.len()).map(|i| format!("${}", i + 6)).collect();
         format!(" AND id NOT IN ({})", params.join(", "))
     };
-    let now = inbox.lease_now().await?;
-    let lease_until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let token = random_i64();
     let limit = i64::try_from(n).unwrap_or(i64::MAX);
     let ns = &inbox.shared.namespace;
@@ -585,6 +643,8 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
         #[cfg(feature = "sqlite")]
         crate::Db::Sqlite(pool) => {
             // SQLite runs one write at a time: the select and update are one step.
+            let now = inbox.now_millis();
+            let lease_until = now.saturating_add(lease_ms);
             let sql = format!(
                 "UPDATE mapping_webhooks_inbox \
                  SET state = 'running', attempts = attempts + 1, due_at = $1, lease = $2 \
@@ -609,12 +669,30 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
         #[cfg(feature = "postgres")]
         crate::Db::Postgres(pool) => {
             // SKIP LOCKED: concurrent workers each take different rows, without waiting.
+            // The lease's clock is read in the same statement (`now`, materialized once:
+            // `clock_timestamp()` is volatile), not in a round trip of its own.
+            let now = match inbox.shared.lease_clock {
+                crate::LeaseClock::Database => None,
+                crate::LeaseClock::Inbox => Some(inbox.now_millis()),
+            };
+            // The claim commits without waiting for its WAL flush
+            // (`synchronous_commit` off for this statement's transaction only): a
+            // claim is a lease, not data. If the server crashes before the flush, the
+            // claim is undone (the row due as before, its attempt not counted), and the
+            // handler that ran meanwhile finds its lease gone when it is marked done: it
+            // runs again, as after any crash. The "done" marks and every other write
+            // keep the server's durability.
             let sql = format!(
-                "WITH due AS (SELECT id FROM mapping_webhooks_inbox \
-                   WHERE namespace = $3 AND state IN ('pending', 'running') AND due_at <= $4{not_held} \
+                "WITH now AS (SELECT COALESCE($4::BIGINT, \
+                   (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) AS ms, \
+                   set_config('synchronous_commit', 'off', true) AS lazy), \
+                 due AS (SELECT id FROM mapping_webhooks_inbox \
+                   WHERE namespace = $3 AND state IN ('pending', 'running') \
+                   AND due_at <= (SELECT ms FROM now) AND id <> ALL($6::BIGINT[]) \
                    ORDER BY {CLAIM_ORDER} LIMIT $5 FOR UPDATE SKIP LOCKED) \
                  UPDATE mapping_webhooks_inbox AS t \
-                 SET state = 'running', attempts = t.attempts + 1, due_at = $1, lease = $2 \
+                 SET state = 'running', attempts = t.attempts + 1, \
+                   due_at = (SELECT ms FROM now) + $1, lease = $2 \
                  FROM due WHERE t.id = due.id \
                  RETURNING {}",
                 CLAIMED_COLUMNS
@@ -624,16 +702,14 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
                     .join(", ")
             );
             let query = sqlx::query(&sql)
-                .bind(lease_until)
+                .bind(lease_ms)
                 .bind(token)
                 .bind(ns)
                 .bind(now)
-                .bind(limit);
-            let rows = held
-                .iter()
-                .fold(query, |query, id| query.bind(*id))
-                .fetch_all(pool)
-                .await?;
+                .bind(limit)
+                // The ids held here, as one array (one statement text for every claim).
+                .bind(&held);
+            let rows = query.fetch_all(pool).await?;
             read!(rows)
         }
     };
@@ -657,8 +733,9 @@ enum Outcome {
     Recorded,
 }
 
-/// Runs one claimed delivery and records how it went.
-async fn process(settings: Arc<Settings>, claimed: Claimed) {
+/// Runs one claimed delivery and records how it went. The handler's `slot` is given
+/// back as soon as the handler returns, before its outcome is recorded.
+async fn process(settings: Arc<Settings>, claimed: Claimed, slot: Option<OwnedSemaphorePermit>) {
     let started = settings.observer.as_ref().map(|_| Instant::now());
     let (id, lease, attempt) = (claimed.id, claimed.lease, claimed.attempt);
     let received_at_ms = claimed.received_at_ms;
@@ -687,6 +764,10 @@ async fn process(settings: Arc<Settings>, claimed: Claimed) {
             }
         }
     };
+    if let Some(slot) = slot {
+        drop(slot);
+        settings.freed.notify_one();
+    }
     let inbox = &settings.inbox;
     // What the attempt's result is, once recorded.
     let mut result = AttemptResult::Done;
@@ -698,7 +779,8 @@ async fn process(settings: Arc<Settings>, claimed: Claimed) {
             result = AttemptResult::Unrecorded;
             Ok(true)
         }
-        Outcome::Done => mark_done(inbox, id, lease).await,
+        // Only after the handler's success: marked done with the next batch.
+        Outcome::Done => Acker::mark_done(&settings.acks, id, lease).await,
         Outcome::Failed(error) | Outcome::Stopped(_, error) | Outcome::Unprocessable(error) => {
             let now = inbox.now_millis();
             let dead =
@@ -731,7 +813,9 @@ async fn process(settings: Arc<Settings>, claimed: Claimed) {
                     "webhook handler failed; retrying later"
                 );
             }
-            mark_failed(inbox, id, lease, dead, due, error).await
+            mark_failed(inbox, id, lease, dead, due, error)
+                .await
+                .map_err(|e| e.to_string())
         }
     };
     if let (Some(observer), Some(started)) = (&settings.observer, started) {
@@ -866,13 +950,122 @@ const MARK_DONE: &str = "UPDATE mapping_webhooks_inbox \
      SET state = 'done', finished_at = $1, lease = NULL, last_error = NULL \
      WHERE id = $2 AND lease = $3 AND state = 'running'";
 
-/// Marks a delivery done if this claim still holds it; `false` if it does not.
-async fn mark_done(inbox: &Inbox, id: i64, lease: i64) -> Result<bool, InboxError> {
+/// A finished delivery's "done" mark, asked of the [`Acker`]; the answer is whether
+/// this claim still held it (`Ok(false)`: its lease ran out and another worker may run
+/// it again), or why the batch could not be written.
+struct Ack {
+    id: i64,
+    lease: i64,
+    reply: oneshot::Sender<Result<bool, String>>,
+}
+
+/// Writes the "done" marks of finished deliveries in batches: whatever finished while
+/// the previous batch was being written goes into the next one, up to
+/// [`MAX_ACK_BATCH`], so a lone delivery waits for no timer and a busy worker writes one
+/// commit per batch instead of one per delivery.
+///
+/// A mark is asked for only after the handler succeeded, and a handler's task waits for
+/// its batch's commit before it lets the delivery go. A crash between the two leaves the
+/// row `running` under its lease: it is claimed and run again once the lease runs out
+/// (a re-run, never a lost delivery). A batch that fails to commit marks none of its
+/// deliveries; each is run again after its lease, as a single failed mark was before.
+struct Acker {
+    task: JoinHandle<()>,
+}
+
+impl Acker {
+    /// Starts the acknowledging task of one worker run.
+    fn start(inbox: &Inbox) -> (mpsc::UnboundedSender<Ack>, Self) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Ack>();
+        let inbox = inbox.clone();
+        let task = tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
+            while rx.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
+                let keys: Vec<(i64, i64)> = batch.iter().map(|a| (a.id, a.lease)).collect();
+                match mark_done_many(&inbox, &keys).await {
+                    Ok(done) => {
+                        for ack in batch.drain(..) {
+                            let _ = ack.reply.send(Ok(done.contains(&ack.id)));
+                        }
+                    }
+                    Err(error) => {
+                        let error = error.to_string();
+                        for ack in batch.drain(..) {
+                            let _ = ack.reply.send(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        (tx, Self { task })
+    }
+
+    /// Asks for the mark and waits for its batch's commit.
+    async fn mark_done(
+        acks: &mpsc::UnboundedSender<Ack>,
+        id: i64,
+        lease: i64,
+    ) -> Result<bool, String> {
+        let (reply, answer) = oneshot::channel();
+        acks.send(Ack { id, lease, reply })
+            .map_err(|_| "the worker stopped before the delivery was marked done".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the worker stopped before the delivery was marked done".to_owned())?
+    }
+
+    /// Waits until every mark asked for is written (all senders dropped first).
+    async fn finish(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Marks the deliveries done that their claims (`(id, lease)`) still hold, in one
+/// commit; returns the ids marked.
+async fn mark_done_many(inbox: &Inbox, keys: &[(i64, i64)]) -> Result<HashSet<i64>, InboxError> {
     let now = inbox.now_millis();
-    let n = on_pool!(&inbox.shared.db, pool => {
-        sqlx::query(MARK_DONE).bind(now).bind(id).bind(lease).execute(pool).await?.rows_affected()
-    });
-    Ok(n == 1)
+    let done: Vec<i64> = match &inbox.shared.db {
+        #[cfg(feature = "sqlite")]
+        crate::Db::Sqlite(pool) => {
+            // One transaction, one WAL commit; each row found by its primary key. The
+            // write lock is taken at once (waiting out other writers within the busy
+            // timeout).
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut done = Vec::with_capacity(keys.len());
+            for &(id, lease) in keys {
+                let n = sqlx::query(MARK_DONE)
+                    .bind(now)
+                    .bind(id)
+                    .bind(lease)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 1 {
+                    done.push(id);
+                }
+            }
+            tx.commit().await?;
+            done
+        }
+        #[cfg(feature = "postgres")]
+        crate::Db::Postgres(pool) => {
+            // One statement: each id with its own claim's lease token.
+            let (ids, leases): (Vec<i64>, Vec<i64>) = keys.iter().copied().unzip();
+            sqlx::query_scalar(
+                "UPDATE mapping_webhooks_inbox AS t \
+                 SET state = 'done', finished_at = $1, lease = NULL, last_error = NULL \
+                 FROM UNNEST($2::BIGINT[], $3::BIGINT[]) AS a(id, lease) \
+                 WHERE t.id = a.id AND t.lease = a.lease AND t.state = 'running' \
+                 RETURNING t.id",
+            )
+            .bind(now)
+            .bind(ids)
+            .bind(leases)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(done.into_iter().collect())
 }
 
 /// Schedules a retry at `due`, or marks the delivery dead.

@@ -13,7 +13,13 @@
 //! - `DATABASE_URL`: `sqlite://webhooks.db` (in the working directory) by default, or a
 //!   `postgres://user:password@host/db` URL (the password is never logged);
 //! - `INBOX_WORKER=off`: accept and store only, process nothing (to process elsewhere,
-//!   or to see deliveries wait in the inbox).
+//!   or to see deliveries wait in the inbox);
+//! - the worker's settings, in whole seconds or a count: `INBOX_LEASE_SECS` (how long a
+//!   claim holds a delivery before another worker may take it over, default 300; the
+//!   handler's timeout is kept below it: at most 120 s and four fifths of the lease),
+//!   `INBOX_BACKOFF_SECS` (the wait before the first retry, default 30, doubling up to
+//!   an hour), `INBOX_MAX_ATTEMPTS` (attempts before a delivery is dead, default 10).
+//!   A value that is not a positive whole number stops the receiver with a message.
 //!
 //! The worker prints the same JSON line per processed event as the other receivers, on
 //! stdout; logs go to stderr. Ctrl-C or SIGTERM stops accepting, lets running handlers
@@ -26,7 +32,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post, post_service};
 use mapping_webhooks_examples::{ReceiverConfig, WEBHOOK_PATH, print_event, shutdown_signal};
-use mapping_webhooks_inbox::{Inbox, WorkerMetrics};
+use mapping_webhooks_inbox::{DEFAULT_HANDLER_TIMEOUT, Inbox, Worker, WorkerMetrics};
 use mapping_webhooks_tower::{
     Event, Gate, MetricsObserver, VerifiedEvent, WebhookVerify, worker_handler,
 };
@@ -40,6 +46,44 @@ const DEFAULT_DATABASE_URL: &str = "sqlite://webhooks.db";
 async fn on_event(event: VerifiedEvent<Event>) -> StatusCode {
     print_event(&event.verified, &event.envelope.api_version);
     StatusCode::NO_CONTENT
+}
+
+/// A positive whole number from the environment variable `name`, if it is set.
+fn env_count(name: &str) -> Result<Option<u64>, String> {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(value) if value.trim().is_empty() => Ok(None),
+        Ok(value) => match value.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(format!(
+                "{name} must be a positive whole number, not {value:?}"
+            )),
+        },
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(format!("{name} must be a positive whole number"))
+        }
+    }
+}
+
+/// The worker's settings from `INBOX_LEASE_SECS`, `INBOX_BACKOFF_SECS` and
+/// `INBOX_MAX_ATTEMPTS`, each left at its default when unset.
+fn worker_settings(mut worker: Worker) -> Result<Worker, String> {
+    if let Some(secs) = env_count("INBOX_LEASE_SECS")? {
+        let lease = Duration::from_secs(secs);
+        // The handler is stopped before its lease ends, or a slow one would run twice.
+        worker = worker
+            .lease(lease)
+            .handler_timeout(DEFAULT_HANDLER_TIMEOUT.min(lease.mul_f64(0.8)));
+    }
+    if let Some(secs) = env_count("INBOX_BACKOFF_SECS")? {
+        let first = Duration::from_secs(secs);
+        worker = worker.backoff(first, first.max(Duration::from_secs(60 * 60)));
+    }
+    if let Some(n) = env_count("INBOX_MAX_ATTEMPTS")? {
+        let n = u32::try_from(n).map_err(|_| "INBOX_MAX_ATTEMPTS is too large".to_owned())?;
+        worker = worker.max_attempts(n);
+    }
+    Ok(worker)
 }
 
 #[tokio::main]
@@ -93,6 +137,7 @@ async fn run(config: ReceiverConfig) -> Result<(), String> {
         let mut worker = inbox
             .worker(worker_handler(post(on_event).with_state(())))
             .shutdown_timeout(Duration::from_secs(10));
+        worker = worker_settings(worker)?;
         if metrics.is_some() {
             worker = worker.observer(WorkerMetrics::new());
         }

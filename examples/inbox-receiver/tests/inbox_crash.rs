@@ -27,3 +27,8 @@ fn a_failed_commit_is_503_and_every_202_is_stored() {
         env!("CARGO_BIN_EXE_inbox"),
     );
 }
+
+#[test]
+fn a_bad_worker_setting_in_the_environment_stops_the_receiver() {
+    inbox_crash::a_bad_worker_setting_in_the_environment_stops_the_receiver(RECEIVER);
+}

@@ -300,3 +300,56 @@ pub fn a_failed_commit_is_503_and_every_202_is_stored(binary: &str, tool: &str) 
     eprintln!("{seen}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The worker's settings come from the environment: a value that is not a positive
+/// whole number (`INBOX_MAX_ATTEMPTS=ten`, `INBOX_LEASE_SECS=0`) stops the receiver at
+/// start with a message naming the variable, before it listens.
+pub fn a_bad_worker_setting_in_the_environment_stops_the_receiver(binary: &str) {
+    let dir = temp_dir("worker-env");
+    for (name, value) in [
+        ("INBOX_MAX_ATTEMPTS", "ten"),
+        ("INBOX_LEASE_SECS", "0"),
+        ("INBOX_BACKOFF_SECS", "-5"),
+    ] {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut child = Receiver(
+            Command::new(binary)
+                .current_dir(&dir)
+                .env_remove("DATABASE_URL")
+                .env_remove("MAPPING_WEBHOOK_SECRET")
+                .env("BIND_ADDR", &addr)
+                .env("RUST_LOG", "warn")
+                .env(name, value)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {binary}: {e}")),
+        );
+        let mut status = None;
+        for _ in 0..400 {
+            if let Some(exited) = child.0.try_wait().unwrap() {
+                status = Some(exited);
+                break;
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        let listening = TcpStream::connect(&addr).is_ok();
+        let Some(status) = status else {
+            panic!("{name}={value}: the receiver kept running (listening: {listening})");
+        };
+        let mut stderr = String::new();
+        child
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(!status.success(), "{name}={value}: exited {status}");
+        assert!(
+            stderr.contains(&format!("{name} must be a positive whole number")),
+            "{name}={value}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

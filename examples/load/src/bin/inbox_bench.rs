@@ -5,12 +5,22 @@
 //! ```
 //!
 //! For SQLite (a temporary file, WAL, `synchronous=FULL`) and for Postgres (a server
-//! started for the run, on loopback, with Postgres's default durability), 32 concurrent
-//! senders call `Gate::admit_into(&inbox, ..)` with pre-signed, distinct events, and the same senders
-//! run the floor: a bare `INSERT` of the same row into an identical table through the
-//! same pool, without verification, `ON CONFLICT` or `RETURNING`. Rounds alternate
-//! (accept, floor, accept, floor, …) so both see the same machine. Then a worker with a
-//! no-op handler drains what was accepted. Measured in-process, without HTTP.
+//! started for the run, on loopback, with Postgres's default durability), 256 concurrent
+//! senders call `Gate::admit_into(&inbox, ..)` with pre-signed, distinct events (the
+//! inbox's default group commit on), and the same senders run the floor: a bare
+//! single-row `INSERT` of the same row into an identical table through the same pool,
+//! without verification, `ON CONFLICT` or `RETURNING`, one commit per row. Rounds
+//! alternate (accept, floor, accept, floor, …) so both see the same machine. Then a
+//! worker with a no-op handler drains what was accepted, and last the pickup: with the
+//! worker idle, one delivery at a time, the time from its 202 (its commit) to its
+//! handler's start (0 when the handler started before the 202 was seen). On Postgres
+//! that worker runs on an inbox of its own (another pool, as in another process), so it
+//! learns of each delivery through `LISTEN`/`NOTIFY`; its poll interval is 1 s.
+//! Measured in-process, without HTTP.
+//!
+//! The last line per database is
+//! `RESULT database=<postgres|sqlite> accept_vs_floor=<x> worker_vs_floor=<y> pickup_p50_ms=<z> pickup_p99_ms=<w>`,
+//! the rates as ratios to the floor's events/s (higher is better).
 
 #[path = "../../../../inbox/tests/support/postgres.rs"]
 mod postgres;
@@ -23,8 +33,12 @@ use mapping_webhooks::{Secret, Signer, UnsignedHeaders};
 use mapping_webhooks_inbox::{Db, Delivery, Gate, Inbox, Reply, State};
 
 const SECRET: &str = "whsec_bench_0123456789abcdef0123456789";
-const SENDERS: usize = 32;
+const SENDERS: usize = 256;
 const ROUNDS: usize = 3;
+/// The worker's concurrency in the drain (its handler does nothing).
+const WORKER_CONCURRENCY: usize = 256;
+/// Deliveries sent one at a time for the pickup latency.
+const PICKUPS: usize = 200;
 
 struct Event {
     header: String,
@@ -150,7 +164,7 @@ async fn create_floor(db: &Db, migration: &str) {
     }
 }
 
-async fn bench(name: &str, url: &str, migration: &str, per_round: usize) {
+async fn bench(name: &str, url: &str, migration: &str, per_round: usize) -> String {
     // The gate verifies; the inbox, its sink, stores (and deduplicates) on its own.
     let gate = Arc::new(
         Gate::builder()
@@ -221,38 +235,113 @@ async fn bench(name: &str, url: &str, migration: &str, per_round: usize) {
         frs
     );
 
-    // The worker drains what was accepted, with a no-op handler.
+    // The worker drains what was accepted, with a no-op handler: timed until every
+    // delivery is marked done. Its handler counts, so the bench asks the database (a
+    // count over every row) only once the handlers are nearly through, not all along.
     let total = (per_round * ROUNDS) as u64;
-    let worker = inbox
-        .worker(|_d: Delivery| async { Ok::<(), std::convert::Infallible>(()) })
-        .concurrency(16)
-        .poll_interval(Duration::from_millis(5));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let concurrency = std::env::var("INBOX_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(WORKER_CONCURRENCY);
+    let worker = {
+        let ran = ran.clone();
+        inbox
+            .worker(move |_d: Delivery| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                async { Ok::<(), std::convert::Infallible>(()) }
+            })
+            .concurrency(concurrency)
+            .poll_interval(Duration::from_millis(5))
+    };
     let start = Instant::now();
     let task = tokio::spawn(worker.run());
     loop {
-        let done = inbox
-            .counts()
-            .await
-            .unwrap()
-            .get(&State::Done)
-            .copied()
-            .unwrap_or(0);
-        if done == total {
-            break;
+        if ran.load(Ordering::Relaxed) as u64 >= total {
+            let done = inbox
+                .counts()
+                .await
+                .unwrap()
+                .get(&State::Done)
+                .copied()
+                .unwrap_or(0);
+            if done == total {
+                break;
+            }
         }
         assert!(
             start.elapsed() < Duration::from_secs(600),
             "worker too slow"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let wall = start.elapsed();
     task.abort();
+    let _ = task.await;
+    let wrs = total as f64 / wall.as_secs_f64();
     println!(
-        "| {name} | worker, no-op handler, concurrency 16 | – | {:.0} processed/s | – |",
-        total as f64 / wall.as_secs_f64()
+        "| {name} | worker, no-op handler, concurrency {concurrency} | – | {wrs:.0} processed/s | {:.2}x |",
+        frs / wrs
     );
+
+    // Pickup: an idle worker (polling every second), one delivery at a time.
+    let worker_inbox = if url.starts_with("postgres") {
+        Inbox::builder().connect(url).await.expect("connect")
+    } else {
+        inbox.clone()
+    };
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let worker = worker_inbox
+        .worker(move |_d: Delivery| {
+            let _ = started_tx.send(Instant::now());
+            async { Ok::<(), std::convert::Infallible>(()) }
+        })
+        .poll_interval(Duration::from_secs(1));
+    let task = tokio::spawn(worker.run());
+    // Let the worker start (and LISTEN) before the first delivery.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let evs = events("pickup", PICKUPS);
+    let mut pickups = Vec::with_capacity(PICKUPS);
+    for e in &evs {
+        let answer = gate
+            .admit_into(
+                &inbox,
+                [e.header.as_bytes()],
+                UnsignedHeaders::default(),
+                &e.body,
+            )
+            .await;
+        let committed = Instant::now();
+        assert_eq!(answer, Reply::Queued, "{answer:?}");
+        let started = tokio::time::timeout(Duration::from_secs(10), started_rx.recv())
+            .await
+            .expect("picked up within 10 s")
+            .expect("the worker runs");
+        pickups.push(started.saturating_duration_since(committed));
+        // The worker idle again before the next one.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    pickups.sort();
+    let (p50, p99) = (pct(&pickups, 0.5), pct(&pickups, 0.99));
+    println!(
+        "| {name} | pickup, commit to handler start, idle worker | {:.2} / {:.2} ms | – | – |",
+        ms(p50),
+        ms(p99)
+    );
+    if url.starts_with("postgres") {
+        worker_inbox.close().await;
+    }
     inbox.close().await;
+    format!(
+        "RESULT database={} accept_vs_floor={:.2} worker_vs_floor={:.2} pickup_p50_ms={:.2} pickup_p99_ms={:.2}",
+        name.to_lowercase(),
+        ars / frs,
+        wrs / frs,
+        ms(p50),
+        ms(p99)
+    )
 }
 
 #[tokio::main]
@@ -264,24 +353,31 @@ async fn main() {
     println!("| database | what | p50 / p99 | events/s | floor events/s ÷ this |");
     println!("|---|---|---:|---:|---:|");
     let path = postgres::temp_sqlite_path("bench");
-    bench(
-        "SQLite",
-        &format!("sqlite://{}", path.display()),
-        include_str!("../../../../inbox/migrations/sqlite/0001_inbox.sql"),
-        per_round,
-    )
-    .await;
+    let mut results = vec![
+        bench(
+            "SQLite",
+            &format!("sqlite://{}", path.display()),
+            include_str!("../../../../inbox/migrations/sqlite/0001_inbox.sql"),
+            per_round,
+        )
+        .await,
+    ];
     postgres::remove_sqlite(&path);
     match postgres::PostgresServer::start_durable("inbox_bench") {
         Some(pg) => {
-            bench(
-                "Postgres",
-                &pg.url(),
-                include_str!("../../../../inbox/migrations/postgres/0001_inbox.sql"),
-                per_round,
-            )
-            .await;
+            results.push(
+                bench(
+                    "Postgres",
+                    &pg.url(),
+                    include_str!("../../../../inbox/migrations/postgres/0001_inbox.sql"),
+                    per_round,
+                )
+                .await,
+            );
         }
         None => println!("(Postgres skipped: not installed)"),
+    }
+    for result in results {
+        println!("{result}");
     }
 }
