@@ -10,8 +10,8 @@
 //! The goals: ≤ 1.3x at 300 B, ≤ 1.05x from 4 KiB; `v1a` ≤ 1.1x.
 //!
 //! `cargo bench -p mapping-webhooks --bench schemes [--features ed25519]`
-//! (`-- --rounds N`, `-- --head` to time reading the head alone; `cargo test --benches`
-//! runs a quick pass).
+//! (`-- --rounds N`; `-- --head` also times reading the head alone; `-- --scheme NAME`
+//! runs one scheme; `cargo test --benches` runs a quick pass).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -136,7 +136,15 @@ fn main() {
     let secret = Secret::new(SECRET).unwrap();
     let verifier = Verifier::new(secret.clone()).clock(ManualClock::at_secs(T));
     println!("signature check against its floor, {rounds} interleaved rounds (medians)");
-    for scheme in Scheme::ALL {
+    // `--scheme NAME`: that scheme only (for a profiler).
+    let only: Option<Scheme> = args
+        .iter()
+        .position(|a| a == "--scheme")
+        .and_then(|i| args.get(i + 1)?.parse().ok());
+    for scheme in Scheme::ALL
+        .into_iter()
+        .filter(|s| only.is_none_or(|o| o == *s))
+    {
         let key = floor_key(scheme);
         let prefix = prefix(scheme);
         for size in SIZES {
@@ -162,7 +170,9 @@ fn main() {
         }
     }
     #[cfg(feature = "ed25519")]
-    v1a(rounds);
+    if only.is_none() {
+        v1a(rounds);
+    }
 }
 
 /// `v1a` with a `whpk_` key against one `ed25519-dalek` verify of the same message.
