@@ -11,7 +11,7 @@
 //!
 //! `cargo bench -p mapping-webhooks --bench schemes [--features ed25519]`
 //! (`-- --rounds N`; `-- --head` also times reading the head alone; `-- --scheme NAME`
-//! runs one scheme; `cargo test --benches` runs a quick pass).
+//! runs one scheme; `cargo test --benches` runs a quick pass of 3 rounds).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -124,8 +124,9 @@ fn compare(name: &str, rounds: usize, floor: &dyn Fn() -> bool, check: &dyn Fn()
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    // `cargo test --benches` runs bench targets with `--test`: a quick pass is enough.
-    let quick = args.iter().any(|a| a == "--test");
+    // `cargo bench` passes `--bench`; run any other way (`cargo test --benches`), a quick
+    // pass is enough.
+    let quick = !args.iter().any(|a| a == "--bench");
     let rounds = args
         .iter()
         .position(|a| a == "--rounds")
