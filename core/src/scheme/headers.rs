@@ -1,6 +1,9 @@
 //! Each scheme's head: which headers it reads, and their shape. Parsing checks the
-//! shape only (a malformed head is refused before any byte of the body is read); the
-//! signatures are decoded again, without allocating, when the body is there.
+//! shape (a malformed head is refused before any byte of the body is read) and keeps the
+//! HMAC signature it decoded doing so, so the check with the body decodes nothing again
+//! (and nothing once per secret during a rotation). A header with several HMAC
+//! signatures (a sender mid-rotation) is decoded once more, once, at the check: the
+//! head stays small, as it is moved through the pipeline on every request.
 
 use std::fmt;
 
@@ -84,8 +87,15 @@ pub struct SchemeHead<'r> {
     pub(super) event_type: &'r str,
     /// An unsigned delivery id header (GitHub's delivery, Shopify's webhook id), or empty.
     pub(super) delivery: &'r str,
-    /// The signature header's value, whose shape was checked.
+    /// The signature header's value, whose shape was checked (`v1a` entries are decoded
+    /// from it when a `whpk_` key is tried).
     pub(super) signature: &'r [u8],
+    /// The first HMAC-SHA256 signature, decoded when the head was read: Mapping.Travel's
+    /// or Stripe's first `v1`, Standard Webhooks' first `v1` entry, GitHub's, Shopify's,
+    /// Slack's.
+    pub(super) hmac: [u8; 32],
+    /// How many HMAC signatures the header holds (at most [`MAX_SIGNATURES`]).
+    pub(super) hmac_count: u8,
 }
 
 impl<'r> SchemeHead<'r> {
@@ -103,6 +113,47 @@ impl<'r> SchemeHead<'r> {
     /// for the schemes whose id is in the signed body.
     pub fn id(&self) -> Option<&'r str> {
         (!self.id.is_empty()).then_some(self.id)
+    }
+
+    /// Runs `f` with the decoded HMAC signatures: the one kept when the head was read,
+    /// or, for a header holding several, all of them decoded once here.
+    #[inline]
+    pub(super) fn with_hmacs<R>(&self, f: impl FnOnce(&[[u8; 32]]) -> R) -> R {
+        if self.hmac_count <= 1 {
+            return f(&std::slice::from_ref(&self.hmac)[..usize::from(self.hmac_count)]);
+        }
+        let mut all = [[0u8; 32]; MAX_SIGNATURES];
+        let mut count = 0;
+        let mut keep = |signature: &[u8; 32]| {
+            if let Some(slot) = all.get_mut(count) {
+                *slot = *signature;
+                count += 1;
+            }
+        };
+        match self.scheme {
+            Scheme::Mapping | Scheme::Stripe => {
+                if let Ok(header) = SignatureHeader::parse(self.signature) {
+                    header.signatures().for_each(&mut keep);
+                }
+            }
+            Scheme::Standard | Scheme::Svix => {
+                for entry in standard_signatures(self.signature) {
+                    if let Ok(StandardSignature::Hmac(signature)) = entry {
+                        keep(&signature);
+                    }
+                }
+            }
+            Scheme::GitHub | Scheme::Shopify | Scheme::Slack => keep(&self.hmac),
+        }
+        f(&all[..count])
+    }
+
+    /// Counts one decoded HMAC signature, keeping the first.
+    fn push_hmac(&mut self, signature: &[u8; 32]) {
+        if self.hmac_count == 0 {
+            self.hmac = *signature;
+        }
+        self.hmac_count = self.hmac_count.saturating_add(1);
     }
 }
 
@@ -138,6 +189,8 @@ impl Scheme {
             event_type: "",
             delivery: "",
             signature: b"",
+            hmac: [0; 32],
+            hmac_count: 0,
         };
         match self {
             Self::Mapping | Self::Stripe => {
@@ -146,6 +199,9 @@ impl Scheme {
                 let header = SignatureHeader::parse(value).map_err(VerifyError::from)?;
                 parsed.timestamp = Some(header.timestamp());
                 parsed.signature = value;
+                for signature in header.signatures() {
+                    parsed.push_hmac(signature);
+                }
             }
             Self::Standard | Self::Svix => {
                 let names = if self == Self::Standard {
@@ -158,14 +214,16 @@ impl Scheme {
                 parsed.timestamp = Some(t);
                 parsed.timestamp_text = text;
                 let value = one(head, names.signature)?;
-                check_standard_signatures(value).map_err(|why| malformed(names.signature, why))?;
+                check_standard_signatures(value, &mut parsed)
+                    .map_err(|why| malformed(names.signature, why))?;
                 parsed.signature = value;
             }
             Self::GitHub => {
                 let value = one(head, GITHUB_SIGNATURE)?;
-                github_signature(value).ok_or_else(|| {
+                let signature = github_signature(value).ok_or_else(|| {
                     malformed(GITHUB_SIGNATURE, "is not sha256= and 64 hex digits")
                 })?;
+                parsed.push_hmac(&signature);
                 parsed.signature = value;
                 parsed.id = id(head, GITHUB_DELIVERY)?;
                 parsed.delivery = parsed.id;
@@ -173,8 +231,9 @@ impl Scheme {
             }
             Self::Shopify => {
                 let value = one(head, SHOPIFY_HMAC)?;
-                shopify_signature(value)
+                let signature = shopify_signature(value)
                     .ok_or_else(|| malformed(SHOPIFY_HMAC, "is not the base64 of 32 bytes"))?;
+                parsed.push_hmac(&signature);
                 parsed.signature = value;
                 parsed.id = id(head, SHOPIFY_EVENT_ID)?;
                 parsed.event_type = optional_text(head, SHOPIFY_TOPIC)?;
@@ -182,8 +241,9 @@ impl Scheme {
             }
             Self::Slack => {
                 let value = one(head, SLACK_SIGNATURE)?;
-                slack_signature(value)
+                let signature = slack_signature(value)
                     .ok_or_else(|| malformed(SLACK_SIGNATURE, "is not v0= and 64 hex digits"))?;
+                parsed.push_hmac(&signature);
                 parsed.signature = value;
                 let (t, text) = timestamp(head, SLACK_TIMESTAMP)?;
                 parsed.timestamp = Some(t);
@@ -309,14 +369,20 @@ pub(super) fn standard_signatures(
 }
 
 /// Checks a Standard Webhooks signature header: at least one usable `v1` or `v1a`
-/// entry, at most [`MAX_STANDARD_ENTRIES`] entries.
-fn check_standard_signatures(value: &[u8]) -> Result<(), &'static str> {
+/// entry, at most [`MAX_STANDARD_ENTRIES`] entries; keeps the decoded `v1` ones in
+/// `parsed`.
+fn check_standard_signatures(
+    value: &[u8],
+    parsed: &mut SchemeHead<'_>,
+) -> Result<(), &'static str> {
     if value.is_empty() {
         return Err("is empty");
     }
     let mut usable = false;
     for entry in standard_signatures(value) {
-        entry?;
+        if let StandardSignature::Hmac(signature) = entry? {
+            parsed.push_hmac(&signature);
+        }
         usable = true;
     }
     if usable {

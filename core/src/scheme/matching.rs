@@ -7,15 +7,12 @@ use hmac::Mac;
 use hmac::digest::{CtOutput, Output};
 use serde::Deserialize;
 
-use super::headers::{
-    StandardSignature, github_signature, shopify_signature, slack_signature, standard_signatures,
-};
+#[cfg(feature = "ed25519")]
+use super::headers::{StandardSignature, standard_signatures};
 use super::{Scheme, SchemeHead, StandardKey};
 use crate::secrets::Key;
 use crate::verify::{HmacSha256, find_key, read_envelope, sign_with};
-use crate::{
-    HeaderError, MatchedSecret, Secrets, SignatureHeader, SignatureMatch, Verified, VerifyError,
-};
+use crate::{MatchedSecret, Secrets, SignatureMatch, Verified, VerifyError};
 
 /// A MAC's output, as the MAC's own constant-time comparison takes it.
 fn ct(bytes: &[u8; 32]) -> CtOutput<HmacSha256> {
@@ -23,63 +20,55 @@ fn ct(bytes: &[u8; 32]) -> CtOutput<HmacSha256> {
 }
 
 impl Scheme {
-    /// Which live secret of `secrets` signed `body` under `head`.
+    /// Which live secret of `secrets` signed `body` under `head`: one pre-keyed MAC per
+    /// secret over exactly the signed bytes, compared with the signatures `head`
+    /// decoded when it was read (never decoded again, whatever the number of secrets).
     ///
     /// # Errors
     ///
-    /// [`VerifyError::SignatureMismatch`] when none did; a malformed header (only when
-    /// `head` was not made by [`parse_head`](Scheme::parse_head)).
+    /// [`VerifyError::SignatureMismatch`] when none did.
     pub(crate) fn match_signature(
         self,
         secrets: &Secrets,
         head: &SchemeHead<'_>,
         body: &[u8],
     ) -> Result<MatchedSecret, VerifyError> {
-        match self {
-            Self::Mapping | Self::Stripe => {
-                let header = SignatureHeader::parse(head.signature)?;
-                find_key(secrets, |key| {
-                    let expected = sign_with(&key.mac, header.timestamp(), body);
-                    header.signatures().any(|s| expected == ct(s))
-                })
-            }
-            Self::Standard | Self::Svix => find_key(secrets, |key| standard_match(key, head, body)),
-            Self::GitHub | Self::Shopify => {
-                let signature = if self == Self::GitHub {
-                    github_signature(head.signature)
-                } else {
-                    shopify_signature(head.signature)
+        head.with_hmacs(|signatures| {
+            let any = |expected: CtOutput<HmacSha256>| signatures.iter().any(|s| expected == ct(s));
+            match self {
+                Self::Mapping | Self::Stripe => {
+                    let timestamp = head.timestamp.unwrap_or(0);
+                    find_key(secrets, |key| any(sign_with(&key.mac, timestamp, body)))
                 }
-                .ok_or(VerifyError::MalformedHeader(HeaderError::InvalidSignature))?;
-                let signature = ct(&signature);
-                find_key(secrets, |key| {
+                Self::Standard | Self::Svix => {
+                    find_key(secrets, |key| standard_match(key, head, signatures, body))
+                }
+                Self::GitHub | Self::Shopify => find_key(secrets, |key| {
                     let mut mac = key.mac.clone();
                     mac.update(body);
-                    mac.finalize() == signature
-                })
-            }
-            Self::Slack => {
-                let signature = slack_signature(head.signature)
-                    .ok_or(VerifyError::MalformedHeader(HeaderError::InvalidSignature))?;
-                let signature = ct(&signature);
-                find_key(secrets, |key| {
+                    any(mac.finalize())
+                }),
+                Self::Slack => find_key(secrets, |key| {
                     let mut mac = key.mac.clone();
                     mac.update(b"v0:");
                     mac.update(head.timestamp_text);
                     mac.update(b":");
                     mac.update(body);
-                    mac.finalize() == signature
-                })
+                    any(mac.finalize())
+                }),
             }
-        }
+        })
     }
 }
 
 /// Standard Webhooks: `{id}.{timestamp}.{body}`, one HMAC per `whsec_` secret compared
 /// with every `v1` entry, or one ed25519 check per `v1a` entry for a `whpk_` key.
-fn standard_match(key: &Key, head: &SchemeHead<'_>, body: &[u8]) -> bool {
+fn standard_match(key: &Key, head: &SchemeHead<'_>, hmacs: &[[u8; 32]], body: &[u8]) -> bool {
     match key.standard() {
         StandardKey::Hmac(mac) => {
+            if hmacs.is_empty() {
+                return false;
+            }
             let mut mac = mac.clone();
             mac.update(head.id.as_bytes());
             mac.update(b".");
@@ -87,8 +76,7 @@ fn standard_match(key: &Key, head: &SchemeHead<'_>, body: &[u8]) -> bool {
             mac.update(b".");
             mac.update(body);
             let expected = mac.finalize();
-            standard_signatures(head.signature)
-                .any(|entry| matches!(entry, Ok(StandardSignature::Hmac(s)) if expected == ct(&s)))
+            hmacs.iter().any(|s| expected == ct(s))
         }
         #[cfg(feature = "ed25519")]
         StandardKey::Ed25519(public) => standard_signatures(head.signature).any(|entry| {
@@ -143,7 +131,7 @@ fn json_object(body: &[u8]) -> Result<&str, VerifyError> {
 /// What was verified, once the signature matched: the dedup id and type from the body
 /// (Mapping.Travel, Stripe, Slack) or from the head (the others, which do not parse the
 /// body at all). `head` is the scheme's head, `None` for the schemes read through
-/// [`SignatureHeader`] (Mapping.Travel, Stripe).
+/// [`SignatureHeader`](crate::SignatureHeader) (Mapping.Travel, Stripe).
 pub(crate) fn read_verified(
     scheme: Scheme,
     matched: SignatureMatch,

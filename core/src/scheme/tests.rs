@@ -752,3 +752,61 @@ async fn a_durable_sink_refuses_other_schemes_before_any_claim() {
         processed(admit(&gate, &head, &b).await).1.finish(200).await;
     }
 }
+
+/// The head keeps one decoded HMAC signature; a header with several (a sender signing
+/// with two secrets mid-rotation) is decoded once more at the check: the matching one
+/// is found wherever it is, through `verify_head` and through the gate.
+#[tokio::test]
+async fn several_signatures_in_one_header_match_wherever_the_right_one_is() {
+    let verifier =
+        crate::Verifier::new(Secret::new(SECRET).unwrap()).clock(ManualClock::at_secs(NOW));
+    for scheme in [
+        Scheme::Mapping,
+        Scheme::Stripe,
+        Scheme::Standard,
+        Scheme::Svix,
+    ] {
+        let b = body(scheme, &format!("evt_several_{scheme}"));
+        let id = "msg_several";
+        let good = signed(scheme, SECRET, id, NOW, &b);
+        let bad = signed(scheme, OTHER, id, NOW, &b);
+        let name = scheme.signature_header();
+        let value = |h: &Head| h.0.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        let (good_sig, bad_sig) = (value(&good), value(&bad));
+        let several = match scheme {
+            Scheme::Standard | Scheme::Svix => vec![
+                format!("{bad_sig} {good_sig}"),
+                format!("{bad_sig} {bad_sig} {good_sig}"),
+                format!("{good_sig} {bad_sig}"),
+            ],
+            _ => {
+                let v1 = |h: &str| h.split("v1=").nth(1).unwrap().to_owned();
+                let (g, w) = (v1(&good_sig), v1(&bad_sig));
+                vec![
+                    format!("t={NOW},v1={w},v1={g}"),
+                    format!("t={NOW},v1={w},v1={w},v1={g}"),
+                    format!("t={NOW},v1={g},v1={w}"),
+                ]
+            }
+        };
+        for header in several {
+            let head = good.clone().with(name, header.clone());
+            let matched = verifier.verify_head(scheme, &head, &b);
+            assert!(matched.is_ok(), "{scheme} {header}: {matched:?}");
+            let gate = gate(scheme);
+            processed(admit(&gate, &head, &b).await).1.finish(200).await;
+        }
+        // Only wrong ones: refused, however many.
+        let head = good.clone().with(
+            name,
+            match scheme {
+                Scheme::Standard | Scheme::Svix => format!("{bad_sig} {bad_sig}"),
+                _ => format!("{bad_sig},v1={}", "0".repeat(64)),
+            },
+        );
+        assert!(matches!(
+            verifier.verify_head(scheme, &head, &b),
+            Err(VerifyError::SignatureMismatch)
+        ));
+    }
+}

@@ -16,6 +16,9 @@
 //! - `inbox-receiver`: the same route and output, through a durable inbox (SQLite by
 //!   default, Postgres when `DATABASE_URL` says so): stored first, processed by a worker;
 //!   its `inbox` binary lists, shows, replays and purges the inbox's deliveries;
+//! - `schemes-receiver`: `POST /hooks/{scheme}` for each other sender's scheme whose
+//!   secret is set (Standard Webhooks, Svix, Stripe, GitHub, Shopify, Slack), one gate
+//!   per route, and `/hooks/mapping`;
 //! - `load-test`: the load test's server and request signer, and the inbox benchmark.
 //!
 //! Only process plumbing lives here: each receiver's `main.rs` shows the library calls
