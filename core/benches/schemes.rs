@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
-use mapping_webhooks::adapter::RequestHead;
 use mapping_webhooks::scheme::Scheme;
 use mapping_webhooks::{ManualClock, Secret, Verifier};
 use sha2::Sha256;
@@ -35,22 +34,7 @@ const BATCH: Duration = Duration::from_millis(1);
 
 /// A request head: the headers the scheme's sender sends, looked up by name as an
 /// adapter's header map does (one lookup per header).
-struct Head(Vec<(&'static str, String)>);
-
-impl RequestHead for Head {
-    fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
-        self.0
-            .iter()
-            .filter(move |(n, _)| *n == name)
-            .map(|(_, v)| v.as_bytes())
-    }
-    fn path(&self) -> &str {
-        "/hooks"
-    }
-    fn host(&self) -> Option<&str> {
-        None
-    }
-}
+type Head = Vec<(&'static str, String)>;
 
 /// A JSON body of `size` bytes holding the ids every scheme reads.
 fn body(size: usize) -> Vec<u8> {
@@ -150,7 +134,7 @@ fn main() {
         let prefix = prefix(scheme);
         for size in SIZES {
             let body = body(size);
-            let head = Head(scheme.sign(&secret, ID, T, &body).unwrap());
+            let head: Head = scheme.sign(&secret, ID, T, &body).unwrap();
             let floor = || {
                 let mut mac = key.clone();
                 mac.update(black_box(prefix.as_bytes()));
@@ -188,14 +172,14 @@ fn v1a(rounds: usize) {
         let mut message = format!("{ID}.{T}.").into_bytes();
         message.extend_from_slice(&body);
         let signature = key.sign(&message);
-        let head = Head(vec![
+        let head: Head = vec![
             ("webhook-id", ID.to_owned()),
             ("webhook-timestamp", T.to_string()),
             (
                 "webhook-signature",
                 format!("v1a,{}", BASE64.encode(signature.to_bytes())),
             ),
-        ]);
+        ];
         let public = key.verifying_key();
         let floor = || {
             public

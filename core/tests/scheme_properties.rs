@@ -7,7 +7,6 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use mapping_webhooks::adapter::RequestHead;
 use mapping_webhooks::scheme::Scheme;
 use mapping_webhooks::{
     Admission, Gate, ManualClock, MatchedSecret, MemoryStore, Secret, UnsignedHeaders,
@@ -25,22 +24,7 @@ fn ready<F: Future>(future: F) -> F::Output {
     }
 }
 
-struct Head(Vec<(&'static str, String)>);
-
-impl RequestHead for Head {
-    fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
-        self.0
-            .iter()
-            .filter(move |(n, _)| *n == name)
-            .map(|(_, v)| v.as_bytes())
-    }
-    fn path(&self) -> &str {
-        "/hooks"
-    }
-    fn host(&self) -> Option<&str> {
-        None
-    }
-}
+type Head = Vec<(&'static str, String)>;
 
 fn scheme() -> impl Strategy<Value = Scheme> {
     prop::sample::select(Scheme::ALL.to_vec())
@@ -86,11 +70,9 @@ fn gate(scheme: Scheme, secret: &str) -> Gate {
 }
 
 fn signed(scheme: Scheme, secret: &str, id: &str, t: u64, body: &[u8]) -> Head {
-    Head(
-        scheme
-            .sign(&Secret::new(secret).unwrap(), id, t, body)
-            .unwrap(),
-    )
+    scheme
+        .sign(&Secret::new(secret).unwrap(), id, t, body)
+        .unwrap()
 }
 
 /// The status the gate answers, and the id it processed.
@@ -172,7 +154,7 @@ proptest! {
         let head = signed(scheme, &secret, &id, t, &body);
         let gate = gate(scheme, &secret);
         let t2 = NOW.checked_add_signed(moved).unwrap();
-        let retimed = Head(head.0.iter().map(|(name, value)| {
+        let retimed: Head = head.iter().map(|(name, value)| {
             let value = if name.ends_with("timestamp") {
                 t2.to_string()
             } else if name.ends_with("signature") && value.starts_with("t=") {
@@ -181,12 +163,12 @@ proptest! {
                 value.clone()
             };
             (*name, value)
-        }).collect());
+        }).collect();
         prop_assert_eq!(outcome(&gate, &retimed, &body), Err(401));
         if matches!(scheme, Scheme::Standard | Scheme::Svix) {
-            let renamed = Head(head.0.iter().map(|(name, value)| {
+            let renamed: Head = head.iter().map(|(name, value)| {
                 (*name, if name.ends_with("-id") { other_id.clone() } else { value.clone() })
-            }).collect());
+            }).collect();
             prop_assert_eq!(outcome(&gate, &renamed, &body), Err(401));
         }
     }

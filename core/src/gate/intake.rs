@@ -48,6 +48,30 @@ pub trait RequestHead {
     }
 }
 
+/// A head from a list of lowercase header names and values, as
+/// [`Scheme::sign`](crate::scheme::Scheme::sign) returns them: for a caller without a
+/// framework, tests and benchmarks. Its path is `/` and it has no host.
+///
+/// ```
+/// use mapping_webhooks::adapter::RequestHead;
+///
+/// let head = vec![("webhook-id", "msg_1".to_owned())];
+/// assert_eq!(head.header_text("webhook-id"), Some("msg_1"));
+/// ```
+impl RequestHead for Vec<(&'static str, String)> {
+    fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+        self.iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, v)| v.as_bytes())
+    }
+    fn path(&self) -> &str {
+        "/"
+    }
+    fn host(&self) -> Option<&str> {
+        None
+    }
+}
+
 /// A request on its way through a [`Gate`]: its head passed, its tenant is known, and
 /// its body is being read. Made by [`Gate::intake`].
 ///

@@ -22,10 +22,7 @@ struct Head(Vec<(&'static str, String)>);
 
 impl RequestHead for Head {
     fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
-        self.0
-            .iter()
-            .filter(move |(n, _)| *n == name)
-            .map(|(_, v)| v.as_bytes())
+        self.0.header_values(name)
     }
     fn path(&self) -> &str {
         "/hooks"
