@@ -712,7 +712,10 @@ mod ed25519 {
 
 /// A sink that keeps what it was given: the scheme, the signed headers and the body.
 #[derive(Default)]
-struct KeepingSink(std::sync::Mutex<Vec<(Scheme, String, Vec<u8>, String)>>);
+struct KeepingSink(std::sync::Mutex<Vec<Kept>>);
+
+/// What [`KeepingSink`] kept of one delivery: scheme, signed headers, body, event id.
+type Kept = (Scheme, String, Vec<u8>, String);
 
 impl crate::Sink for KeepingSink {
     async fn store(
