@@ -11,9 +11,12 @@ use mapping_webhooks::adapter::RequestHead;
 use mapping_webhooks::scheme::Scheme;
 use mapping_webhooks::{Gate, ManualClock, Reply, Secret, Secrets};
 use mapping_webhooks_inbox::{Delivery, Inbox, State};
-use support::{Backend, T0, TestDb, envelope, eventually};
+use support::{Backend, T0, TestDb, deliver_stored, envelope, eventually};
 
-on_both!(every_scheme_is_stored_reverified_and_handed_to_the_worker);
+on_both!(
+    every_scheme_is_stored_reverified_and_handed_to_the_worker,
+    a_row_stored_before_schemes_reads_as_mapping_travel,
+);
 
 /// `whsec_` and base64: usable by every scheme.
 const SCHEME_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -157,4 +160,52 @@ async fn every_scheme_is_stored_reverified_and_handed_to_the_worker(backend: Bac
         .collect();
     expected.sort_by_key(|s| s.2.clone());
     assert_eq!(seen, expected, "each handled once, as its scheme's event");
+}
+
+/// Runs `sql` on the inbox's database.
+async fn exec(inbox: &Inbox, sql: &str) {
+    match inbox.db() {
+        mapping_webhooks_inbox::Db::Sqlite(pool) => {
+            sqlx::query(sql).execute(pool).await.unwrap();
+        }
+        mapping_webhooks_inbox::Db::Postgres(pool) => {
+            sqlx::query(sql).execute(pool).await.unwrap();
+        }
+        _ => unreachable!(),
+    }
+}
+
+async fn a_row_stored_before_schemes_reads_as_mapping_travel(backend: Backend) {
+    let Some(db) = TestDb::open(backend, "schemes_upgrade") else {
+        return;
+    };
+    let clock = ManualClock::at_secs(T0);
+    let inbox = db.inbox(&clock).await;
+    let id = deliver_stored(&inbox, &clock, "evt_before_schemes").await;
+    // Back to the schema before the scheme column: the row as an older version stored it.
+    let version = match backend {
+        Backend::Sqlite => 4,
+        Backend::Postgres => 5,
+    };
+    exec(
+        &inbox,
+        "ALTER TABLE mapping_webhooks_inbox DROP COLUMN scheme",
+    )
+    .await;
+    exec(
+        &inbox,
+        &format!("DELETE FROM mapping_webhooks_inbox_migrations WHERE version = {version}"),
+    )
+    .await;
+    inbox.close().await;
+    // Opened again: upgraded, and the old row is Mapping.Travel's.
+    let inbox = db.inbox(&clock).await;
+    let stored = inbox.show(id).await.unwrap();
+    assert_eq!(stored.info.scheme, Scheme::Mapping);
+    let secrets = support::gate(&clock).secrets().clone();
+    let verified = inbox.reverify(id, &secrets).await.unwrap();
+    assert_eq!(
+        (verified.scheme, verified.event_id.as_str()),
+        (Scheme::Mapping, "evt_before_schemes")
+    );
 }
