@@ -216,7 +216,12 @@ impl<D: DedupStore> Gate<D> {
     /// [`Intake::admit_into`] does: the framework-free counterpart of [`admit`](Gate::admit)
     /// for a durable sink. `signatures` are the values of every `X-Webhook-Signature`
     /// header. A gate with tenants refuses it (404): tenants need the request's path or
-    /// host, which an adapter gives through [`intake`](Gate::intake).
+    /// host, which an adapter gives through [`intake`](Gate::intake). For another
+    /// [`Scheme`], `signatures` are the values of its
+    /// [signature header](Scheme::signature_header), as for [`admit`](Gate::admit): a
+    /// scheme that reads more headers (Standard Webhooks, Svix, GitHub, Shopify, Slack)
+    /// is answered 400 for the missing ones; give its request to
+    /// [`intake`](Gate::intake).
     pub async fn admit_into<'h, S: Sink>(
         &self,
         sink: &S,
