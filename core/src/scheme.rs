@@ -21,8 +21,9 @@
 //!
 //! A scheme is a setting of the [`Gate`](crate::Gate), as the body limit is:
 //! `Gate::builder().scheme(Scheme::Standard).secret(..)`, and the gate goes to the tower
-//! layer or the actix middleware as any gate does. (The inbox does not store another
-//! scheme's deliveries yet: its endpoint answers them 503, before any claim.) A scheme
+//! layer or the actix middleware as any gate does, or to the inbox's endpoint, which
+//! stores the scheme's signed headers with the body and checks them again later
+//! ([`Scheme::verify_stored`]). A scheme
 //! is one value of a closed enum, not a trait object: the pipeline branches on it once
 //! per request, and the default scheme's path is the one it always was (same parser,
 //! same pre-keyed HMAC).
@@ -94,6 +95,7 @@ mod headers;
 mod keys;
 mod matching;
 mod sign;
+mod stored;
 
 use std::fmt;
 use std::str::FromStr;

@@ -354,6 +354,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_inbox.sql")),
     (2, include_str!("../migrations/sqlite/0002_tenant.sql")),
     (3, include_str!("../migrations/sqlite/0003_claim_order.sql")),
+    (4, include_str!("../migrations/sqlite/0004_scheme.sql")),
 ];
 
 #[cfg(feature = "postgres")]
@@ -365,4 +366,5 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/postgres/0004_claim_order.sql"),
     ),
+    (5, include_str!("../migrations/postgres/0005_scheme.sql")),
 ];

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use bytes::Bytes;
+use mapping_webhooks::scheme::Scheme;
 use mapping_webhooks::{Envelope, Event, MatchedSecret, Verified};
 use serde::de::DeserializeOwned;
 
@@ -75,7 +76,11 @@ pub struct DeliveryInfo {
     pub id: i64,
     /// The tenant it was verified for (its canonical id), for a gate with tenants.
     pub tenant: Option<String>,
-    /// The envelope's `eventId` (unique per namespace and tenant).
+    /// The signature scheme that verified it ([`Scheme::Mapping`] for rows stored
+    /// before the inbox stored other schemes).
+    pub scheme: Scheme,
+    /// The envelope's `eventId` (unique per namespace and tenant); another scheme's
+    /// dedup id (see [`mapping_webhooks::scheme`]).
     pub event_id: String,
     /// The envelope's `type`.
     pub event_type: String,
@@ -106,7 +111,10 @@ pub struct DeliveryInfo {
 pub struct StoredDelivery {
     /// Everything but the bytes.
     pub info: DeliveryInfo,
-    /// The `X-Webhook-Signature` header it was accepted with.
+    /// The signed headers it was accepted with, as
+    /// [`SinkDelivery::signed_headers`](mapping_webhooks::SinkDelivery) gave them: for
+    /// Mapping.Travel (and Stripe) the signature header's value, for the other schemes
+    /// one `name: value` line per header the scheme reads.
     pub signature: String,
     /// The raw body, exactly as signed.
     pub body: Vec<u8>,
@@ -129,8 +137,15 @@ pub struct Delivery {
     pub id: i64,
     /// This attempt's number: 1 for the first.
     pub attempt: u32,
+    /// The signature scheme that verified it.
+    pub scheme: Scheme,
     /// The envelope, parsed from the stored bytes (`data` untyped; see
-    /// [`event`](Self::event) and [`parse`](Self::parse)).
+    /// [`event`](Self::event) and [`parse`](Self::parse)). For another
+    /// [`scheme`](Self::scheme) than Mapping.Travel's, whose body is the sender's own
+    /// shape, it is made from what was verified: `event_id` the scheme's dedup id,
+    /// `event_type` and `id` (the delivery id) as the scheme read them, `data` the
+    /// whole body as JSON (`null` when it is not JSON); read the body itself with
+    /// [`body`](Self::body).
     pub envelope: Envelope,
     /// Which secret matched when it was accepted.
     pub secret: String,
@@ -163,6 +178,7 @@ impl Delivery {
         )
         .with_secret(parse_secret(&self.secret).unwrap_or(MatchedSecret::Current));
         verified.tenant.clone_from(&self.tenant);
+        verified.scheme = self.scheme;
         verified
     }
 
@@ -196,6 +212,7 @@ impl fmt::Debug for Delivery {
         f.debug_struct("Delivery")
             .field("id", &self.id)
             .field("attempt", &self.attempt)
+            .field("scheme", &self.scheme)
             .field("event_id", &self.envelope.event_id)
             .field("event_type", &self.envelope.event_type)
             .field("tenant", &self.tenant)
@@ -219,8 +236,15 @@ pub(crate) fn tenant_from_column(stored: String) -> Option<String> {
     (!stored.is_empty()).then_some(stored)
 }
 
+/// The stored scheme name as the value (`mapping` for rows stored before schemes).
+pub(crate) fn scheme_from_column(stored: String) -> Result<Scheme, sqlx::Error> {
+    stored
+        .parse()
+        .map_err(|e: mapping_webhooks::scheme::UnknownScheme| sqlx::Error::Decode(Box::new(e)))
+}
+
 /// The columns of [`DeliveryInfo`], in a `SELECT`.
-pub(crate) const INFO_COLUMNS: &str = "id, tenant, event_id, event_type, delivery_id, signed_at, \
+pub(crate) const INFO_COLUMNS: &str = "id, tenant, scheme, event_id, event_type, delivery_id, signed_at, \
      secret, received_at, state, attempts, due_at, last_error, finished_at";
 
 /// Reads a [`DeliveryInfo`] from a row of [`INFO_COLUMNS`] (a macro: the row type is
@@ -233,6 +257,7 @@ macro_rules! info_from_row {
         $crate::delivery::DeliveryInfo {
             id: row.try_get("id")?,
             tenant: $crate::delivery::tenant_from_column(row.try_get("tenant")?),
+            scheme: $crate::delivery::scheme_from_column(row.try_get("scheme")?)?,
             event_id: row.try_get("event_id")?,
             event_type: row.try_get("event_type")?,
             delivery_id: row.try_get("delivery_id")?,

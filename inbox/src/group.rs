@@ -40,6 +40,7 @@ pub(crate) struct Row {
     pub(crate) signed_at: i64,
     pub(crate) secret: String,
     pub(crate) signature: String,
+    pub(crate) scheme: &'static str,
     pub(crate) body: Vec<u8>,
     pub(crate) received_at: i64,
 }
@@ -214,9 +215,9 @@ async fn commit(db: &Db, namespace: &str, batch: Vec<Pending>) {
         .collect();
     let values: Vec<String> = (0..rows.len())
         .map(|i| {
-            let b = 2 + i * 9;
+            let b = 2 + i * 10;
             format!(
-                "($1, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${})",
+                "($1, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${})",
                 b,
                 b + 1,
                 b + 2,
@@ -226,14 +227,15 @@ async fn commit(db: &Db, namespace: &str, batch: Vec<Pending>) {
                 b + 6,
                 b + 7,
                 b + 8,
-                b + 8
+                b + 9,
+                b + 9
             )
         })
         .collect();
     let sql = format!(
         "INSERT INTO mapping_webhooks_inbox \
          (namespace, tenant, event_id, event_type, delivery_id, signed_at, secret, signature, \
-          body, received_at, state, attempts, due_at) \
+          scheme, body, received_at, state, attempts, due_at) \
          VALUES {} \
          ON CONFLICT (namespace, tenant, event_id) DO NOTHING RETURNING tenant, event_id",
         values.join(", ")
@@ -251,6 +253,7 @@ async fn commit(db: &Db, namespace: &str, batch: Vec<Pending>) {
                 .bind(row.signed_at)
                 .bind(&row.secret)
                 .bind(&row.signature)
+                .bind(row.scheme)
                 .bind(&row.body)
                 .bind(row.received_at);
         }
@@ -300,6 +303,7 @@ mod tests {
                 signed_at: 0,
                 secret: "current".to_owned(),
                 signature: String::new(),
+                scheme: "mapping",
                 body: vec![b'x'; size],
                 received_at: 0,
             },

@@ -167,7 +167,8 @@ impl Sink for Inbox {
                 delivery_id: verified.delivery_id.clone(),
                 signed_at: i64::try_from(verified.timestamp).unwrap_or(i64::MAX),
                 secret: verified.secret.to_string(),
-                signature: delivery.signature.to_header_value(),
+                signature: delivery.signed_headers.to_owned(),
+                scheme: delivery.scheme.name(),
                 body: delivery.body.to_vec(),
                 received_at: now,
             };
@@ -207,7 +208,8 @@ impl Sink for Inbox {
                 .bind(&verified.delivery_id)
                 .bind(i64::try_from(verified.timestamp).unwrap_or(i64::MAX))
                 .bind(verified.secret.to_string())
-                .bind(delivery.signature.to_header_value())
+                .bind(delivery.signed_headers)
+                .bind(delivery.scheme.name())
                 .bind(delivery.body)
                 .bind(now)
                 .fetch_all(pool)
@@ -240,8 +242,8 @@ impl Sink for Inbox {
 /// The tenant is stored as `''` for none: part of the uniqueness, which `NULL` could not be.
 const INSERT: &str = "INSERT INTO mapping_webhooks_inbox \
      (namespace, tenant, event_id, event_type, delivery_id, signed_at, secret, signature, \
-      body, received_at, state, attempts, due_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $10) \
+      scheme, body, received_at, state, attempts, due_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 0, $11) \
      ON CONFLICT (namespace, tenant, event_id) DO NOTHING RETURNING id";
 
 impl fmt::Debug for Inbox {

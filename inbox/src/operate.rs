@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mapping_webhooks::{Secrets, Verified, Verifier};
+use mapping_webhooks::{Secrets, Verified};
 
 use crate::db::on_pool;
 use crate::delivery::{INFO_COLUMNS, info_from_row};
@@ -220,13 +220,15 @@ impl Inbox {
         }))
     }
 
-    /// Checks a stored delivery against its stored `X-Webhook-Signature` header with
-    /// `secrets` as they are now (pass the gate's,
+    /// Checks a stored delivery against its stored signed headers, by the scheme that
+    /// verified it ([`Scheme::verify_stored`](mapping_webhooks::scheme::Scheme::verify_stored)),
+    /// with `secrets` as they are now (pass the gate's,
     /// [`Gate::secrets`](mapping_webhooks::Gate::secrets), or, for a delivery of a
     /// tenant, that tenant's: a secret rotated out and removed, or expired, no longer
-    /// verifies what it signed), whatever the delivery's age (the stored bytes are
-    /// proven to be what the sender signed, however old), and that the signed body still
-    /// names the stored event. The result carries the stored tenant.
+    /// verifies what it signed), whatever the delivery's age (the signature only, no
+    /// timestamp window: the stored bytes are proven to be what the sender signed,
+    /// however old), and that what was verified still names the stored event. The
+    /// result carries the stored tenant.
     ///
     /// # Errors
     ///
@@ -234,23 +236,21 @@ impl Inbox {
     /// [`InboxError::NotFound`], [`InboxError::Database`].
     pub async fn reverify(&self, id: i64, secrets: &Secrets) -> Result<Verified, InboxError> {
         let stored = self.show(id).await?;
-        // No timestamp window: the age of a stored delivery is no reason to doubt it.
-        // The handle's own clock still rules its secrets' expiry (a verifier's `clock`
-        // would replace it, for every holder of the handle).
-        let any_age = Verifier::from_secrets(secrets.clone()).tolerance(Duration::MAX);
-        let verified = any_age
-            .verify(&stored.signature, &stored.body)
+        // The handle's own clock still rules its secrets' expiry.
+        let mut verified = stored
+            .info
+            .scheme
+            .verify_stored(secrets, &stored.signature, &stored.body)
             .map_err(InboxError::Verify)?;
         if verified.event_id != stored.info.event_id
             || verified.event_type != stored.info.event_type
         {
             return Err(InboxError::Verify(
                 mapping_webhooks::VerifyError::NotAnEnvelope(
-                    "the signed body names another event than the stored row".into(),
+                    "the signed request names another event than the stored row".into(),
                 ),
             ));
         }
-        let mut verified = verified;
         verified.tenant = stored.info.tenant;
         Ok(verified)
     }

@@ -563,6 +563,9 @@ struct Claimed {
     lease_until: i64,
     attempt: u32,
     event_id: String,
+    scheme: mapping_webhooks::scheme::Scheme,
+    event_type: String,
+    delivery_id: String,
     secret: String,
     signed_at: u64,
     received_at_ms: i64,
@@ -575,8 +578,8 @@ struct Claimed {
 /// sorted (a top-N sort bounded by the claim's limit).
 const CLAIM_ORDER: &str = "(attempts > 0), due_at, id";
 
-const CLAIMED_COLUMNS: &str =
-    "id, tenant, event_id, secret, signed_at, received_at, attempts, due_at, body";
+const CLAIMED_COLUMNS: &str = "id, tenant, event_id, scheme, event_type, delivery_id, secret, signed_at, received_at, \
+     attempts, due_at, body";
 
 /// Claims up to `n` due deliveries: pending ones whose time has come, and running ones
 /// whose lease ran out (their worker died or overran), but never one a worker of this
@@ -629,6 +632,9 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
                     lease_until: row.try_get("due_at")?,
                     attempt: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
                     event_id: row.try_get("event_id")?,
+                    scheme: crate::delivery::scheme_from_column(row.try_get("scheme")?)?,
+                    event_type: row.try_get("event_type")?,
+                    delivery_id: row.try_get("delivery_id")?,
                     secret: row.try_get("secret")?,
                     signed_at: u64::try_from(row.try_get::<i64, _>("signed_at")?).unwrap_or(0),
                     received_at_ms: row.try_get("received_at")?,
@@ -733,6 +739,21 @@ enum Outcome {
     Recorded,
 }
 
+/// A claimed delivery's envelope: Mapping.Travel's parsed from the stored body; for
+/// another scheme, made from what was verified and stored (see [`Delivery::envelope`]).
+fn envelope_of(claimed: &Claimed) -> Result<Envelope, serde_json::Error> {
+    if claimed.scheme == mapping_webhooks::scheme::Scheme::Mapping {
+        return serde_json::from_slice(&claimed.body);
+    }
+    let data = serde_json::from_slice(&claimed.body).unwrap_or(serde_json::Value::Null);
+    Ok(Envelope::new(
+        claimed.delivery_id.clone(),
+        claimed.event_id.clone(),
+        claimed.event_type.clone(),
+        data,
+    ))
+}
+
 /// Runs one claimed delivery and records how it went. The handler's `slot` is given
 /// back as soon as the handler returns, before its outcome is recorded.
 async fn process(settings: Arc<Settings>, claimed: Claimed, slot: Option<OwnedSemaphorePermit>) {
@@ -747,12 +768,13 @@ async fn process(settings: Arc<Settings>, claimed: Claimed, slot: Option<OwnedSe
             settings.max_attempts
         ))
     } else {
-        match serde_json::from_slice::<Envelope>(&claimed.body) {
+        match envelope_of(&claimed) {
             Err(e) => Outcome::Unprocessable(format!("the stored body is not an envelope: {e}")),
             Ok(envelope) => {
                 let delivery = Delivery {
                     id,
                     attempt,
+                    scheme: claimed.scheme,
                     envelope,
                     secret: claimed.secret,
                     signed_at: claimed.signed_at,

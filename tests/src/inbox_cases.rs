@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use mapping_webhooks::scheme::Scheme;
 use mapping_webhooks::{Gate, ManualClock, Secret, Secrets, Tenant, TenantFrom, Tenants};
 use mapping_webhooks_inbox::{Inbox, State};
 
@@ -36,6 +37,9 @@ pub struct InboxSpec {
     pub clock: Option<ManualClock>,
     /// Tenants: the key is the path's second segment (`/inbox/{tenant}`).
     pub tenants: Option<Tenants>,
+    /// Another signature scheme than Mapping.Travel's, with
+    /// [`SCHEME_SECRET`](crate::schemes::SCHEME_SECRET) as its secret.
+    pub scheme: Option<Scheme>,
 }
 
 /// An inbox on a temporary SQLite file, and the app serving it; the file is removed when
@@ -74,7 +78,13 @@ impl InboxSpec {
         ));
         // The inbox deduplicates durably on its own: no store in front of it, so
         // concurrent copies are each answered from the database (202 once, 200 after).
-        let mut gate = Gate::builder().secret(SECRET).without_dedup();
+        let mut gate = match self.scheme {
+            None => Gate::builder().secret(SECRET),
+            Some(scheme) => Gate::builder()
+                .scheme(scheme)
+                .secret(crate::schemes::SCHEME_SECRET),
+        }
+        .without_dedup();
         if let Some(previous) = self.previous_secret {
             gate = gate.previous_secret(previous);
         }
@@ -465,12 +475,23 @@ macro_rules! inbox_suite {
             inbox_store_down_is_503,
             inbox_tenants_are_stored_apart,
         );
+        $crate::inbox_suite!(@schemes $spawn;
+            inbox_each_scheme_is_stored_once_and_refuses_forgeries,
+        );
     };
     (@cases $spawn:path; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 $crate::inbox_cases::$case($spawn).await;
+            }
+        )*
+    };
+    (@schemes $spawn:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::schemes::$case($spawn).await;
             }
         )*
     };

@@ -1,7 +1,7 @@
 //! The conformance cases for every other sender's [`Scheme`], over real HTTP: each case
 //! runs once per scheme against the adapter's app, built from a spec whose gate has
-//! the scheme (`AppSpec::scheme`). The inbox does not store other schemes yet (issue
-//! #21): these run against the adapters.
+//! the scheme (`AppSpec::scheme`); and the inbox endpoints' case, whose inbox is built
+//! with the scheme (`InboxSpec::scheme`).
 
 use mapping_webhooks::scheme::Scheme;
 use mapping_webhooks::{MatchedSecret, Secret, Secrets};
@@ -251,6 +251,82 @@ pub async fn each_scheme_accepts_several_signatures_during_a_rotation(
         let answer = post(&client, &several, b).await;
         assert_eq!(answer.status, 200, "{scheme}: {answer:?}");
         assert_eq!(probe.calls(), 2, "{scheme}");
+    }
+}
+
+/// The inbox endpoint, for every scheme (Mapping.Travel's included): valid → 202 and
+/// stored with the scheme, its id and the exact bytes, and the stored row verifies again
+/// ([`Inbox::reverify`](mapping_webhooks_inbox::Inbox::reverify)) as that scheme's event;
+/// the same event again → 200, still one row; a changed body → 401, no signature
+/// header → 400, neither stored.
+pub async fn inbox_each_scheme_is_stored_once_and_refuses_forgeries(
+    spawn: impl AsyncFn(mapping_webhooks::Gate, mapping_webhooks_inbox::Inbox) -> crate::App,
+) {
+    use crate::inbox_cases::{InboxSpec, ROUTE_INBOX};
+    for scheme in Scheme::ALL {
+        let spec = InboxSpec {
+            scheme: Some(scheme),
+            ..InboxSpec::default()
+        };
+        let app = spec.start(&spawn).await;
+        let client = Client::new(&app.app);
+        let id = unique(scheme, "inbox");
+        let b = match scheme {
+            Scheme::Mapping => crate::envelope(&id, "del_1"),
+            _ => body(scheme, &id),
+        };
+        let h = headers(scheme, SCHEME_SECRET, &id, now(), &b);
+        let send = async |headers: &[(String, String)], body: Vec<u8>| {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            client.post(ROUTE_INBOX, &headers, body).await
+        };
+        let answer = send(&h, b.clone()).await;
+        assert_eq!(answer.status, 202, "{scheme}: {answer:?}");
+        let stored = app.inbox.find(&id).await.unwrap().expect("stored");
+        assert_eq!(stored.body, b, "{scheme}: the very bytes that were sent");
+        assert_eq!(stored.info.scheme, scheme);
+        let secrets = Secrets::new(Secret::new(SCHEME_SECRET).unwrap());
+        let verified = app
+            .inbox
+            .reverify(stored.info.id, &secrets)
+            .await
+            .unwrap_or_else(|e| panic!("{scheme}: {e}"));
+        assert_eq!(
+            (verified.scheme, verified.event_id.as_str()),
+            (scheme, id.as_str())
+        );
+        let stranger = Secrets::new(Secret::new(STRANGER).unwrap());
+        assert!(
+            app.inbox.reverify(stored.info.id, &stranger).await.is_err(),
+            "{scheme}: another secret does not verify the stored row"
+        );
+
+        let again = send(&h, b.clone()).await;
+        assert_eq!(again.status, 200, "{scheme}: {again:?}");
+
+        let mut tampered = b.clone();
+        tampered.push(b' ');
+        let forged = send(&h, tampered).await;
+        assert_eq!(forged.status, 401, "{scheme}: {forged:?}");
+
+        let unsigned: Vec<(String, String)> = h
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case(scheme.signature_header()))
+            .cloned()
+            .collect();
+        let missing = send(&unsigned, b.clone()).await;
+        assert_eq!(missing.status, 400, "{scheme}: {missing:?}");
+        assert!(!missing.body.is_empty(), "{scheme}: a refusal says why");
+
+        let counts = app.inbox.counts().await.unwrap();
+        assert_eq!(
+            counts.values().sum::<u64>(),
+            1,
+            "{scheme}: one row, {counts:?}"
+        );
     }
 }
 

@@ -238,9 +238,9 @@ impl<D: DedupStore> Gate<D> {
 
 /// The signature header values given to [`Gate::admit`], as a head, for a scheme read
 /// through [`Gate::admit_head`]: every other header is missing.
-struct OnlySignatures<'h> {
-    name: &'static str,
-    values: [Option<&'h [u8]>; 2],
+pub(super) struct OnlySignatures<'h> {
+    pub(super) name: &'static str,
+    pub(super) values: [Option<&'h [u8]>; 2],
 }
 
 impl RequestHead for OnlySignatures<'_> {

@@ -163,8 +163,15 @@ pub struct Admitted<D: DedupStore> {
 pub struct SinkDelivery<'a> {
     /// What was verified (the tenant's id included, for a gate with tenants).
     pub verified: &'a Verified,
-    /// The signature header, to store and verify again later.
-    pub signature: &'a SignatureHeader,
+    /// The scheme that verified it.
+    pub scheme: Scheme,
+    /// The parsed signature header, for the schemes whose head is one signature header
+    /// (Mapping.Travel, Stripe); `None` for the others.
+    pub signature: Option<&'a SignatureHeader>,
+    /// The scheme's signed headers as received, to store and verify again later with
+    /// [`Scheme::verify_stored`]: for Mapping.Travel and Stripe the signature header's
+    /// value, for the others one `name: value` line per header the scheme reads.
+    pub signed_headers: &'a str,
     /// The raw body, as signed.
     pub body: &'a [u8],
 }
@@ -233,7 +240,12 @@ impl<D: DedupStore> Gate<D> {
     /// [`Intake::admit_into`] does: the framework-free counterpart of [`admit`](Gate::admit)
     /// for a durable sink. `signatures` are the values of every `X-Webhook-Signature`
     /// header. A gate with tenants refuses it (404): tenants need the request's path or
-    /// host, which an adapter gives through [`intake`](Gate::intake).
+    /// host, which an adapter gives through [`intake`](Gate::intake). For another
+    /// [`Scheme`], `signatures` are the values of its
+    /// [signature header](Scheme::signature_header), as for [`admit`](Gate::admit): a
+    /// scheme that reads more headers (Standard Webhooks, Svix, GitHub, Shopify, Slack)
+    /// is answered 400 for the missing ones; give its request to
+    /// [`intake`](Gate::intake).
     pub async fn admit_into<'h, S: Sink>(
         &self,
         sink: &S,
@@ -241,11 +253,20 @@ impl<D: DedupStore> Gate<D> {
         unsigned: UnsignedHeaders<'_>,
         body: &[u8],
     ) -> Reply {
-        if self.scheme != Scheme::Mapping {
-            return self.sink_refuses_scheme();
-        }
         let length = u64::try_from(body.len()).unwrap_or(u64::MAX);
-        let head = match self.check_head(signatures, Some(length), unsigned) {
+        // Another scheme's head is read from its signature header's values (its other
+        // headers missing), as `admit` does: the adapters' endpoints give the whole head.
+        let mut signatures = signatures.into_iter();
+        let only = super::admission::OnlySignatures {
+            name: self.scheme.signature_header(),
+            values: [signatures.next(), signatures.next()],
+        };
+        let head = if self.scheme.is_signature_header_only() {
+            self.check_head(only.values.into_iter().flatten(), Some(length), unsigned)
+        } else {
+            self.check_scheme_head(&only, Some(length), unsigned)
+        };
+        let head = match head {
             Ok(head) => head,
             Err(reply) => return reply,
         };
@@ -354,10 +375,10 @@ impl<D: DedupStore> Gate<D> {
         body: &[u8],
         sink: &S,
     ) -> Reply {
-        // The inbox stores Mapping.Travel's header and verifies it again later; another
-        // scheme's head is not stored yet (issue #21): refused before any claim.
-        let (super::Signed::Header(header), Scheme::Mapping) = (&head.signed, self.scheme) else {
-            return self.sink_refuses_scheme();
+        // The sink stores the scheme's signed headers, to verify them again later.
+        let (signature, signed_headers) = match &head.signed {
+            super::Signed::Header(header) => (Some(header), header.to_header_value()),
+            super::Signed::Scheme(scheme_head) => (None, scheme_head.signed_headers()),
         };
         let (verified, ticket) = match self.admit_checked(head, unsigned, body).await {
             super::Admission::Process { verified, ticket } => (verified, ticket),
@@ -366,7 +387,9 @@ impl<D: DedupStore> Gate<D> {
         let stored = sink
             .store(SinkDelivery {
                 verified: &verified,
-                signature: header,
+                scheme: self.scheme,
+                signature,
+                signed_headers: &signed_headers,
                 body,
             })
             .await;
@@ -390,18 +413,6 @@ impl<D: DedupStore> Gate<D> {
                 Reply::SinkUnavailable
             }
         }
-    }
-}
-
-impl<D: DedupStore> Gate<D> {
-    /// The answer of a durable sink to another scheme than Mapping.Travel's, which it
-    /// cannot store yet: 503 and an error log naming the scheme, before any claim.
-    fn sink_refuses_scheme(&self) -> Reply {
-        tracing::error!(
-            scheme = %self.scheme,
-            "a durable sink (the inbox) stores Mapping.Travel deliveries only; answered 503"
-        );
-        Reply::SinkUnavailable
     }
 }
 
