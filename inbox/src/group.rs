@@ -208,11 +208,15 @@ async fn commit(db: &Db, namespace: &str, batch: Vec<Pending>) {
     // Each event once in the statement; a second request for it in the same batch is
     // its duplicate, answered once the first one's row is committed.
     let mut keys = HashSet::with_capacity(batch.len());
-    let rows: Vec<&Row> = batch
+    let mut rows: Vec<&Row> = batch
         .iter()
         .map(|p| &p.row)
         .filter(|r| keys.insert((r.tenant.as_str(), r.event_id.as_str())))
         .collect();
+    // In key order: batches committing at once then take the rows they share in one
+    // order, so one waits for the other's commit instead of both deadlocking (Postgres
+    // aborts one, and every request in it would be answered 503).
+    rows.sort_unstable_by(|a, b| (&a.tenant, &a.event_id).cmp(&(&b.tenant, &b.event_id)));
     let values: Vec<String> = (0..rows.len())
         .map(|i| {
             let b = 2 + i * 10;
