@@ -179,11 +179,18 @@ pub fn two_gateways_forward_every_event_through_failures_hangs_and_a_kill_9(bina
 
     // SIGKILL gateway A mid-batch: once the target hangs, A holds claims in flight.
     let started = Instant::now();
-    while seen.lock().unwrap().hung == 0 {
+    loop {
+        let now = seen.lock().unwrap();
+        if now.hung > 0 {
+            break;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(15),
-            "the target never hung"
+            "the target never hung: {} forwarded requests, {} answered 500",
+            now.requests,
+            now.failed
         );
+        drop(now);
         thread::sleep(Duration::from_millis(10));
     }
     a.0.kill().unwrap();
