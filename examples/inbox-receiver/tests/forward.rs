@@ -10,6 +10,6 @@ fn two_gateways_forward_every_event_through_failures_hangs_and_a_kill_9() {
 }
 
 #[test]
-fn a_forward_url_without_a_usable_secret_stops_the_gateway() {
-    inbox_forward::a_forward_url_without_a_usable_secret_stops_the_gateway(RECEIVER);
+fn a_bad_forward_setting_stops_the_gateway() {
+    inbox_forward::a_bad_forward_setting_stops_the_gateway(RECEIVER);
 }

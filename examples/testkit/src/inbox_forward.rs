@@ -244,17 +244,33 @@ pub fn two_gateways_forward_every_event_through_failures_hangs_and_a_kill_9(bina
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `FORWARD_URL` without `FORWARD_SECRET`, or with a secret that is not `whsec_` and
-/// base64, stops the gateway at start with a message, before it listens.
-pub fn a_forward_url_without_a_usable_secret_stops_the_gateway(binary: &str) {
+/// `FORWARD_URL` without `FORWARD_SECRET`, with a secret that is not `whsec_` and
+/// base64, a URL that is not `http://`, or a `FORWARD_TIMEOUT_SECS` not below the
+/// handler's timeout stops the gateway at start with a message, and never logs the
+/// secret.
+pub fn a_bad_forward_setting_stops_the_gateway(binary: &str) {
     let dir = temp_dir("forward-env");
-    for (secret, message) in [
-        (None, "FORWARD_SECRET (a whsec_ secret) is required"),
+    // (FORWARD_URL, FORWARD_SECRET, FORWARD_TIMEOUT_SECS, INBOX_LEASE_SECS), the message.
+    let url = "http://127.0.0.1:9/internal";
+    for (settings, message) in [
         (
-            Some("not-a-whsec-secret-at-all"),
+            (url, None, None, None),
+            "FORWARD_SECRET (a whsec_ secret) is required",
+        ),
+        (
+            (url, Some("not-a-whsec-secret-at-all"), None, None),
             "FORWARD_SECRET must be whsec_",
         ),
+        (
+            ("ftp://127.0.0.1/internal", Some(FORWARD_SECRET), None, None),
+            "FORWARD_URL must be an http:// URL",
+        ),
+        (
+            (url, Some(FORWARD_SECRET), Some("10"), Some("5")),
+            "FORWARD_TIMEOUT_SECS (10 s) must be below the handler's timeout (4 s",
+        ),
     ] {
+        let (url, secret, timeout, lease) = settings;
         let addr = format!("127.0.0.1:{}", free_port());
         let mut command = Command::new(binary);
         command
@@ -264,11 +280,19 @@ pub fn a_forward_url_without_a_usable_secret_stops_the_gateway(binary: &str) {
             .env_remove("FORWARD_SECRET")
             .env("BIND_ADDR", &addr)
             .env("RUST_LOG", "warn")
-            .env("FORWARD_URL", "http://127.0.0.1:9/internal")
+            .env_remove("FORWARD_TIMEOUT_SECS")
+            .env_remove("INBOX_LEASE_SECS")
+            .env("FORWARD_URL", url)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if let Some(secret) = secret {
             command.env("FORWARD_SECRET", secret);
+        }
+        if let Some(timeout) = timeout {
+            command.env("FORWARD_TIMEOUT_SECS", timeout);
+        }
+        if let Some(lease) = lease {
+            command.env("INBOX_LEASE_SECS", lease);
         }
         let mut child = Receiver(
             command
@@ -284,7 +308,7 @@ pub fn a_forward_url_without_a_usable_secret_stops_the_gateway(binary: &str) {
             thread::sleep(Duration::from_millis(25));
         }
         let Some(status) = status else {
-            panic!("{secret:?}: the gateway kept running");
+            panic!("{settings:?}: the gateway kept running");
         };
         let mut stderr = String::new();
         child
@@ -294,8 +318,8 @@ pub fn a_forward_url_without_a_usable_secret_stops_the_gateway(binary: &str) {
             .unwrap()
             .read_to_string(&mut stderr)
             .unwrap();
-        assert!(!status.success(), "{secret:?}: exited {status}");
-        assert!(stderr.contains(message), "{secret:?}: {stderr}");
+        assert!(!status.success(), "{settings:?}: exited {status}");
+        assert!(stderr.contains(message), "{settings:?}: {stderr}");
         assert!(
             !stderr.contains("not-a-whsec"),
             "the secret was logged: {stderr}"
