@@ -19,7 +19,19 @@
 //!   handler's timeout is kept below it: at most 120 s and four fifths of the lease),
 //!   `INBOX_BACKOFF_SECS` (the wait before the first retry, default 30, doubling up to
 //!   an hour), `INBOX_MAX_ATTEMPTS` (attempts before a delivery is dead, default 10).
-//!   A value that is not a positive whole number stops the receiver with a message.
+//!   A value that is not a positive whole number stops the receiver with a message;
+//! - the forwarding gateway: with `FORWARD_URL` (an `http://` URL) set, the worker POSTs
+//!   each verified delivery's raw body to it instead of printing it, signed for the
+//!   internal hop in the Standard Webhooks form with `FORWARD_SECRET` (required then; a
+//!   `whsec_` + base64 secret): `webhook-id` is the event id (the same on every retry,
+//!   what the internal service deduplicates on), `webhook-timestamp` the time of the
+//!   attempt, `webhook-signature` `v1,<base64>`, plus `webhook-event-type` (the event
+//!   type, in the Standard Webhooks header family rather than an `X-` header) and
+//!   `Content-Type: application/json`. `FORWARD_TIMEOUT_SECS` (default 10) bounds each
+//!   request and must stay below the handler's timeout (four fifths of the lease, at
+//!   most 120 s). A 2xx marks the delivery done; any other status, a timeout or a
+//!   connection error leaves it to the inbox's retries, dead state and replay
+//!   (at-least-once).
 //!
 //! The worker prints the same JSON line per processed event as the other receivers, on
 //! stdout; logs go to stderr. Ctrl-C or SIGTERM stops accepting, lets running handlers
@@ -31,8 +43,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post, post_service};
+use mapping_webhooks::Secret;
+use mapping_webhooks::scheme::Scheme;
 use mapping_webhooks_examples::{ReceiverConfig, WEBHOOK_PATH, print_event, shutdown_signal};
-use mapping_webhooks_inbox::{DEFAULT_HANDLER_TIMEOUT, Inbox, Worker, WorkerMetrics};
+use mapping_webhooks_inbox::{DEFAULT_HANDLER_TIMEOUT, Delivery, Inbox, Worker, WorkerMetrics};
 use mapping_webhooks_tower::{
     Event, Gate, MetricsObserver, VerifiedEvent, WebhookVerify, worker_handler,
 };
@@ -61,6 +75,101 @@ fn env_count(name: &str) -> Result<Option<u64>, String> {
         },
         Err(std::env::VarError::NotUnicode(_)) => {
             Err(format!("{name} must be a positive whole number"))
+        }
+    }
+}
+
+/// The default of `FORWARD_TIMEOUT_SECS`.
+const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The forwarding gateway's settings: where to, the internal hop's secret, the timeout
+/// of each request, and the client (one connection pool for every attempt).
+#[derive(Clone)]
+struct Forward {
+    url: String,
+    secret: Secret,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+impl Forward {
+    /// `FORWARD_URL`, `FORWARD_SECRET` and `FORWARD_TIMEOUT_SECS`; `None` without a
+    /// `FORWARD_URL`. `handler_timeout` is the worker's: the request's must stay below.
+    fn from_env(handler_timeout: Duration) -> Result<Option<Self>, String> {
+        let Some(url) = std::env::var("FORWARD_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let url = url.trim().to_owned();
+        if !url.starts_with("http://") || url.parse::<axum::http::Uri>().is_err() {
+            return Err(format!(
+                "FORWARD_URL must be an http:// URL (an internal hop, no TLS), not {url:?}"
+            ));
+        }
+        let secret = std::env::var("FORWARD_SECRET")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or("FORWARD_URL is set: FORWARD_SECRET (a whsec_ secret) is required")?;
+        let secret = Secret::new(secret.trim()).map_err(|e| format!("FORWARD_SECRET: {e}"))?;
+        // A secret the Standard Webhooks scheme cannot use (not whsec_ and base64).
+        Scheme::Standard
+            .sign(&secret, "check", 0, b"")
+            .map_err(|_| "FORWARD_SECRET must be whsec_ followed by base64".to_owned())?;
+        let timeout =
+            env_count("FORWARD_TIMEOUT_SECS")?.map_or(DEFAULT_FORWARD_TIMEOUT, Duration::from_secs);
+        if timeout >= handler_timeout {
+            return Err(format!(
+                "FORWARD_TIMEOUT_SECS ({} s) must be below the handler's timeout ({} s, \
+                 four fifths of INBOX_LEASE_SECS, at most 120 s)",
+                timeout.as_secs(),
+                handler_timeout.as_secs()
+            ));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot build the forwarding client: {e}"))?;
+        Ok(Some(Self {
+            url,
+            secret,
+            timeout,
+            client,
+        }))
+    }
+
+    /// Forwards one delivery: `Ok` on a 2xx, an error (so a retry) otherwise.
+    async fn send(&self, delivery: Delivery) -> Result<(), String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let event_id = &delivery.envelope.event_id;
+        let headers = Scheme::Standard
+            .sign(&self.secret, event_id, now, &delivery.body)
+            .map_err(|e| e.to_string())?;
+        let mut request = self
+            .client
+            .post(&self.url)
+            .timeout(self.timeout)
+            .header("content-type", "application/json")
+            .header("webhook-event-type", delivery.envelope.event_type.as_str());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request
+            .body(delivery.body.clone())
+            .send()
+            .await
+            .map_err(|e| format!("forwarding {event_id} failed: {e}"))?;
+        let status = response.status();
+        if status.is_success() {
+            tracing::info!("forwarded {event_id} (attempt {})", delivery.attempt);
+            Ok(())
+        } else {
+            Err(format!(
+                "forwarding {event_id}: the target answered {status}"
+            ))
         }
     }
 }
@@ -118,6 +227,12 @@ async fn run(config: ReceiverConfig) -> Result<(), String> {
         gate = gate.observer(MetricsObserver::new());
     }
     let gate = gate.build().map_err(|e| e.to_string())?;
+    // FORWARD_URL: checked before anything opens or listens. The request's timeout
+    // stays below the handler's (four fifths of the lease, at most 120 s).
+    let handler_timeout = env_count("INBOX_LEASE_SECS")?.map_or(DEFAULT_HANDLER_TIMEOUT, |s| {
+        DEFAULT_HANDLER_TIMEOUT.min(Duration::from_secs(s).mul_f64(0.8))
+    });
+    let forward = Forward::from_env(handler_timeout)?;
     // The inbox: database settings only.
     let inbox = Inbox::builder()
         .connect(&url)
@@ -134,9 +249,17 @@ async fn run(config: ReceiverConfig) -> Result<(), String> {
         None
     } else {
         let mut stopped = stopped.clone();
-        let mut worker = inbox
-            .worker(worker_handler(post(on_event).with_state(())))
-            .shutdown_timeout(Duration::from_secs(10));
+        let mut worker = match forward {
+            Some(forward) => {
+                tracing::info!("forwarding each delivery to {}", forward.url);
+                inbox.worker(move |delivery| {
+                    let forward = forward.clone();
+                    async move { forward.send(delivery).await }
+                })
+            }
+            None => inbox.worker(worker_handler(post(on_event).with_state(()))),
+        }
+        .shutdown_timeout(Duration::from_secs(10));
         worker = worker_settings(worker)?;
         if metrics.is_some() {
             worker = worker.observer(WorkerMetrics::new());

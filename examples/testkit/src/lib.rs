@@ -18,10 +18,12 @@
 //! - [`tenants`]: the tenants receiver;
 //! - [`inbox_crash`]: the inbox receiver killed between its 2xx and the processing, and
 //!   under a file-size limit;
+//! - [`inbox_forward`]: the inbox receiver as a forwarding gateway (`FORWARD_URL`);
 //! - [`inbox_tool`]: the `inbox` operator tool: purge, a missing database, prune;
 //! - [`tls`]: an HTTPS endpoint in front of a receiver or the API's stand-in.
 
 pub mod inbox_crash;
+pub mod inbox_forward;
 pub mod inbox_tool;
 pub mod metrics_scrape;
 pub mod quick_start;
