@@ -5,15 +5,14 @@
 //! malformed header, a stale timestamp, a `v1a` signature checked with a `whpk_` public
 //! key, and Slack's `url_verification` answered only once its signature matched.
 
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signer as _, SigningKey};
-use examples_testkit::support::{Logged, collect, free_port};
+use examples_testkit::support::{Logged, free_port};
 use mapping_webhooks::Secret;
 use mapping_webhooks::scheme::Scheme;
 
@@ -87,32 +86,7 @@ fn start(binary: &str, public_key: &str) -> Logged {
     for (_, name, secret) in SECRETS {
         command.env(name, secret);
     }
-    let mut child = command
-        .env("STANDARD_WEBHOOK_PUBLIC_KEY", public_key)
-        .env("BIND_ADDR", &addr)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {binary}: {e}"));
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
-    let receiver = Logged {
-        child,
-        addr,
-        stdout,
-        stderr,
-    };
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(&receiver.addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "never listened: {:?}",
-            receiver.stderr
-        );
-        thread::sleep(Duration::from_millis(25));
-    }
-    receiver
+    Logged::start(command.env("STANDARD_WEBHOOK_PUBLIC_KEY", public_key), addr)
 }
 
 struct Client {

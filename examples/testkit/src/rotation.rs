@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -31,7 +31,7 @@ use mapping_webhooks::secrets_file;
 use mapping_webhooks::{Secret, Signer};
 use mapping_webhooks_examples::WEBHOOK_PATH;
 
-use crate::support::{Logged as Receiver, Ran, TempDir, Tool, collect};
+use crate::support::{Logged as Receiver, Ran, TempDir, Tool};
 use crate::tls::{CA_CERT, tls_front};
 
 const OLD: &str = "whsec_Qz7pK2mVx9LrT4nW8bYc3HfJ6dGsE1uA";
@@ -73,44 +73,23 @@ fn start_as(
         use std::os::unix::process::CommandExt;
         command.uid(uid).gid(gid);
     }
-    let mut child = command
-        .env_remove("MAPPING_WEBHOOK_SECRET")
-        .env_remove("MAPPING_WEBHOOK_SECRET_PREVIOUS")
-        .env_remove("PORT")
-        .env("MAPPING_WEBHOOK_SECRET_FILE", secret_file)
-        // Read by inbox-receiver only: its database next to the secrets file.
-        .env(
-            "DATABASE_URL",
-            format!(
-                "sqlite://{}",
-                secret_file.with_file_name("webhooks.db").display()
-            ),
-        )
-        .env("MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS", poll_secs)
-        .env("BIND_ADDR", &addr)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {binary}: {e}"));
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
-    let receiver = Receiver {
-        child,
+    Receiver::start(
+        command
+            .env_remove("MAPPING_WEBHOOK_SECRET")
+            .env_remove("MAPPING_WEBHOOK_SECRET_PREVIOUS")
+            .env_remove("PORT")
+            .env("MAPPING_WEBHOOK_SECRET_FILE", secret_file)
+            // Read by inbox-receiver only: its database next to the secrets file.
+            .env(
+                "DATABASE_URL",
+                format!(
+                    "sqlite://{}",
+                    secret_file.with_file_name("webhooks.db").display()
+                ),
+            )
+            .env("MAPPING_WEBHOOK_SECRET_FILE_POLL_SECS", poll_secs),
         addr,
-        stdout,
-        stderr,
-    };
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(&receiver.addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{binary} never listened: {:?}",
-            receiver.stderr.lock().unwrap()
-        );
-        thread::sleep(Duration::from_millis(25));
-    }
-    receiver
+    )
 }
 
 impl Receiver {

@@ -6,15 +6,14 @@
 //! Without `redis-server` (and `redis-cli` for the cluster) the scenario says it was
 //! skipped, unless `MAPPING_WEBHOOKS_REQUIRE_REDIS=1`.
 
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mapping_webhooks::{SIGNATURE_HEADER, Secret, Signer};
 use mapping_webhooks_examples::{DEV_SECRET, WEBHOOK_PATH};
 
-use crate::support::{Logged, TempDir, collect, free_port};
+use crate::support::{Logged, TempDir, free_port};
 
 #[path = "../../../core/tests/redis_store/server.rs"]
 mod redis_server;
@@ -47,40 +46,18 @@ struct Endpoint<'a> {
 /// development secret unless it sets one), and waits (bounded) until it listens.
 fn start(binary: &str, var: &str, value: &str, endpoint: &Endpoint<'_>) -> Logged {
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(binary)
-        .env_remove("MAPPING_WEBHOOK_SECRET")
-        .env_remove("MAPPING_WEBHOOK_SECRET_PREVIOUS")
-        .env_remove("MAPPING_WEBHOOK_SECRET_FILE")
-        .env_remove("PORT")
-        .env_remove("REDIS_URL")
-        .env_remove("REDIS_CLUSTER_URLS")
-        .env(var, value)
-        .envs(endpoint.env.iter().copied())
-        .env("BIND_ADDR", &addr)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {binary}: {e}"));
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
-    let mut receiver = Logged {
-        child,
+    Logged::start(
+        Command::new(binary)
+            .env_remove("MAPPING_WEBHOOK_SECRET")
+            .env_remove("MAPPING_WEBHOOK_SECRET_PREVIOUS")
+            .env_remove("MAPPING_WEBHOOK_SECRET_FILE")
+            .env_remove("PORT")
+            .env_remove("REDIS_URL")
+            .env_remove("REDIS_CLUSTER_URLS")
+            .env(var, value)
+            .envs(endpoint.env.iter().copied()),
         addr,
-        stdout,
-        stderr,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&receiver.addr).is_err() {
-        let exited = receiver.child.try_wait().ok().flatten();
-        assert!(
-            exited.is_none() && Instant::now() < deadline,
-            "{binary} never listened ({exited:?}): {:?}",
-            receiver.stderr.lock().unwrap()
-        );
-        thread::sleep(Duration::from_millis(25));
-    }
-    receiver
+    )
 }
 
 /// Two replicas of `binary` on one shared store: `COPIES` copies of one event, sent to

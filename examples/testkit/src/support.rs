@@ -3,12 +3,12 @@
 //! tools ([`Tool`]) the scenarios run.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A receiver process, killed when dropped; then its folder, if any, is removed.
 #[derive(Debug)]
@@ -47,6 +47,42 @@ pub struct Logged {
     pub stdout: Arc<Mutex<Vec<String>>>,
     /// Its stderr, line by line.
     pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Logged {
+    /// Starts the receiver `command` on `addr` (its `BIND_ADDR`) with its output
+    /// collected, and waits up to 30 s for it to listen; panics with its logs if it
+    /// exits or does not.
+    pub fn start(command: &mut Command, addr: String) -> Self {
+        let mut child = command
+            .env("BIND_ADDR", &addr)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {:?}: {e}", command.get_program()));
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        let mut receiver = Logged {
+            child,
+            addr,
+            stdout,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&receiver.addr).is_err() {
+            let exited = receiver.child.try_wait().ok().flatten();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "{:?} never listened on {} ({exited:?}): {:?}",
+                command.get_program(),
+                receiver.addr,
+                receiver.stderr.lock().unwrap()
+            );
+            thread::sleep(Duration::from_millis(25));
+        }
+        receiver
+    }
 }
 
 impl Drop for Logged {

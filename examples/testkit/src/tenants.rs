@@ -3,15 +3,15 @@
 //! tenant is 404 and a tenant added to the file is served after `SIGHUP`, without a
 //! restart.
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::TcpListener;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mapping_webhooks::{Secret, Signer};
 use mapping_webhooks_examples::WEBHOOK_PATH;
 
-use crate::support::{Logged as Receiver, TempDir, collect};
+use crate::support::{Logged as Receiver, TempDir};
 
 const ACME: &str = "whsec_Tn4xQ8vLm2Rk7Wc1Yp5Hd9Fs3Gj6Bz0Ea";
 const GLOBEX: &str = "whsec_Vh6nK1pZr8Xe3Ld7Qm2Wc5Tb9Gy4Sf0Ju";
@@ -43,31 +43,10 @@ pub fn one_endpoint_serves_many_tenants(binary: &str) {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(binary)
-        .env("MAPPING_WEBHOOK_TENANTS_FILE", &file)
-        .env("BIND_ADDR", &addr)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {binary}: {e}"));
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
-    let receiver = Receiver {
-        child,
+    let receiver = Receiver::start(
+        Command::new(binary).env("MAPPING_WEBHOOK_TENANTS_FILE", &file),
         addr,
-        stdout,
-        stderr,
-    };
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(&receiver.addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "never listened: {:?}",
-            receiver.stderr
-        );
-        thread::sleep(Duration::from_millis(25));
-    }
+    );
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
