@@ -657,22 +657,65 @@ struct Claimed {
 }
 
 /// The claim's order: new deliveries first (`false` sorts before `true`, 0 before 1),
-/// then by due time. The due rows are found through the `(namespace, due_at)` index and
-/// sorted (a top-N sort bounded by the claim's limit).
+/// then by due time. The claim index (migration 0003 / 0004) holds the due rows of a
+/// namespace in this order, so a claim reads them in it and stops at its limit.
 const CLAIM_ORDER: &str = "(attempts > 0), due_at, id";
 
 const CLAIMED_COLUMNS: &str = "id, tenant, event_id, scheme, event_type, delivery_id, secret, signed_at, received_at, \
      attempts, due_at, body";
 
+/// SQLite's claim. The tokens held here come as one JSON array (one statement text for
+/// every claim); only a running row can carry one, so a pending row skips the test.
 #[cfg(feature = "sqlite")]
-const SQLITE_CLAIM: &str = "UPDATE mapping_webhooks_inbox \
-     SET state = 'running', attempts = attempts + 1, due_at = $1, lease = $2 \
-     WHERE id IN (SELECT id FROM mapping_webhooks_inbox \
-       WHERE namespace = $3 AND state IN ('pending', 'running') AND due_at <= $4 \
-       AND (state = 'pending' OR lease NOT IN (SELECT value FROM json_each($6))) \
-       ORDER BY (attempts > 0), due_at, id LIMIT $5) \
-     RETURNING id, tenant, event_id, scheme, event_type, delivery_id, secret, signed_at, \
-       received_at, attempts, due_at, body";
+static SQLITE_CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE mapping_webhooks_inbox \
+         SET state = 'running', attempts = attempts + 1, due_at = $1, lease = $2 \
+         WHERE id IN (SELECT id FROM mapping_webhooks_inbox \
+           WHERE namespace = $3 AND state IN ('pending', 'running') AND due_at <= $4 \
+           AND (state = 'pending' OR lease NOT IN (SELECT value FROM json_each($6))) \
+           ORDER BY {CLAIM_ORDER} LIMIT $5) \
+         RETURNING {CLAIMED_COLUMNS}"
+    )
+});
+
+/// Postgres's claim. SKIP LOCKED: concurrent workers each take different rows, without
+/// waiting. The lease's clock is read in the same statement (`now`, materialized once:
+/// `clock_timestamp()` is volatile), not in a round trip of its own.
+///
+/// The claim commits without waiting for its WAL flush (`synchronous_commit` off for
+/// this statement's transaction only): a claim is a lease, not data. If the server
+/// crashes before the flush, the claim is undone (the row due as before, its attempt not
+/// counted), and the handler that ran meanwhile finds its lease gone when it is marked
+/// done: it runs again, as after any crash. The "done" marks and every other write keep
+/// the server's durability.
+///
+/// The tokens held here come as one array; only a running row can carry one, so a
+/// pending row skips the comparison (a backlog's claim otherwise spent more on it than
+/// on its update).
+#[cfg(feature = "postgres")]
+static POSTGRES_CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH now AS (SELECT COALESCE($4::BIGINT, \
+           (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) AS ms, \
+           set_config('synchronous_commit', 'off', true) AS lazy), \
+         due AS (SELECT id FROM mapping_webhooks_inbox \
+           WHERE namespace = $3 AND state IN ('pending', 'running') \
+           AND due_at <= (SELECT ms FROM now) \
+           AND (state = 'pending' OR lease <> ALL($6::BIGINT[])) \
+           ORDER BY {CLAIM_ORDER} LIMIT $5 FOR UPDATE SKIP LOCKED) \
+         UPDATE mapping_webhooks_inbox AS t \
+         SET state = 'running', attempts = t.attempts + 1, \
+           due_at = (SELECT ms FROM now) + $1, lease = $2 \
+         FROM due WHERE t.id = due.id \
+         RETURNING {}",
+        CLAIMED_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+});
 
 /// Claims up to `n` due deliveries: pending ones whose time has come, and running ones
 /// whose lease ran out (their worker died or overran), but never one a worker of this
@@ -725,13 +768,11 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
     let claimed = match &inbox.shared.db {
         #[cfg(feature = "sqlite")]
         crate::Db::Sqlite(pool) => {
-            // SQLite runs one write at a time: the select and update are one step. The
-            // tokens held here come as one JSON array (one statement text for every
-            // claim); only a running row can carry one.
+            // SQLite runs one write at a time: the select and update are one step.
             let now = inbox.now_millis();
             let lease_until = now.saturating_add(lease_ms);
             let held = serde_json::to_string(&held).expect("a list of integers");
-            let rows = sqlx::query(SQLITE_CLAIM)
+            let rows = sqlx::query(&SQLITE_CLAIM)
                 .bind(lease_until)
                 .bind(token)
                 .bind(ns)
@@ -744,49 +785,16 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
         }
         #[cfg(feature = "postgres")]
         crate::Db::Postgres(pool) => {
-            // SKIP LOCKED: concurrent workers each take different rows, without waiting.
-            // The lease's clock is read in the same statement (`now`, materialized once:
-            // `clock_timestamp()` is volatile), not in a round trip of its own.
             let now = match inbox.shared.lease_clock {
                 crate::LeaseClock::Database => None,
                 crate::LeaseClock::Inbox => Some(inbox.now_millis()),
             };
-            // The claim commits without waiting for its WAL flush
-            // (`synchronous_commit` off for this statement's transaction only): a
-            // claim is a lease, not data. If the server crashes before the flush, the
-            // claim is undone (the row due as before, its attempt not counted), and the
-            // handler that ran meanwhile finds its lease gone when it is marked done: it
-            // runs again, as after any crash. The "done" marks and every other write
-            // keep the server's durability.
-            let sql = format!(
-                "WITH now AS (SELECT COALESCE($4::BIGINT, \
-                   (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) AS ms, \
-                   set_config('synchronous_commit', 'off', true) AS lazy), \
-                 due AS (SELECT id FROM mapping_webhooks_inbox \
-                   WHERE namespace = $3 AND state IN ('pending', 'running') \
-                   AND due_at <= (SELECT ms FROM now) \
-                   AND (state = 'pending' OR lease <> ALL($6::BIGINT[])) \
-                   ORDER BY {CLAIM_ORDER} LIMIT $5 FOR UPDATE SKIP LOCKED) \
-                 UPDATE mapping_webhooks_inbox AS t \
-                 SET state = 'running', attempts = t.attempts + 1, \
-                   due_at = (SELECT ms FROM now) + $1, lease = $2 \
-                 FROM due WHERE t.id = due.id \
-                 RETURNING {}",
-                CLAIMED_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("t.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let query = sqlx::query(&sql)
+            let query = sqlx::query(&POSTGRES_CLAIM)
                 .bind(lease_ms)
                 .bind(token)
                 .bind(ns)
                 .bind(now)
                 .bind(limit)
-                // The tokens held here, as one array (one statement text for every
-                // claim); only a running row can carry one, so a pending row skips
-                // the comparison.
                 .bind(&held);
             let rows = query.fetch_all(pool).await?;
             read!(rows)
