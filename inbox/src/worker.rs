@@ -53,12 +53,10 @@ const MAX_ACK_BATCH: usize = 256;
 /// that finished gives its slot back at once, and its "done" mark is written with the
 /// next batch; past this many waiting, the worker claims nothing new until they land.
 const ACKS_PER_SLOT: usize = 4;
-/// The most claims one worker runs at once. A second claim starts only when half the
-/// slots are free: the database takes the next batch while the first one's rows travel
-/// back and their handlers start.
+/// The most claims one worker runs at once, each for at most half the slots.
 const MAX_CLAIMS_IN_FLIGHT: usize = 2;
-/// When a handler returns while fewer than half the slots are free, the worker waits
-/// this long for others before it claims, so one claim fills many slots.
+/// When the worker would claim fewer than half the slots while other handlers run, it
+/// first waits this long (once) for more of them to return, so one claim fills many.
 const CLAIM_GATHER: Duration = Duration::from_millis(1);
 
 /// The longest `last_error` kept, in bytes.
@@ -199,10 +197,11 @@ impl Worker {
         self
     }
 
-    /// How many handlers run at once (default 8), and the most deliveries one claim
-    /// takes. A handler's slot is given back when it returns; its "done" mark is
-    /// written with others in one commit, and the worker claims no more while four
-    /// times this many deliveries wait for theirs.
+    /// How many handlers run at once (default 8). One claim takes at most half this
+    /// many deliveries, and a second claim may run while the first one's come back. A
+    /// handler's slot is given back when it returns; its "done" mark is written with
+    /// others in one commit, and the worker claims no more while four times this many
+    /// deliveries wait for theirs.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
         self
@@ -361,7 +360,7 @@ impl Worker {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut next_prune = Instant::now();
         let mut next_states = Instant::now();
-        let mut woke_by_freed = false;
+        let mut gathered = false;
         // The claims running (at most MAX_CLAIMS_IN_FLIGHT), each holding the slots of
         // the rows it asked for; `claiming` counts those slots.
         let mut claims: JoinSet<(Result<Vec<Claimed>, InboxError>, OwnedSemaphorePermit)> =
@@ -397,15 +396,18 @@ impl Worker {
                     Err(error) => tracing::warn!(%error, "could not prune done deliveries"),
                 }
             }
-            // Woken by a handler that returned while others still run: give them a
-            // moment (at most CLAIM_GATHER) to return too, so one claim takes many.
-            if woke_by_freed
-                && slots.available_permits() < self.concurrency / 2
+            // About to claim a few slots while other handlers still run: give them a
+            // moment (at most CLAIM_GATHER, once per claim) to return too, so one claim
+            // takes many.
+            if !gathered
+                && !drained
+                && claims.is_empty()
+                && (1..self.concurrency / 2).contains(&slots.available_permits())
                 && slots.available_permits() + 1 < self.concurrency
             {
                 tokio::time::sleep(CLAIM_GATHER).await;
+                gathered = true;
             }
-            woke_by_freed = false;
             // The slots free, less what the backlog of deliveries waiting for their
             // "done" marks (and the claims running) leaves room for. When that backlog
             // is what limits the claim, wait for room for at least half the free slots:
@@ -418,15 +420,16 @@ impl Worker {
             } else {
                 0
             };
-            // A second claim while one runs only for a batch worth a statement: it
-            // keeps the database busy while the first one's rows travel back.
-            if !claims.is_empty()
-                && (claims.len() >= MAX_CLAIMS_IN_FLIGHT || free < self.concurrency.div_ceil(2))
-            {
+            // A claim takes at most half the slots, and a second one starts while the
+            // first runs only for a batch that size: the database takes the next batch
+            // while the first one's rows travel back and their handlers start.
+            let half = self.concurrency.div_ceil(2);
+            free = free.min(half);
+            if !claims.is_empty() && (claims.len() >= MAX_CLAIMS_IN_FLIGHT || free < half) {
                 free = 0;
             }
             if free > 0 && !drained && retry_at.is_none_or(|at| Instant::now() >= at) {
-                retry_at = None;
+                (retry_at, gathered) = (None, false);
                 let Ok(permits) = Arc::clone(&slots).try_acquire_many_owned(
                     u32::try_from(free).expect("at most the concurrency's permits"),
                 ) else {
@@ -469,7 +472,7 @@ impl Worker {
                         }
                     }
                 }
-                () = settings.freed.notified() => (woke_by_freed, drained) = (true, false),
+                () = settings.freed.notified() => drained = false,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => drained = false,
                 () = self.inbox.shared.accepted.notified() => drained = false,
                 () = tokio::time::sleep_until(wait) => drained = false,

@@ -1,17 +1,23 @@
 //! The inbox's accept cost against its floor, and the worker's throughput.
 //!
 //! ```text
-//! cargo run --release -p load-test --bin inbox_bench
+//! cargo run --release -p load-test --bin inbox_bench -- 3000
 //! ```
+//!
+//! The argument is the deliveries per round (default 2000). `INBOX_BENCH_ONLY=sqlite` or
+//! `postgres` runs one database; `INBOX_BENCH_POSTGRES_URL` benches a server of yours
+//! (an empty database) instead of starting one; `INBOX_BENCH_CONCURRENCY` sets the
+//! worker's (default 256).
 //!
 //! For SQLite (a temporary file, WAL, `synchronous=FULL`) and for Postgres (a server
 //! started for the run, on loopback, with Postgres's default durability), 256 concurrent
 //! senders call `Gate::admit_into(&inbox, ..)` with pre-signed, distinct events (the
 //! inbox's default group commit on), and the same senders run the floor: a bare
 //! single-row `INSERT` of the same row into an identical table through the same pool,
-//! without verification, `ON CONFLICT` or `RETURNING`, one commit per row. Rounds
-//! alternate (accept, floor, accept, floor, …) so both see the same machine. Then a
-//! worker with a no-op handler drains what was accepted, and last the pickup: with the
+//! without verification, `ON CONFLICT` or `RETURNING`, one commit per row. After each
+//! round's accept and floor, a worker with a no-op handler drains what the round
+//! accepted: the three alternate (accept, floor, drain, accept, …) so all see the same
+//! machine, which others share. Last the pickup: with the
 //! worker idle, one delivery at a time, the time from its 202 (its commit) to its
 //! handler's start (0 when the handler started before the 202 was seen). On Postgres
 //! that worker runs on an inbox of its own (another pool, as in another process), so it
@@ -149,6 +155,37 @@ async fn floor_insert(db: &Db, e: &Event) {
     }
 }
 
+/// Runs a worker with a no-op handler until `ran` reaches `total` and no delivery is
+/// left to do; returns the time it took.
+async fn drain(inbox: &Inbox, concurrency: usize, ran: &Arc<AtomicUsize>, total: u64) -> Duration {
+    let worker = {
+        let ran = ran.clone();
+        inbox
+            .worker(move |_d: Delivery| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                async { Ok::<(), std::convert::Infallible>(()) }
+            })
+            .concurrency(concurrency)
+            .poll_interval(Duration::from_millis(5))
+    };
+    let start = Instant::now();
+    let task = tokio::spawn(worker.run());
+    loop {
+        if ran.load(Ordering::Relaxed) as u64 >= total && undone(inbox.db()).await == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "worker too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let wall = start.elapsed();
+    task.abort();
+    let _ = task.await;
+    wall
+}
+
 /// How many deliveries are pending or running.
 async fn undone(db: &Db) -> i64 {
     const UNDONE: &str = "SELECT COUNT(*) FROM mapping_webhooks_inbox \
@@ -194,6 +231,12 @@ async fn bench(name: &str, url: &str, migration: &str, per_round: usize) -> Stri
     let mut accept_lat = Vec::new();
     let mut floor_lat = Vec::new();
     let (mut accept_wall, mut floor_wall) = (Duration::ZERO, Duration::ZERO);
+    let mut worker_wall = Duration::ZERO;
+    let concurrency = std::env::var("INBOX_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(WORKER_CONCURRENCY);
+    let ran = Arc::new(AtomicUsize::new(0));
     for round in 0..ROUNDS {
         let evs = Arc::new(events(&format!("a{round}"), per_round));
         let (inbox2, gate2) = (inbox.clone(), Arc::clone(&gate));
@@ -225,6 +268,12 @@ async fn bench(name: &str, url: &str, migration: &str, per_round: usize) -> Stri
         .await;
         floor_lat.extend(lat);
         floor_wall += wall;
+
+        // A worker with a no-op handler drains the round's deliveries, timed until each
+        // is marked done. Its handler counts, so the bench asks the database only once
+        // the handlers are through, and then how many rows are not done yet (read
+        // through the claim's partial index, which holds only those), not a count of all.
+        worker_wall += drain(&inbox, concurrency, &ran, (per_round * (round + 1)) as u64).await;
     }
     accept_lat.sort();
     floor_lat.sort();
@@ -247,42 +296,8 @@ async fn bench(name: &str, url: &str, migration: &str, per_round: usize) -> Stri
         frs
     );
 
-    // The worker drains what was accepted, with a no-op handler: timed until every
-    // delivery is marked done. Its handler counts, so the bench asks the database only
-    // once the handlers are through, and then how many rows are not done yet (read
-    // through the claim's partial index, which holds only those), not a count of all.
     let total = (per_round * ROUNDS) as u64;
-    let ran = Arc::new(AtomicUsize::new(0));
-    let concurrency = std::env::var("INBOX_BENCH_CONCURRENCY")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(WORKER_CONCURRENCY);
-    let worker = {
-        let ran = ran.clone();
-        inbox
-            .worker(move |_d: Delivery| {
-                ran.fetch_add(1, Ordering::Relaxed);
-                async { Ok::<(), std::convert::Infallible>(()) }
-            })
-            .concurrency(concurrency)
-            .poll_interval(Duration::from_millis(5))
-    };
-    let start = Instant::now();
-    let task = tokio::spawn(worker.run());
-    loop {
-        if ran.load(Ordering::Relaxed) as u64 >= total && undone(inbox.db()).await == 0 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(600),
-            "worker too slow"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let wall = start.elapsed();
-    task.abort();
-    let _ = task.await;
-    let wrs = total as f64 / wall.as_secs_f64();
+    let wrs = total as f64 / worker_wall.as_secs_f64();
     println!(
         "| {name} | worker, no-op handler, concurrency {concurrency} | – | {wrs:.0} processed/s | {:.2}x |",
         frs / wrs
