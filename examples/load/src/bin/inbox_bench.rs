@@ -17,7 +17,8 @@
 //! without verification, `ON CONFLICT` or `RETURNING`, one commit per row. After each
 //! round's accept and floor, a worker with a no-op handler drains what the round
 //! accepted: the three alternate (accept, floor, drain, accept, …) so all see the same
-//! machine, which others share. Last the pickup: with the
+//! machine, which others share. A first round warms up and is not counted. Last the
+//! pickup: with the
 //! worker idle, one delivery at a time, the time from its 202 (its commit) to its
 //! handler's start (0 when the handler started before the 202 was seen). On Postgres
 //! that worker runs on an inbox of its own (another pool, as in another process), so it
@@ -237,7 +238,10 @@ async fn bench(name: &str, url: &str, migration: &str, per_round: usize) -> Stri
         .and_then(|c| c.parse().ok())
         .unwrap_or(WORKER_CONCURRENCY);
     let ran = Arc::new(AtomicUsize::new(0));
-    for round in 0..ROUNDS {
+    // Round 0 warms up (a server just started, caches, prepared statements) and is not
+    // counted.
+    for round in 0..=ROUNDS {
+        let counted = round > 0;
         let evs = Arc::new(events(&format!("a{round}"), per_round));
         let (inbox2, gate2) = (inbox.clone(), Arc::clone(&gate));
         let (lat, wall) = drive(evs, move |evs, i| {
@@ -256,8 +260,10 @@ async fn bench(name: &str, url: &str, migration: &str, per_round: usize) -> Stri
             }
         })
         .await;
-        accept_lat.extend(lat);
-        accept_wall += wall;
+        if counted {
+            accept_lat.extend(lat);
+            accept_wall += wall;
+        }
 
         let evs = Arc::new(events(&format!("f{round}"), per_round));
         let db = inbox.db().clone();
@@ -266,14 +272,19 @@ async fn bench(name: &str, url: &str, migration: &str, per_round: usize) -> Stri
             async move { floor_insert(&db, &evs[i]).await }
         })
         .await;
-        floor_lat.extend(lat);
-        floor_wall += wall;
+        if counted {
+            floor_lat.extend(lat);
+            floor_wall += wall;
+        }
 
         // A worker with a no-op handler drains the round's deliveries, timed until each
         // is marked done. Its handler counts, so the bench asks the database only once
         // the handlers are through, and then how many rows are not done yet (read
         // through the claim's partial index, which holds only those), not a count of all.
-        worker_wall += drain(&inbox, concurrency, &ran, (per_round * (round + 1)) as u64).await;
+        let wall = drain(&inbox, concurrency, &ran, (per_round * (round + 1)) as u64).await;
+        if counted {
+            worker_wall += wall;
+        }
     }
     accept_lat.sort();
     floor_lat.sort();
