@@ -49,6 +49,9 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 /// The most finished deliveries one acknowledgement marks done (one statement on
 /// Postgres, one transaction on SQLite).
 const MAX_ACK_BATCH: usize = 256;
+/// How many batches of "done" marks are written at once (on SQLite they take turns on
+/// the write lock).
+const ACK_WRITES: usize = 2;
 /// How many deliveries may wait for their acknowledgement, per handler slot: a handler
 /// that finished gives its slot back at once, and its "done" mark is written with the
 /// next batch; past this many waiting, the worker claims nothing new until they land.
@@ -1066,9 +1069,9 @@ struct Ack {
 }
 
 /// Writes the "done" marks of finished deliveries in batches: whatever finished while
-/// the previous batch was being written goes into the next one, up to
-/// [`MAX_ACK_BATCH`], so a lone delivery waits for no timer and a busy worker writes one
-/// commit per batch instead of one per delivery.
+/// the batches in flight (at most [`ACK_WRITES`]) were being written goes into the next
+/// one, up to [`MAX_ACK_BATCH`], so a lone delivery waits for no timer and a busy worker
+/// writes one commit per batch instead of one per delivery.
 ///
 /// A mark is asked for only after the handler succeeded, and a handler's task waits for
 /// its batch's commit before it lets the delivery go. A crash between the two leaves the
@@ -1085,23 +1088,25 @@ impl Acker {
         let (tx, mut rx) = mpsc::unbounded_channel::<Ack>();
         let inbox = inbox.clone();
         let task = tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
-            while rx.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
-                let keys: Vec<(i64, i64)> = batch.iter().map(|a| (a.id, a.lease)).collect();
-                match mark_done_many(&inbox, &keys).await {
-                    Ok(done) => {
-                        for ack in batch.drain(..) {
-                            let _ = ack.reply.send(Ok(done.contains(&ack.id)));
-                        }
-                    }
-                    Err(error) => {
-                        let error = error.to_string();
-                        for ack in batch.drain(..) {
-                            let _ = ack.reply.send(Err(error.clone()));
-                        }
-                    }
+            // While ACK_WRITES batches are being written, the next one gathers.
+            let writing = Arc::new(Semaphore::new(ACK_WRITES));
+            let mut writes = JoinSet::new();
+            loop {
+                let Ok(permit) = Arc::clone(&writing).acquire_owned().await else {
+                    break;
+                };
+                let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
+                if rx.recv_many(&mut batch, MAX_ACK_BATCH).await == 0 {
+                    break;
                 }
+                let inbox = inbox.clone();
+                writes.spawn(async move {
+                    write_acks(&inbox, batch).await;
+                    drop(permit);
+                });
+                while writes.try_join_next().is_some() {}
             }
+            while writes.join_next().await.is_some() {}
         });
         (tx, Self { task })
     }
@@ -1123,6 +1128,24 @@ impl Acker {
     /// Waits until every mark asked for is written (all senders dropped first).
     async fn finish(self) {
         let _ = self.task.await;
+    }
+}
+
+/// Writes one batch of "done" marks and answers each.
+async fn write_acks(inbox: &Inbox, batch: Vec<Ack>) {
+    let keys: Vec<(i64, i64)> = batch.iter().map(|a| (a.id, a.lease)).collect();
+    match mark_done_many(inbox, &keys).await {
+        Ok(done) => {
+            for ack in batch {
+                let _ = ack.reply.send(Ok(done.contains(&ack.id)));
+            }
+        }
+        Err(error) => {
+            let error = error.to_string();
+            for ack in batch {
+                let _ = ack.reply.send(Err(error.clone()));
+            }
+        }
     }
 }
 
