@@ -355,6 +355,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_tenant.sql")),
     (3, include_str!("../migrations/sqlite/0003_claim_order.sql")),
     (4, include_str!("../migrations/sqlite/0004_scheme.sql")),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_drop_due_index.sql"),
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -367,4 +371,8 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0004_claim_order.sql"),
     ),
     (5, include_str!("../migrations/postgres/0005_scheme.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_drop_due_index.sql"),
+    ),
 ];

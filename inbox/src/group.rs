@@ -16,7 +16,7 @@ use mapping_webhooks::Stored;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::db::{Db, on_pool};
+use crate::db::Db;
 
 /// The default window: how long the first request of a batch waits for others.
 pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_millis(2);
@@ -203,21 +203,10 @@ fn split_by_size(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
     out
 }
 
-/// Stores one batch in one statement (one transaction) and answers each request.
-async fn commit(db: &Db, namespace: &str, batch: Vec<Pending>) {
-    // Each event once in the statement; a second request for it in the same batch is
-    // its duplicate, answered once the first one's row is committed.
-    let mut keys = HashSet::with_capacity(batch.len());
-    let mut rows: Vec<&Row> = batch
-        .iter()
-        .map(|p| &p.row)
-        .filter(|r| keys.insert((r.tenant.as_str(), r.event_id.as_str())))
-        .collect();
-    // In key order: batches committing at once then take the rows they share in one
-    // order, so one waits for the other's commit instead of both deadlocking (Postgres
-    // aborts one, and every request in it would be answered 503).
-    rows.sort_unstable_by(|a, b| (&a.tenant, &a.event_id).cmp(&(&b.tenant, &b.event_id)));
-    let values: Vec<String> = (0..rows.len())
+/// SQLite's statement for `n` rows (SQLite has no arrays to bind; preparing one is cheap).
+#[cfg(feature = "sqlite")]
+fn sqlite_insert(n: usize) -> String {
+    let values: Vec<String> = (0..n)
         .map(|i| {
             let b = 2 + i * 10;
             format!(
@@ -236,33 +225,92 @@ async fn commit(db: &Db, namespace: &str, batch: Vec<Pending>) {
             )
         })
         .collect();
-    let sql = format!(
+    format!(
         "INSERT INTO mapping_webhooks_inbox \
          (namespace, tenant, event_id, event_type, delivery_id, signed_at, secret, signature, \
           scheme, body, received_at, state, attempts, due_at) \
          VALUES {} \
          ON CONFLICT (namespace, tenant, event_id) DO NOTHING RETURNING tenant, event_id",
         values.join(", ")
-    );
+    )
+}
+
+/// Postgres's statement for any number of rows, one array per column; the rows are
+/// inserted in the arrays' order.
+#[cfg(feature = "postgres")]
+const POSTGRES_INSERT: &str = "INSERT INTO mapping_webhooks_inbox \
+     (namespace, tenant, event_id, event_type, delivery_id, signed_at, secret, signature, \
+      scheme, body, received_at, state, attempts, due_at) \
+     SELECT $1, r.tenant, r.event_id, r.event_type, r.delivery_id, r.signed_at, r.secret, \
+       r.signature, r.scheme, r.body, r.received_at, 'pending', 0, r.received_at \
+     FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::TEXT[], \
+       $8::TEXT[], $9::TEXT[], $10::BYTEA[], $11::BIGINT[]) WITH ORDINALITY \
+       AS r(tenant, event_id, event_type, delivery_id, signed_at, secret, signature, scheme, \
+         body, received_at, n) \
+     ORDER BY r.n \
+     ON CONFLICT (namespace, tenant, event_id) DO NOTHING RETURNING tenant, event_id";
+
+/// Stores one batch in one statement (one transaction) and answers each request.
+async fn commit(db: &Db, namespace: &str, batch: Vec<Pending>) {
+    // Each event once in the statement; a second request for it in the same batch is
+    // its duplicate, answered once the first one's row is committed.
+    let mut keys = HashSet::with_capacity(batch.len());
+    let mut rows: Vec<&Row> = batch
+        .iter()
+        .map(|p| &p.row)
+        .filter(|r| keys.insert((r.tenant.as_str(), r.event_id.as_str())))
+        .collect();
+    // In key order: batches committing at once then take the rows they share in one
+    // order, so one waits for the other's commit instead of both deadlocking (Postgres
+    // aborts one, and every request in it would be answered 503).
+    rows.sort_unstable_by(|a, b| (&a.tenant, &a.event_id).cmp(&(&b.tenant, &b.event_id)));
     // `fetch_all`: stepped to its end, so a failed commit (SQLite in autocommit commits
     // when the statement completes) is an error, not a lost one.
-    let stored: Result<Vec<(String, String)>, sqlx::Error> = on_pool!(db, pool => {
-        let mut query = sqlx::query_as(&sql).bind(namespace);
-        for row in &rows {
-            query = query
-                .bind(&row.tenant)
-                .bind(&row.event_id)
-                .bind(&row.event_type)
-                .bind(&row.delivery_id)
-                .bind(row.signed_at)
-                .bind(&row.secret)
-                .bind(&row.signature)
-                .bind(row.scheme)
-                .bind(&row.body)
-                .bind(row.received_at);
+    let stored: Result<Vec<(String, String)>, sqlx::Error> = match db {
+        #[cfg(feature = "sqlite")]
+        Db::Sqlite(pool) => {
+            let sql = sqlite_insert(rows.len());
+            let mut query = sqlx::query_as(&sql).bind(namespace);
+            for row in &rows {
+                query = query
+                    .bind(&row.tenant)
+                    .bind(&row.event_id)
+                    .bind(&row.event_type)
+                    .bind(&row.delivery_id)
+                    .bind(row.signed_at)
+                    .bind(&row.secret)
+                    .bind(&row.signature)
+                    .bind(row.scheme)
+                    .bind(&row.body)
+                    .bind(row.received_at);
+            }
+            query.fetch_all(pool).await
         }
-        query.fetch_all(pool).await
-    });
+        // One statement text whatever the batch's size (one column per array, in key
+        // order), so it is prepared and planned once per connection, not once per size.
+        #[cfg(feature = "postgres")]
+        Db::Postgres(pool) => {
+            macro_rules! column {
+                ($field:ident) => {
+                    rows.iter().map(|r| &r.$field).collect::<Vec<_>>()
+                };
+            }
+            sqlx::query_as(POSTGRES_INSERT)
+                .bind(namespace)
+                .bind(column!(tenant))
+                .bind(column!(event_id))
+                .bind(column!(event_type))
+                .bind(column!(delivery_id))
+                .bind(rows.iter().map(|r| r.signed_at).collect::<Vec<_>>())
+                .bind(column!(secret))
+                .bind(column!(signature))
+                .bind(rows.iter().map(|r| r.scheme).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.body.as_slice()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.received_at).collect::<Vec<_>>())
+                .fetch_all(pool)
+                .await
+        }
+    };
     drop(rows);
     match stored {
         Ok(new) => {

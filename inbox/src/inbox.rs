@@ -54,14 +54,13 @@ pub(crate) struct Shared {
     pub(crate) lease_clock: LeaseClock,
     /// Woken after each accepted delivery, so a worker in this process starts at once.
     pub(crate) accepted: Notify,
-    /// The deliveries the workers of this inbox hold (claimed, their outcome not yet
-    /// recorded). A claim never takes one of them back, whatever the clock says: a
+    /// The lease tokens of the claims whose deliveries the workers of this inbox still
+    /// hold (claimed, their outcome not yet recorded), each with how many it holds. A
+    /// claim never takes a row leased under one of them, whatever the clock says: a
     /// wall clock stepped past a lease must not start a second run of a delivery whose
-    /// first run is still going in this process.
-    pub(crate) held: std::sync::Mutex<std::collections::HashSet<i64>>,
-    /// One claim at a time in this process, so that no two claims both take an id
-    /// before either has marked it held.
-    pub(crate) claiming: tokio::sync::Mutex<()>,
+    /// first run is still going in this process. A token is listed before its claim's
+    /// statement runs, so claims may run at once.
+    pub(crate) held: std::sync::Mutex<std::collections::HashMap<i64, usize>>,
     /// The accept path's batches (see [`InboxBuilder::group_commit`]).
     pub(crate) group: crate::group::GroupCommit,
 }
@@ -363,7 +362,6 @@ impl InboxBuilder {
                 lease_clock,
                 accepted: Notify::new(),
                 held: std::sync::Mutex::default(),
-                claiming: tokio::sync::Mutex::const_new(()),
                 group: crate::group::GroupCommit::new(self.group_commit),
             }),
         })

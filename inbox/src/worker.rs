@@ -49,12 +49,17 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 /// The most finished deliveries one acknowledgement marks done (one statement on
 /// Postgres, one transaction on SQLite).
 const MAX_ACK_BATCH: usize = 256;
+/// How many batches of "done" marks are written at once (on SQLite they take turns on
+/// the write lock).
+const ACK_WRITES: usize = 2;
 /// How many deliveries may wait for their acknowledgement, per handler slot: a handler
 /// that finished gives its slot back at once, and its "done" mark is written with the
 /// next batch; past this many waiting, the worker claims nothing new until they land.
 const ACKS_PER_SLOT: usize = 4;
-/// When a handler returns while fewer than half the slots are free, the worker waits
-/// this long for others before it claims, so one claim fills many slots.
+/// The most claims one worker runs at once, each for at most half the slots.
+const MAX_CLAIMS_IN_FLIGHT: usize = 2;
+/// When the worker would claim fewer than half the slots while other handlers run, it
+/// first waits this long (once) for more of them to return, so one claim fills many.
 const CLAIM_GATHER: Duration = Duration::from_millis(1);
 
 /// The longest `last_error` kept, in bytes.
@@ -195,10 +200,11 @@ impl Worker {
         self
     }
 
-    /// How many handlers run at once (default 8), and the most deliveries one claim
-    /// takes. A handler's slot is given back when it returns; its "done" mark is
-    /// written with others in one commit, and the worker claims no more while four
-    /// times this many deliveries wait for theirs.
+    /// How many handlers run at once (default 8). One claim takes at most half this
+    /// many deliveries, and a second claim may run while the first one's come back. A
+    /// handler's slot is given back when it returns; its "done" mark is written with
+    /// others in one commit, and the worker claims no more while four times this many
+    /// deliveries wait for theirs.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
         self
@@ -357,7 +363,16 @@ impl Worker {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut next_prune = Instant::now();
         let mut next_states = Instant::now();
-        let mut woke_by_freed = false;
+        let mut gathered = false;
+        // The claims running (at most MAX_CLAIMS_IN_FLIGHT), each holding the slots of
+        // the rows it asked for; `claiming` counts those slots.
+        let mut claims: JoinSet<(Result<Vec<Claimed>, InboxError>, OwnedSemaphorePermit)> =
+            JoinSet::new();
+        let mut claiming = 0;
+        // After a failed claim, the next waits until then.
+        let mut retry_at: Option<Instant> = None;
+        // The last claim found fewer due rows than it asked for.
+        let mut drained = false;
         loop {
             while tasks.try_join_next().is_some() {}
             if let Some(observer) = &self.observer
@@ -384,60 +399,104 @@ impl Worker {
                     Err(error) => tracing::warn!(%error, "could not prune done deliveries"),
                 }
             }
-            // Woken by a handler that returned while others still run: give them a
-            // moment (at most CLAIM_GATHER) to return too, so one claim takes many.
-            if woke_by_freed
-                && slots.available_permits() < self.concurrency / 2
+            // About to claim a few slots while other handlers still run: give them a
+            // moment (at most CLAIM_GATHER, once per claim) to return too, so one claim
+            // takes many.
+            if !gathered
+                && !drained
+                && claims.is_empty()
+                && (1..self.concurrency / 2).contains(&slots.available_permits())
                 && slots.available_permits() + 1 < self.concurrency
             {
                 tokio::time::sleep(CLAIM_GATHER).await;
+                gathered = true;
             }
-            woke_by_freed = false;
-            let free = if tasks.len() < most_tasks {
-                slots.available_permits().min(most_tasks - tasks.len())
+            // The slots free, less what the backlog of deliveries waiting for their
+            // "done" marks (and the claims running) leaves room for. When that backlog
+            // is what limits the claim, wait for room for at least half the free slots:
+            // acknowledgements land a batch at a time, and claiming the first
+            // delivery's room alone would spend a whole claim on one row.
+            let available = slots.available_permits();
+            let room = most_tasks.saturating_sub(tasks.len() + claiming);
+            let mut free = if room >= available || room >= available.div_ceil(2) {
+                available.min(room)
             } else {
                 0
             };
-            let mut more = false;
-            if free > 0 {
-                match claim(&self.inbox, free, self.lease).await {
-                    Ok(batch) => {
-                        more = batch.len() == free;
-                        for claimed in batch {
-                            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                                unreachable!("only this loop takes slots");
-                            };
-                            let key = (claimed.id, claimed.lease);
-                            held.lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .insert(key.0, key.1);
-                            let (settings, held) = (Arc::clone(&settings), Arc::clone(&held));
-                            tasks.spawn(async move {
-                                process(settings, claimed, Some(slot)).await;
-                                held.lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .remove(&key.0);
-                            });
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "inbox worker could not claim deliveries; trying again");
-                    }
-                }
+            // A claim takes at most half the slots, and a second one starts while the
+            // first runs only for a batch that size: the database takes the next batch
+            // while the first one's rows travel back and their handlers start.
+            let half = self.concurrency.div_ceil(2);
+            free = free.min(half);
+            if !claims.is_empty() && (claims.len() >= MAX_CLAIMS_IN_FLIGHT || free < half) {
+                free = 0;
             }
-            if more && slots.available_permits() > 0 && tasks.len() < most_tasks {
+            if free > 0 && !drained && retry_at.is_none_or(|at| Instant::now() >= at) {
+                (retry_at, gathered) = (None, false);
+                let Ok(permits) = Arc::clone(&slots).try_acquire_many_owned(
+                    u32::try_from(free).expect("at most the concurrency's permits"),
+                ) else {
+                    unreachable!("only this loop takes slots");
+                };
+                claiming += free;
+                let (inbox, lease) = (self.inbox.clone(), self.lease);
+                claims.spawn(async move { (claim(&inbox, free, lease).await, permits) });
                 continue;
             }
+            let wait = retry_at.unwrap_or_else(|| Instant::now() + self.poll_interval);
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                () = settings.freed.notified() => woke_by_freed = true,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                () = self.inbox.shared.accepted.notified() => {}
-                () = tokio::time::sleep(self.poll_interval) => {}
+                Some(claimed) = claims.join_next(), if !claims.is_empty() => {
+                    let (result, mut permits) = claimed.expect("a claim neither panics nor is aborted");
+                    let asked = permits.num_permits();
+                    claiming -= asked;
+                    match result {
+                        Ok(batch) => {
+                            for claimed in batch {
+                                let slot = permits.split(1).expect("a permit per row asked for");
+                                held.lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert(claimed.id, claimed.lease);
+                                let (settings, held) = (Arc::clone(&settings), Arc::clone(&held));
+                                tasks.spawn(async move {
+                                    let id = claimed.id;
+                                    process(settings, claimed, Some(slot)).await;
+                                    held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                                });
+                            }
+                            // Fewer than asked: nothing more is due; claim again when
+                            // woken. Otherwise claim again at once, if there is room.
+                            drained = permits.num_permits() > 0;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "inbox worker could not claim deliveries; trying again");
+                            retry_at = Some(Instant::now() + self.poll_interval);
+                        }
+                    }
+                }
+                () = settings.freed.notified() => drained = false,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => drained = false,
+                () = self.inbox.shared.accepted.notified() => drained = false,
+                () = tokio::time::sleep_until(wait) => drained = false,
             }
         }
         tracing::info!(running = tasks.len(), "inbox worker shutting down");
+        // A claim still running finishes, and what it took goes back at once, never run.
+        while let Some(claimed) = claims.join_next().await {
+            let Ok((Ok(batch), _permits)) = claimed else {
+                continue;
+            };
+            for claimed in batch {
+                if let Err(error) = release(&self.inbox, claimed.id, claimed.lease).await {
+                    tracing::error!(
+                        %error,
+                        id = claimed.id,
+                        "could not release a delivery claimed at shutdown; it is claimed again after its lease"
+                    );
+                }
+            }
+        }
         let deadline = tokio::time::sleep(self.shutdown_timeout);
         let mut deadline = pin!(deadline);
         loop {
@@ -536,28 +595,58 @@ impl Settings {
     }
 }
 
-/// Marks a delivery held by this process while it lives (see `Shared::held`); dropped
-/// when its outcome is recorded, or when its task is stopped.
-struct HeldGuard {
+/// Keeps one claim's lease token listed as held by this process (see `Shared::held`)
+/// while it lives: the claim holds one while its statement runs, and each delivery it
+/// took holds one until its outcome is recorded (or its task is stopped).
+struct HeldToken {
     inbox: Inbox,
-    id: i64,
+    token: i64,
 }
 
-impl Drop for HeldGuard {
-    fn drop(&mut self) {
-        self.inbox
+impl HeldToken {
+    /// Lists a new claim's token, before its statement runs.
+    fn list(inbox: &Inbox, token: i64) -> Self {
+        *inbox
             .shared
             .held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+            .entry(token)
+            .or_insert(0) += 1;
+        Self {
+            inbox: inbox.clone(),
+            token,
+        }
+    }
+}
+
+impl Clone for HeldToken {
+    fn clone(&self) -> Self {
+        Self::list(&self.inbox, self.token)
+    }
+}
+
+impl Drop for HeldToken {
+    fn drop(&mut self) {
+        let mut held = self
+            .inbox
+            .shared
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&self.token) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.token);
+            }
+        }
     }
 }
 
 /// A claimed delivery, as read back by the claim.
 struct Claimed {
     /// Held until the attempt is recorded (or stopped).
-    _held: HeldGuard,
+    _held: HeldToken,
     id: i64,
     lease: i64,
     lease_until: i64,
@@ -574,12 +663,65 @@ struct Claimed {
 }
 
 /// The claim's order: new deliveries first (`false` sorts before `true`, 0 before 1),
-/// then by due time. The due rows are found through the `(namespace, due_at)` index and
-/// sorted (a top-N sort bounded by the claim's limit).
+/// then by due time. The claim index (migration 0003 / 0004) holds the due rows of a
+/// namespace in this order, so a claim reads them in it and stops at its limit.
 const CLAIM_ORDER: &str = "(attempts > 0), due_at, id";
 
 const CLAIMED_COLUMNS: &str = "id, tenant, event_id, scheme, event_type, delivery_id, secret, signed_at, received_at, \
      attempts, due_at, body";
+
+/// SQLite's claim. The tokens held here come as one JSON array (one statement text for
+/// every claim); only a running row can carry one, so a pending row skips the test.
+#[cfg(feature = "sqlite")]
+static SQLITE_CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE mapping_webhooks_inbox \
+         SET state = 'running', attempts = attempts + 1, due_at = $1, lease = $2 \
+         WHERE id IN (SELECT id FROM mapping_webhooks_inbox \
+           WHERE namespace = $3 AND state IN ('pending', 'running') AND due_at <= $4 \
+           AND (state = 'pending' OR lease NOT IN (SELECT value FROM json_each($6))) \
+           ORDER BY {CLAIM_ORDER} LIMIT $5) \
+         RETURNING {CLAIMED_COLUMNS}"
+    )
+});
+
+/// Postgres's claim. SKIP LOCKED: concurrent workers each take different rows, without
+/// waiting. The lease's clock is read in the same statement (`now`, materialized once:
+/// `clock_timestamp()` is volatile), not in a round trip of its own.
+///
+/// The claim commits without waiting for its WAL flush (`synchronous_commit` off for
+/// this statement's transaction only): a claim is a lease, not data. If the server
+/// crashes before the flush, the claim is undone (the row due as before, its attempt not
+/// counted), and the handler that ran meanwhile finds its lease gone when it is marked
+/// done: it runs again, as after any crash. The "done" marks and every other write keep
+/// the server's durability.
+///
+/// The tokens held here come as one array; only a running row can carry one, so a
+/// pending row skips the comparison (a backlog's claim otherwise spent more on it than
+/// on its update).
+#[cfg(feature = "postgres")]
+static POSTGRES_CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH now AS (SELECT COALESCE($4::BIGINT, \
+           (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) AS ms, \
+           set_config('synchronous_commit', 'off', true) AS lazy), \
+         due AS (SELECT id FROM mapping_webhooks_inbox \
+           WHERE namespace = $3 AND state IN ('pending', 'running') \
+           AND due_at <= (SELECT ms FROM now) \
+           AND (state = 'pending' OR lease <> ALL($6::BIGINT[])) \
+           ORDER BY {CLAIM_ORDER} LIMIT $5 FOR UPDATE SKIP LOCKED) \
+         UPDATE mapping_webhooks_inbox AS t \
+         SET state = 'running', attempts = t.attempts + 1, \
+           due_at = (SELECT ms FROM now) + $1, lease = $2 \
+         FROM due WHERE t.id = due.id \
+         RETURNING {}",
+        CLAIMED_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+});
 
 /// Claims up to `n` due deliveries: pending ones whose time has come, and running ones
 /// whose lease ran out (their worker died or overran), but never one a worker of this
@@ -589,25 +731,19 @@ const CLAIMED_COLUMNS: &str = "id, tenant, event_id, scheme, event_type, deliver
 /// New deliveries (no attempt yet) come first, then retries by due time: a backlog of
 /// retries (hanging or failing handlers) cannot keep new deliveries waiting.
 async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>, InboxError> {
-    let _one_claim = inbox.shared.claiming.lock().await;
+    let token = random_i64();
+    // Listed before the statement runs: a claim running meanwhile skips this one's rows
+    // even if it reads them after this one committed.
+    let listed = HeldToken::list(inbox, token);
     let held: Vec<i64> = inbox
         .shared
         .held
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .iter()
+        .keys()
         .copied()
         .collect();
-    // SQLite: `AND id NOT IN ($6, $7, …)`, at most the ids this process holds.
-    #[cfg(feature = "sqlite")]
-    let not_held = if held.is_empty() {
-        String::new()
-    } else {
-        let params: Vec<String> = (0..held.len()).map(|i| format!("${}", i + 6)).collect();
-        format!(" AND id NOT IN ({})", params.join(", "))
-    };
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    let token = random_i64();
     let limit = i64::try_from(n).unwrap_or(i64::MAX);
     let ns = &inbox.shared.namespace;
     macro_rules! read {
@@ -615,19 +751,9 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
             use sqlx::Row as _;
             let mut out = Vec::with_capacity($rows.len());
             for row in &$rows {
-                let id: i64 = row.try_get("id")?;
-                inbox
-                    .shared
-                    .held
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id);
                 out.push(Claimed {
-                    _held: HeldGuard {
-                        inbox: inbox.clone(),
-                        id,
-                    },
-                    id,
+                    _held: listed.clone(),
+                    id: row.try_get("id")?,
                     lease: token,
                     lease_until: row.try_get("due_at")?,
                     attempt: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
@@ -651,69 +777,30 @@ async fn claim(inbox: &Inbox, n: usize, lease: Duration) -> Result<Vec<Claimed>,
             // SQLite runs one write at a time: the select and update are one step.
             let now = inbox.now_millis();
             let lease_until = now.saturating_add(lease_ms);
-            let sql = format!(
-                "UPDATE mapping_webhooks_inbox \
-                 SET state = 'running', attempts = attempts + 1, due_at = $1, lease = $2 \
-                 WHERE id IN (SELECT id FROM mapping_webhooks_inbox \
-                   WHERE namespace = $3 AND state IN ('pending', 'running') AND due_at <= $4{not_held} \
-                   ORDER BY {CLAIM_ORDER} LIMIT $5) \
-                 RETURNING {CLAIMED_COLUMNS}"
-            );
-            let query = sqlx::query(&sql)
+            let held = serde_json::to_string(&held).expect("a list of integers");
+            let rows = sqlx::query(&SQLITE_CLAIM)
                 .bind(lease_until)
                 .bind(token)
                 .bind(ns)
                 .bind(now)
-                .bind(limit);
-            let rows = held
-                .iter()
-                .fold(query, |query, id| query.bind(*id))
+                .bind(limit)
+                .bind(held)
                 .fetch_all(pool)
                 .await?;
             read!(rows)
         }
         #[cfg(feature = "postgres")]
         crate::Db::Postgres(pool) => {
-            // SKIP LOCKED: concurrent workers each take different rows, without waiting.
-            // The lease's clock is read in the same statement (`now`, materialized once:
-            // `clock_timestamp()` is volatile), not in a round trip of its own.
             let now = match inbox.shared.lease_clock {
                 crate::LeaseClock::Database => None,
                 crate::LeaseClock::Inbox => Some(inbox.now_millis()),
             };
-            // The claim commits without waiting for its WAL flush
-            // (`synchronous_commit` off for this statement's transaction only): a
-            // claim is a lease, not data. If the server crashes before the flush, the
-            // claim is undone (the row due as before, its attempt not counted), and the
-            // handler that ran meanwhile finds its lease gone when it is marked done: it
-            // runs again, as after any crash. The "done" marks and every other write
-            // keep the server's durability.
-            let sql = format!(
-                "WITH now AS (SELECT COALESCE($4::BIGINT, \
-                   (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) AS ms, \
-                   set_config('synchronous_commit', 'off', true) AS lazy), \
-                 due AS (SELECT id FROM mapping_webhooks_inbox \
-                   WHERE namespace = $3 AND state IN ('pending', 'running') \
-                   AND due_at <= (SELECT ms FROM now) AND id <> ALL($6::BIGINT[]) \
-                   ORDER BY {CLAIM_ORDER} LIMIT $5 FOR UPDATE SKIP LOCKED) \
-                 UPDATE mapping_webhooks_inbox AS t \
-                 SET state = 'running', attempts = t.attempts + 1, \
-                   due_at = (SELECT ms FROM now) + $1, lease = $2 \
-                 FROM due WHERE t.id = due.id \
-                 RETURNING {}",
-                CLAIMED_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("t.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let query = sqlx::query(&sql)
+            let query = sqlx::query(&POSTGRES_CLAIM)
                 .bind(lease_ms)
                 .bind(token)
                 .bind(ns)
                 .bind(now)
                 .bind(limit)
-                // The ids held here, as one array (one statement text for every claim).
                 .bind(&held);
             let rows = query.fetch_all(pool).await?;
             read!(rows)
@@ -982,9 +1069,9 @@ struct Ack {
 }
 
 /// Writes the "done" marks of finished deliveries in batches: whatever finished while
-/// the previous batch was being written goes into the next one, up to
-/// [`MAX_ACK_BATCH`], so a lone delivery waits for no timer and a busy worker writes one
-/// commit per batch instead of one per delivery.
+/// the batches in flight (at most [`ACK_WRITES`]) were being written goes into the next
+/// one, up to [`MAX_ACK_BATCH`], so a lone delivery waits for no timer and a busy worker
+/// writes one commit per batch instead of one per delivery.
 ///
 /// A mark is asked for only after the handler succeeded, and a handler's task waits for
 /// its batch's commit before it lets the delivery go. A crash between the two leaves the
@@ -1001,23 +1088,25 @@ impl Acker {
         let (tx, mut rx) = mpsc::unbounded_channel::<Ack>();
         let inbox = inbox.clone();
         let task = tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
-            while rx.recv_many(&mut batch, MAX_ACK_BATCH).await > 0 {
-                let keys: Vec<(i64, i64)> = batch.iter().map(|a| (a.id, a.lease)).collect();
-                match mark_done_many(&inbox, &keys).await {
-                    Ok(done) => {
-                        for ack in batch.drain(..) {
-                            let _ = ack.reply.send(Ok(done.contains(&ack.id)));
-                        }
-                    }
-                    Err(error) => {
-                        let error = error.to_string();
-                        for ack in batch.drain(..) {
-                            let _ = ack.reply.send(Err(error.clone()));
-                        }
-                    }
+            // While ACK_WRITES batches are being written, the next one gathers.
+            let writing = Arc::new(Semaphore::new(ACK_WRITES));
+            let mut writes = JoinSet::new();
+            loop {
+                let Ok(permit) = Arc::clone(&writing).acquire_owned().await else {
+                    break;
+                };
+                let mut batch = Vec::with_capacity(MAX_ACK_BATCH);
+                if rx.recv_many(&mut batch, MAX_ACK_BATCH).await == 0 {
+                    break;
                 }
+                let inbox = inbox.clone();
+                writes.spawn(async move {
+                    write_acks(&inbox, batch).await;
+                    drop(permit);
+                });
+                while writes.try_join_next().is_some() {}
             }
+            while writes.join_next().await.is_some() {}
         });
         (tx, Self { task })
     }
@@ -1039,6 +1128,24 @@ impl Acker {
     /// Waits until every mark asked for is written (all senders dropped first).
     async fn finish(self) {
         let _ = self.task.await;
+    }
+}
+
+/// Writes one batch of "done" marks and answers each.
+async fn write_acks(inbox: &Inbox, batch: Vec<Ack>) {
+    let keys: Vec<(i64, i64)> = batch.iter().map(|a| (a.id, a.lease)).collect();
+    match mark_done_many(inbox, &keys).await {
+        Ok(done) => {
+            for ack in batch {
+                let _ = ack.reply.send(Ok(done.contains(&ack.id)));
+            }
+        }
+        Err(error) => {
+            let error = error.to_string();
+            for ack in batch {
+                let _ = ack.reply.send(Err(error.clone()));
+            }
+        }
     }
 }
 

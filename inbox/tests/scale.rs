@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mapping_webhooks::{ManualClock, Reply};
-use mapping_webhooks_inbox::{Db, Delivery, Inbox, State};
+use mapping_webhooks_inbox::{Attempt, AttemptResult, Db, Delivery, Inbox, State, WorkerObserver};
 use support::{Backend, T0, TestDb, deliver, eventually};
 
 /// The database's next transaction id (taking one, for itself).
@@ -154,6 +154,69 @@ async fn the_worker_claims_and_acknowledges_in_batches() {
     inbox.close().await;
 }
 
+/// Counts the attempts by result.
+#[derive(Clone, Default)]
+struct Results(Arc<Mutex<HashMap<AttemptResult, usize>>>);
+
+impl WorkerObserver for Results {
+    fn attempt(&self, attempt: Attempt) {
+        *self.0.lock().unwrap().entry(attempt.result).or_default() += 1;
+    }
+}
+
+/// A busy worker runs two claims at once (the second while the first one's rows come
+/// back): with 1,000 deliveries and 64 slots, each handler runs once and each attempt
+/// is recorded done; none finds its lease taken by the other claim.
+async fn overlapping_claims_run_each_delivery_once(backend: Backend) {
+    let Some(db) = TestDb::open(backend, "overlapping_claims") else {
+        return;
+    };
+    let clock = ManualClock::at_secs(T0);
+    let inbox = db.inbox(&clock).await;
+    const EVENTS: usize = 1000;
+    for e in 0..EVENTS {
+        assert_eq!(
+            deliver(&inbox, &clock, &format!("evt_overlap_{e}")).await,
+            Reply::Queued
+        );
+    }
+    let runs: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let results = Results::default();
+    let worker = {
+        let runs = runs.clone();
+        inbox
+            .worker(move |d: Delivery| {
+                *runs
+                    .lock()
+                    .unwrap()
+                    .entry(d.envelope.event_id.clone())
+                    .or_default() += 1;
+                async {
+                    tokio::task::yield_now().await;
+                    Ok::<(), String>(())
+                }
+            })
+            .concurrency(64)
+            .retention(None)
+            .observer(results.clone())
+            .poll_interval(Duration::from_millis(20))
+    };
+    let task = tokio::spawn(worker.run());
+    eventually("every delivery done", || {
+        let inbox = inbox.clone();
+        async move { inbox.counts().await.unwrap().get(&State::Done) == Some(&(EVENTS as u64)) }
+    })
+    .await;
+    task.abort();
+    let _ = task.await;
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), EVENTS);
+    assert!(runs.values().all(|&n| n == 1), "a handler ran twice");
+    let results = results.0.lock().unwrap().clone();
+    assert_eq!(results, HashMap::from([(AttemptResult::Done, EVENTS)]));
+    inbox.close().await;
+}
+
 /// An idle worker on its own pool (as in another process), polling only every 60 s,
 /// starts each delivery stored through another pool at once: Postgres notifies it.
 #[cfg(feature = "postgres")]
@@ -189,4 +252,7 @@ async fn an_idle_worker_elsewhere_is_woken_by_notify_not_its_poll() {
     let _ = task.await;
 }
 
-on_both!(concurrent_deliveries_share_commits_and_each_event_is_stored_once);
+on_both!(
+    concurrent_deliveries_share_commits_and_each_event_is_stored_once,
+    overlapping_claims_run_each_delivery_once,
+);

@@ -1,17 +1,24 @@
 //! The inbox's accept cost against its floor, and the worker's throughput.
 //!
 //! ```text
-//! cargo run --release -p load-test --bin inbox_bench
+//! cargo run --release -p load-test --bin inbox_bench -- 3000
 //! ```
+//!
+//! The argument is the deliveries per round (default 2000). `INBOX_BENCH_ONLY=sqlite` or
+//! `postgres` runs one database; `INBOX_BENCH_POSTGRES_URL` benches a server of yours
+//! (an empty database) instead of starting one; `INBOX_BENCH_CONCURRENCY` sets the
+//! worker's (default 256).
 //!
 //! For SQLite (a temporary file, WAL, `synchronous=FULL`) and for Postgres (a server
 //! started for the run, on loopback, with Postgres's default durability), 256 concurrent
 //! senders call `Gate::admit_into(&inbox, ..)` with pre-signed, distinct events (the
 //! inbox's default group commit on), and the same senders run the floor: a bare
 //! single-row `INSERT` of the same row into an identical table through the same pool,
-//! without verification, `ON CONFLICT` or `RETURNING`, one commit per row. Rounds
-//! alternate (accept, floor, accept, floor, …) so both see the same machine. Then a
-//! worker with a no-op handler drains what was accepted, and last the pickup: with the
+//! without verification, `ON CONFLICT` or `RETURNING`, one commit per row. After each
+//! round's accept and floor, a worker with a no-op handler drains what the round
+//! accepted: the three alternate (accept, floor, drain, accept, …) so all see the same
+//! machine, which others share. A first round warms up and is not counted. Last the
+//! pickup: with the
 //! worker idle, one delivery at a time, the time from its 202 (its commit) to its
 //! handler's start (0 when the handler started before the 202 was seen). On Postgres
 //! that worker runs on an inbox of its own (another pool, as in another process), so it
@@ -30,7 +37,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mapping_webhooks::{Secret, Signer, UnsignedHeaders};
-use mapping_webhooks_inbox::{Db, Delivery, Gate, Inbox, Reply, State};
+use mapping_webhooks_inbox::{Db, Delivery, Gate, Inbox, Reply};
 
 const SECRET: &str = "whsec_bench_0123456789abcdef0123456789";
 const SENDERS: usize = 256;
@@ -149,6 +156,49 @@ async fn floor_insert(db: &Db, e: &Event) {
     }
 }
 
+/// Runs a worker with a no-op handler until `ran` reaches `total` and no delivery is
+/// left to do; returns the time it took.
+async fn drain(inbox: &Inbox, concurrency: usize, ran: &Arc<AtomicUsize>, total: u64) -> Duration {
+    let worker = {
+        let ran = ran.clone();
+        inbox
+            .worker(move |_d: Delivery| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                async { Ok::<(), std::convert::Infallible>(()) }
+            })
+            .concurrency(concurrency)
+            .poll_interval(Duration::from_millis(5))
+    };
+    let start = Instant::now();
+    let task = tokio::spawn(worker.run());
+    loop {
+        if ran.load(Ordering::Relaxed) as u64 >= total && undone(inbox.db()).await == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "worker too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let wall = start.elapsed();
+    task.abort();
+    let _ = task.await;
+    wall
+}
+
+/// How many deliveries are pending or running.
+async fn undone(db: &Db) -> i64 {
+    const UNDONE: &str = "SELECT COUNT(*) FROM mapping_webhooks_inbox \
+         WHERE namespace = '' AND state IN ('pending', 'running')";
+    match db {
+        Db::Sqlite(pool) => sqlx::query_scalar(UNDONE).fetch_one(pool).await,
+        Db::Postgres(pool) => sqlx::query_scalar(UNDONE).fetch_one(pool).await,
+        _ => unreachable!(),
+    }
+    .expect("count the deliveries not done")
+}
+
 async fn create_floor(db: &Db, migration: &str) {
     let sql = migration
         .replace("mapping_webhooks_inbox_", "bench_floor_")
@@ -182,7 +232,16 @@ async fn bench(name: &str, url: &str, migration: &str, per_round: usize) -> Stri
     let mut accept_lat = Vec::new();
     let mut floor_lat = Vec::new();
     let (mut accept_wall, mut floor_wall) = (Duration::ZERO, Duration::ZERO);
-    for round in 0..ROUNDS {
+    let mut worker_wall = Duration::ZERO;
+    let concurrency = std::env::var("INBOX_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(WORKER_CONCURRENCY);
+    let ran = Arc::new(AtomicUsize::new(0));
+    // Round 0 warms up (a server just started, caches, prepared statements) and is not
+    // counted.
+    for round in 0..=ROUNDS {
+        let counted = round > 0;
         let evs = Arc::new(events(&format!("a{round}"), per_round));
         let (inbox2, gate2) = (inbox.clone(), Arc::clone(&gate));
         let (lat, wall) = drive(evs, move |evs, i| {
@@ -201,8 +260,10 @@ async fn bench(name: &str, url: &str, migration: &str, per_round: usize) -> Stri
             }
         })
         .await;
-        accept_lat.extend(lat);
-        accept_wall += wall;
+        if counted {
+            accept_lat.extend(lat);
+            accept_wall += wall;
+        }
 
         let evs = Arc::new(events(&format!("f{round}"), per_round));
         let db = inbox.db().clone();
@@ -211,8 +272,19 @@ async fn bench(name: &str, url: &str, migration: &str, per_round: usize) -> Stri
             async move { floor_insert(&db, &evs[i]).await }
         })
         .await;
-        floor_lat.extend(lat);
-        floor_wall += wall;
+        if counted {
+            floor_lat.extend(lat);
+            floor_wall += wall;
+        }
+
+        // A worker with a no-op handler drains the round's deliveries, timed until each
+        // is marked done. Its handler counts, so the bench asks the database only once
+        // the handlers are through, and then how many rows are not done yet (read
+        // through the claim's partial index, which holds only those), not a count of all.
+        let wall = drain(&inbox, concurrency, &ran, (per_round * (round + 1)) as u64).await;
+        if counted {
+            worker_wall += wall;
+        }
     }
     accept_lat.sort();
     floor_lat.sort();
@@ -235,50 +307,8 @@ async fn bench(name: &str, url: &str, migration: &str, per_round: usize) -> Stri
         frs
     );
 
-    // The worker drains what was accepted, with a no-op handler: timed until every
-    // delivery is marked done. Its handler counts, so the bench asks the database (a
-    // count over every row) only once the handlers are nearly through, not all along.
     let total = (per_round * ROUNDS) as u64;
-    let ran = Arc::new(AtomicUsize::new(0));
-    let concurrency = std::env::var("INBOX_BENCH_CONCURRENCY")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(WORKER_CONCURRENCY);
-    let worker = {
-        let ran = ran.clone();
-        inbox
-            .worker(move |_d: Delivery| {
-                ran.fetch_add(1, Ordering::Relaxed);
-                async { Ok::<(), std::convert::Infallible>(()) }
-            })
-            .concurrency(concurrency)
-            .poll_interval(Duration::from_millis(5))
-    };
-    let start = Instant::now();
-    let task = tokio::spawn(worker.run());
-    loop {
-        if ran.load(Ordering::Relaxed) as u64 >= total {
-            let done = inbox
-                .counts()
-                .await
-                .unwrap()
-                .get(&State::Done)
-                .copied()
-                .unwrap_or(0);
-            if done == total {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(600),
-            "worker too slow"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let wall = start.elapsed();
-    task.abort();
-    let _ = task.await;
-    let wrs = total as f64 / wall.as_secs_f64();
+    let wrs = total as f64 / worker_wall.as_secs_f64();
     println!(
         "| {name} | worker, no-op handler, concurrency {concurrency} | – | {wrs:.0} processed/s | {:.2}x |",
         frs / wrs
@@ -352,23 +382,37 @@ async fn main() {
         .unwrap_or(2000);
     println!("| database | what | p50 / p99 | events/s | floor events/s ÷ this |");
     println!("|---|---|---:|---:|---:|");
-    let path = postgres::temp_sqlite_path("bench");
-    let mut results = vec![
-        bench(
-            "SQLite",
-            &format!("sqlite://{}", path.display()),
-            include_str!("../../../../inbox/migrations/sqlite/0001_inbox.sql"),
-            per_round,
-        )
-        .await,
-    ];
-    postgres::remove_sqlite(&path);
-    match postgres::PostgresServer::start_durable("inbox_bench") {
-        Some(pg) => {
+    // INBOX_BENCH_ONLY=sqlite|postgres runs one database.
+    let only = std::env::var("INBOX_BENCH_ONLY").unwrap_or_default();
+    let mut results = Vec::new();
+    if only.is_empty() || only == "sqlite" {
+        let path = postgres::temp_sqlite_path("bench");
+        results.push(
+            bench(
+                "SQLite",
+                &format!("sqlite://{}", path.display()),
+                include_str!("../../../../inbox/migrations/sqlite/0001_inbox.sql"),
+                per_round,
+            )
+            .await,
+        );
+        postgres::remove_sqlite(&path);
+    }
+    // INBOX_BENCH_POSTGRES_URL: a server of your own (its database must be empty of the
+    // inbox's tables); otherwise one is started for the run.
+    let own = std::env::var("INBOX_BENCH_POSTGRES_URL").ok();
+    let started = if own.is_none() {
+        postgres::PostgresServer::start_durable("inbox_bench")
+    } else {
+        None
+    };
+    match own.or_else(|| started.as_ref().map(|pg| pg.url())) {
+        _ if !(only.is_empty() || only == "postgres") => {}
+        Some(url) => {
             results.push(
                 bench(
                     "Postgres",
-                    &pg.url(),
+                    &url,
                     include_str!("../../../../inbox/migrations/postgres/0001_inbox.sql"),
                     per_round,
                 )
