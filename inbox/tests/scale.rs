@@ -99,59 +99,14 @@ async fn concurrent_deliveries_share_commits_and_each_event_is_stored_once(backe
     inbox.close().await;
 }
 
-/// A running worker with a no-op handler marks 300 deliveries done in far fewer write
-/// transactions than deliveries (claims and "done" marks in batches); every delivery is
-/// done and its handler ran once.
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_worker_claims_and_acknowledges_in_batches() {
-    let Some(db) = TestDb::open(Backend::Postgres, "worker_batches") else {
-        return;
-    };
-    let clock = ManualClock::at_secs(T0);
-    let inbox = db.inbox(&clock).await;
-    const EVENTS: usize = 300;
-    for e in 0..EVENTS {
+/// Stores `n` distinct deliveries.
+async fn store_many(inbox: &Inbox, clock: &ManualClock, tag: &str, n: usize) {
+    for e in 0..n {
         assert_eq!(
-            deliver(&inbox, &clock, &format!("evt_batch_{e}")).await,
+            deliver(inbox, clock, &format!("evt_{tag}_{e}")).await,
             Reply::Queued
         );
     }
-    let runs: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let worker = {
-        let runs = runs.clone();
-        inbox
-            .worker(move |d: Delivery| {
-                *runs
-                    .lock()
-                    .unwrap()
-                    .entry(d.envelope.event_id.clone())
-                    .or_default() += 1;
-                async { Ok::<(), String>(()) }
-            })
-            .concurrency(32)
-            .retention(None)
-            .poll_interval(Duration::from_millis(20))
-    };
-    let before = next_xid(&inbox).await;
-    let task = tokio::spawn(worker.run());
-    eventually("every delivery done", || {
-        let inbox = inbox.clone();
-        async move { inbox.counts().await.unwrap().get(&State::Done) == Some(&(EVENTS as u64)) }
-    })
-    .await;
-    task.abort();
-    let _ = task.await;
-    let writes = next_xid(&inbox).await - before - 1;
-    let runs = runs.lock().unwrap().clone();
-    assert_eq!(runs.len(), EVENTS);
-    assert!(runs.values().all(|&n| n == 1), "a handler ran twice");
-    eprintln!("the worker processed {EVENTS} deliveries in {writes} write transactions");
-    assert!(
-        writes < (EVENTS / 2) as i64,
-        "{writes} write transactions for {EVENTS} deliveries: claims and done marks are not batched"
-    );
-    inbox.close().await;
 }
 
 /// Counts the attempts by result.
@@ -164,22 +119,13 @@ impl WorkerObserver for Results {
     }
 }
 
-/// A busy worker runs two claims at once (the second while the first one's rows come
-/// back): with 1,000 deliveries and 64 slots, each handler runs once and each attempt
-/// is recorded done; none finds its lease taken by the other claim.
-async fn overlapping_claims_run_each_delivery_once(backend: Backend) {
-    let Some(db) = TestDb::open(backend, "overlapping_claims") else {
-        return;
-    };
-    let clock = ManualClock::at_secs(T0);
-    let inbox = db.inbox(&clock).await;
-    const EVENTS: usize = 1000;
-    for e in 0..EVENTS {
-        assert_eq!(
-            deliver(&inbox, &clock, &format!("evt_overlap_{e}")).await,
-            Reply::Queued
-        );
-    }
+/// Runs a worker of `concurrency` slots, whose handler counts its runs per event, until
+/// `n` deliveries are done; returns each event's runs and the attempts by result.
+async fn run_counting(
+    inbox: &Inbox,
+    n: usize,
+    concurrency: usize,
+) -> (HashMap<String, usize>, HashMap<AttemptResult, usize>) {
     let runs: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let results = Results::default();
     let worker = {
@@ -196,7 +142,7 @@ async fn overlapping_claims_run_each_delivery_once(backend: Backend) {
                     Ok::<(), String>(())
                 }
             })
-            .concurrency(64)
+            .concurrency(concurrency)
             .retention(None)
             .observer(results.clone())
             .poll_interval(Duration::from_millis(20))
@@ -204,15 +150,56 @@ async fn overlapping_claims_run_each_delivery_once(backend: Backend) {
     let task = tokio::spawn(worker.run());
     eventually("every delivery done", || {
         let inbox = inbox.clone();
-        async move { inbox.counts().await.unwrap().get(&State::Done) == Some(&(EVENTS as u64)) }
+        async move { inbox.counts().await.unwrap().get(&State::Done) == Some(&(n as u64)) }
     })
     .await;
     task.abort();
     let _ = task.await;
     let runs = runs.lock().unwrap().clone();
+    let results = results.0.lock().unwrap().clone();
+    (runs, results)
+}
+
+/// A running worker with a no-op handler marks 300 deliveries done in far fewer write
+/// transactions than deliveries (claims and "done" marks in batches); every delivery is
+/// done and its handler ran once.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_claims_and_acknowledges_in_batches() {
+    let Some(db) = TestDb::open(Backend::Postgres, "worker_batches") else {
+        return;
+    };
+    let clock = ManualClock::at_secs(T0);
+    let inbox = db.inbox(&clock).await;
+    const EVENTS: usize = 300;
+    store_many(&inbox, &clock, "batch", EVENTS).await;
+    let before = next_xid(&inbox).await;
+    let (runs, _) = run_counting(&inbox, EVENTS, 32).await;
+    let writes = next_xid(&inbox).await - before - 1;
     assert_eq!(runs.len(), EVENTS);
     assert!(runs.values().all(|&n| n == 1), "a handler ran twice");
-    let results = results.0.lock().unwrap().clone();
+    eprintln!("the worker processed {EVENTS} deliveries in {writes} write transactions");
+    assert!(
+        writes < (EVENTS / 2) as i64,
+        "{writes} write transactions for {EVENTS} deliveries: claims and done marks are not batched"
+    );
+    inbox.close().await;
+}
+
+/// A busy worker runs two claims at once (the second while the first one's rows come
+/// back): with 1,000 deliveries and 64 slots, each handler runs once and each attempt
+/// is recorded done; none finds its lease taken by the other claim.
+async fn overlapping_claims_run_each_delivery_once(backend: Backend) {
+    let Some(db) = TestDb::open(backend, "overlapping_claims") else {
+        return;
+    };
+    let clock = ManualClock::at_secs(T0);
+    let inbox = db.inbox(&clock).await;
+    const EVENTS: usize = 1000;
+    store_many(&inbox, &clock, "overlap", EVENTS).await;
+    let (runs, results) = run_counting(&inbox, EVENTS, 64).await;
+    assert_eq!(runs.len(), EVENTS);
+    assert!(runs.values().all(|&n| n == 1), "a handler ran twice");
     assert_eq!(results, HashMap::from([(AttemptResult::Done, EVENTS)]));
     inbox.close().await;
 }
