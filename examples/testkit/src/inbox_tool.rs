@@ -54,6 +54,27 @@ pub fn purge_of_pending_work_needs_force(receiver: &str, tool: &str) {
     }
     drop(accepted);
 
+    // `show` and `list` name each delivery's scheme and tenant.
+    let shown = run(tool, &dir, None, &["show", "1"]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success() && text.contains("\nscheme: mapping\ntenant: -\n"),
+        "{}",
+        said(&shown)
+    );
+    let listed = run(tool, &dir, None, &["list", "pending"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success()
+            && text.starts_with("id\tstate\tattempts\tscheme\ttenant\t")
+            && text
+                .lines()
+                .skip(1)
+                .all(|row| row.contains("\tmapping\t-\t")),
+        "{}",
+        said(&listed)
+    );
+
     let refused = run(tool, &dir, None, &["purge", "--state", "pending"]);
     assert_eq!(refused.status.code(), Some(1), "{}", said(&refused));
     let stderr = String::from_utf8_lossy(&refused.stderr);

@@ -127,7 +127,8 @@ async fn run(inbox: &Inbox, secrets: &Secrets, args: &[String]) -> Result<Option
                 None => 50,
             };
             let rows = inbox.list(state, after, limit).await.map_err(e)?;
-            let mut out = String::from("id\tstate\tattempts\ttype\teventId\tlast error");
+            let mut out =
+                String::from("id\tstate\tattempts\tscheme\ttenant\ttype\teventId\tlast error");
             for row in &rows {
                 out.push('\n');
                 out.push_str(&summary(row));
@@ -138,12 +139,15 @@ async fn run(inbox: &Inbox, secrets: &Secrets, args: &[String]) -> Result<Option
             let stored = inbox.show(id(n)?).await.map_err(e)?;
             let i = &stored.info;
             format!(
-                "id: {}\nevent: {} ({})\ndelivery: {}\nstate: {} after {} attempt(s)\n\
+                "id: {}\nevent: {} ({})\nscheme: {}\ntenant: {}\ndelivery: {}\n\
+                 state: {} after {} attempt(s)\n\
                  due/lease until (ms): {}\nreceived at (ms): {}\nsigned at: {} with the {} secret\n\
                  last error: {}\nsignature: {}\nbody ({} bytes):\n{}",
                 i.id,
                 i.event_id,
                 i.event_type,
+                i.scheme,
+                i.tenant.as_deref().unwrap_or("-"),
                 i.delivery_id,
                 i.state,
                 i.attempts,
@@ -229,10 +233,12 @@ fn unprocessed(what: &str) -> String {
 
 fn summary(row: &DeliveryInfo) -> String {
     format!(
-        "{}\t{}\t{}\t{}\t{}\t{}",
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
         row.id,
         row.state,
         row.attempts,
+        row.scheme,
+        row.tenant.as_deref().unwrap_or("-"),
         row.event_type,
         row.event_id,
         row.last_error.as_deref().unwrap_or("-")
