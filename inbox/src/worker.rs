@@ -365,10 +365,10 @@ impl Worker {
         let mut next_states = Instant::now();
         let mut gathered = false;
         // The claims running (at most MAX_CLAIMS_IN_FLIGHT), each holding the slots of
-        // the rows it asked for; `claiming` counts those slots.
+        // the rows it asked for; `claiming` lists each one's task and how many it asked.
         let mut claims: JoinSet<(Result<Vec<Claimed>, InboxError>, OwnedSemaphorePermit)> =
             JoinSet::new();
-        let mut claiming = 0;
+        let mut claiming: Vec<(tokio::task::Id, usize)> = Vec::new();
         // After a failed claim, the next waits until then.
         let mut retry_at: Option<Instant> = None;
         // The last claim found fewer due rows than it asked for.
@@ -417,7 +417,8 @@ impl Worker {
             // acknowledgements land a batch at a time, and claiming the first
             // delivery's room alone would spend a whole claim on one row.
             let available = slots.available_permits();
-            let room = most_tasks.saturating_sub(tasks.len() + claiming);
+            let asked: usize = claiming.iter().map(|(_, n)| n).sum();
+            let room = most_tasks.saturating_sub(tasks.len() + asked);
             let mut free = if room >= available || room >= available.div_ceil(2) {
                 available.min(room)
             } else {
@@ -438,19 +439,31 @@ impl Worker {
                 ) else {
                     unreachable!("only this loop takes slots");
                 };
-                claiming += free;
                 let (inbox, lease) = (self.inbox.clone(), self.lease);
-                claims.spawn(async move { (claim(&inbox, free, lease).await, permits) });
+                let task = claims.spawn(async move { (claim(&inbox, free, lease).await, permits) });
+                claiming.push((task.id(), free));
                 continue;
             }
             let wait = retry_at.unwrap_or_else(|| Instant::now() + self.poll_interval);
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                Some(claimed) = claims.join_next(), if !claims.is_empty() => {
-                    let (result, mut permits) = claimed.expect("a claim neither panics nor is aborted");
-                    let asked = permits.num_permits();
-                    claiming -= asked;
+                Some(claimed) = claims.join_next_with_id(), if !claims.is_empty() => {
+                    let id = match &claimed {
+                        Ok((id, _)) => *id,
+                        Err(error) => error.id(),
+                    };
+                    claiming.retain(|(task, _)| *task != id);
+                    // A claim's task that panicked gave its slots back as it unwound;
+                    // whatever it claimed is claimed again after its lease.
+                    let (result, mut permits) = match claimed {
+                        Ok((_, claimed)) => claimed,
+                        Err(error) => {
+                            tracing::error!(%error, "an inbox claim stopped; trying again");
+                            retry_at = Some(Instant::now() + self.poll_interval);
+                            continue;
+                        }
+                    };
                     match result {
                         Ok(batch) => {
                             for claimed in batch {
