@@ -432,8 +432,11 @@ impl Worker {
             if !claims.is_empty() && (claims.len() >= MAX_CLAIMS_IN_FLIGHT || free < half) {
                 free = 0;
             }
-            if free > 0 && !drained && retry_at.is_none_or(|at| Instant::now() >= at) {
-                (retry_at, gathered) = (None, false);
+            if retry_at.is_some_and(|at| Instant::now() >= at) {
+                retry_at = None;
+            }
+            if free > 0 && !drained && retry_at.is_none() {
+                gathered = false;
                 let Ok(permits) = Arc::clone(&slots).try_acquire_many_owned(
                     u32::try_from(free).expect("at most the concurrency's permits"),
                 ) else {

@@ -65,6 +65,55 @@ async fn database_down_is_503_then_accepted_again_without_a_restart() {
     );
 }
 
+/// The next delivery a worker ran, waiting at most 30 s.
+async fn next_run(runs: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(30), runs.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The database stops under a running worker and comes back: the worker's claims fail
+/// meanwhile (logged, tried again at its poll interval), and it runs what is stored
+/// afterwards without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_worker_outlives_a_database_outage() {
+    let Some((mut db, inbox, clock)) = setup("worker_outage").await else {
+        return;
+    };
+    let (ran, mut runs) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let worker = inbox
+        .worker(move |d: Delivery| {
+            let _ = ran.send(d.envelope.event_id.clone());
+            async { Ok::<(), String>(()) }
+        })
+        .poll_interval(Duration::from_millis(100));
+    let task = tokio::spawn(worker.run());
+    assert_eq!(deliver(&inbox, &clock, "evt_before").await, Reply::Queued);
+    assert_eq!(next_run(&mut runs).await.as_deref(), Some("evt_before"));
+
+    db.pg.as_mut().unwrap().stop();
+    // Several polls' worth of failed claims.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    db.pg.as_mut().unwrap().restart();
+    let mut answer = Reply::SinkUnavailable;
+    for _ in 0..50 {
+        answer = deliver(&inbox, &clock, "evt_after").await;
+        if answer != Reply::SinkUnavailable {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer, Reply::Queued);
+    assert_eq!(
+        next_run(&mut runs).await.as_deref(),
+        Some("evt_after"),
+        "the worker did not run a delivery stored after the database came back"
+    );
+    assert!(!task.is_finished(), "the worker stopped");
+    task.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_receivers_two_workers_1000_events_3_copies_each_exactly_once() {
     let Some((db, first, clock)) = setup("two_workers").await else {
