@@ -274,10 +274,15 @@ pub fn a_failed_commit_is_503_and_every_202_is_stored(binary: &str, tool: &str) 
         .output()
         .expect("run the inbox tool");
     assert!(listed.status.success(), "{listed:?}");
-    let stored: std::collections::HashSet<String> = String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .skip(1)
-        .filter_map(|line| line.split('\t').nth(4).map(str::to_owned))
+    // The event id's column, found by its header.
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let mut lines = listed.lines();
+    let column = lines
+        .next()
+        .and_then(|header| header.split('\t').position(|name| name == "eventId"))
+        .unwrap_or_else(|| panic!("no eventId column in the tool's list: {listed}"));
+    let stored: std::collections::HashSet<String> = lines
+        .filter_map(|line| line.split('\t').nth(column).map(str::to_owned))
         .collect();
     let lost: Vec<&String> = accepted.iter().filter(|id| !stored.contains(*id)).collect();
     let seen = format!(
